@@ -1,0 +1,905 @@
+/**
+ * The manager's engine: channel policy, handle bookkeeping, revocation, leak detection and
+ * metrics over one {@link NativeManager}. `ResourceManager` and `ChannelScope` are thin public
+ * wrappers around it; `presenter` arguments say which channel's scope made a call (or none).
+ * @internal
+ * @packageDocumentation
+ */
+import {
+  ChannelClosedError,
+  InvalidArgumentError,
+  InvalidHandleError,
+  InvalidSizeError,
+  IsolationViolationError,
+  IsopoolError,
+  ManagerClosedError,
+  PoolExhaustedError,
+  ResourceLimitError,
+  StaleHandleError,
+  UnknownChannelError,
+  UnknownResourceTypeError,
+  describeValue,
+} from './errors';
+import type { LimitScopeName } from './errors';
+import type { EventSink } from './events';
+import { Handle, handleIdOf, isWellFormedId } from './handle';
+import type { HandleOwner } from './handle';
+import {
+  AllocOut,
+  InfoOut,
+  LimitsOut,
+  NativeFreeReason,
+  NativeLimitScope,
+  NativeStatus,
+  UsageOut,
+  VIOLATION_CODES,
+} from './native';
+import type { NativeManager, NativePoolStats } from './native';
+import type {
+  AccessMode,
+  ChannelCloseReport,
+  ChannelMetrics,
+  LeakDetectionMode,
+  LimitFields,
+  ManagerMetrics,
+  PoolMetrics,
+  ResourceIsolationResult,
+  ResourceLimits,
+  ResourceMetrics,
+  SecurityValidationResult,
+  Violation,
+  ViolationCode,
+  ZeroMode,
+} from './types';
+import { checkChannelId, checkLimits, checkSize, checkTypeName } from './validate';
+import type { CheckedChannelOptions } from './validate';
+
+/** Presenter value for calls made through the manager itself (no channel scope). */
+export const NO_PRESENTER = null;
+
+interface TypeState {
+  readonly name: string;
+  readonly index: number;
+  readonly memory: boolean;
+}
+
+/** One incarnation of an open channel. */
+export interface ChannelState {
+  readonly name: string;
+  readonly index: number;
+  readonly access: AccessMode;
+  readonly zero: ZeroMode;
+  open: boolean;
+  /** The scope object handed out for this incarnation (created lazily by the manager). */
+  scope: unknown;
+}
+
+/** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
+interface LiveRecord {
+  /** The handle's own ArrayBuffer (revocable memory), held weakly so leaks stay collectable. */
+  readonly ab: WeakRef<ArrayBuffer> | null;
+  /** Allocation site, when recorded. */
+  readonly site: string | undefined;
+  /** Registered with the leak registry (this record is the unregister token). */
+  readonly watched: boolean;
+}
+
+/** What the leak registry remembers of a watched handle (never the handle or its buffer). */
+interface LeakHeld {
+  readonly id: number;
+  readonly resourceType: string;
+  readonly size: number;
+  readonly channelId: string | null;
+  readonly site: string | undefined;
+}
+
+export interface CoreOptions {
+  native: NativeManager;
+  poolNames: string[];
+  maxAllocationSize: number;
+  autoOpenChannels: boolean;
+  channelDefaults: CheckedChannelOptions;
+  leakDetection: LeakDetectionMode;
+  leakSampleRate: number;
+  events: EventSink;
+}
+
+const UNSCOPED_INDEX = 0;
+const SCOPE_NAMES: Record<number, LimitScopeName> = {
+  [NativeLimitScope.Type]: 'type',
+  [NativeLimitScope.Channel]: 'channel',
+  [NativeLimitScope.ChannelType]: 'channel-type',
+};
+const VIOLATION_MESSAGES: Record<ViolationCode, string> = {
+  FORGED_HANDLE: 'was never issued by this manager',
+  STALE_HANDLE: 'was freed',
+  CHANNEL_CLOSED: "was freed by its channel's close",
+  CROSS_CHANNEL: 'belongs to another channel',
+  OUT_OF_BOUNDS: "recorded extent falls outside its slot or slab",
+  CANARY_CORRUPTED: 'canary bytes are damaged',
+  BUFFER_DETACHED: 'buffer was detached by other code while the handle is live',
+};
+const BUFFER_DETACHED_KIND = VIOLATION_CODES.indexOf('BUFFER_DETACHED');
+
+function violationList(mask: number, id: number): Violation[] {
+  const out: Violation[] = [];
+  for (let bit = 0; bit < VIOLATION_CODES.length; bit++) {
+    if (mask & (1 << bit)) {
+      const code = VIOLATION_CODES[bit];
+      out.push({ code, message: `handle ${describeValue(id)} ${VIOLATION_MESSAGES[code]}` });
+    }
+  }
+  return out;
+}
+
+export class Core implements HandleOwner {
+  readonly #native: NativeManager;
+  readonly #out: Float64Array;
+  readonly #poolNames: string[];
+  readonly #maxAllocationSize: number;
+  readonly #autoOpen: boolean;
+  readonly #defaults: CheckedChannelOptions;
+  readonly #leakMode: LeakDetectionMode;
+  readonly #leakRate: number;
+  readonly #events: EventSink;
+
+  readonly #types = new Map<string, TypeState>();
+  readonly #typesByIndex: TypeState[] = [];
+  readonly #channels = new Map<string, ChannelState>();
+  readonly #channelsByIndex: Array<ChannelState | undefined> = [];
+  /** Raw (not effective) limits per scope, to merge partial updates: key `${type}\u0000${channel}`. */
+  readonly #rawLimits = new Map<string, LimitFields>();
+  readonly #records = new Map<number, LiveRecord>();
+  /** View-mode slab ArrayBuffers by slab key, held weakly: live views keep them alive. */
+  readonly #slabs = new Map<number, WeakRef<ArrayBuffer>>();
+  #slabSweepAt = 64;
+  readonly #leaks: FinalizationRegistry<LeakHeld>;
+  #leaksDetected = 0;
+  #leaksReclaimed = 0;
+  #allocationCount = 0;
+  #closed = false;
+  #finalMetrics: ManagerMetrics | null = null;
+
+  constructor(options: CoreOptions) {
+    this.#native = options.native;
+    this.#out = options.native.out;
+    this.#poolNames = options.poolNames;
+    this.#maxAllocationSize = options.maxAllocationSize;
+    this.#autoOpen = options.autoOpenChannels;
+    this.#defaults = options.channelDefaults;
+    this.#leakMode = options.leakDetection;
+    this.#leakRate = options.leakSampleRate;
+    this.#events = options.events;
+    this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
+    this.#addType({ name: 'buffer', index: 0, memory: true });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // guards and lookups
+
+  checkOpen(operation: string): void {
+    if (this.#closed) throw new ManagerClosedError(operation);
+  }
+
+  /** Throws ERR_CHANNEL_CLOSED for a scope whose channel incarnation was closed. */
+  checkScopeOpen(state: ChannelState): void {
+    if (!state.open) throw new ChannelClosedError(state.name);
+  }
+
+  #addType(type: TypeState): void {
+    this.#types.set(type.name, type);
+    this.#typesByIndex[type.index] = type;
+  }
+
+  #type(resourceType: unknown): TypeState {
+    const name = checkTypeName(resourceType);
+    const type = this.#types.get(name);
+    if (type === undefined) throw new UnknownResourceTypeError(name);
+    return type;
+  }
+
+  /** The open channel `name`, opening it if allowed. */
+  #channelForWork(name: string): ChannelState {
+    const state = this.#channels.get(name);
+    if (state !== undefined) return state;
+    if (this.#native.findChannel(name) === -2) throw new ChannelClosedError(name);
+    if (!this.#autoOpen) throw new UnknownChannelError(name);
+    return this.#open(name, undefined);
+  }
+
+  /** The open channel `name`, never opening it. */
+  openChannelState(channelId: unknown): ChannelState {
+    const name = checkChannelId(channelId);
+    const state = this.#channels.get(name);
+    if (state !== undefined) return state;
+    if (this.#native.findChannel(name) === -2) throw new ChannelClosedError(name);
+    throw new UnknownChannelError(name);
+  }
+
+  #channelName(index: number): string | null {
+    if (index <= UNSCOPED_INDEX) return null;
+    return this.#channelsByIndex[index]?.name ?? null;
+  }
+
+  #poolName(pool: number): string {
+    if (pool === -1) return 'direct';
+    if (pool === -2) return 'counter';
+    return this.#poolNames[pool] ?? `pool${pool}`;
+  }
+
+  /** Presenter's native index: -1 for the manager itself. Throws if the scope's channel closed. */
+  #presenterIndex(presenter: ChannelState | null): number {
+    if (presenter === null) return -1;
+    if (!presenter.open) throw new ChannelClosedError(presenter.name);
+    return presenter.index;
+  }
+
+  #handleId(handle: unknown, argument = 'handle'): number {
+    const id = handleIdOf(handle);
+    if (id === undefined) {
+      throw new InvalidArgumentError(argument, `${argument} must be a ResourceHandle or a handle id (number), got ${describeValue(handle)}`);
+    }
+    return id;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // channels
+
+  /** Opens (or returns) a channel. `options` undefined: return the open channel or open with defaults. */
+  openChannel(channelId: unknown, options: CheckedChannelOptions | undefined): ChannelState {
+    const name = checkChannelId(channelId);
+    const existing = this.#channels.get(name);
+    if (existing !== undefined) {
+      if (options !== undefined) {
+        throw new InvalidArgumentError(
+          'options',
+          `channel ${describeValue(name)} is already open; change its limits with setResourceLimits`,
+        );
+      }
+      return existing;
+    }
+    return this.#open(name, options);
+  }
+
+  /**
+   * Opens a channel with channelDefaults overridden by `explicit`. Explicit limits must name known
+   * types; default limits for types not defined yet are applied when the type is defined.
+   */
+  #open(name: string, explicit: CheckedChannelOptions | undefined): ChannelState {
+    const options = explicit === undefined ? this.#defaults : mergeChannelOptions(this.#defaults, explicit);
+    const explicitTypes = new Set(explicit?.limits.map(([t]) => t));
+    // Resolve every limit's type before anything changes.
+    const limits: Array<readonly [number, Partial<LimitFields>]> = [];
+    for (const [typeName, l] of options.limits) {
+      if (typeName === '*') limits.push([-1, l]);
+      else if (explicitTypes.has(typeName) || this.#types.has(typeName)) limits.push([this.#type(typeName).index, l]);
+    }
+    const access = options.access ?? 'revocable';
+    const zero = options.zero ?? 'cross-channel';
+    const index = this.#native.openChannel(name, access === 'view' ? 1 : 0, zero === 'always' ? 1 : 0);
+    if (index < 0) throw this.#statusError(-index, { channel: name });
+    const state: ChannelState = { name, index, access, zero, open: true, scope: undefined };
+    this.#channels.set(name, state);
+    this.#channelsByIndex[index] = state;
+    for (const [type, l] of limits) this.#applyLimits(type, index, l);
+    return state;
+  }
+
+  closeChannel(channelId: unknown): ChannelCloseReport {
+    const state = this.openChannelState(channelId);
+    const freed = this.#native.closeChannel(state.index);
+    if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
+    const report: ChannelCloseReport = { channelId: state.name, count: 0, bytes: 0, handles: [] };
+    for (let i = 0; i + 3 < freed.length; i += 4) {
+      const id = freed[i];
+      const record = this.#records.get(id);
+      this.#release(id, record);
+      const entry: ChannelCloseReport['handles'][number] = {
+        id,
+        resourceType: this.#typesByIndex[freed[i + 1]]?.name ?? 'unknown',
+        size: freed[i + 2],
+      };
+      if (record?.site !== undefined) entry.site = record.site;
+      report.handles.push(entry);
+      report.count++;
+      report.bytes += freed[i + 3];
+    }
+    state.open = false;
+    this.#channels.delete(state.name);
+    if (this.#channelsByIndex[state.index] === state) this.#channelsByIndex[state.index] = undefined;
+    const suffix = `\u0000${state.index}`;
+    for (const key of [...this.#rawLimits.keys()]) if (key.endsWith(suffix)) this.#rawLimits.delete(key);
+    return report;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // limits and types
+
+  setLimits(resourceType: unknown, limits: unknown, channelId: unknown): void {
+    const typeName = checkTypeName(resourceType);
+    const checked = checkLimits('limits', limits);
+    let channel = -1;
+    if (channelId !== undefined) channel = this.openChannelState(channelId).index;
+    let type: number;
+    if (typeName === '*') {
+      if (channel < 0) {
+        throw new InvalidArgumentError('resourceType', "resourceType '*' (a channel's total) needs a channelId");
+      }
+      type = -1;
+    } else {
+      type = this.#type(typeName).index;
+    }
+    this.#applyLimits(type, channel, checked);
+  }
+
+  #applyLimits(type: number, channel: number, update: Partial<LimitFields>): void {
+    const key = `${type}\u0000${channel}`;
+    const merged: LimitFields = {
+      maxBytes: Infinity,
+      maxHandles: Infinity,
+      maxAllocationSize: Infinity,
+      softBytes: Infinity,
+      ...this.#rawLimits.get(key),
+      ...update,
+    };
+    const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
+    if (status !== NativeStatus.Ok) throw this.#statusError(status, {});
+    this.#rawLimits.set(key, merged);
+  }
+
+  getLimits(resourceType: unknown, channelId: unknown): ResourceLimits {
+    const typeName = checkTypeName(resourceType);
+    let channel: ChannelState | null = null;
+    if (channelId !== undefined) channel = this.openChannelState(channelId);
+    let type: number;
+    if (typeName === '*') {
+      if (channel === null) throw new InvalidArgumentError('resourceType', "resourceType '*' (a channel's total) needs a channelId");
+      type = -1;
+    } else {
+      type = this.#type(typeName).index;
+    }
+    return this.#limits(typeName, type, channel);
+  }
+
+  #limits(typeName: string, type: number, channel: ChannelState | null): ResourceLimits {
+    this.#native.getLimits(type, channel === null ? -1 : channel.index);
+    const out = this.#out;
+    return {
+      resourceType: typeName,
+      channelId: channel === null ? null : channel.name,
+      maxBytes: out[LimitsOut.MaxBytes],
+      maxHandles: out[LimitsOut.MaxHandles],
+      maxAllocationSize: out[LimitsOut.MaxAllocationSize],
+      softBytes: out[LimitsOut.SoftBytes],
+    };
+  }
+
+  defineType(name: unknown, limits: Partial<LimitFields> | undefined): void {
+    const typeName = checkTypeName(name, 'name');
+    if (typeName === '*' || this.#types.has(typeName)) {
+      throw new InvalidArgumentError('name', `resource type ${describeValue(typeName)} already exists or is reserved`);
+    }
+    const index = this.#native.defineType(typeName, 1);
+    if (index < 0) throw this.#statusError(-index, {});
+    this.#addType({ name: typeName, index, memory: false });
+    if (limits !== undefined) this.#applyLimits(index, -1, limits);
+    const seeded = this.#defaults.limits.find(([t]) => t === typeName);
+    if (seeded !== undefined) for (const state of this.#channels.values()) this.#applyLimits(index, state.index, seeded[1]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // allocation
+
+  allocate(resourceType: unknown, size: unknown, channelId: unknown, presenter: ChannelState | null): Handle {
+    const type = this.#type(resourceType);
+    checkSize(size, this.#maxAllocationSize);
+    let channel: ChannelState | null = presenter;
+    if (presenter !== null) {
+      if (!presenter.open) throw new ChannelClosedError(presenter.name);
+    } else if (channelId !== undefined) {
+      channel = this.#channelForWork(checkChannelId(channelId));
+    }
+    const n = size as number;
+    const revocable = type.memory && (channel === null || channel.access === 'revocable');
+    const native = this.#native;
+    const result = native.allocate(type.index, n, channel === null ? UNSCOPED_INDEX : channel.index, revocable);
+    const out = this.#out;
+    if (typeof result === 'number' && result !== NativeStatus.Ok) {
+      throw this.#allocationError(result, type, n, channel);
+    }
+    const id = out[AllocOut.Id];
+    const pool = out[AllocOut.Pool];
+    const slotBytes = out[AllocOut.SlotBytes];
+    const softCrossed = out[AllocOut.SoftCrossed];
+    let buffer: Buffer | null = null;
+    let ab: ArrayBuffer | null = null;
+    if (typeof result !== 'number') {
+      ab = result;
+      buffer = Buffer.from(result);
+    } else if (type.memory) {
+      const offset = out[AllocOut.SlabOffset];
+      const slab = this.#slab(out[AllocOut.SlabKey]);
+      if (slab === null) {
+        native.free(id, -1, NativeFreeReason.Deallocate, undefined);
+        throw new PoolExhaustedError(n);
+      }
+      buffer = Buffer.from(slab, offset, n);
+    }
+    const channelName = channel === null ? null : channel.name;
+    const access: AccessMode | null = type.memory ? (revocable ? 'revocable' : 'view') : null;
+    const handle = new Handle(this, id, type.name, n, channelName, buffer, this.#poolName(pool), slotBytes, access);
+
+    const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount++ % this.#leakRate === 0);
+    if (watched || ab !== null) {
+      const site = watched ? captureSite() : undefined;
+      const record: LiveRecord = { ab: ab === null ? null : new WeakRef(ab), site, watched };
+      this.#records.set(id, record);
+      if (watched) {
+        // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
+        // View: the Buffer view (a stale view may still reach the slab: view mode's documented risk).
+        const target: object = ab ?? buffer ?? handle;
+        this.#leaks.register(target, { id, resourceType: type.name, size: n, channelId: channelName, site }, record);
+      }
+    }
+    if (softCrossed !== NativeLimitScope.None && this.#events.wants('pressure')) {
+      this.#emitPressure(type, channel, softCrossed);
+    }
+    return handle;
+  }
+
+  #emitPressure(type: TypeState, channel: ChannelState | null, scope: number): void {
+    const scopeName = SCOPE_NAMES[scope] ?? 'type';
+    let bytesInUse: number;
+    if (scopeName === 'type') {
+      this.#native.typeUsage(type.index, -1);
+      bytesInUse = this.#out[UsageOut.Bytes];
+    } else if (scopeName === 'channel') {
+      this.#native.channelUsage(channel === null ? UNSCOPED_INDEX : channel.index);
+      bytesInUse = this.#out[UsageOut.Bytes];
+    } else {
+      this.#native.typeUsage(type.index, channel === null ? UNSCOPED_INDEX : channel.index);
+      bytesInUse = this.#out[UsageOut.Bytes];
+    }
+    const raw = this.#rawLimits.get(`${scopeName === 'channel' ? -1 : type.index}\u0000${scopeName === 'type' ? -1 : (channel?.index ?? -1)}`);
+    this.#events.pressure({
+      channelId: channel === null ? null : channel.name,
+      resourceType: type.name,
+      scope: scopeName,
+      bytesInUse,
+      softBytes: raw?.softBytes ?? Infinity,
+    });
+  }
+
+  /** The view-mode ArrayBuffer of a slab, exporting it once per lifetime of its JS object. */
+  #slab(key: number): ArrayBuffer | null {
+    const cached = this.#slabs.get(key)?.deref();
+    if (cached !== undefined) return cached;
+    const exported = this.#native.exportSlab(key);
+    if (typeof exported === 'number') return null;
+    if (this.#slabs.size >= this.#slabSweepAt) {
+      for (const [k, ref] of this.#slabs) if (ref.deref() === undefined) this.#slabs.delete(k);
+      this.#slabSweepAt = Math.max(64, this.#slabs.size * 2);
+    }
+    this.#slabs.set(key, new WeakRef(exported));
+    return exported;
+  }
+
+  #allocationError(status: number, type: TypeState, size: number, channel: ChannelState | null): IsopoolError {
+    if (status !== NativeStatus.ResourceLimit) {
+      return this.#statusError(status, { type: type.name, channel: channel?.name, size });
+    }
+    const out = this.#out;
+    const nativeScope = out[AllocOut.RefusedScope];
+    const scope: LimitScopeName = SCOPE_NAMES[nativeScope] ?? 'type';
+    const limit = out[AllocOut.RefusedLimit];
+    const inUse = out[AllocOut.RefusedInUse];
+    let limitKind: 'maxBytes' | 'maxHandles' | 'maxAllocationSize';
+    let requested: number;
+    if (out[AllocOut.RefusedHandles] === 1) {
+      limitKind = 'maxHandles';
+      requested = 1;
+    } else if (nativeScope === NativeLimitScope.AllocationSize || (size > limit && inUse === 0 && this.#isAllocationSizeLimit(type, channel, scope, limit))) {
+      limitKind = 'maxAllocationSize';
+      requested = size;
+    } else {
+      limitKind = 'maxBytes';
+      requested = out[AllocOut.Charged] > 0 ? out[AllocOut.Charged] : size;
+    }
+    const error = new ResourceLimitError({
+      limitKind,
+      limit,
+      requested,
+      inUse,
+      scope,
+      resourceType: type.name,
+      channelId: channel === null ? null : channel.name,
+    });
+    if (this.#events.wants('limit')) {
+      this.#events.limit({ channelId: error.channelId, resourceType: type.name, scope, limit, requested, inUse });
+    }
+    return error;
+  }
+
+  #isAllocationSizeLimit(type: TypeState, channel: ChannelState | null, scope: LimitScopeName, limit: number): boolean {
+    const t = scope === 'channel' ? -1 : type.index;
+    const c = scope === 'type' ? -1 : (channel?.index ?? UNSCOPED_INDEX);
+    const raw = this.#rawLimits.get(`${t}\u0000${c}`);
+    return raw !== undefined && raw.maxAllocationSize === limit && raw.maxBytes !== limit;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // release
+
+  /** Revokes and unwatches a freed handle's JS side. */
+  #release(id: number, record: LiveRecord | undefined): void {
+    if (record === undefined) return;
+    this.#records.delete(id);
+    if (record.watched) this.#leaks.unregister(record);
+    const ab = record.ab?.deref();
+    if (ab !== undefined && ab.byteLength !== 0) this.#native.detach(ab);
+  }
+
+  deallocate(handle: unknown, presenter: ChannelState | null): boolean {
+    const id = this.#handleId(handle);
+    const presenterIndex = this.#presenterIndex(presenter);
+    if (!isWellFormedId(id)) {
+      this.#countMalformed(presenter, id);
+      return false;
+    }
+    const record = this.#records.get(id);
+    const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, record?.ab?.deref());
+    if (status === NativeStatus.Ok) {
+      this.#release(id, record);
+      return true;
+    }
+    this.#emitViolations(this.#out[InfoOut.ViolationMask], id, presenter);
+    return false;
+  }
+
+  disposeHandle(id: number): void {
+    if (this.#closed) return;
+    if (this.#native.lookup(id) !== NativeStatus.Ok) return;
+    const record = this.#records.get(id);
+    if (this.#native.free(id, -1, NativeFreeReason.Deallocate, record?.ab?.deref()) === NativeStatus.Ok) {
+      this.#release(id, record);
+    }
+  }
+
+  #countMalformed(presenter: ChannelState | null, id: number): void {
+    const kind = VIOLATION_CODES.indexOf('FORGED_HANDLE');
+    this.#native.countViolation(presenter === null ? UNSCOPED_INDEX : presenter.index, kind);
+    this.#emitViolations(1 << kind, id, presenter);
+  }
+
+  #emitViolations(mask: number, id: number, presenter: ChannelState | null): void {
+    if (mask === 0 || !this.#events.wants('violation')) return;
+    const channelId = presenter === null ? null : presenter.name;
+    for (let bit = 0; bit < VIOLATION_CODES.length; bit++) {
+      if (mask & (1 << bit)) this.#events.violation({ channelId, code: VIOLATION_CODES[bit], handleId: id });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // checks
+
+  validate(handle: unknown, presenter: ChannelState | null): SecurityValidationResult {
+    const id = this.#handleId(handle);
+    const presenterIndex = this.#presenterIndex(presenter);
+    if (!isWellFormedId(id)) {
+      this.#countMalformed(presenter, id);
+      return { valid: false, handleId: id, channelId: null, violations: violationList(1, id) };
+    }
+    let mask = this.#native.validate(id, presenterIndex);
+    const out = this.#out;
+    const live = (mask & ~(1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) === 0;
+    let owner: string | null = null;
+    if (live) {
+      owner = this.#channelName(out[InfoOut.Channel]);
+      if (this.#isDetached(id, handle)) {
+        mask |= 1 << BUFFER_DETACHED_KIND;
+        this.#native.countViolation(presenter === null ? out[InfoOut.Channel] : presenterIndex, BUFFER_DETACHED_KIND);
+      }
+    }
+    this.#emitViolations(mask, id, presenter);
+    return { valid: mask === 0, handleId: id, channelId: owner, violations: violationList(mask, id) };
+  }
+
+  /** A live revocable handle whose buffer was detached by code other than ours. */
+  #isDetached(id: number, handle: unknown): boolean {
+    const record = this.#records.get(id);
+    if (record === undefined || record.ab === null) return false;
+    const ab = record.ab.deref();
+    if (ab !== undefined && ab.byteLength === 0) return true;
+    return handle instanceof Handle && handle.id === id && handle.buffer !== null && handle.buffer.byteLength === 0;
+  }
+
+  track(handle: unknown, presenter: ChannelState | null): ResourceMetrics {
+    const id = this.#handleId(handle);
+    const presenterIndex = this.#presenterIndex(presenter);
+    if (!isWellFormedId(id)) {
+      this.#countMalformed(presenter, id);
+      throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
+    }
+    const mask = this.#native.validate(id, presenterIndex);
+    const out = this.#out;
+    if (mask !== 0) {
+      this.#emitViolations(mask, id, presenter);
+      if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) throw new InvalidHandleError(id);
+      if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) throw new StaleHandleError(id, true);
+      if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) throw new StaleHandleError(id, false);
+      if (presenter !== null && mask & (1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) {
+        throw new IsolationViolationError(id, presenter.name);
+      }
+    }
+    const type = this.#typesByIndex[out[InfoOut.Type]];
+    const channelIndex = out[InfoOut.Channel];
+    const size = out[InfoOut.Size];
+    const slotBytes = out[InfoOut.SlotBytes];
+    const pool = this.#poolName(out[InfoOut.Pool]);
+    const ageNs = out[InfoOut.AgeNs];
+    const latency = out[InfoOut.LatencyNs];
+    this.#native.channelUsage(channelIndex < 0 ? UNSCOPED_INDEX : channelIndex);
+    return {
+      handleId: id,
+      resourceType: type?.name ?? 'unknown',
+      channelId: this.#channelName(channelIndex),
+      pool,
+      requestedBytes: size,
+      slotBytes,
+      internalFragmentation: slotBytes > 0 ? 1 - size / slotBytes : 0,
+      ageMs: ageNs / 1e6,
+      allocationLatencyNs: latency,
+      channelBytesInUse: this.#out[UsageOut.Bytes],
+    };
+  }
+
+  verifyCleanup(handle: unknown): boolean {
+    const id = this.#handleId(handle);
+    if (!isWellFormedId(id)) return false;
+    if (!this.#native.isReleased(id)) return false;
+    // A revocable buffer must be revoked too (view-mode buffers are never revoked: SPEC §1).
+    if (handle instanceof Handle && handle.id === id && handle.access === 'revocable' && handle.buffer !== null) {
+      return handle.buffer.byteLength === 0;
+    }
+    return true;
+  }
+
+  verifyIsolation(channelId: unknown): ResourceIsolationResult {
+    const state = this.openChannelState(channelId);
+    const native = this.#native;
+    const out = this.#out;
+    native.recountChannel(state.index);
+    const liveHandles = out[0];
+    const liveCharged = out[1];
+    native.channelUsage(state.index);
+    const ledgerBytes = out[UsageOut.Bytes];
+    const ledgerHandles = out[UsageOut.Handles];
+    const violations: ResourceIsolationResult['violations'] = [];
+    for (let k = 0; k < VIOLATION_CODES.length; k++) {
+      const count = out[UsageOut.Violations + k];
+      if (count > 0) {
+        const code = VIOLATION_CODES[k];
+        violations.push({ code, message: `${count} ${code} violation(s) recorded against channel ${describeValue(state.name)}`, count });
+      }
+    }
+    const agrees = ledgerBytes === liveCharged && ledgerHandles === liveHandles;
+    if (!agrees) {
+      violations.push({
+        code: 'OUT_OF_BOUNDS',
+        message: `ledger (${ledgerHandles} handles, ${ledgerBytes} bytes) disagrees with live handles (${liveHandles}, ${liveCharged})`,
+        count: 1,
+      });
+    }
+    return {
+      channelId: state.name,
+      isolated: agrees && violations.length === 0,
+      handleCount: liveHandles,
+      bytesInUse: liveCharged,
+      limits: this.#limits('*', -1, state),
+      violations,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // threads (SPEC §3)
+
+  transfer(handle: unknown): number {
+    const id = this.#handleId(handle);
+    if (!isWellFormedId(id)) throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
+    const record = this.#records.get(id);
+    const status = this.#native.beginTransfer(id, record?.ab?.deref());
+    if (status !== NativeStatus.Ok) throw this.#statusError(status, { id });
+    this.#release(id, record);
+    return id;
+  }
+
+  adopt(id: unknown): Handle {
+    if (typeof id !== 'number') throw new InvalidArgumentError('id', `id must be a handle id (number), got ${describeValue(id)}`);
+    if (!isWellFormedId(id)) throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
+    // The channel's access mode decides how the memory is exposed; look it up before adopting.
+    if (this.#native.lookup(id) !== NativeStatus.Ok) {
+      // lookup fails for in-transit ids in some cores; let adopt decide.
+    }
+    const channelIndex = this.#out[InfoOut.Channel];
+    const channel = channelIndex > UNSCOPED_INDEX ? this.#channelsByIndex[channelIndex] ?? null : null;
+    const wantsExternal = channel === null || channel.access === 'revocable';
+    const result = this.#native.adopt(id, wantsExternal);
+    if (typeof result === 'number' && result !== NativeStatus.Ok) throw this.#statusError(result, { id });
+    const out = this.#out;
+    const type = this.#typesByIndex[out[InfoOut.Type]];
+    const size = out[InfoOut.Size];
+    let buffer: Buffer | null = null;
+    let ab: ArrayBuffer | null = null;
+    if (typeof result !== 'number') {
+      ab = result;
+      buffer = Buffer.from(result);
+    } else if (type?.memory === true && out[InfoOut.Pool] !== -2) {
+      const offset = out[InfoOut.SlabOffset];
+      const slab = this.#slab(out[InfoOut.SlabKey]);
+      if (slab !== null) buffer = Buffer.from(slab, offset, size);
+    }
+    const ownerIndex = out[InfoOut.Channel];
+    const access: AccessMode | null = buffer === null ? null : ab !== null ? 'revocable' : 'view';
+    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
+    if (ab !== null) this.#records.set(id, { ab: new WeakRef(ab), site: undefined, watched: false });
+    return handleObj;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // leaks
+
+  #onCollected(held: LeakHeld): void {
+    if (this.#closed) return;
+    if (this.#native.lookup(held.id) !== NativeStatus.Ok) return;
+    this.#leaksDetected++;
+    const record = this.#records.get(held.id);
+    this.#records.delete(held.id);
+    if (this.#native.free(held.id, -1, NativeFreeReason.Leak, undefined) === NativeStatus.Ok) {
+      this.#leaksReclaimed++;
+    }
+    void record;
+    if (this.#events.wants('leak')) {
+      this.#events.leak({ handleId: held.id, resourceType: held.resourceType, size: held.size, channelId: held.channelId, site: held.site });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // metrics
+
+  metrics(): ManagerMetrics {
+    if (this.#finalMetrics !== null) return structuredClone(this.#finalMetrics);
+    const native = this.#native;
+    const snap = native.snapshot();
+    const pools: Record<string, PoolMetrics> = {};
+    let poolLive = 0;
+    let poolRetained = 0;
+    let poolReserved = 0;
+    for (const p of snap.pools) {
+      pools[p.name] = poolMetrics(p);
+      poolLive += p.liveSlots * p.slotSize;
+      poolRetained += p.retainedFreeSlots * p.slotSize;
+      poolReserved += p.reservedBytes;
+    }
+    pools.direct = poolMetrics(snap.direct);
+    const channels: Record<string, ChannelMetrics> = {};
+    for (const state of this.#channels.values()) channels[state.name] = this.#channelMetrics(state.index);
+    return {
+      pools,
+      channels,
+      unscoped: this.#channelMetrics(UNSCOPED_INDEX),
+      totals: {
+        handles: snap.handles,
+        bytesInUse: snap.bytesInUse,
+        requestedBytes: snap.requestedBytes,
+        reservedBytes: snap.reservedBytes,
+        allocations: snap.allocations,
+        deallocations: snap.deallocations,
+        refusals: snap.refusals,
+      },
+      latencyNs: {
+        allocate: { ...snap.allocateLatency },
+        deallocate: { ...snap.deallocateLatency },
+      },
+      fragmentation: {
+        internal: snap.liveSlotBytes > 0 ? 1 - snap.requestedBytes / snap.liveSlotBytes : 0,
+        pool: poolReserved > 0 ? 1 - (poolLive + poolRetained) / poolReserved : 0,
+      },
+      leaks: { detected: this.#leaksDetected, reclaimed: this.#leaksReclaimed },
+    };
+  }
+
+  #channelMetrics(index: number): ChannelMetrics {
+    this.#native.channelUsage(index);
+    const out = this.#out;
+    const violations = {} as Record<ViolationCode, number>;
+    for (let k = 0; k < VIOLATION_CODES.length; k++) violations[VIOLATION_CODES[k]] = out[UsageOut.Violations + k];
+    return {
+      bytesInUse: out[UsageOut.Bytes],
+      handles: out[UsageOut.Handles],
+      peakBytes: out[UsageOut.PeakBytes],
+      limitRejections: out[UsageOut.LimitRejections],
+      violations,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // lifecycle
+
+  close(): void {
+    if (this.#closed) return;
+    this.#finalMetrics = this.metrics();
+    this.#closed = true;
+    for (const [id, record] of this.#records) this.#release(id, record);
+    for (const state of this.#channels.values()) state.open = false;
+    this.#channels.clear();
+    this.#slabs.clear();
+    this.#native.release();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // status -> error
+
+  #statusError(status: number, ctx: { type?: string; channel?: string; size?: number; id?: number }): IsopoolError {
+    switch (status) {
+      case NativeStatus.InvalidSize:
+        return new InvalidSizeError(ctx.size ?? NaN, this.#maxAllocationSize);
+      case NativeStatus.UnknownType:
+        return new UnknownResourceTypeError(ctx.type ?? '');
+      case NativeStatus.UnknownChannel:
+        return new UnknownChannelError(ctx.channel ?? '');
+      case NativeStatus.ChannelClosed:
+        return new ChannelClosedError(ctx.channel ?? '');
+      case NativeStatus.PoolExhausted:
+        return new PoolExhaustedError(ctx.size ?? 0);
+      case NativeStatus.InvalidHandle:
+        return new InvalidHandleError(ctx.id ?? NaN, ctx.id === undefined ? 'is invalid' : 'is forged or not in transit');
+      case NativeStatus.StaleHandle:
+        return new StaleHandleError(ctx.id ?? NaN, this.#out[InfoOut.ClosedByChannel] === 1);
+      case NativeStatus.IsolationViolation:
+        return new IsolationViolationError(ctx.id ?? NaN, ctx.channel ?? '');
+      case NativeStatus.ManagerClosed:
+        return new ManagerClosedError('native call');
+      default:
+        return new InvalidArgumentError('arguments', `the native core refused the arguments (status ${status})`);
+    }
+  }
+}
+
+function poolMetrics(p: NativePoolStats): PoolMetrics {
+  return {
+    slotSize: p.slotSize,
+    queueSize: p.queueSize,
+    reservedBytes: p.reservedBytes,
+    liveSlots: p.liveSlots,
+    liveBytes: p.liveBytes,
+    retainedFreeSlots: p.retainedFreeSlots,
+    hits: p.hits,
+    misses: p.misses,
+    releasedToSystem: p.releasedToSystem,
+    failures: p.failures,
+  };
+}
+
+/** channelDefaults, overridden by explicit options (limits merged per type key). */
+export function mergeChannelOptions(defaults: CheckedChannelOptions, options: CheckedChannelOptions): CheckedChannelOptions {
+  const limits = new Map(defaults.limits);
+  for (const [type, l] of options.limits) limits.set(type, { ...limits.get(type), ...l });
+  return {
+    limits: [...limits],
+    access: options.access ?? defaults.access,
+    zero: options.zero ?? defaults.zero,
+  };
+}
+
+/** The allocation site: the caller's stack without isopool's own frames. */
+function captureSite(): string {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, captureSite);
+  const lines = (holder.stack ?? '').split('\n').slice(1);
+  const outside = lines.filter((line) => !/[\\/]lib[\\/](core|manager|channel)\.[jt]s/.test(line) && !/[\\/]dist[\\/]/.test(line));
+  return (outside.length > 0 ? outside : lines).map((l) => l.trim()).join('\n');
+}

@@ -1,0 +1,203 @@
+/**
+ * Typed errors (SPEC.md §4). One base class, one subclass per failure, each with a literal
+ * `code` so callers can narrow on `err.code`.
+ * @packageDocumentation
+ */
+
+/** Every error code isopool throws. */
+export type IsopoolErrorCode =
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_INVALID_SIZE'
+  | 'ERR_UNKNOWN_RESOURCE_TYPE'
+  | 'ERR_UNKNOWN_CHANNEL'
+  | 'ERR_CHANNEL_CLOSED'
+  | 'ERR_RESOURCE_LIMIT'
+  | 'ERR_POOL_EXHAUSTED'
+  | 'ERR_INVALID_HANDLE'
+  | 'ERR_STALE_HANDLE'
+  | 'ERR_ISOLATION_VIOLATION'
+  | 'ERR_MANAGER_CLOSED';
+
+/** Base class of every error isopool throws. */
+export abstract class IsopoolError extends Error {
+  /** The literal error code (SPEC.md §4). */
+  abstract readonly code: IsopoolErrorCode;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Renders a value for an error message: strings quoted, objects by their type. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  if (typeof value === 'number') return Object.is(value, -0) ? '-0' : String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
+/** An argument of the wrong type, or unknown options. */
+export class InvalidArgumentError extends IsopoolError {
+  readonly code = 'ERR_INVALID_ARGUMENT' as const;
+  override readonly name = 'InvalidArgumentError' as const;
+  /** Name of the offending argument or option. */
+  readonly argument: string;
+  constructor(argument: string, message: string) {
+    super(message);
+    this.argument = argument;
+  }
+}
+
+/** A size that is a number but not a safe integer from 1 to maxAllocationSize. */
+export class InvalidSizeError extends IsopoolError {
+  readonly code = 'ERR_INVALID_SIZE' as const;
+  override readonly name = 'InvalidSizeError' as const;
+  readonly size: number;
+  readonly maxAllocationSize: number;
+  constructor(size: number, maxAllocationSize: number) {
+    super(`size ${describeValue(size)} is not a safe integer from 1 to ${maxAllocationSize}`);
+    this.size = size;
+    this.maxAllocationSize = maxAllocationSize;
+  }
+}
+
+/** A resource type that was never defined. */
+export class UnknownResourceTypeError extends IsopoolError {
+  readonly code = 'ERR_UNKNOWN_RESOURCE_TYPE' as const;
+  override readonly name = 'UnknownResourceTypeError' as const;
+  readonly resourceType: string;
+  constructor(resourceType: string) {
+    super(`unknown resource type ${describeValue(resourceType)}`);
+    this.resourceType = resourceType;
+  }
+}
+
+/** A channel that is not open (and may not be opened implicitly). */
+export class UnknownChannelError extends IsopoolError {
+  readonly code = 'ERR_UNKNOWN_CHANNEL' as const;
+  override readonly name = 'UnknownChannelError' as const;
+  readonly channelId: string;
+  constructor(channelId: string) {
+    super(`unknown channel ${describeValue(channelId)}`);
+    this.channelId = channelId;
+  }
+}
+
+/** A channel that was closed and not reopened. */
+export class ChannelClosedError extends IsopoolError {
+  readonly code = 'ERR_CHANNEL_CLOSED' as const;
+  override readonly name = 'ChannelClosedError' as const;
+  readonly channelId: string;
+  constructor(channelId: string) {
+    super(`channel ${describeValue(channelId)} is closed`);
+    this.channelId = channelId;
+  }
+}
+
+/** Which limit scope refused: a type's total, a channel's total, or a type within a channel. */
+export type LimitScopeName = 'type' | 'channel' | 'channel-type';
+
+/** An allocation that would cross a hard limit. Nothing changed except the refusal counter. */
+export class ResourceLimitError extends IsopoolError {
+  readonly code = 'ERR_RESOURCE_LIMIT' as const;
+  override readonly name = 'ResourceLimitError' as const;
+  /** Which limit: bytes (units for counters), handles, or the per-allocation size. */
+  readonly limitKind: 'maxBytes' | 'maxHandles' | 'maxAllocationSize';
+  /** The limit's value. */
+  readonly limit: number;
+  /** What the refused allocation asked for: charged bytes, 1 handle, or its size. */
+  readonly requested: number;
+  /** Usage in that scope when refused (bytes, handles, or 0 for maxAllocationSize). */
+  readonly inUse: number;
+  readonly scope: LimitScopeName;
+  readonly resourceType: string;
+  readonly channelId: string | null;
+  constructor(fields: {
+    limitKind: 'maxBytes' | 'maxHandles' | 'maxAllocationSize';
+    limit: number;
+    requested: number;
+    inUse: number;
+    scope: LimitScopeName;
+    resourceType: string;
+    channelId: string | null;
+  }) {
+    const where = fields.channelId === null ? `type ${describeValue(fields.resourceType)}` : `channel ${describeValue(fields.channelId)}`;
+    super(
+      `${fields.limitKind} limit of ${where} (${fields.scope} scope) refused ${fields.requested}: ` +
+        `${fields.inUse} in use, limit ${fields.limit}`,
+    );
+    this.limitKind = fields.limitKind;
+    this.limit = fields.limit;
+    this.requested = fields.requested;
+    this.inUse = fields.inUse;
+    this.scope = fields.scope;
+    this.resourceType = fields.resourceType;
+    this.channelId = fields.channelId;
+  }
+}
+
+/** The system refused memory. */
+export class PoolExhaustedError extends IsopoolError {
+  readonly code = 'ERR_POOL_EXHAUSTED' as const;
+  override readonly name = 'PoolExhaustedError' as const;
+  readonly requested: number;
+  constructor(requested: number) {
+    super(`the system refused memory for an allocation of ${requested} bytes`);
+    this.requested = requested;
+  }
+}
+
+/** A forged or malformed handle. */
+export class InvalidHandleError extends IsopoolError {
+  readonly code = 'ERR_INVALID_HANDLE' as const;
+  override readonly name = 'InvalidHandleError' as const;
+  readonly handleId: number;
+  constructor(handleId: number, detail = 'was never issued by this manager') {
+    super(`handle ${describeValue(handleId)} ${detail}`);
+    this.handleId = handleId;
+  }
+}
+
+/** A handle that was freed (or whose slot was reused). */
+export class StaleHandleError extends IsopoolError {
+  readonly code = 'ERR_STALE_HANDLE' as const;
+  override readonly name = 'StaleHandleError' as const;
+  readonly handleId: number;
+  /** True when the handle was freed by its channel's close. */
+  readonly closedByChannel: boolean;
+  constructor(handleId: number, closedByChannel: boolean) {
+    super(`handle ${handleId} is stale: it was freed${closedByChannel ? ' by its channel\'s close' : ''}`);
+    this.handleId = handleId;
+    this.closedByChannel = closedByChannel;
+  }
+}
+
+/** A handle presented to another channel's scope. */
+export class IsolationViolationError extends IsopoolError {
+  readonly code = 'ERR_ISOLATION_VIOLATION' as const;
+  override readonly name = 'IsolationViolationError' as const;
+  readonly handleId: number;
+  /** The channel whose scope presented the handle. */
+  readonly channelId: string;
+  constructor(handleId: number, channelId: string) {
+    super(`handle ${handleId} does not belong to channel ${describeValue(channelId)}`);
+    this.handleId = handleId;
+    this.channelId = channelId;
+  }
+}
+
+/** Any operation after `close()`, except `close()` and `getResourceMetrics()`. */
+export class ManagerClosedError extends IsopoolError {
+  readonly code = 'ERR_MANAGER_CLOSED' as const;
+  override readonly name = 'ManagerClosedError' as const;
+  readonly operation: string;
+  constructor(operation: string) {
+    super(`${operation}: the resource manager is closed`);
+    this.operation = operation;
+  }
+}

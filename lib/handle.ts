@@ -1,0 +1,67 @@
+/**
+ * The ResourceHandle object handed to users.
+ * @packageDocumentation
+ */
+import type { AccessMode, ResourceHandle } from './types';
+
+/** What a handle needs from its manager to dispose itself. */
+export interface HandleOwner {
+  /** Frees the handle if it is still live; no violation is counted for an already-freed one. */
+  disposeHandle(id: number): void;
+}
+
+/** @internal The concrete handle. Only the id is trusted when a handle comes back in. */
+export class Handle implements ResourceHandle {
+  readonly id: number;
+  readonly resourceType: string;
+  readonly size: number;
+  readonly channelId: string | null;
+  readonly buffer: Buffer | null;
+  readonly pool: string;
+  readonly slotBytes: number;
+  /** How the buffer is exposed: `'revocable'`, `'view'`, or `null` for counted types. */
+  readonly access: AccessMode | null;
+  #owner: HandleOwner | null;
+
+  constructor(
+    owner: HandleOwner,
+    id: number,
+    resourceType: string,
+    size: number,
+    channelId: string | null,
+    buffer: Buffer | null,
+    pool: string,
+    slotBytes: number,
+    access: AccessMode | null,
+  ) {
+    this.#owner = owner;
+    this.id = id;
+    this.resourceType = resourceType;
+    this.size = size;
+    this.channelId = channelId;
+    this.buffer = buffer;
+    this.pool = pool;
+    this.slotBytes = slotBytes;
+    this.access = access;
+  }
+
+  /** Deallocates; a second dispose (or one after deallocation) is a no-op. */
+  [Symbol.dispose](): void {
+    const owner = this.#owner;
+    if (owner === null) return;
+    this.#owner = null;
+    owner.disposeHandle(this.id);
+  }
+}
+
+/** The id of a handle argument, or undefined if the argument is neither a handle object nor a number. */
+export function handleIdOf(handle: unknown): number | undefined {
+  if (typeof handle === 'number') return handle;
+  if (handle instanceof Handle) return handle.id;
+  return undefined;
+}
+
+/** A number that could be an id at all (a non-negative safe integer). */
+export function isWellFormedId(id: number): boolean {
+  return Number.isSafeInteger(id) && id >= 0;
+}

@@ -1,0 +1,288 @@
+/**
+ * ResourceManager: the public entry point (SPEC.md §1).
+ * @packageDocumentation
+ */
+import { EventEmitter } from 'node:events';
+import { scopeOf } from './channel';
+import { Core } from './core';
+import { InvalidArgumentError, describeValue } from './errors';
+import { createEventSink } from './events';
+import { loadNative } from './loader';
+import type { NativePoolConfig } from './native';
+import type {
+  ChannelCloseReport,
+  ChannelOptions,
+  ChannelScope,
+  IResourceManager,
+  LeakDetectionMode,
+  LeakEvent,
+  ManagerMetrics,
+  PoolOptions,
+  PressureEvent,
+  ResourceHandle,
+  ResourceIsolationResult,
+  ResourceLimits,
+  ResourceManagerOptions,
+  ResourceMetrics,
+  ResourceTypeOptions,
+  SecurityValidationResult,
+  ViolationEvent,
+} from './types';
+import { checkChannelOptions, checkCount, checkLimits, isRecord, rejectUnknownKeys } from './validate';
+import type { CheckedChannelOptions } from './validate';
+
+/** The default pools (SPEC.md §1). */
+export const DEFAULT_POOLS: readonly PoolOptions[] = Object.freeze([
+  Object.freeze({ name: 'small', slotSize: 4 * 1024, queueSize: 500 }),
+  Object.freeze({ name: 'medium', slotSize: 64 * 1024, queueSize: 250 }),
+  Object.freeze({ name: 'large', slotSize: 1024 * 1024, queueSize: 125 }),
+]);
+export const DEFAULT_MAX_ALLOCATION_SIZE = 64 * 1024 * 1024;
+export const DEFAULT_LEAK_SAMPLE_RATE = 128;
+
+const OPTION_KEYS = [
+  'pools',
+  'maxAllocationSize',
+  'autoOpenChannels',
+  'channelDefaults',
+  'leakDetection',
+  'leakSampleRate',
+  'hardened',
+  'shared',
+] as const;
+
+/** Events of a ResourceManager. */
+export interface ResourceManagerEvents {
+  pressure: [PressureEvent];
+  leak: [LeakEvent];
+  violation: [ViolationEvent];
+}
+
+/**
+ * Pooled native memory and counted resources with per-channel isolation, quotas, security
+ * validation and metrics. Emits `'pressure'`, `'leak'` and `'violation'`.
+ */
+export class ResourceManager extends EventEmitter implements IResourceManager, Disposable {
+  readonly #core: Core;
+
+  constructor(options: ResourceManagerOptions = {}) {
+    super();
+    const parsed = parseOptions(options);
+    const native = new (loadNative().NativeManager)({
+      pools: parsed.pools,
+      maxAllocationSize: parsed.maxAllocationSize,
+      hardened: parsed.hardened,
+    });
+    this.#core = new Core({
+      native,
+      poolNames: parsed.pools.map((p) => p.name),
+      maxAllocationSize: parsed.maxAllocationSize,
+      autoOpenChannels: parsed.autoOpenChannels,
+      channelDefaults: parsed.channelDefaults,
+      leakDetection: parsed.leakDetection,
+      leakSampleRate: parsed.leakSampleRate,
+      events: createEventSink(this),
+    });
+  }
+
+  /**
+   * Allocates `size` bytes (or units, for counted types) of `resourceType`, charged to `channelId`
+   * (opened on first use unless `autoOpenChannels` is false) or to the unscoped domain.
+   */
+  allocateResource(resourceType: string, size: number, channelId?: string): ResourceHandle {
+    this.#core.checkOpen('allocateResource');
+    return this.#core.allocate(resourceType, size, channelId, null);
+  }
+
+  /** Frees a live handle: true once; false for a double free, stale, forged or foreign handle. */
+  deallocateResource(handle: ResourceHandle | number): boolean {
+    this.#core.checkOpen('deallocateResource');
+    return this.#core.deallocate(handle, null);
+  }
+
+  /** Checks a handle or id against every security boundary (SPEC.md §2); counts what it finds. */
+  validateSecurityBoundaries(handle: ResourceHandle | number): SecurityValidationResult {
+    this.#core.checkOpen('validateSecurityBoundaries');
+    return this.#core.validate(handle, null);
+  }
+
+  /** Compares a channel's ledger with its live handles and reports recorded violations. */
+  verifyResourceIsolation(channelId: string): ResourceIsolationResult {
+    this.#core.checkOpen('verifyResourceIsolation');
+    return this.#core.verifyIsolation(channelId);
+  }
+
+  /** Usage of one live handle. Throws InvalidHandleError / StaleHandleError. */
+  trackResourceUsage(handle: ResourceHandle | number): ResourceMetrics {
+    this.#core.checkOpen('trackResourceUsage');
+    return this.#core.track(handle, null);
+  }
+
+  /** Effective limits for a type (or `'*'`) in a channel or overall: the tightest field by field. */
+  getResourceLimits(resourceType: string, channelId?: string): ResourceLimits {
+    this.#core.checkOpen('getResourceLimits');
+    return this.#core.getLimits(resourceType, channelId);
+  }
+
+  /** True only for an issued handle that is fully released (slot, ledger, buffer). */
+  verifyCleanupCompletion(handle: ResourceHandle | number): boolean {
+    this.#core.checkOpen('verifyCleanupCompletion');
+    return this.#core.verifyCleanup(handle);
+  }
+
+  /** A plain JSON-serialisable snapshot; after close(), the final snapshot. */
+  getResourceMetrics(): ManagerMetrics {
+    return this.#core.metrics();
+  }
+
+  /**
+   * Opens a channel (isolation domain). Without options on an open channel, returns its scope;
+   * with options on an open channel, throws ERR_INVALID_ARGUMENT.
+   */
+  openChannel(channelId: string, options?: ChannelOptions): ChannelScope {
+    this.#core.checkOpen('openChannel');
+    const checked = options === undefined ? undefined : checkChannelOptions('options', options);
+    return scopeOf(this.#core, this.#core.openChannel(channelId, checked));
+  }
+
+  /** The scope of an open channel. */
+  channel(channelId: string): ChannelScope {
+    this.#core.checkOpen('channel');
+    return scopeOf(this.#core, this.#core.openChannelState(channelId));
+  }
+
+  /** Frees everything the channel holds, revokes its buffers and closes it. */
+  closeChannel(channelId: string): ChannelCloseReport {
+    this.#core.checkOpen('closeChannel');
+    return this.#core.closeChannel(channelId);
+  }
+
+  /**
+   * Sets limits (partial: other fields keep their values): a type's total (no channelId), a
+   * channel's total (`'*'` with channelId) or a type within a channel.
+   */
+  setResourceLimits(resourceType: string, limits: Partial<ResourceLimits>, channelId?: string): void {
+    this.#core.checkOpen('setResourceLimits');
+    this.#core.setLimits(resourceType, limits, channelId);
+  }
+
+  /** Adds a counted, non-memory resource type: `{ kind: 'counter', limits? }`. */
+  defineResourceType(name: string, options: ResourceTypeOptions): void {
+    this.#core.checkOpen('defineResourceType');
+    if (!isRecord(options)) {
+      throw new InvalidArgumentError('options', `options must be an object, got ${describeValue(options)}`);
+    }
+    rejectUnknownKeys('options', options, ['kind', 'limits']);
+    if (options.kind !== 'counter') {
+      throw new InvalidArgumentError('options.kind', `options.kind must be 'counter', got ${describeValue(options.kind)}`);
+    }
+    const limits = options.limits === undefined ? undefined : checkLimits('options.limits', options.limits);
+    this.#core.defineType(name, limits);
+  }
+
+  /** Releases this thread's access (the buffer is revoked) and puts the handle in transit. */
+  transferHandle(handle: ResourceHandle | number): number {
+    this.#core.checkOpen('transferHandle');
+    return this.#core.transfer(handle);
+  }
+
+  /** Takes a handle out of transit, with zero-copy access to the same memory. */
+  adoptHandle(id: number): ResourceHandle {
+    this.#core.checkOpen('adoptHandle');
+    return this.#core.adopt(id);
+  }
+
+  /** Revokes every buffer and releases the native manager. A second close is a no-op. */
+  close(): void {
+    this.#core.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+// Typed listener signatures for the manager's events.
+export interface ResourceManager {
+  on<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
+  once<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
+  off<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
+}
+
+interface ParsedOptions {
+  pools: NativePoolConfig[];
+  maxAllocationSize: number;
+  autoOpenChannels: boolean;
+  channelDefaults: CheckedChannelOptions;
+  leakDetection: LeakDetectionMode;
+  leakSampleRate: number;
+  hardened: boolean;
+}
+
+function parseOptions(options: unknown): ParsedOptions {
+  if (!isRecord(options)) {
+    throw new InvalidArgumentError('options', `options must be an object, got ${describeValue(options)}`);
+  }
+  rejectUnknownKeys('options', options, OPTION_KEYS);
+  const o = options as ResourceManagerOptions;
+  const maxAllocationSize =
+    o.maxAllocationSize === undefined ? DEFAULT_MAX_ALLOCATION_SIZE : checkCount('maxAllocationSize', o.maxAllocationSize, 1, false);
+  const pools = parsePools(o.pools === undefined ? DEFAULT_POOLS : o.pools);
+  if (o.autoOpenChannels !== undefined && typeof o.autoOpenChannels !== 'boolean') {
+    throw new InvalidArgumentError('autoOpenChannels', `autoOpenChannels must be a boolean, got ${describeValue(o.autoOpenChannels)}`);
+  }
+  if (o.hardened !== undefined && typeof o.hardened !== 'boolean') {
+    throw new InvalidArgumentError('hardened', `hardened must be a boolean, got ${describeValue(o.hardened)}`);
+  }
+  const leakDetection = o.leakDetection ?? 'sampled';
+  if (leakDetection !== 'off' && leakDetection !== 'sampled' && leakDetection !== 'paranoid') {
+    throw new InvalidArgumentError('leakDetection', `leakDetection must be 'off', 'sampled' or 'paranoid', got ${describeValue(leakDetection)}`);
+  }
+  const leakSampleRate = o.leakSampleRate === undefined ? DEFAULT_LEAK_SAMPLE_RATE : checkCount('leakSampleRate', o.leakSampleRate, 1, false);
+  if (o.shared !== undefined) {
+    if (typeof o.shared !== 'string' || o.shared.length === 0) {
+      throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(o.shared)}`);
+    }
+    throw new InvalidArgumentError('shared', 'shared managers (SPEC §3) are not available in this version of isopool');
+  }
+  const channelDefaults: CheckedChannelOptions =
+    o.channelDefaults === undefined ? { limits: [], access: undefined, zero: undefined } : checkChannelOptions('channelDefaults', o.channelDefaults);
+  return {
+    pools,
+    maxAllocationSize,
+    autoOpenChannels: o.autoOpenChannels ?? true,
+    channelDefaults,
+    leakDetection,
+    leakSampleRate,
+    hardened: o.hardened ?? false,
+  };
+}
+
+function parsePools(pools: unknown): NativePoolConfig[] {
+  if (!Array.isArray(pools)) {
+    throw new InvalidArgumentError('pools', `pools must be an array of { name, slotSize, queueSize }, got ${describeValue(pools)}`);
+  }
+  const out: NativePoolConfig[] = [];
+  const names = new Set<string>();
+  for (let i = 0; i < pools.length; i++) {
+    const p: unknown = pools[i];
+    const arg = `pools[${i}]`;
+    if (!isRecord(p)) throw new InvalidArgumentError(arg, `${arg} must be an object, got ${describeValue(p)}`);
+    rejectUnknownKeys(arg, p, ['name', 'slotSize', 'queueSize']);
+    if (typeof p.name !== 'string' || p.name.length === 0 || p.name === 'direct' || p.name === 'counter' || names.has(p.name)) {
+      throw new InvalidArgumentError(`${arg}.name`, `${arg}.name must be a unique non-empty string other than 'direct' and 'counter', got ${describeValue(p.name)}`);
+    }
+    names.add(p.name);
+    const slotSize = checkCount(`${arg}.slotSize`, p.slotSize, 1, false);
+    const queueSize = checkCount(`${arg}.queueSize`, p.queueSize, 0, false);
+    if (queueSize > 0xffffffff) throw new InvalidArgumentError(`${arg}.queueSize`, `${arg}.queueSize must be below 2^32, got ${queueSize}`);
+    out.push({ name: p.name, slotSize, queueSize });
+  }
+  out.sort((a, b) => a.slotSize - b.slotSize);
+  for (let i = 1; i < out.length; i++) {
+    if (out[i].slotSize === out[i - 1].slotSize) {
+      throw new InvalidArgumentError('pools', `pools ${describeValue(out[i - 1].name)} and ${describeValue(out[i].name)} have the same slotSize ${out[i].slotSize}`);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,223 @@
+/**
+ * The native loader: the one place that sees the addon's raw shapes.
+ *
+ * The addon is loaded with `bindings` and its export is typed `unknown` until
+ * {@link narrowAddon} has checked it. Everything else in lib/ uses the
+ * {@link NativeManager} interface declared here.
+ *
+ * Calling convention (hot paths): arguments are primitives; results that have
+ * several numbers are written into the manager's scratch `out` Float64Array
+ * (ids are safe integers, so they fit a double exactly). Status values are the
+ * numbers of native/status.h.
+ * @internal
+ * @packageDocumentation
+ */
+
+/** native/status.h `Status`. */
+export const enum NativeStatus {
+  Ok = 0,
+  InvalidArgument = 1,
+  InvalidSize = 2,
+  UnknownType = 3,
+  UnknownChannel = 4,
+  ChannelClosed = 5,
+  ResourceLimit = 6,
+  PoolExhausted = 7,
+  InvalidHandle = 8,
+  StaleHandle = 9,
+  IsolationViolation = 10,
+  ManagerClosed = 11,
+}
+
+/** native/status.h `Violation`: bit positions of a violation mask. */
+export const VIOLATION_CODES = [
+  'FORGED_HANDLE',
+  'STALE_HANDLE',
+  'CHANNEL_CLOSED',
+  'CROSS_CHANNEL',
+  'OUT_OF_BOUNDS',
+  'CANARY_CORRUPTED',
+  'BUFFER_DETACHED',
+] as const;
+
+/** native/manager.h `LimitScope`. */
+export const enum NativeLimitScope {
+  None = 0,
+  Type = 1,
+  Channel = 2,
+  ChannelType = 3,
+  AllocationSize = 4,
+}
+
+/** native/manager.h `FreeReason`. */
+export const enum NativeFreeReason {
+  Deallocate = 0,
+  ChannelClose = 1,
+  ManagerClose = 2,
+  Leak = 3,
+}
+
+/** Slots of `NativeManager.out` after `allocate`. */
+export const enum AllocOut {
+  Id = 0,
+  SlotBytes = 1,
+  Charged = 2,
+  Pool = 3, // pool index, -1 direct, -2 counter
+  SlabKey = 4,
+  SlabOffset = 5,
+  SoftCrossed = 6, // NativeLimitScope
+  LatencyNs = 7,
+  RefusedScope = 8, // NativeLimitScope
+  RefusedLimit = 9,
+  RefusedInUse = 10,
+  RefusedHandles = 11, // 1 if maxHandles refused
+}
+
+/** Slots of `NativeManager.out` after `lookup`, `validate` (live id), `free` (freed id). */
+export const enum InfoOut {
+  Type = 0,
+  Channel = 1,
+  Pool = 2,
+  Size = 3,
+  SlotBytes = 4,
+  Charged = 5,
+  AgeNs = 6,
+  LatencyNs = 7,
+  SlabKey = 8,
+  SlabOffset = 9,
+  InTransit = 10,
+  Owner = 11,
+  ViolationMask = 12, // set by free/validate
+  ClosedByChannel = 13, // 1 if a stale id was freed by its channel's close
+}
+
+/** Slots of `NativeManager.out` after `channelUsage` / `typeUsage`. */
+export const enum UsageOut {
+  Bytes = 0,
+  Handles = 1,
+  PeakBytes = 2,
+  LimitRejections = 3,
+  Violations = 4, // 7 counters follow, in VIOLATION_CODES order
+}
+
+/** Slots of `NativeManager.out` after `getLimits`. Infinity means none. */
+export const enum LimitsOut {
+  MaxBytes = 0,
+  MaxHandles = 1,
+  MaxAllocationSize = 2,
+  SoftBytes = 3,
+}
+
+export interface NativePoolConfig {
+  name: string;
+  slotSize: number;
+  queueSize: number;
+}
+
+export interface NativeConfig {
+  pools: NativePoolConfig[];
+  maxAllocationSize: number;
+  hardened: boolean;
+}
+
+export interface NativeLatency {
+  count: number;
+  p50: number;
+  p99: number;
+  p999: number;
+}
+
+export interface NativePoolStats {
+  name: string;
+  slotSize: number;
+  queueSize: number;
+  reservedBytes: number;
+  liveSlots: number;
+  liveBytes: number;
+  retainedFreeSlots: number;
+  hits: number;
+  misses: number;
+  releasedToSystem: number;
+  failures: number;
+}
+
+export interface NativeSnapshot {
+  pools: NativePoolStats[];
+  direct: NativePoolStats;
+  handles: number;
+  bytesInUse: number;
+  requestedBytes: number;
+  reservedBytes: number;
+  allocations: number;
+  deallocations: number;
+  refusals: number;
+  liveSlotBytes: number;
+  retainedFreeBytes: number;
+  allocateLatency: NativeLatency;
+  deallocateLatency: NativeLatency;
+}
+
+/** The addon's `NativeManager` instance. Every method is synchronous. */
+export interface NativeManager {
+  /** Scratch results, length >= 32. Overwritten by every call. */
+  readonly out: Float64Array;
+
+  /** kind 0 = memory, 1 = counter. Returns the type index (>= 0) or -status. */
+  defineType(name: string, kind: number): number;
+  /** Type index or -1. */
+  findType(name: string): number;
+  /** Returns the channel index (>= 0) or -status; out[0] = 1 if created, 0 if it was open. access 0 revocable / 1 view; zero 0 cross-channel / 1 always. */
+  openChannel(name: string, access: number, zero: number): number;
+  /** >= 0 open index; -1 unknown; -2 closed. */
+  findChannel(name: string): number;
+  /** Frees the channel's live handles and closes it. Returns [id, type, size, charged] * n, or -status. */
+  closeChannel(channel: number): Float64Array | number;
+  /** access | (zero << 1) of an open channel. */
+  channelOptions(channel: number): number;
+  /** type -1 = '*' (channel total); channel -1 = type total. Infinity = none. Returns status. */
+  setLimits(type: number, channel: number, maxBytes: number, maxHandles: number, maxAllocationSize: number, softBytes: number): number;
+  /** Effective limits into out (LimitsOut). */
+  getLimits(type: number, channel: number): void;
+
+  /**
+   * Allocates. With `external` true and a memory type, returns a fresh external ArrayBuffer of
+   * exactly `size` bytes over the slot (revocable mode); otherwise returns a status (0 = ok).
+   * Results in out (AllocOut) on success, refusal details on ResourceLimit.
+   */
+  allocate(type: number, size: number, channel: number, external: boolean): ArrayBuffer | number;
+  /** Frees `id` (presented by channel `presenter`, -1 = manager). Detaches `ab` if given and the free succeeded. Returns status; out (InfoOut) describes the freed handle. */
+  free(id: number, presenter: number, reason: number, ab: ArrayBuffer | undefined): number;
+  /** Violation mask for presenting id to presenter (-1 = manager); counts them. out (InfoOut) if live. */
+  validate(id: number, presenter: number): number;
+  /** Status; out (InfoOut) for a live id. Counts nothing. */
+  lookup(id: number): number;
+  isReleased(id: number): boolean;
+  countViolation(channel: number, kind: number): void;
+  /** Detaches an ArrayBuffer created by this addon (revocation without a free). */
+  detach(ab: ArrayBuffer): void;
+  /** External ArrayBuffer over a whole slab (view mode), or -status. */
+  exportSlab(slabKey: number): ArrayBuffer | number;
+
+  /** Live -> in transit; detaches `ab` if given. Returns status. */
+  beginTransfer(id: number, ab: ArrayBuffer | undefined): number;
+  /** In transit -> live. external: return a new external ArrayBuffer over the memory. Returns it or a status; out (InfoOut). */
+  adopt(id: number, external: boolean): ArrayBuffer | number;
+
+  channelUsage(channel: number): void;
+  /** channel -1 = the type's total. */
+  typeUsage(type: number, channel: number): void;
+  /** out[0] = live handles, out[1] = charged bytes, recounted from the handle table. */
+  recountChannel(channel: number): void;
+  /** [name, index] of every open channel. */
+  openChannels(): Array<[string, number]>;
+  snapshot(): NativeSnapshot;
+  injectAllocationFailures(n: number): void;
+  /** Drops the wrapper's reference to the native core (close()). Exported buffers keep memory alive. */
+  release(): void;
+}
+
+export interface NativeAddon {
+  NativeManager: new (config: NativeConfig) => NativeManager;
+  /** Size of a system page, for direct-allocation rounding. */
+  pageSize: number;
+}

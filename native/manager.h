@@ -1,0 +1,268 @@
+// manager.h — the native core's facade: pools + handle table + channel ledgers.
+//
+// Glossary
+//   type      a resource type. Index 0 is the built-in memory type "buffer".
+//             Others are added by DefineType (memory or counter kind). At most
+//             kMaxTypes types.
+//   channel   an isolation domain (tenant, connection). Index 0 is the unscoped
+//             domain: always open, name "", governed only by type-level limits.
+//             Channel indices are recycled after close; every open gets a fresh
+//             `owner` epoch so zeroing never confuses two incarnations.
+//   handle    one live allocation. Its id is a safe integer (< 2^53) carrying
+//             index, generation and keyed check bits (see handle_table.h).
+//   slot      a fixed-size piece of a slab, served by a size-class pool.
+//   direct    an allocation above the largest slot size: its own mapping,
+//             charged its size rounded up to 4 KiB; pool index kPoolDirect.
+//   charged   bytes charged to ledgers: slot bytes for pooled memory, size
+//             rounded up to 4 KiB for direct, `size` units for counters.
+//
+// Contract
+//   * Never throws; every fallible call returns a Status.
+//   * A call that fails leaves pools, ledgers and the handle table exactly as
+//     they were; only refusal/violation counters record it.
+//   * Thread-safe: any thread may call any method concurrently. Hot paths
+//     (Allocate, Free, Validate, Lookup) are lock-free; channel open/close,
+//     type definition and limit changes may take a mutex.
+//   * Limits hold exactly: usage never exceeds a hard limit, even transiently.
+//
+// Lifetime: Manager is reference counted (Ref/Unref). The binding holds one
+// reference per JS wrapper and one per exported ArrayBuffer, so memory stays
+// mapped while any JS object can still reach it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "status.h"
+
+namespace isopool {
+
+constexpr uint64_t kUnlimited = UINT64_MAX;  ///< "Infinity" in a limit field
+constexpr int32_t kMaxTypes = 16;            ///< including "buffer"
+constexpr int32_t kUnscopedChannel = 0;
+constexpr int32_t kAllTypes = -1;    ///< SetLimits: the channel's total over all types ('*')
+constexpr int32_t kTypeTotal = -1;   ///< SetLimits channel: the type's total over every channel
+constexpr int32_t kPoolDirect = -1;  ///< Allocation::pool for direct (oversize) memory
+constexpr int32_t kPoolCounter = -2; ///< Allocation::pool for counter types
+
+enum class TypeKind : uint8_t { kMemory = 0, kCounter = 1 };
+enum class AccessMode : uint8_t { kRevocable = 0, kView = 1 };
+enum class ZeroMode : uint8_t { kCrossChannel = 0, kAlways = 1 };
+enum class FreeReason : uint8_t { kDeallocate = 0, kChannelClose = 1, kManagerClose = 2, kLeak = 3 };
+/// Which limit refused an allocation or was crossed softly.
+enum class LimitScope : uint8_t { kNone = 0, kType = 1, kChannel = 2, kChannelType = 3, kAllocationSize = 4 };
+
+struct PoolConfig {
+  std::string name;     ///< e.g. "small"
+  uint64_t slot_size;   ///< bytes, > 0; pools are sorted by slot_size, strictly increasing
+  uint32_t queue_size;  ///< free slots retained for reuse; the rest go back to the system
+};
+
+struct ManagerConfig {
+  std::vector<PoolConfig> pools;   ///< default: small 4 KiB×500, medium 64 KiB×250, large 1 MiB×125
+  uint64_t max_allocation_size = 64ull << 20;  ///< bytes (or units for counters)
+  bool hardened = false;           ///< reserved for hardened mode (canaries, guard pages)
+};
+
+struct Limits {
+  uint64_t max_bytes = kUnlimited;
+  uint64_t max_handles = kUnlimited;
+  uint64_t max_allocation_size = kUnlimited;
+  uint64_t soft_bytes = kUnlimited;
+};
+
+struct ChannelOptions {
+  AccessMode access = AccessMode::kRevocable;
+  ZeroMode zero = ZeroMode::kCrossChannel;
+};
+
+/// Out-parameter of Allocate. On kResourceLimit only the refusal_* fields are set.
+struct Allocation {
+  uint64_t id = 0;
+  uint8_t* data = nullptr;    ///< first byte of the user extent (nullptr for counters)
+  uint64_t slot_bytes = 0;    ///< capacity of the slot (== charged for direct/counters)
+  uint64_t charged = 0;       ///< bytes (units) charged to every applicable ledger
+  int32_t pool = 0;           ///< pool index, kPoolDirect or kPoolCounter
+  uint64_t slab_key = 0;      ///< unique-for-lifetime key of the slab (view mode: ExportSlab)
+  uint64_t slab_offset = 0;   ///< byte offset of `data` inside its slab
+  LimitScope soft_crossed = LimitScope::kNone;  ///< a soft limit was crossed by this charge
+  uint64_t latency_ns = 0;    ///< time spent in the core for this allocation
+  // refusal details (kResourceLimit)
+  LimitScope refused_scope = LimitScope::kNone;
+  uint64_t refused_limit = 0;   ///< the limit value that refused
+  uint64_t refused_in_use = 0;  ///< usage in that scope at refusal (bytes or handles)
+  bool refused_handles = false; ///< true: maxHandles refused; false: maxBytes/maxAllocationSize
+};
+
+/// What the table knows about one id (Lookup/Validate/Free).
+struct HandleInfo {
+  uint64_t id = 0;
+  int32_t type = -1;
+  int32_t channel = -1;       ///< channel index at allocation
+  uint32_t owner = 0;         ///< channel incarnation (owner epoch)
+  int32_t pool = 0;
+  uint64_t size = 0;          ///< requested bytes/units
+  uint64_t slot_bytes = 0;
+  uint64_t charged = 0;
+  uint64_t slab_key = 0;
+  uint64_t slab_offset = 0;
+  uint8_t* data = nullptr;
+  uint64_t alloc_time_ns = 0; ///< steady clock at allocation
+  uint64_t latency_ns = 0;
+  bool in_transit = false;    ///< transferHandle'd and not yet adopted (SPEC §3)
+};
+
+/// Snapshot of one ledger scope.
+struct LedgerUsage {
+  uint64_t bytes = 0;
+  uint64_t handles = 0;
+  uint64_t peak_bytes = 0;
+  uint64_t limit_rejections = 0;
+  uint64_t violations[kViolationKinds] = {};
+};
+
+struct PoolStats {
+  std::string name;
+  uint64_t slot_size = 0;
+  uint32_t queue_size = 0;
+  uint64_t reserved_bytes = 0;     ///< bytes mapped from the system for this pool's slabs
+  uint64_t live_slots = 0;
+  uint64_t live_bytes = 0;         ///< requested bytes of live slots
+  uint64_t retained_free_slots = 0;///< min(free slots held, queue_size)
+  uint64_t hits = 0;               ///< allocations served from a retained free slot
+  uint64_t misses = 0;             ///< allocations that needed fresh memory
+  uint64_t released_to_system = 0; ///< slabs (count) returned to the system
+  uint64_t failures = 0;           ///< allocations the system refused
+};
+
+/// Log2-bucket latency histogram snapshot: bucket i counts samples in [2^i, 2^(i+1)) ns.
+constexpr int kLatencyBuckets = 48;
+struct LatencySnapshot {
+  uint64_t count = 0;
+  uint64_t buckets[kLatencyBuckets] = {};
+  /// Quantile estimate (q in [0,1]) from the buckets; 0 when count == 0.
+  double Quantile(double q) const noexcept;
+};
+
+struct ManagerSnapshot {
+  std::vector<PoolStats> pools;        ///< one per configured pool, in config order
+  PoolStats direct;                    ///< name "direct": reserved/live for oversize allocations
+  uint64_t handles = 0;                ///< live handles
+  uint64_t bytes_in_use = 0;           ///< charged bytes of live memory handles
+  uint64_t requested_bytes = 0;        ///< requested bytes of live memory handles
+  uint64_t reserved_bytes = 0;         ///< all pools + direct
+  uint64_t allocations = 0;
+  uint64_t deallocations = 0;
+  uint64_t refusals = 0;               ///< failed allocations of any cause
+  uint64_t live_slot_bytes = 0;        ///< slot bytes of live pooled + direct allocations
+  uint64_t retained_free_bytes = 0;    ///< sum over pools of retained_free_slots * slot_size
+  LatencySnapshot allocate_latency;
+  LatencySnapshot deallocate_latency;
+};
+
+class Manager {
+ public:
+  /// Creates a manager. kInvalidArgument for a bad config (no pools is allowed:
+  /// then every memory allocation is direct). Never throws.
+  static Status Create(const ManagerConfig& config, Manager** out) noexcept;
+
+  void Ref() noexcept;
+  void Unref() noexcept;  ///< deletes the manager (unmapping everything) at zero
+
+  const ManagerConfig& config() const noexcept;
+
+  // --- types -------------------------------------------------------------
+  /// kInvalidArgument if the name exists or kMaxTypes is reached.
+  Status DefineType(std::string_view name, TypeKind kind, int32_t* index) noexcept;
+  int32_t FindType(std::string_view name) const noexcept;  ///< -1 if unknown
+  TypeKind KindOf(int32_t type) const noexcept;
+
+  // --- channels ----------------------------------------------------------
+  /// Opens `name`. If it is already open: *created = false and *index is the
+  /// open channel (options ignored; the caller decides whether that is an
+  /// error). A previously closed name reopens with a fresh ledger.
+  Status OpenChannel(std::string_view name, const ChannelOptions& options,
+                     int32_t* index, bool* created) noexcept;
+  /// >= 0: open channel index; -1: never opened (or forgotten); -2: closed.
+  int32_t FindChannel(std::string_view name) const noexcept;
+  /// Frees every live handle of the channel (reason kChannelClose), appends
+  /// them to *freed, marks the name closed and recycles the index.
+  Status CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept;
+  ChannelOptions OptionsOf(int32_t channel) const noexcept;
+  uint32_t OwnerOf(int32_t channel) const noexcept;
+
+  // --- limits ------------------------------------------------------------
+  /// type kAllTypes + channel c : the channel's total; type t + kTypeTotal :
+  /// the type's total; type t + channel c : that type within that channel.
+  /// Fields equal to kUnlimited mean "none". kInvalidArgument for other combos.
+  Status SetLimits(int32_t type, int32_t channel, const Limits& limits) noexcept;
+  /// Field by field, the tightest limit that applies to (type, channel),
+  /// including the manager's max_allocation_size.
+  Limits EffectiveLimits(int32_t type, int32_t channel) const noexcept;
+
+  // --- handles (lock-free) -------------------------------------------------
+  /// Size is validated by the caller (1..max_allocation_size) but re-checked
+  /// here (kInvalidSize). Memory types get zeroed memory per the channel's
+  /// ZeroMode; view-mode channels draw from view-only slabs.
+  Status Allocate(int32_t type, uint64_t size, int32_t channel, Allocation* out) noexcept;
+  /// Frees a live handle. `presenter` is the channel whose scope presented the
+  /// id, or -1 for the manager itself. Returns:
+  ///   kOk (freed; *info describes it), kInvalidHandle (forged),
+  ///   kStaleHandle (already freed; *closed_by_channel tells CHANNEL_CLOSED),
+  ///   kIsolationViolation (presenter != owner channel: refused, counted).
+  /// Forged/stale/cross-channel attempts are counted as violations against
+  /// the presenter (or the owner channel when presenter == -1 and known).
+  Status Free(uint64_t id, int32_t presenter, FreeReason reason, HandleInfo* info,
+              uint32_t* violations) noexcept;
+  /// Violation mask (ViolationBit) for presenting `id` to `presenter` (-1 =
+  /// manager). Counts each violation found. Fills *info when the id is live.
+  uint32_t Validate(uint64_t id, int32_t presenter, HandleInfo* info) noexcept;
+  /// kOk and *info for a live id; kInvalidHandle / kStaleHandle otherwise. No counting.
+  Status Lookup(uint64_t id, HandleInfo* info) const noexcept;
+  /// True only for an id that was issued and is fully released (slot returned,
+  /// ledger refunded). False for live, in-transit and forged ids.
+  bool IsReleased(uint64_t id) const noexcept;
+  /// Counts a violation found by the binding (e.g. kBufferDetached).
+  void CountViolation(int32_t channel, Violation kind) noexcept;
+
+  // --- threads (SPEC §3) -------------------------------------------------------
+  /// Live -> in transit. kInvalidHandle/kStaleHandle/kIsolationViolation as Free;
+  /// kInvalidHandle if already in transit.
+  Status BeginTransfer(uint64_t id, HandleInfo* info) noexcept;
+  /// In transit -> live. kInvalidHandle if forged or not in transit, kStaleHandle if freed.
+  Status Adopt(uint64_t id, HandleInfo* info) noexcept;
+
+  // --- view mode -------------------------------------------------------------
+  /// Base address and byte length of the slab `slab_key` so the binding can
+  /// export one ArrayBuffer per slab. Increments the slab's export count; the
+  /// slab's memory stays mapped until every export is released.
+  Status ExportSlab(uint64_t slab_key, uint8_t** base, uint64_t* length) noexcept;
+  void ReleaseSlabExport(uint64_t slab_key) noexcept;
+
+  // --- observation -----------------------------------------------------------
+  LedgerUsage ChannelUsage(int32_t channel) const noexcept;             ///< over all types
+  LedgerUsage TypeUsage(int32_t type, int32_t channel) const noexcept;  ///< channel kTypeTotal: type total
+  /// Appends the names of open channels with their indices.
+  void OpenChannels(std::vector<std::pair<std::string, int32_t>>* out) const noexcept;
+  void Snapshot(ManagerSnapshot* out) const noexcept;
+  /// Live handles of a channel (for isolation checks): count and charged bytes
+  /// recomputed from the handle table, independent of the ledger.
+  void RecountChannel(int32_t channel, uint64_t* handles, uint64_t* charged) const noexcept;
+
+  // --- test hooks --------------------------------------------------------------
+  /// Makes the next `n` system allocations fail (ERR_POOL_EXHAUSTED path).
+  void InjectAllocationFailures(uint32_t n) noexcept;
+
+ private:
+  Manager() = default;
+  ~Manager();
+  struct Impl;
+  Impl* impl_ = nullptr;
+  std::atomic<uint32_t> refs_{1};
+};
+
+}  // namespace isopool

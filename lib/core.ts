@@ -96,6 +96,8 @@ interface LeakHeld {
 export interface CoreOptions {
   native: NativeManager;
   poolNames: string[];
+  /** Slot sizes in the same order as poolNames, increasing. */
+  poolSlotSizes: number[];
   maxAllocationSize: number;
   autoOpenChannels: boolean;
   channelDefaults: CheckedChannelOptions;
@@ -105,6 +107,8 @@ export interface CoreOptions {
 }
 
 const UNSCOPED_INDEX = 0;
+/** Direct (oversize) allocations are charged their size rounded up to this (SPEC §1). */
+const DIRECT_GRANULE = 4096;
 const SCOPE_NAMES: Record<number, LimitScopeName> = {
   [NativeLimitScope.Type]: 'type',
   [NativeLimitScope.Channel]: 'channel',
@@ -136,6 +140,7 @@ export class Core implements HandleOwner {
   readonly #native: NativeManager;
   readonly #out: Float64Array;
   readonly #poolNames: string[];
+  readonly #poolSlotSizes: number[];
   readonly #maxAllocationSize: number;
   readonly #autoOpen: boolean;
   readonly #defaults: CheckedChannelOptions;
@@ -164,6 +169,7 @@ export class Core implements HandleOwner {
     this.#native = options.native;
     this.#out = options.native.out;
     this.#poolNames = options.poolNames;
+    this.#poolSlotSizes = options.poolSlotSizes;
     this.#maxAllocationSize = options.maxAllocationSize;
     this.#autoOpen = options.autoOpenChannels;
     this.#defaults = options.channelDefaults;
@@ -507,7 +513,7 @@ export class Core implements HandleOwner {
       requested = size;
     } else {
       limitKind = 'maxBytes';
-      requested = out[AllocOut.Charged] > 0 ? out[AllocOut.Charged] : size;
+      requested = this.#chargeFor(type, size);
     }
     const error = new ResourceLimitError({
       limitKind,
@@ -522,6 +528,13 @@ export class Core implements HandleOwner {
       this.#events.limit({ channelId: error.channelId, resourceType: type.name, scope, limit, requested, inUse });
     }
     return error;
+  }
+
+  /** What an allocation of `size` is charged: its slot, direct size rounded up to 4 KiB, or units. */
+  #chargeFor(type: TypeState, size: number): number {
+    if (!type.memory) return size;
+    for (const slot of this.#poolSlotSizes) if (size <= slot) return slot;
+    return Math.ceil(size / DIRECT_GRANULE) * DIRECT_GRANULE;
   }
 
   #isAllocationSizeLimit(type: TypeState, channel: ChannelState | null, scope: LimitScopeName, limit: number): boolean {
@@ -720,14 +733,9 @@ export class Core implements HandleOwner {
   adopt(id: unknown): Handle {
     if (typeof id !== 'number') throw new InvalidArgumentError('id', `id must be a handle id (number), got ${describeValue(id)}`);
     if (!isWellFormedId(id)) throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
-    // The channel's access mode decides how the memory is exposed; look it up before adopting.
-    if (this.#native.lookup(id) !== NativeStatus.Ok) {
-      // lookup fails for in-transit ids in some cores; let adopt decide.
-    }
-    const channelIndex = this.#out[InfoOut.Channel];
-    const channel = channelIndex > UNSCOPED_INDEX ? this.#channelsByIndex[channelIndex] ?? null : null;
-    const wantsExternal = channel === null || channel.access === 'revocable';
-    const result = this.#native.adopt(id, wantsExternal);
+    // Adopted memory always gets its own ArrayBuffer (revocable even in a view channel: the
+    // adopting thread has no slab view cached, and an own buffer can be revoked again).
+    const result = this.#native.adopt(id, true);
     if (typeof result === 'number' && result !== NativeStatus.Ok) throw this.#statusError(result, { id });
     const out = this.#out;
     const type = this.#typesByIndex[out[InfoOut.Type]];
@@ -737,13 +745,9 @@ export class Core implements HandleOwner {
     if (typeof result !== 'number') {
       ab = result;
       buffer = Buffer.from(result);
-    } else if (type?.memory === true && out[InfoOut.Pool] !== -2) {
-      const offset = out[InfoOut.SlabOffset];
-      const slab = this.#slab(out[InfoOut.SlabKey]);
-      if (slab !== null) buffer = Buffer.from(slab, offset, size);
     }
     const ownerIndex = out[InfoOut.Channel];
-    const access: AccessMode | null = buffer === null ? null : ab !== null ? 'revocable' : 'view';
+    const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
     if (ab !== null) this.#records.set(id, { ab: new WeakRef(ab), site: undefined, watched: false });
     return handleObj;

@@ -1,0 +1,198 @@
+/**
+ * Suite 1: allocate + release round trips at 4 KiB, 64 KiB and 1 MiB.
+ *
+ * Candidates (isopool), all with `leakDetection: 'off'` so the raw pool path is compared (suite 3
+ * measures what leak detection adds):
+ * - revocable, with a channel: `manager.openChannel('r').allocate('buffer', n)` / `scope.deallocate(h)`
+ * - revocable, without a channel: `manager.allocateResource('buffer', n)` / `deallocateResource(h)`
+ * - view, with a channel: `openChannel('v', { access: 'view' })`. There is no "view without a
+ *   channel": the unscoped domain is always revocable (access is a channel option, SPEC.md §1).
+ *
+ * Baselines (what users would otherwise use): `Buffer.allocUnsafe(n)`, `Buffer.alloc(n)`,
+ * `new ArrayBuffer(n)` and a plain JS free list of preallocated Buffers ({@link JsBufferPool}).
+ *
+ * Every call writes one byte of the buffer and reads it back into {@link sink}. For `ArrayBuffer`
+ * that needs a `Uint8Array` over it, which is part of its cost (a user needs a view to use it too).
+ * @packageDocumentation
+ */
+import { ResourceManager } from '../lib';
+import type { ChannelScope, ResourceHandle } from '../lib';
+import { describeError, medianRatio, runInterleaved, sink } from './harness';
+import type { BenchConfig, Candidate, CandidateResult, Logger } from './harness';
+import { JsBufferPool } from './js-pool';
+
+export const ROUND_TRIP_SIZES: ReadonlyArray<{ readonly label: string; readonly bytes: number }> = [
+  { label: '4 KiB', bytes: 4 * 1024 },
+  { label: '64 KiB', bytes: 64 * 1024 },
+  { label: '1 MiB', bytes: 1024 * 1024 },
+];
+
+export const CANDIDATES = {
+  revocableChannel: 'isopool revocable (channel)',
+  revocableUnscoped: 'isopool revocable (no channel)',
+  viewChannel: 'isopool view (channel)',
+} as const;
+
+export const BASELINES = {
+  allocUnsafe: 'Buffer.allocUnsafe',
+  alloc: 'Buffer.alloc',
+  arrayBuffer: 'new ArrayBuffer',
+  jsPool: 'JS free-list pool',
+} as const;
+
+export interface RatioEntry {
+  readonly candidate: string;
+  readonly baseline: string;
+  /** Median over rounds of candidate / baseline (below 1: the candidate is faster). */
+  readonly ratio: number;
+}
+
+export interface RoundTripSizeResult {
+  readonly label: string;
+  readonly bytes: number;
+  readonly results: CandidateResult[];
+  /** Every isopool candidate against every baseline. */
+  readonly ratios: RatioEntry[];
+  /** Every candidate (baselines included) against Buffer.allocUnsafe, for the chart. */
+  readonly vsAllocUnsafe: RatioEntry[];
+}
+
+export interface RoundTripResult {
+  readonly leakDetection: 'off';
+  readonly sizes: RoundTripSizeResult[];
+  /** Behaviour checks done once before timing (SPEC.md §1): expected vs actual, empty when all held. */
+  readonly checks: string[];
+}
+
+/**
+ * One untimed round trip per candidate, checking what the benchmark relies on: a buffer of exactly
+ * `bytes`, a true deallocation, revocation (length 0 afterwards) in revocable mode only, and
+ * verifyCleanupCompletion true afterwards.
+ */
+function checkBehaviour(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope): string[] {
+  const problems: string[] = [];
+  const expect = (what: string, actual: unknown, expected: unknown): void => {
+    if (!Object.is(actual, expected)) problems.push(`${what}: expected ${String(expected)}, got ${String(actual)}`);
+  };
+  const cases: Array<{ name: string; allocate: () => ResourceHandle; free: (h: ResourceHandle) => boolean; revoked: boolean; channelId: string | null }> = [
+    { name: `openChannel('r').allocate('buffer', ${bytes})`, allocate: () => revocable.allocate('buffer', bytes), free: (h) => revocable.deallocate(h), revoked: true, channelId: 'r' },
+    { name: `allocateResource('buffer', ${bytes})`, allocate: () => manager.allocateResource('buffer', bytes), free: (h) => manager.deallocateResource(h), revoked: true, channelId: null },
+    { name: `openChannel('v', {access:'view'}).allocate('buffer', ${bytes})`, allocate: () => view.allocate('buffer', bytes), free: (h) => view.deallocate(h), revoked: false, channelId: 'v' },
+  ];
+  for (const c of cases) {
+    try {
+      const h = c.allocate();
+      const b = h.buffer;
+      expect(`${c.name}.buffer.length`, b?.length, bytes);
+      expect(`${c.name}.channelId`, h.channelId, c.channelId);
+      expect(`deallocate after ${c.name}`, c.free(h), true);
+      expect(`buffer.length after deallocate (${c.name})`, b?.length, c.revoked ? 0 : bytes);
+      expect(`verifyCleanupCompletion after deallocate (${c.name})`, manager.verifyCleanupCompletion(h), true);
+      expect(`second deallocate (${c.name})`, c.free(h), false);
+    } catch (error) {
+      problems.push(`${c.name}: threw ${describeError(error)}`);
+    }
+  }
+  return problems;
+}
+
+function touch(buffer: Buffer | null): void {
+  if (buffer === null) throw new Error('memory handle without a buffer');
+  buffer[0] = 1;
+  sink.value ^= buffer[0];
+}
+
+function candidatesFor(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope, pool: JsBufferPool): Candidate[] {
+  return [
+    {
+      name: CANDIDATES.revocableChannel,
+      baseline: false,
+      fn: () => {
+        const h = revocable.allocate('buffer', bytes);
+        touch(h.buffer);
+        revocable.deallocate(h);
+      },
+    },
+    {
+      name: CANDIDATES.revocableUnscoped,
+      baseline: false,
+      fn: () => {
+        const h = manager.allocateResource('buffer', bytes);
+        touch(h.buffer);
+        manager.deallocateResource(h);
+      },
+    },
+    {
+      name: CANDIDATES.viewChannel,
+      baseline: false,
+      fn: () => {
+        const h = view.allocate('buffer', bytes);
+        touch(h.buffer);
+        view.deallocate(h);
+      },
+    },
+    {
+      name: BASELINES.allocUnsafe,
+      baseline: true,
+      fn: () => {
+        touch(Buffer.allocUnsafe(bytes));
+      },
+    },
+    {
+      name: BASELINES.alloc,
+      baseline: true,
+      fn: () => {
+        touch(Buffer.alloc(bytes));
+      },
+    },
+    {
+      name: BASELINES.arrayBuffer,
+      baseline: true,
+      fn: () => {
+        const u8 = new Uint8Array(new ArrayBuffer(bytes));
+        u8[0] = 1;
+        sink.value ^= u8[0];
+      },
+    },
+    {
+      name: BASELINES.jsPool,
+      baseline: true,
+      fn: () => {
+        const b = pool.acquire();
+        touch(b);
+        pool.release(b);
+      },
+    },
+  ];
+}
+
+export function runRoundTrips(config: BenchConfig, log: Logger): RoundTripResult {
+  const manager = new ResourceManager({ leakDetection: 'off' });
+  const sizes: RoundTripSizeResult[] = [];
+  const checks: string[] = [];
+  try {
+    const revocable = manager.openChannel('r');
+    const view = manager.openChannel('v', { access: 'view' });
+    for (const { label, bytes } of ROUND_TRIP_SIZES) {
+      log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
+      checks.push(...checkBehaviour(bytes, manager, revocable, view));
+      const pool = new JsBufferPool(bytes, 8);
+      const results = runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool), config, log);
+      const byName = new Map(results.map((r) => [r.name, r]));
+      const ratios: RatioEntry[] = [];
+      for (const candidate of results.filter((r) => !r.baseline)) {
+        for (const baseline of results.filter((r) => r.baseline)) {
+          ratios.push({ candidate: candidate.name, baseline: baseline.name, ratio: medianRatio(candidate, baseline) });
+        }
+      }
+      const allocUnsafe = byName.get(BASELINES.allocUnsafe);
+      const vsAllocUnsafe: RatioEntry[] = allocUnsafe === undefined
+        ? []
+        : results.filter((r) => r !== allocUnsafe).map((r) => ({ candidate: r.name, baseline: allocUnsafe.name, ratio: medianRatio(r, allocUnsafe) }));
+      sizes.push({ label, bytes, results, ratios, vsAllocUnsafe });
+    }
+  } finally {
+    manager.close();
+  }
+  return { leakDetection: 'off', sizes, checks };
+}

@@ -1,0 +1,34 @@
+// addon.cc — the addon's entry point: aggregates one InitX per concept.
+//
+// Context-aware (Node-API): Init runs once per environment (main thread and
+// each worker). Nothing here keeps per-environment state in statics.
+#include <napi.h>
+#include <unistd.h>
+
+#include "binding_util.h"
+
+namespace isopool {
+namespace binding {
+namespace {
+
+/// Process facts the facade needs (pageSize: direct-allocation rounding).
+void InitSystem(Napi::Env env, Napi::Object exports) {
+  long page = sysconf(_SC_PAGESIZE);
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(page > 0 ? page : 4096)));
+}
+
+}  // namespace
+}  // namespace binding
+}  // namespace isopool
+
+namespace {
+
+Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  isopool::binding::InitSystem(env, exports);
+  isopool::binding::InitManager(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(isopool, InitAddon)

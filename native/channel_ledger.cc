@@ -1,0 +1,421 @@
+// channel_ledger.cc — see channel_ledger.h for scopes, invariants and the CAS protocol.
+#include "channel_ledger.h"
+
+#include <new>
+#include <thread>
+
+namespace isopool {
+
+namespace {
+
+constexpr LimitScope kScopeKinds[3] = {LimitScope::kType, LimitScope::kChannel,
+                                       LimitScope::kChannelType};
+
+uint64_t Min(uint64_t a, uint64_t b) noexcept { return a < b ? a : b; }
+
+Limits Tighten(Limits a, const Limits& b) noexcept {
+  a.max_bytes = Min(a.max_bytes, b.max_bytes);
+  a.max_handles = Min(a.max_handles, b.max_handles);
+  a.max_allocation_size = Min(a.max_allocation_size, b.max_allocation_size);
+  a.soft_bytes = Min(a.soft_bytes, b.soft_bytes);
+  return a;
+}
+
+}  // namespace
+
+// --- LedgerScope -------------------------------------------------------------------
+// Limits and counters are independent words; none of them guards other data,
+// so relaxed ordering is enough everywhere (atomicity is what keeps the limits).
+
+void LedgerScope::Reset() noexcept {
+  bytes.store(0, std::memory_order_relaxed);
+  handles.store(0, std::memory_order_relaxed);
+  peak_bytes.store(0, std::memory_order_relaxed);
+  rejections.store(0, std::memory_order_relaxed);
+  SetLimits(Limits{});
+}
+
+void LedgerScope::SetLimits(const Limits& limits) noexcept {
+  max_bytes.store(limits.max_bytes, std::memory_order_relaxed);
+  max_handles.store(limits.max_handles, std::memory_order_relaxed);
+  max_allocation_size.store(limits.max_allocation_size, std::memory_order_relaxed);
+  soft_bytes.store(limits.soft_bytes, std::memory_order_relaxed);
+}
+
+Limits LedgerScope::GetLimits() const noexcept {
+  Limits l;
+  l.max_bytes = max_bytes.load(std::memory_order_relaxed);
+  l.max_handles = max_handles.load(std::memory_order_relaxed);
+  l.max_allocation_size = max_allocation_size.load(std::memory_order_relaxed);
+  l.soft_bytes = soft_bytes.load(std::memory_order_relaxed);
+  return l;
+}
+
+void LedgerScope::FillUsage(LedgerUsage* out) const noexcept {
+  out->bytes = bytes.load(std::memory_order_relaxed);
+  out->handles = handles.load(std::memory_order_relaxed);
+  out->peak_bytes = peak_bytes.load(std::memory_order_relaxed);
+  out->limit_rejections = rejections.load(std::memory_order_relaxed);
+}
+
+// --- ChannelLedger: storage ----------------------------------------------------------
+
+ChannelLedger::~ChannelLedger() {
+  for (auto& seg : segments_) delete[] seg.load(std::memory_order_relaxed);
+}
+
+bool ChannelLedger::EnsureSegment(int32_t segment) noexcept {
+  // Called with mu_ held: a plain check-then-store has no competitor.
+  if (segments_[segment].load(std::memory_order_relaxed) != nullptr) return true;
+  ChannelState* fresh = new (std::nothrow) ChannelState[kSegmentSize];
+  if (fresh == nullptr) return false;
+  // release: lock-free readers (Get) see constructed slots.
+  segments_[segment].store(fresh, std::memory_order_release);
+  return true;
+}
+
+ChannelState* ChannelLedger::Get(int32_t channel) const noexcept {
+  if (channel < 0 || channel >= kMaxChannels) return nullptr;
+  ChannelState* seg = segments_[channel >> kSegmentBits].load(std::memory_order_acquire);
+  return seg == nullptr ? nullptr : seg + (channel & (kSegmentSize - 1));
+}
+
+bool ChannelLedger::Init() noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!EnsureSegment(0)) return false;
+  try {
+    names_.emplace_back();
+    free_indices_.reserve(64);
+  } catch (...) {  // std::bad_alloc
+    return false;
+  }
+  high_water_ = 1;
+  ChannelState* st = Get(0);
+  st->owner.store(next_owner_++, std::memory_order_relaxed);
+  st->phase.store(static_cast<uint32_t>(ChannelPhase::kOpen), std::memory_order_seq_cst);
+  return true;
+}
+
+// --- channels ---------------------------------------------------------------------------
+
+Status ChannelLedger::Open(std::string_view name, const ChannelOptions& options, int32_t* index,
+                           bool* created) noexcept {
+  if (name.empty()) {  // the unscoped domain is always open
+    *index = kUnscopedChannel;
+    *created = false;
+    return Status::kOk;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  int32_t idx = -1;
+  try {
+    std::string key(name);
+    auto it = open_.find(key);
+    if (it != open_.end()) {
+      *index = it->second;
+      *created = false;
+      return Status::kOk;
+    }
+    const bool recycled = !free_indices_.empty();
+    if (recycled) {
+      idx = free_indices_.back();
+    } else {
+      if (high_water_ >= kMaxChannels) return Status::kPoolExhausted;
+      if (!EnsureSegment(high_water_ >> kSegmentBits)) return Status::kPoolExhausted;
+      idx = high_water_;
+      if (names_.size() <= static_cast<size_t>(idx)) names_.resize(idx + 1);
+      // FinishClose must be able to push every index back without allocating.
+      free_indices_.reserve(static_cast<size_t>(idx) + 1);
+    }
+    open_.emplace(key, idx);
+    try {
+      names_[idx] = key;
+    } catch (...) {
+      open_.erase(key);
+      throw;
+    }
+    // Nothing below allocates.
+    if (recycled) {
+      free_indices_.pop_back();
+    } else {
+      ++high_water_;
+    }
+    closed_.erase(key);  // reopened: no longer "closed" (stale FIFO entries are skipped)
+  } catch (...) {  // std::bad_alloc: the system refused memory; nothing changed
+    return Status::kPoolExhausted;
+  }
+  ChannelState* st = Get(idx);
+  st->total.Reset();
+  for (auto& scope : st->types) scope.Reset();
+  for (auto& v : st->violations) v.store(0, std::memory_order_relaxed);
+  st->options.store(static_cast<uint32_t>(options.access) | (static_cast<uint32_t>(options.zero) << 1),
+                    std::memory_order_relaxed);
+  uint32_t owner = next_owner_++;
+  if (owner == 0) owner = next_owner_++;  // 0 means "fresh memory"; skip it on wrap
+  st->owner.store(owner, std::memory_order_relaxed);
+  // seq_cst: pairs with Enter's inflight/phase protocol; publishes the fields above.
+  st->phase.store(static_cast<uint32_t>(ChannelPhase::kOpen), std::memory_order_seq_cst);
+  *index = idx;
+  *created = true;
+  return Status::kOk;
+}
+
+int32_t ChannelLedger::Find(std::string_view name) const noexcept {
+  if (name.empty()) return kUnscopedChannel;
+  std::lock_guard<std::mutex> lock(mu_);
+  try {
+    std::string key(name);
+    auto it = open_.find(key);
+    if (it != open_.end()) return it->second;
+    return closed_.count(key) != 0 ? -2 : -1;
+  } catch (...) {  // std::bad_alloc building the key
+    return -1;
+  }
+}
+
+bool ChannelLedger::IsOpen(int32_t channel) const noexcept {
+  const ChannelState* st = Get(channel);
+  return st != nullptr &&
+         st->phase.load(std::memory_order_acquire) == static_cast<uint32_t>(ChannelPhase::kOpen);
+}
+
+Status ChannelLedger::BeginClose(int32_t channel) noexcept {
+  if (channel == kUnscopedChannel) return Status::kInvalidArgument;
+  ChannelState* st = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (channel < 0 || channel >= high_water_) return Status::kUnknownChannel;
+    st = Get(channel);
+    if (st->phase.load(std::memory_order_relaxed) != static_cast<uint32_t>(ChannelPhase::kOpen)) {
+      return Status::kChannelClosed;
+    }
+    // seq_cst (Dekker with Enter): either an allocator sees kClosing, or we see its inflight.
+    st->phase.store(static_cast<uint32_t>(ChannelPhase::kClosing), std::memory_order_seq_cst);
+  }
+  while (st->inflight.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  return Status::kOk;
+}
+
+void ChannelLedger::FinishClose(int32_t channel) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  ChannelState* st = Get(channel);
+  std::string& name = names_[channel];
+  open_.erase(name);
+  try {
+    const uint64_t seq = ++close_seq_;
+    closed_[name] = seq;
+    closed_order_.emplace_back(name, seq);
+    while (closed_order_.size() > kMaxClosedNames) {
+      auto& oldest = closed_order_.front();
+      auto it = closed_.find(oldest.first);
+      if (it != closed_.end() && it->second == oldest.second) closed_.erase(it);
+      closed_order_.pop_front();
+    }
+  } catch (...) {
+    // std::bad_alloc: the name is forgotten (FindChannel -> -1) rather than remembered.
+  }
+  name.clear();
+  name.shrink_to_fit();
+  free_indices_.push_back(channel);  // capacity reserved at Open: does not allocate
+  st->phase.store(static_cast<uint32_t>(ChannelPhase::kFree), std::memory_order_seq_cst);
+}
+
+void ChannelLedger::OpenChannels(std::vector<std::pair<std::string, int32_t>>* out) const noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  try {
+    for (const auto& kv : open_) out->emplace_back(kv.first, kv.second);
+  } catch (...) {
+    // std::bad_alloc: a partial list.
+  }
+}
+
+Status ChannelLedger::Enter(int32_t channel, ChannelState** state) noexcept {
+  ChannelState* st = Get(channel);
+  if (st == nullptr) return Status::kUnknownChannel;
+  // seq_cst: Dekker handshake with BeginClose (store phase; load inflight).
+  st->inflight.fetch_add(1, std::memory_order_seq_cst);
+  const uint32_t phase = st->phase.load(std::memory_order_seq_cst);
+  if (phase != static_cast<uint32_t>(ChannelPhase::kOpen)) {
+    st->inflight.fetch_sub(1, std::memory_order_seq_cst);
+    // A never-used slot has owner 0; a closed (recycled) one has had an owner.
+    return st->owner.load(std::memory_order_relaxed) == 0 ? Status::kUnknownChannel
+                                                          : Status::kChannelClosed;
+  }
+  *state = st;
+  return Status::kOk;
+}
+
+// --- limits -------------------------------------------------------------------------------
+
+Status ChannelLedger::SetLimits(int32_t type, int32_t channel, const Limits& limits) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);  // serialises with Open's Reset
+  if (type >= kMaxTypes || type < kAllTypes) return Status::kInvalidArgument;
+  if (channel == kTypeTotal) {
+    if (type == kAllTypes) return Status::kInvalidArgument;
+    type_totals_[type].SetLimits(limits);
+    return Status::kOk;
+  }
+  if (channel < 0 || channel >= high_water_) return Status::kUnknownChannel;
+  ChannelState* st = Get(channel);
+  if (st->phase.load(std::memory_order_relaxed) != static_cast<uint32_t>(ChannelPhase::kOpen)) {
+    return Status::kChannelClosed;
+  }
+  if (type == kAllTypes) {
+    st->total.SetLimits(limits);
+  } else {
+    st->types[type].SetLimits(limits);
+  }
+  return Status::kOk;
+}
+
+Limits ChannelLedger::Effective(int32_t type, int32_t channel) const noexcept {
+  Limits l;
+  if (type >= 0 && type < kMaxTypes) l = Tighten(l, type_totals_[type].GetLimits());
+  const ChannelState* st = channel >= 0 ? Get(channel) : nullptr;
+  if (st != nullptr) {
+    l = Tighten(l, st->total.GetLimits());
+    if (type >= 0 && type < kMaxTypes) l = Tighten(l, st->types[type].GetLimits());
+  }
+  return l;
+}
+
+void ChannelLedger::ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept {
+  scopes[0] = &type_totals_[type];
+  scopes[1] = &channel->total;
+  scopes[2] = &channel->types[type];
+}
+
+Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t size, uint64_t n,
+                                ChargeTicket* ticket, Allocation* out) noexcept {
+  LedgerScope* scopes[3];
+  ScopesOf(type, channel, scopes);
+
+  int refused = -1;
+  uint64_t limit = 0, in_use = 0;
+  bool by_handles = false;
+
+  // 1. Per-scope allocation size caps: nothing is charged yet.
+  for (int i = 0; i < 3 && refused < 0; ++i) {
+    const uint64_t cap = scopes[i]->max_allocation_size.load(std::memory_order_relaxed);
+    if (size > cap) {
+      refused = i;
+      limit = cap;
+      in_use = scopes[i]->bytes.load(std::memory_order_relaxed);
+    }
+  }
+
+  // 2. Charge scope by scope; roll back on a refusal.
+  int charged = 0;
+  for (int i = 0; i < 3 && refused < 0; ++i) {
+    LedgerScope* s = scopes[i];
+    uint64_t cur = s->bytes.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t max = s->max_bytes.load(std::memory_order_relaxed);
+      if (n > max || cur > max - n) {
+        // Would exceed max_bytes: refuse without touching the counter.
+        refused = i;
+        limit = max;
+        in_use = cur;
+        break;
+      }
+      // relaxed: atomicity alone keeps bytes <= max; the counter guards no data.
+      if (s->bytes.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed,
+                                         std::memory_order_relaxed)) {
+        break;
+      }
+      // CAS failed: another charge/refund moved `bytes`; `cur` reloaded, re-check.
+    }
+    if (refused >= 0) break;
+    uint64_t h = s->handles.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint64_t max = s->max_handles.load(std::memory_order_relaxed);
+      if (h >= max) {
+        // handles + 1 > max_handles: undo this scope's byte charge and refuse.
+        s->bytes.fetch_sub(n, std::memory_order_relaxed);
+        refused = i;
+        limit = max;
+        in_use = h;
+        by_handles = true;
+        break;
+      }
+      if (s->handles.compare_exchange_weak(h, h + 1, std::memory_order_relaxed,
+                                           std::memory_order_relaxed)) {
+        break;
+      }
+      // CAS failed: `h` reloaded, re-check.
+    }
+    if (refused >= 0) break;
+    ticket->after[i] = cur + n;
+    const uint64_t soft = s->soft_bytes.load(std::memory_order_relaxed);
+    if (cur <= soft && cur + n > soft) ticket->soft = kScopeKinds[i];  // later = more specific
+    charged = i + 1;
+  }
+
+  if (refused < 0) return Status::kOk;
+
+  for (int i = charged - 1; i >= 0; --i) {
+    scopes[i]->bytes.fetch_sub(n, std::memory_order_relaxed);
+    scopes[i]->handles.fetch_sub(1, std::memory_order_relaxed);
+  }
+  for (auto* s : scopes) s->rejections.fetch_add(1, std::memory_order_relaxed);
+  ticket->soft = LimitScope::kNone;
+  out->refused_scope = kScopeKinds[refused];
+  out->refused_limit = limit;
+  out->refused_in_use = in_use;
+  out->refused_handles = by_handles;
+  return Status::kResourceLimit;
+}
+
+void ChannelLedger::Commit(int32_t type, ChannelState* channel, const ChargeTicket& ticket) noexcept {
+  LedgerScope* scopes[3];
+  ScopesOf(type, channel, scopes);
+  for (int i = 0; i < 3; ++i) {
+    uint64_t peak = scopes[i]->peak_bytes.load(std::memory_order_relaxed);
+    while (peak < ticket.after[i] &&
+           !scopes[i]->peak_bytes.compare_exchange_weak(peak, ticket.after[i],
+                                                        std::memory_order_relaxed,
+                                                        std::memory_order_relaxed)) {
+      // CAS failed: `peak` reloaded; stop once it is already >= ours.
+    }
+  }
+}
+
+void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n) noexcept {
+  LedgerScope* scopes[3];
+  ScopesOf(type, channel, scopes);
+  for (auto* s : scopes) {
+    s->bytes.fetch_sub(n, std::memory_order_relaxed);
+    s->handles.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+LedgerUsage ChannelLedger::ChannelUsage(int32_t channel) const noexcept {
+  LedgerUsage u;
+  const ChannelState* st = Get(channel);
+  if (st == nullptr) return u;
+  st->total.FillUsage(&u);
+  for (uint32_t k = 0; k < kViolationKinds; ++k) {
+    u.violations[k] = st->violations[k].load(std::memory_order_relaxed);
+  }
+  return u;
+}
+
+LedgerUsage ChannelLedger::TypeUsage(int32_t type, int32_t channel) const noexcept {
+  LedgerUsage u;
+  if (type < 0 || type >= kMaxTypes) return u;
+  if (channel == kTypeTotal) {
+    type_totals_[type].FillUsage(&u);
+    return u;
+  }
+  const ChannelState* st = Get(channel);
+  if (st != nullptr) st->types[type].FillUsage(&u);
+  return u;
+}
+
+void ChannelLedger::CountViolation(int32_t channel, Violation kind) noexcept {
+  ChannelState* st = Get(channel);
+  const uint32_t k = static_cast<uint32_t>(kind);
+  if (st == nullptr || k >= kViolationKinds) return;
+  st->violations[k].fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace isopool

@@ -1,0 +1,239 @@
+// handle_table.cc — see handle_table.h for the id layout and state machine.
+#include "handle_table.h"
+
+#include <cstring>
+#include <new>
+#include <random>
+
+#include "metrics.h"
+
+namespace isopool {
+
+namespace {
+
+constexpr uint64_t kGenMask = (1ull << HandleTable::kGenBits) - 1;
+constexpr uint64_t kCheckMask = (1ull << HandleTable::kCheckBits) - 1;
+
+/// MurmurHash3's 64-bit finalizer: a bijective avalanche mix.
+uint64_t Mix64(uint64_t x) noexcept {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
+}  // namespace
+
+HandleTable::HandleTable(uint64_t secret, uint32_t quarantine) noexcept : secret_(secret) {
+  // On refusal the quarantine has capacity 0 and freed indices go straight to the stack.
+  (void)quarantine_.Init(quarantine);
+}
+
+HandleTable::~HandleTable() {
+  for (auto& seg : segments_) delete[] seg.load(std::memory_order_relaxed);
+}
+
+uint64_t HandleTable::RandomSecret() noexcept {
+  uint64_t s = 0;
+  try {
+    std::random_device rd;
+    s = (uint64_t{rd()} << 32) ^ rd();
+  } catch (...) {
+    // No entropy device: fall back to the clock and address entropy below.
+  }
+  int local = 0;
+  s ^= Mix64(NowNs());
+  s ^= Mix64(reinterpret_cast<uintptr_t>(&local) * 0x9e3779b97f4a7c15ull);
+  s ^= Mix64(reinterpret_cast<uintptr_t>(&RandomSecret));
+  return Mix64(s ^ 0x6a09e667f3bcc909ull);
+}
+
+uint32_t HandleTable::Check(uint32_t index, uint32_t generation) const noexcept {
+  const uint64_t x = Mix64(((uint64_t{index} << kGenBits) | generation) ^ secret_);
+  return static_cast<uint32_t>(Mix64(x ^ (secret_ >> 7 | secret_ << 57)) & kCheckMask);
+}
+
+uint64_t HandleTable::MakeId(uint32_t index, uint32_t generation) const noexcept {
+  return (uint64_t{index} << 32) | (uint64_t{generation} << kCheckBits) | Check(index, generation);
+}
+
+HandleTable::Entry* HandleTable::At(uint32_t index) const noexcept {
+  // acquire: pairs with EnsureSegment's publishing CAS.
+  Entry* seg = segments_[index >> kSegmentBits].load(std::memory_order_acquire);
+  return seg + (index & (kSegmentSize - 1));
+}
+
+uint64_t HandleTable::LoadState(uint32_t index) const noexcept {
+  return At(index)->state.load(std::memory_order_acquire);
+}
+
+bool HandleTable::EnsureSegment(uint32_t segment) noexcept {
+  if (segments_[segment].load(std::memory_order_acquire) != nullptr) return true;
+  Entry* fresh = new (std::nothrow) Entry[kSegmentSize];
+  if (fresh == nullptr) return false;
+  Entry* expected = nullptr;
+  // release: the zeroed entries are visible to whoever loads the pointer.
+  if (!segments_[segment].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel,
+                                                  std::memory_order_acquire)) {
+    delete[] fresh;  // another thread installed it first
+  }
+  return true;
+}
+
+void HandleTable::PushFree(uint32_t index) noexcept {
+  Entry* e = At(index);
+  uint64_t head = free_head_.load(std::memory_order_relaxed);
+  for (;;) {
+    e->next.store(static_cast<uint32_t>(head), std::memory_order_relaxed);
+    const uint64_t desired = ((((head >> 32) + 1) & 0xffffffffull) << 32) | index;
+    // release: the entry's final state (and `next`) happen-before its popper.
+    if (free_head_.compare_exchange_weak(head, desired, std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+      return;
+    }
+    // CAS failed: `head` reloaded; relink and retry.
+  }
+}
+
+uint32_t HandleTable::PopFree() noexcept {
+  uint64_t head = free_head_.load(std::memory_order_acquire);
+  for (;;) {
+    const uint32_t top = static_cast<uint32_t>(head);
+    if (top == 0) return 0;
+    // Safe even if `top` was popped meanwhile: entries are never freed, and
+    // the tag makes the CAS below fail in that case (no ABA).
+    const uint32_t next = At(top)->next.load(std::memory_order_relaxed);
+    const uint64_t desired = ((((head >> 32) + 1) & 0xffffffffull) << 32) | next;
+    // acquire: see the pusher's writes to the entry.
+    if (free_head_.compare_exchange_weak(head, desired, std::memory_order_acquire,
+                                         std::memory_order_acquire)) {
+      return top;
+    }
+    // CAS failed: another thread pushed or popped; `head` reloaded.
+  }
+}
+
+Status HandleTable::Reserve(uint32_t* index) noexcept {
+  const uint32_t recycled = PopFree();
+  if (recycled != 0) {
+    *index = recycled;
+    return Status::kOk;
+  }
+  uint32_t hw = high_water_.load(std::memory_order_acquire);
+  for (;;) {
+    if (hw > kMaxIndex || !EnsureSegment(hw >> kSegmentBits)) {
+      // Table full (or segment memory refused): fall back to quarantined indices.
+      uint32_t quarantined = 0;
+      if (quarantine_.TryPop(&quarantined)) {
+        *index = quarantined;
+        return Status::kOk;
+      }
+      return Status::kPoolExhausted;
+    }
+    // acq_rel: the segment (installed before) is visible to readers of high_water_.
+    if (high_water_.compare_exchange_weak(hw, hw + 1, std::memory_order_acq_rel,
+                                          std::memory_order_acquire)) {
+      *index = hw;
+      return Status::kOk;
+    }
+    // CAS failed: another thread took `hw`; `hw` reloaded.
+  }
+}
+
+void HandleTable::Unreserve(uint32_t index) noexcept { PushFree(index); }  // never published: no quarantine
+
+void HandleTable::Recycle(uint32_t index) noexcept {
+  if (quarantine_.TryPush(index)) return;
+  // Quarantine full: its oldest index has waited long enough; move it to the stack.
+  uint32_t oldest = 0;
+  if (quarantine_.TryPop(&oldest)) PushFree(oldest);
+  if (!quarantine_.TryPush(index)) PushFree(index);  // refilled concurrently: skip the delay
+}
+
+uint64_t HandleTable::Publish(uint32_t index, const HandleRecord& record) noexcept {
+  Entry* e = At(index);
+  uint64_t words[kRecordWords];
+  std::memcpy(words, &record, sizeof(words));
+  // Seqlock writer: this release fence orders the earlier free of the entry
+  // (seen through the free stack) before the new words, so a reader that sees
+  // a new word also sees the state change on its re-check.
+  std::atomic_thread_fence(std::memory_order_release);
+  for (uint32_t i = 0; i < kRecordWords; ++i) e->words[i].store(words[i], std::memory_order_relaxed);
+  const uint64_t uses = UsesOf(e->state.load(std::memory_order_relaxed)) + 1;
+  // release: the record words happen-before any acquire load that sees kLive.
+  e->state.store((uses << 4) | static_cast<uint64_t>(EntryState::kLive), std::memory_order_release);
+  return MakeId(index, static_cast<uint32_t>(uses & kGenMask));
+}
+
+IdProbe HandleTable::Probe(uint64_t id) const noexcept {
+  IdProbe probe;
+  if (id >> 53) return probe;  // not a safe integer
+  const uint32_t index = static_cast<uint32_t>(id >> 32);
+  const uint32_t gen = static_cast<uint32_t>((id >> kCheckBits) & kGenMask);
+  if (index == 0 || index >= HighWater()) return probe;
+  if (Check(index, gen) != (id & kCheckMask)) return probe;
+  const Entry* e = At(index);
+  const uint64_t state = e->state.load(std::memory_order_acquire);
+  const uint64_t uses = UsesOf(state);
+  if (uses == 0) return probe;  // reserved once, never published
+  probe.index = index;
+  probe.state = state;
+  if ((uses & kGenMask) == gen) {
+    switch (StateOf(state)) {
+      case EntryState::kLive: probe.kind = IdProbe::kLive; break;
+      case EntryState::kTransit: probe.kind = IdProbe::kTransit; break;
+      case EntryState::kFreeing: probe.kind = IdProbe::kFreeing; break;
+      case EntryState::kFree:
+        probe.kind = IdProbe::kStale;
+        probe.same_generation = true;
+        probe.closed_by_channel = ReasonOf(state) == FreeReason::kChannelClose;
+        break;
+    }
+    return probe;
+  }
+  const bool issued = uses > kGenMask || (gen >= 1 && gen < uses);
+  if (!issued) {
+    probe.index = 0;
+    probe.state = 0;
+    return probe;  // a generation this entry never reached: forged
+  }
+  probe.kind = IdProbe::kStale;
+  probe.closed_by_channel =
+      e->close_gen.load(std::memory_order_relaxed) == ((gen << 1) | 1u);
+  return probe;
+}
+
+bool HandleTable::ReadRecord(uint32_t index, uint64_t state, HandleRecord* out) const noexcept {
+  const Entry* e = At(index);
+  uint64_t words[kRecordWords];
+  for (uint32_t i = 0; i < kRecordWords; ++i) words[i] = e->words[i].load(std::memory_order_relaxed);
+  // Seqlock reader: the words were read before the re-check of `state`.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (e->state.load(std::memory_order_relaxed) != state) return false;
+  std::memcpy(out, words, sizeof(words));
+  return true;
+}
+
+bool HandleTable::TryTransition(uint32_t index, uint64_t expected, EntryState to) noexcept {
+  const uint64_t desired = (expected & ~uint64_t{3}) | static_cast<uint64_t>(to);
+  // acq_rel: the winner sees the record of this incarnation and publishes its claim.
+  return At(index)->state.compare_exchange_strong(expected, desired, std::memory_order_acq_rel,
+                                                  std::memory_order_acquire);
+}
+
+void HandleTable::FinishFree(uint32_t index, FreeReason reason) noexcept {
+  Entry* e = At(index);
+  const uint64_t uses = UsesOf(e->state.load(std::memory_order_relaxed));
+  if (reason == FreeReason::kChannelClose) {
+    e->close_gen.store((static_cast<uint32_t>(uses & kGenMask) << 1) | 1u, std::memory_order_relaxed);
+  }
+  // release: every resource return before this store happens-before IsReleased readers.
+  e->state.store((uses << 4) | (static_cast<uint64_t>(reason) << 2) |
+                     static_cast<uint64_t>(EntryState::kFree),
+                 std::memory_order_release);
+  Recycle(index);
+}
+
+}  // namespace isopool

@@ -1,0 +1,177 @@
+// handle_table.h — generational, lock-free table of live handles.
+//
+// Glossary
+//   index      entry number, 1..kMaxIndex. Index 0 is null: id 0 is never issued.
+//   uses       how many times the entry was published (handed out); grows by 1
+//              per allocation and never wraps in practice (60 bits).
+//   generation uses mod 2^20 of the publish that issued an id.
+//   check      12 keyed-hash bits of (index, generation) under a per-table
+//              random secret.
+//   state      one atomic 64-bit word per entry:
+//                bits 0-1  kFree | kLive | kFreeing | kTransit
+//                bits 2-3  FreeReason of the last free
+//                bits 4-63 uses
+//   record     the handle's payload (HandleRecord), stored as relaxed atomic
+//              words and read with a seqlock on `state`.
+//
+// Id layout (a safe integer, < 2^53)
+//   id = index * 2^32 + generation * 2^12 + check
+//        [52..32] index (21 bits)  [31..12] generation (20 bits)  [11..0] check
+//
+// Forged vs stale
+//   forged: id >= 2^53, index 0 or >= high-water mark, wrong check bits, or a
+//           generation the entry never reached (uses < 2^20 and generation
+//           not in 1..uses).
+//   stale:  issued, and the entry is free or has moved on to a later
+//           generation. close_gen records the last generation freed by a
+//           channel close, so that case reports CHANNEL_CLOSED even after the
+//           index was reused.
+//   A freed id stays invalid until its index is published 2^20 (> 1,000,000)
+//   more times.
+//
+// Forgery bound (SPEC §2: < 1e-9 for uniformly random safe integers)
+//   A random id is accepted only if its index is live, its generation equals
+//   that entry's current generation, and its 12 check bits match:
+//     P(accept) <= (live / 2^21) * 2^-20 * 2^-12 <= 2^-32 ~= 2.3e-10
+//   for any number of live handles up to the capacity. The keyed hash is a
+//   fast mix, not a MAC: it defeats guessing, not cryptanalysis.
+//
+// State machine (every transition is one CAS on `state`, so two racing
+// Free/Adopt/BeginTransfer calls on the same id have exactly one winner)
+//   kFree --Publish--> kLive --TryTransition--> kFreeing --FinishFree--> kFree
+//                      kLive <--Adopt-- kTransit <--BeginTransfer-- kLive
+//                                       kTransit --TryTransition--> kFreeing
+//   Publish bumps uses; other transitions keep it, so a CAS with an expected
+//   state word can never succeed on a later incarnation (no ABA).
+//
+// Free indices: a freed index first waits in a FIFO quarantine (an MpmcRing
+// of kQuarantine indices); when the quarantine is full the oldest index moves
+// to a Treiber stack with a 32-bit tag next to the top index in one 64-bit
+// word (ABA-safe: every push/pop bumps the tag). Reserve takes from the stack,
+// then a fresh index (high-water mark), then the quarantine. So a tight
+// allocate/free loop cycles through ~kQuarantine indices instead of one, and
+// an index is reused about once per kQuarantine frees: its generation wraps
+// after ~kQuarantine * 2^20 (~4e9) allocations, not 2^20. Cost: up to
+// kQuarantine extra entries. Entries are never freed while the table lives,
+// so reading `next` of a popped entry is safe.
+// Storage grows lazily in segments of 2^12 entries (at most 512 segments).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "manager.h"
+#include "mpmc_ring.h"
+#include "status.h"
+
+namespace isopool {
+
+/// What the manager stores per handle. Plain data; the table packs it into
+/// relaxed atomic words.
+struct HandleRecord {
+  uint64_t size = 0;         ///< requested bytes/units
+  uint64_t slot_bytes = 0;   ///< slot capacity (== charged for direct/counters)
+  uint64_t charged = 0;      ///< bytes/units charged to the ledgers
+  uint64_t slab_key = 0;
+  uint64_t slab_offset = 0;
+  uint64_t alloc_time_ns = 0;
+  uint64_t latency_ns = 0;
+  uint8_t* data = nullptr;   ///< nullptr for counters
+  void* slab = nullptr;      ///< Slab* for memory handles
+  int32_t type = -1;
+  int32_t channel = -1;
+  uint32_t owner = 0;        ///< channel owner epoch at allocation
+  int32_t pool = 0;          ///< pool index, kPoolDirect or kPoolCounter
+  uint32_t slot = 0;         ///< slot index inside the slab
+  uint32_t access = 0;       ///< AccessMode of the slab set
+};
+
+enum class EntryState : uint64_t { kFree = 0, kLive = 1, kFreeing = 2, kTransit = 3 };
+
+/// Result of classifying an id.
+struct IdProbe {
+  enum Kind : uint8_t { kForged, kStale, kLive, kTransit, kFreeing } kind = kForged;
+  uint32_t index = 0;
+  uint64_t state = 0;              ///< state word observed (live/transit/freeing/stale)
+  bool same_generation = false;    ///< stale and the entry still describes this id
+  bool closed_by_channel = false;  ///< stale and freed by its channel's close
+};
+
+class HandleTable {
+ public:
+  static constexpr uint32_t kIndexBits = 21;
+  static constexpr uint32_t kGenBits = 20;
+  static constexpr uint32_t kCheckBits = 12;
+  static constexpr uint32_t kMaxIndex = (1u << kIndexBits) - 1;  ///< capacity
+  static constexpr uint32_t kSegmentBits = 12;
+  static constexpr uint32_t kSegmentSize = 1u << kSegmentBits;
+  static constexpr uint32_t kSegments = (kMaxIndex + 1) >> kSegmentBits;
+  static constexpr uint32_t kQuarantine = 4096;  ///< freed indices delayed before reuse
+  static_assert(kIndexBits + kGenBits + kCheckBits == 53, "ids are safe integers (< 2^53)");
+  static_assert(kGenBits == 20 && (1u << kGenBits) > 1000000,
+                "SPEC §2: a freed id stays invalid for over a million reuses");
+
+  /// `secret` keys the check bits (use RandomSecret()). `quarantine` is the
+  /// FIFO delay in freed indices (tests use 0 for pure LIFO reuse).
+  explicit HandleTable(uint64_t secret, uint32_t quarantine = kQuarantine) noexcept;
+  ~HandleTable();
+  HandleTable(const HandleTable&) = delete;
+  HandleTable& operator=(const HandleTable&) = delete;
+
+  /// A random key from std::random_device, the clock and address entropy.
+  static uint64_t RandomSecret() noexcept;
+
+  /// Takes a free index for exclusive use. kPoolExhausted if the table is full
+  /// or segment memory is refused.
+  Status Reserve(uint32_t* index) noexcept;
+  /// Gives back a reserved, never published index (rollback). uses is unchanged.
+  void Unreserve(uint32_t index) noexcept;
+  /// Writes the record of a reserved index and makes it live; returns the id.
+  uint64_t Publish(uint32_t index, const HandleRecord& record) noexcept;
+
+  /// Classifies `id` (no side effects).
+  IdProbe Probe(uint64_t id) const noexcept;
+  /// Seqlock read of the record of `index` as of state word `state`. False if
+  /// the entry changed meanwhile (the caller re-probes).
+  bool ReadRecord(uint32_t index, uint64_t state, HandleRecord* out) const noexcept;
+  /// CAS state `expected` -> same uses, state `to`. One winner per race.
+  bool TryTransition(uint32_t index, uint64_t expected, EntryState to) noexcept;
+  /// Freeing -> free with `reason`, then recycles the index. Call once, by the
+  /// winner of the transition to kFreeing, after every resource is returned.
+  void FinishFree(uint32_t index, FreeReason reason) noexcept;
+
+  uint32_t HighWater() const noexcept { return high_water_.load(std::memory_order_acquire); }
+  uint64_t LoadState(uint32_t index) const noexcept;
+
+  static EntryState StateOf(uint64_t word) noexcept { return static_cast<EntryState>(word & 3u); }
+  static uint64_t UsesOf(uint64_t word) noexcept { return word >> 4; }
+  static FreeReason ReasonOf(uint64_t word) noexcept { return static_cast<FreeReason>((word >> 2) & 3u); }
+  uint64_t MakeId(uint32_t index, uint32_t generation) const noexcept;
+
+ private:
+  static constexpr uint32_t kRecordWords = sizeof(HandleRecord) / sizeof(uint64_t);
+  static_assert(sizeof(HandleRecord) % sizeof(uint64_t) == 0,
+                "records are copied as whole 64-bit words");
+
+  struct Entry {
+    std::atomic<uint64_t> state{0};      ///< see glossary
+    std::atomic<uint32_t> next{0};       ///< free-stack link (index, 0 = end)
+    std::atomic<uint32_t> close_gen{0};  ///< (generation << 1) | 1 of the last channel-close free
+    std::atomic<uint64_t> words[kRecordWords] = {};  ///< the record, relaxed words
+  };
+
+  Entry* At(uint32_t index) const noexcept;  ///< index < high_water_
+  bool EnsureSegment(uint32_t segment) noexcept;
+  void PushFree(uint32_t index) noexcept;  ///< onto the stack
+  uint32_t PopFree() noexcept;             ///< from the stack; 0 if empty
+  void Recycle(uint32_t index) noexcept;   ///< through the quarantine
+  uint32_t Check(uint32_t index, uint32_t generation) const noexcept;
+
+  const uint64_t secret_;
+  MpmcRing<uint32_t> quarantine_;         ///< FIFO of recently freed indices (capacity 0 if refused)
+  std::atomic<uint64_t> free_head_{0};    ///< (tag << 32) | top index; 0 index = empty
+  std::atomic<uint32_t> high_water_{1};   ///< indices [1, high_water_) were ever handed out
+  std::atomic<Entry*> segments_[kSegments] = {};  ///< lazily allocated, never freed before teardown
+};
+
+}  // namespace isopool

@@ -1,0 +1,698 @@
+// manager.cc — the core facade: pools + handle table + channel ledgers.
+//
+// Allocate, in order (each step undone if a later one fails, so a failed call
+// changes nothing but refusal counters):
+//   1. type and size checks              (kUnknownType, kInvalidSize)
+//   2. channel Enter: inflight + 1       (kUnknownChannel, kChannelClosed)
+//   3. ledger check-and-charge           (kResourceLimit)
+//   4. handle index Reserve              (kPoolExhausted: table full)
+//   5. slot from the pool / direct map   (kPoolExhausted: system refused)
+//   6. zeroing, Publish (id is live), ledger Commit (peaks), channel Exit.
+//
+// Free: classify the id, read its record under the seqlock, check the
+// presenter, win the CAS live|transit -> freeing, return the slot, refund the
+// ledgers, then FinishFree (state free + index recycled). IsReleased is true
+// only after FinishFree, i.e. after every resource went back.
+//
+// CloseChannel: BeginClose (no new allocation can enter; waits for those in
+// flight), then scans the table up to its high-water mark and frees every
+// live/in-transit handle of that incarnation, waiting for concurrent frees of
+// the channel to finish, then FinishClose recycles the index. Hence a channel
+// index is never reused while anything may still charge or refund its ledger.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+
+#include "channel_ledger.h"
+#include "handle_table.h"
+#include "manager.h"
+#include "metrics.h"
+#include "slab_pool.h"
+
+namespace isopool {
+
+namespace {
+
+constexpr uint64_t kMaxSlotSize = 1ull << 40;   ///< sanity cap on configured slot sizes
+constexpr uint64_t kMaxSafeInteger = (1ull << 53) - 1;
+constexpr uint64_t kGenMask = (1ull << HandleTable::kGenBits) - 1;
+
+struct TypeInfo {
+  std::string name;
+  TypeKind kind = TypeKind::kMemory;
+};
+
+}  // namespace
+
+struct Manager::Impl {
+  Impl() : direct(&registry), table(HandleTable::RandomSecret()) {}  // may throw std::bad_alloc
+
+  ManagerConfig config;
+  SlabRegistry registry;
+  std::unique_ptr<SlabPool[]> pools;
+  size_t pool_count = 0;
+  DirectPool direct;
+  HandleTable table;
+  ChannelLedger ledger;
+
+  std::mutex types_mu;                 ///< serialises DefineType
+  TypeInfo types[kMaxTypes];           ///< [0, type_count) immutable once published
+  std::atomic<int32_t> type_count{0};  ///< release-published by DefineType
+
+  LatencyHistogram alloc_latency;
+  LatencyHistogram free_latency;
+  RelaxedCounter allocations, deallocations, refusals;
+  RelaxedCounter direct_slot_bytes;    ///< charged bytes of live direct allocations
+
+  int32_t PoolFor(uint64_t size) const noexcept {
+    for (size_t i = 0; i < pool_count; ++i) {
+      if (size <= pools[i].config().slot_size) return static_cast<int32_t>(i);
+    }
+    return kPoolDirect;
+  }
+
+  bool ValidType(int32_t type) const noexcept {
+    return type >= 0 && type < type_count.load(std::memory_order_acquire);
+  }
+
+  /// Returns the handle's slot/mapping and refunds its ledgers.
+  void ReleaseResources(const HandleRecord& rec) noexcept {
+    SlotRef ref{static_cast<Slab*>(rec.slab), rec.slot};
+    if (rec.pool >= 0) {
+      pools[rec.pool].SubLiveBytes(rec.size);
+      ref.slab->set->Release(ref);
+    } else if (rec.pool == kPoolDirect) {
+      direct_slot_bytes.Sub(rec.charged);
+      direct.Release(ref, rec.size);
+    }
+    ChannelState* ch = ledger.Get(rec.channel);
+    if (ch != nullptr) ledger.Refund(rec.type, ch, rec.charged);
+  }
+
+  /// The channel a violation about a stale id is counted against.
+  int32_t StaleTarget(const IdProbe& probe, int32_t presenter) const noexcept {
+    if (presenter >= 0) return presenter;
+    if (!probe.same_generation) return kUnscopedChannel;
+    HandleRecord rec;
+    if (!table.ReadRecord(probe.index, probe.state, &rec)) return kUnscopedChannel;
+    const ChannelState* st = ledger.Get(rec.channel);
+    if (st != nullptr && ledger.IsOpen(rec.channel) &&
+        st->owner.load(std::memory_order_relaxed) == rec.owner) {
+      return rec.channel;
+    }
+    return kUnscopedChannel;
+  }
+
+  /// Seqlock-consistent record of a live/transit/freeing entry, or false if free.
+  bool ReadLive(uint32_t index, uint64_t* state, HandleRecord* rec) const noexcept {
+    for (;;) {
+      const uint64_t st = table.LoadState(index);
+      if (HandleTable::StateOf(st) == EntryState::kFree) return false;
+      if (table.ReadRecord(index, st, rec)) {
+        *state = st;
+        return true;
+      }
+      // The entry changed while we read: retry.
+    }
+  }
+};
+
+namespace {
+
+void FillInfo(uint64_t id, const HandleRecord& rec, bool in_transit, HandleInfo* info) noexcept {
+  if (info == nullptr) return;
+  info->id = id;
+  info->type = rec.type;
+  info->channel = rec.channel;
+  info->owner = rec.owner;
+  info->pool = rec.pool;
+  info->size = rec.size;
+  info->slot_bytes = rec.slot_bytes;
+  info->charged = rec.charged;
+  info->slab_key = rec.slab_key;
+  info->slab_offset = rec.slab_offset;
+  info->data = rec.data;
+  info->alloc_time_ns = rec.alloc_time_ns;
+  info->latency_ns = rec.latency_ns;
+  info->in_transit = in_transit;
+}
+
+Violation StaleKind(const IdProbe& probe) noexcept {
+  return probe.closed_by_channel ? Violation::kChannelClosed : Violation::kStaleHandle;
+}
+
+}  // namespace
+
+// --- LatencySnapshot ---------------------------------------------------------------
+
+double LatencySnapshot::Quantile(double q) const noexcept {
+  uint64_t total = 0;
+  for (uint64_t b : buckets) total += b;
+  if (total == 0) return 0;
+  if (!(q > 0)) q = 0;  // also maps NaN to 0
+  if (q > 1) q = 1;
+  const double target = q * static_cast<double>(total);
+  double cum = 0;
+  for (int i = 0; i < kLatencyBuckets; ++i) {
+    if (buckets[i] == 0) continue;
+    const double b = static_cast<double>(buckets[i]);
+    if (cum + b >= target) {
+      // Linear interpolation inside [2^i, 2^(i+1)) (bucket 0 covers [0, 2)).
+      const double lo = i == 0 ? 0.0 : static_cast<double>(1ull << i);
+      const double hi = static_cast<double>(1ull << (i + 1));
+      const double frac = (target - cum) / b;
+      return lo + (hi - lo) * (frac < 0 ? 0 : frac);
+    }
+    cum += b;
+  }
+  return static_cast<double>(1ull << kLatencyBuckets);
+}
+
+// --- lifetime ------------------------------------------------------------------------
+
+Status Manager::Create(const ManagerConfig& config, Manager** out) noexcept {
+  *out = nullptr;
+  if (config.max_allocation_size == 0 || config.max_allocation_size > kMaxSafeInteger) {
+    return Status::kInvalidArgument;
+  }
+  uint64_t prev = 0;
+  for (const auto& p : config.pools) {
+    if (p.slot_size == 0 || p.slot_size <= prev || p.slot_size > kMaxSlotSize) {
+      return Status::kInvalidArgument;
+    }
+    prev = p.slot_size;
+  }
+  std::unique_ptr<Impl> impl;
+  try {
+    impl.reset(new Impl());
+    impl->config = config;
+    impl->types[0].name = "buffer";
+  } catch (...) {  // std::bad_alloc
+    return Status::kPoolExhausted;
+  }
+  impl->types[0].kind = TypeKind::kMemory;
+  impl->type_count.store(1, std::memory_order_release);
+  impl->pool_count = config.pools.size();
+  if (impl->pool_count > 0) {
+    impl->pools.reset(new (std::nothrow) SlabPool[impl->pool_count]);
+    if (!impl->pools) return Status::kPoolExhausted;
+    for (size_t i = 0; i < impl->pool_count; ++i) {
+      if (!impl->pools[i].Init(config.pools[i], &impl->registry)) return Status::kPoolExhausted;
+    }
+  }
+  if (!impl->ledger.Init()) return Status::kPoolExhausted;
+  Manager* m = new (std::nothrow) Manager();
+  if (m == nullptr) return Status::kPoolExhausted;
+  m->impl_ = impl.release();
+  *out = m;
+  return Status::kOk;
+}
+
+Manager::~Manager() { delete impl_; }
+
+void Manager::Ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+
+void Manager::Unref() noexcept {
+  // acq_rel: every use by other holders happens-before the deletion.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+}
+
+const ManagerConfig& Manager::config() const noexcept { return impl_->config; }
+
+// --- types ------------------------------------------------------------------------------
+
+Status Manager::DefineType(std::string_view name, TypeKind kind, int32_t* index) noexcept {
+  std::lock_guard<std::mutex> lock(impl_->types_mu);
+  const int32_t n = impl_->type_count.load(std::memory_order_relaxed);
+  if (name.empty() || n >= kMaxTypes || FindType(name) >= 0) return Status::kInvalidArgument;
+  try {
+    impl_->types[n].name.assign(name.data(), name.size());
+  } catch (...) {  // std::bad_alloc
+    return Status::kPoolExhausted;
+  }
+  impl_->types[n].kind = kind;
+  // release: the name and kind are visible to lock-free FindType/KindOf readers.
+  impl_->type_count.store(n + 1, std::memory_order_release);
+  *index = n;
+  return Status::kOk;
+}
+
+int32_t Manager::FindType(std::string_view name) const noexcept {
+  const int32_t n = impl_->type_count.load(std::memory_order_acquire);
+  for (int32_t i = 0; i < n; ++i) {
+    if (impl_->types[i].name == name) return i;
+  }
+  return -1;
+}
+
+TypeKind Manager::KindOf(int32_t type) const noexcept {
+  return impl_->ValidType(type) ? impl_->types[type].kind : TypeKind::kMemory;
+}
+
+// --- channels ------------------------------------------------------------------------------
+
+Status Manager::OpenChannel(std::string_view name, const ChannelOptions& options, int32_t* index,
+                            bool* created) noexcept {
+  return impl_->ledger.Open(name, options, index, created);
+}
+
+int32_t Manager::FindChannel(std::string_view name) const noexcept { return impl_->ledger.Find(name); }
+
+Status Manager::CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept {
+  Impl& m = *impl_;
+  const Status s = m.ledger.BeginClose(channel);
+  if (s != Status::kOk) return s;
+  const uint32_t owner = OwnerOf(channel);
+  const uint32_t high = m.table.HighWater();
+  for (uint32_t i = 1; i < high; ++i) {
+    for (;;) {
+      uint64_t state;
+      HandleRecord rec;
+      if (!m.ReadLive(i, &state, &rec)) break;  // free entry
+      if (rec.channel != channel || rec.owner != owner) break;
+      if (HandleTable::StateOf(state) == EntryState::kFreeing) {
+        // A concurrent Free of this channel's handle: wait until it has
+        // refunded the ledger, so the index can be recycled safely.
+        std::this_thread::yield();
+        continue;
+      }
+      if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // lost a race: re-read
+      HandleInfo info;
+      FillInfo(m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask)), rec,
+               HandleTable::StateOf(state) == EntryState::kTransit, &info);
+      m.ReleaseResources(rec);
+      m.table.FinishFree(i, FreeReason::kChannelClose);
+      m.deallocations.Add();
+      if (freed != nullptr) {
+        try {
+          freed->push_back(info);
+        } catch (...) {
+          // std::bad_alloc: the handle is freed; only the report is incomplete.
+        }
+      }
+      break;
+    }
+  }
+  m.ledger.FinishClose(channel);
+  return Status::kOk;
+}
+
+ChannelOptions Manager::OptionsOf(int32_t channel) const noexcept {
+  ChannelOptions o;
+  const ChannelState* st = impl_->ledger.Get(channel);
+  if (st == nullptr) return o;
+  const uint32_t bits = st->options.load(std::memory_order_relaxed);
+  o.access = (bits & 1u) ? AccessMode::kView : AccessMode::kRevocable;
+  o.zero = (bits & 2u) ? ZeroMode::kAlways : ZeroMode::kCrossChannel;
+  return o;
+}
+
+uint32_t Manager::OwnerOf(int32_t channel) const noexcept {
+  const ChannelState* st = impl_->ledger.Get(channel);
+  return st == nullptr ? 0 : st->owner.load(std::memory_order_relaxed);
+}
+
+// --- limits ------------------------------------------------------------------------------------
+
+Status Manager::SetLimits(int32_t type, int32_t channel, const Limits& limits) noexcept {
+  if (type != kAllTypes && !impl_->ValidType(type)) {
+    return type < 0 ? Status::kInvalidArgument : Status::kUnknownType;
+  }
+  return impl_->ledger.SetLimits(type, channel, limits);
+}
+
+Limits Manager::EffectiveLimits(int32_t type, int32_t channel) const noexcept {
+  Limits l = impl_->ledger.Effective(type, channel);
+  l.max_allocation_size = std::min(l.max_allocation_size, impl_->config.max_allocation_size);
+  return l;
+}
+
+// --- handles -----------------------------------------------------------------------------------
+
+Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocation* out) noexcept {
+  Impl& m = *impl_;
+  const uint64_t t0 = NowNs();
+  *out = Allocation{};
+  if (!m.ValidType(type)) {
+    m.refusals.Add();
+    return Status::kUnknownType;
+  }
+  if (size == 0 || size > m.config.max_allocation_size) {
+    m.refusals.Add();
+    return Status::kInvalidSize;
+  }
+  ChannelState* ch = nullptr;
+  Status s = m.ledger.Enter(channel, &ch);
+  if (s != Status::kOk) {
+    m.refusals.Add();
+    return s;
+  }
+  const bool memory = m.types[type].kind == TypeKind::kMemory;
+  const uint32_t bits = ch->options.load(std::memory_order_relaxed);
+  const AccessMode access = (bits & 1u) ? AccessMode::kView : AccessMode::kRevocable;
+  const bool zero_always = (bits & 2u) != 0;
+  const uint32_t owner = ch->owner.load(std::memory_order_relaxed);
+
+  int32_t pool = kPoolCounter;
+  uint64_t slot_bytes = size;
+  if (memory) {
+    pool = m.PoolFor(size);
+    slot_bytes = pool >= 0 ? m.pools[pool].config().slot_size : DirectPool::RoundUp(size);
+  }
+  const uint64_t charged = slot_bytes;
+
+  ChargeTicket ticket;
+  s = m.ledger.TryCharge(type, ch, size, charged, &ticket, out);
+  if (s != Status::kOk) {
+    ChannelLedger::Exit(ch);
+    m.refusals.Add();
+    return s;
+  }
+  uint32_t index = 0;
+  s = m.table.Reserve(&index);
+  if (s != Status::kOk) {
+    m.ledger.Refund(type, ch, charged);
+    ChannelLedger::Exit(ch);
+    m.refusals.Add();
+    return s;
+  }
+
+  SlotRef ref;
+  if (memory) {
+    if (pool >= 0) {
+      bool hit = false;
+      s = m.pools[pool].set(access).Acquire(&ref, &hit);
+    } else {
+      s = m.direct.Acquire(size, &ref);
+    }
+    if (s != Status::kOk) {
+      m.table.Unreserve(index);
+      m.ledger.Refund(type, ch, charged);
+      ChannelLedger::Exit(ch);
+      m.refusals.Add();
+      return s;
+    }
+    if (pool >= 0) {
+      // Zeroing from out-of-band metadata (slab_pool.h SlotMeta).
+      SlotMeta& meta = ref.meta();
+      const bool view = access == AccessMode::kView;
+      if (meta.owner != owner) {
+        // View users can write anywhere in the slot (and the slab): zero it all.
+        const uint64_t extent = view ? slot_bytes : meta.dirty;
+        if (extent > 0) std::memset(ref.data(), 0, extent);
+        meta.dirty = 0;
+      } else if (zero_always) {
+        std::memset(ref.data(), 0, size);
+      }
+      meta.owner = owner;
+      meta.dirty = view ? slot_bytes : std::max(meta.dirty, size);
+      m.pools[pool].AddLiveBytes(size);
+    } else {
+      m.direct_slot_bytes.Add(charged);
+    }
+  }
+
+  HandleRecord rec;
+  rec.size = size;
+  rec.slot_bytes = slot_bytes;
+  rec.charged = charged;
+  rec.slab_key = memory ? ref.slab->key : 0;
+  rec.slab_offset = memory ? ref.offset() : 0;
+  rec.alloc_time_ns = t0;
+  rec.data = memory ? ref.data() : nullptr;
+  rec.slab = ref.slab;
+  rec.type = type;
+  rec.channel = channel;
+  rec.owner = owner;
+  rec.pool = pool;
+  rec.slot = ref.index;
+  rec.access = static_cast<uint32_t>(access);
+  rec.latency_ns = NowNs() - t0;
+  const uint64_t id = m.table.Publish(index, rec);
+  m.ledger.Commit(type, ch, ticket);
+  ChannelLedger::Exit(ch);
+  m.allocations.Add();
+  m.alloc_latency.Record(rec.latency_ns);
+
+  out->id = id;
+  out->data = rec.data;
+  out->slot_bytes = slot_bytes;
+  out->charged = charged;
+  out->pool = pool;
+  out->slab_key = rec.slab_key;
+  out->slab_offset = rec.slab_offset;
+  out->soft_crossed = ticket.soft;
+  out->latency_ns = rec.latency_ns;
+  return Status::kOk;
+}
+
+Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, HandleInfo* info,
+                     uint32_t* violations) noexcept {
+  Impl& m = *impl_;
+  const uint64_t t0 = NowNs();
+  if (violations != nullptr) *violations = 0;
+  for (;;) {
+    const IdProbe p = m.table.Probe(id);
+    switch (p.kind) {
+      case IdProbe::kForged:
+        m.ledger.CountViolation(presenter >= 0 ? presenter : kUnscopedChannel, Violation::kForgedHandle);
+        if (violations != nullptr) *violations = ViolationBit(Violation::kForgedHandle);
+        return Status::kInvalidHandle;
+      case IdProbe::kStale:
+      case IdProbe::kFreeing: {
+        // kFreeing: another caller won the free; to us it is a double free.
+        const Violation v = StaleKind(p);
+        m.ledger.CountViolation(m.StaleTarget(p, presenter), v);
+        if (violations != nullptr) *violations = ViolationBit(v);
+        return Status::kStaleHandle;
+      }
+      case IdProbe::kLive:
+      case IdProbe::kTransit: {
+        HandleRecord rec;
+        if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;  // changed meanwhile: re-probe
+        if (presenter >= 0 && presenter != rec.channel) {
+          m.ledger.CountViolation(presenter, Violation::kCrossChannel);
+          if (violations != nullptr) *violations = ViolationBit(Violation::kCrossChannel);
+          FillInfo(id, rec, p.kind == IdProbe::kTransit, info);
+          return Status::kIsolationViolation;
+        }
+        // One winner: a racing Free/BeginTransfer/Adopt/CloseChannel makes this fail.
+        if (!m.table.TryTransition(p.index, p.state, EntryState::kFreeing)) continue;
+        FillInfo(id, rec, false, info);
+        m.ReleaseResources(rec);
+        m.table.FinishFree(p.index, reason);
+        m.deallocations.Add();
+        m.free_latency.Record(NowNs() - t0);
+        return Status::kOk;
+      }
+    }
+  }
+}
+
+uint32_t Manager::Validate(uint64_t id, int32_t presenter, HandleInfo* info) noexcept {
+  Impl& m = *impl_;
+  for (;;) {
+    const IdProbe p = m.table.Probe(id);
+    switch (p.kind) {
+      case IdProbe::kForged:
+        m.ledger.CountViolation(presenter >= 0 ? presenter : kUnscopedChannel, Violation::kForgedHandle);
+        return ViolationBit(Violation::kForgedHandle);
+      case IdProbe::kStale:
+      case IdProbe::kFreeing: {
+        const Violation v = StaleKind(p);
+        m.ledger.CountViolation(m.StaleTarget(p, presenter), v);
+        return ViolationBit(v);
+      }
+      case IdProbe::kLive:
+      case IdProbe::kTransit: {
+        HandleRecord rec;
+        if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        FillInfo(id, rec, p.kind == IdProbe::kTransit, info);
+        uint32_t mask = 0;
+        if (presenter >= 0 && presenter != rec.channel) {
+          mask |= ViolationBit(Violation::kCrossChannel);
+          m.ledger.CountViolation(presenter, Violation::kCrossChannel);
+        }
+        // The recorded extent must lie inside its slot (record arithmetic only:
+        // the slab may be returned concurrently, so it is not dereferenced).
+        const bool oob = rec.size > rec.slot_bytes || rec.charged < rec.slot_bytes ||
+                         (rec.pool >= 0 && (rec.slot_bytes == 0 || rec.slab_offset % rec.slot_bytes != 0));
+        if (oob) {
+          mask |= ViolationBit(Violation::kOutOfBounds);
+          m.ledger.CountViolation(rec.channel, Violation::kOutOfBounds);
+        }
+        return mask;
+      }
+    }
+  }
+}
+
+Status Manager::Lookup(uint64_t id, HandleInfo* info) const noexcept {
+  const Impl& m = *impl_;
+  for (;;) {
+    const IdProbe p = m.table.Probe(id);
+    switch (p.kind) {
+      case IdProbe::kForged:
+        return Status::kInvalidHandle;
+      case IdProbe::kStale:
+      case IdProbe::kFreeing:
+        return Status::kStaleHandle;
+      case IdProbe::kLive:
+      case IdProbe::kTransit: {
+        HandleRecord rec;
+        if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        FillInfo(id, rec, p.kind == IdProbe::kTransit, info);
+        return Status::kOk;
+      }
+    }
+  }
+}
+
+bool Manager::IsReleased(uint64_t id) const noexcept {
+  return impl_->table.Probe(id).kind == IdProbe::kStale;
+}
+
+void Manager::CountViolation(int32_t channel, Violation kind) noexcept {
+  impl_->ledger.CountViolation(channel, kind);
+}
+
+// --- threads ------------------------------------------------------------------------------------
+
+Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
+  Impl& m = *impl_;
+  for (;;) {
+    const IdProbe p = m.table.Probe(id);
+    switch (p.kind) {
+      case IdProbe::kForged:
+      case IdProbe::kTransit:  // already in transit
+        return Status::kInvalidHandle;
+      case IdProbe::kStale:
+      case IdProbe::kFreeing:
+        return Status::kStaleHandle;
+      case IdProbe::kLive: {
+        HandleRecord rec;
+        if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        if (!m.table.TryTransition(p.index, p.state, EntryState::kTransit)) continue;  // raced: re-probe
+        FillInfo(id, rec, true, info);
+        return Status::kOk;
+      }
+    }
+  }
+}
+
+Status Manager::Adopt(uint64_t id, HandleInfo* info) noexcept {
+  Impl& m = *impl_;
+  for (;;) {
+    const IdProbe p = m.table.Probe(id);
+    switch (p.kind) {
+      case IdProbe::kForged:
+      case IdProbe::kLive:  // not in transit
+        return Status::kInvalidHandle;
+      case IdProbe::kStale:
+      case IdProbe::kFreeing:
+        return Status::kStaleHandle;
+      case IdProbe::kTransit: {
+        HandleRecord rec;
+        if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        // One winner among racing adopters; losers re-probe and see kLive.
+        if (!m.table.TryTransition(p.index, p.state, EntryState::kLive)) continue;
+        FillInfo(id, rec, false, info);
+        return Status::kOk;
+      }
+    }
+  }
+}
+
+// --- view mode ------------------------------------------------------------------------------------
+
+Status Manager::ExportSlab(uint64_t slab_key, uint8_t** base, uint64_t* length) noexcept {
+  return impl_->registry.Export(slab_key, base, length);
+}
+
+void Manager::ReleaseSlabExport(uint64_t slab_key) noexcept { impl_->registry.ReleaseExport(slab_key); }
+
+// --- observation ----------------------------------------------------------------------------------
+
+LedgerUsage Manager::ChannelUsage(int32_t channel) const noexcept { return impl_->ledger.ChannelUsage(channel); }
+
+LedgerUsage Manager::TypeUsage(int32_t type, int32_t channel) const noexcept {
+  return impl_->ledger.TypeUsage(type, channel);
+}
+
+void Manager::OpenChannels(std::vector<std::pair<std::string, int32_t>>* out) const noexcept {
+  impl_->ledger.OpenChannels(out);
+}
+
+void Manager::Snapshot(ManagerSnapshot* out) const noexcept {
+  const Impl& m = *impl_;
+  try {
+    out->pools.clear();
+    out->pools.resize(m.pool_count);
+  } catch (...) {  // std::bad_alloc: pools omitted, totals still filled
+    out->pools.clear();
+  }
+  out->reserved_bytes = 0;
+  out->live_slot_bytes = 0;
+  out->retained_free_bytes = 0;
+  out->requested_bytes = 0;
+  for (size_t i = 0; i < out->pools.size(); ++i) {
+    PoolStats& ps = out->pools[i];
+    m.pools[i].Stats(&ps);
+    try {
+      ps.name = m.config.pools[i].name;
+    } catch (...) {
+    }
+    out->reserved_bytes += ps.reserved_bytes;
+    out->live_slot_bytes += ps.live_slots * ps.slot_size;
+    out->retained_free_bytes += ps.retained_free_slots * ps.slot_size;
+    out->requested_bytes += ps.live_bytes;
+  }
+  out->direct = PoolStats{};
+  m.direct.Stats(&out->direct);
+  try {
+    out->direct.name = "direct";
+  } catch (...) {
+  }
+  out->reserved_bytes += out->direct.reserved_bytes;
+  out->live_slot_bytes += m.direct_slot_bytes.Load();
+  out->requested_bytes += out->direct.live_bytes;
+
+  out->handles = 0;
+  out->bytes_in_use = 0;
+  const int32_t types = m.type_count.load(std::memory_order_acquire);
+  for (int32_t t = 0; t < types; ++t) {
+    const LedgerUsage u = m.ledger.TypeUsage(t, kTypeTotal);
+    out->handles += u.handles;
+    if (m.types[t].kind == TypeKind::kMemory) out->bytes_in_use += u.bytes;
+  }
+  out->allocations = m.allocations.Load();
+  out->deallocations = m.deallocations.Load();
+  out->refusals = m.refusals.Load();
+  m.alloc_latency.Snapshot(&out->allocate_latency);
+  m.free_latency.Snapshot(&out->deallocate_latency);
+}
+
+void Manager::RecountChannel(int32_t channel, uint64_t* handles, uint64_t* charged) const noexcept {
+  const Impl& m = *impl_;
+  const uint32_t owner = OwnerOf(channel);
+  uint64_t h = 0, c = 0;
+  const uint32_t high = m.table.HighWater();
+  for (uint32_t i = 1; i < high; ++i) {
+    uint64_t state;
+    HandleRecord rec;
+    if (!m.ReadLive(i, &state, &rec)) continue;
+    if (HandleTable::StateOf(state) == EntryState::kFreeing) continue;  // already leaving
+    if (rec.channel != channel || rec.owner != owner) continue;
+    ++h;
+    c += rec.charged;
+  }
+  *handles = h;
+  *charged = c;
+}
+
+void Manager::InjectAllocationFailures(uint32_t n) noexcept { impl_->registry.InjectFailures(n); }
+
+}  // namespace isopool

@@ -1,0 +1,810 @@
+// manager_binding.cc — the NativeManager class: lib/native.ts's NativeManager
+// over isopool::Manager.
+//
+// Calling convention (lib/native.ts): arguments are primitives; hot methods
+// return a status number (or -status, or an ArrayBuffer) and write their other
+// results into the scratch `out` Float64Array. Only the constructor throws for
+// a Status; the other methods throw only for a binding misuse (wrong argument
+// types where no status can be returned) or, after release(), for methods that
+// have no status to return.
+//
+// Lifetime
+//   * The wrapper holds one Manager reference until release() or GC.
+//   * Every external ArrayBuffer over pool memory holds one more (Ref() before
+//     creation, Unref() in its finalizer), so slab memory stays mapped while any
+//     ArrayBuffer can still reach it. Node 20 runs the finalizer when the
+//     backing store is freed (after detach or GC), on the JS thread.
+//   * An exported slab additionally holds the slab's export count
+//     (ExportSlab / ReleaseSlabExport).
+//   * `out` is backed by an OutBlock shared by the wrapper and the ArrayBuffer:
+//     whichever goes last frees it, so neither a transferred `out` nor a
+//     collected wrapper can leave the other writing freed memory.
+//   * Shared managers ({shared: name}) live in a process-wide registry that
+//     holds one reference while at least one wrapper in any thread uses it.
+#include <napi.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "binding_util.h"
+#include "manager.h"
+#include "status.h"
+
+namespace isopool {
+namespace binding {
+namespace {
+
+// --- `out` slots: keep in sync with lib/native.ts -----------------------------
+constexpr size_t kOutLength = 32;
+
+namespace alloc_out {
+enum : size_t {
+  kId = 0, kSlotBytes = 1, kCharged = 2, kPool = 3, kSlabKey = 4, kSlabOffset = 5,
+  kSoftCrossed = 6, kLatencyNs = 7, kRefusedScope = 8, kRefusedLimit = 9,
+  kRefusedInUse = 10, kRefusedHandles = 11,
+};
+}  // namespace alloc_out
+
+namespace info_out {
+enum : size_t {
+  kType = 0, kChannel = 1, kPool = 2, kSize = 3, kSlotBytes = 4, kCharged = 5,
+  kAgeNs = 6, kLatencyNs = 7, kSlabKey = 8, kSlabOffset = 9, kInTransit = 10,
+  kOwner = 11, kViolationMask = 12, kClosedByChannel = 13,
+};
+}  // namespace info_out
+
+namespace usage_out {
+enum : size_t { kBytes = 0, kHandles = 1, kPeakBytes = 2, kLimitRejections = 3, kViolations = 4 };
+}  // namespace usage_out
+static_assert(usage_out::kViolations + kViolationKinds <= kOutLength, "UsageOut must fit in out");
+
+namespace limits_out {
+enum : size_t { kMaxBytes = 0, kMaxHandles = 1, kMaxAllocationSize = 2, kSoftBytes = 3 };
+}  // namespace limits_out
+
+/// An id that no manager ever issues (ids are < 2^53): what a malformed JS id
+/// (NaN, negative, fractional, unsafe) is presented as, so the core counts it
+/// as forged exactly like any other never-issued id.
+constexpr uint64_t kMalformedId = UINT64_MAX;
+
+inline double U64(uint64_t v) noexcept { return static_cast<double>(v); }
+inline double Limit(uint64_t v) noexcept {
+  return v == kUnlimited ? std::numeric_limits<double>::infinity() : static_cast<double>(v);
+}
+
+uint64_t SteadyNowNs() noexcept {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+/// Reads a handle id: false if not a number; a non-safe-integer becomes kMalformedId.
+bool ReadId(napi_env env, napi_value value, uint64_t* out) noexcept {
+  double d;
+  if (!ReadDouble(env, value, &d)) return false;
+  *out = IsIntegerIn(d, 0, kMaxSafeInteger) ? static_cast<uint64_t>(d) : kMalformedId;
+  return true;
+}
+
+/// Reads a limit field: Infinity -> kUnlimited, else a safe integer >= 0.
+bool ReadLimit(napi_env env, napi_value value, uint64_t* out) noexcept {
+  double d;
+  if (!ReadDouble(env, value, &d)) return false;
+  if (d == std::numeric_limits<double>::infinity()) {
+    *out = kUnlimited;
+    return true;
+  }
+  if (!IsIntegerIn(d, 0, kMaxSafeInteger)) return false;
+  *out = static_cast<uint64_t>(d);
+  return true;
+}
+
+// --- scratch results ------------------------------------------------------------
+/// Backing memory of `out`, co-owned by the wrapper and its ArrayBuffer.
+struct OutBlock {
+  std::atomic<uint32_t> refs{2};  ///< wrapper + ArrayBuffer
+  double values[kOutLength] = {};
+
+  void Unref() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+void FinalizeOutBlock(napi_env, void*, void* hint) { static_cast<OutBlock*>(hint)->Unref(); }
+
+// --- external ArrayBuffers over pool memory ---------------------------------------
+/// Finalizer of a slot's ArrayBuffer: drops the manager reference it held.
+void FinalizeSlotBuffer(napi_env, void*, void* hint) { static_cast<Manager*>(hint)->Unref(); }
+
+/// An external ArrayBuffer of `length` bytes at `data` that holds a manager
+/// reference. Raw napi (not Napi::ArrayBuffer::New with a finalizer object) so
+/// that the hot path allocates nothing besides what V8/Node allocate.
+Napi::ArrayBuffer NewSlotBuffer(Napi::Env env, Manager* manager, uint8_t* data, size_t length) {
+  manager->Ref();
+  napi_value result;
+  napi_status status = napi_create_external_arraybuffer(env, data, length, FinalizeSlotBuffer, manager, &result);
+  if (status != napi_ok) {
+    manager->Unref();
+    NAPI_THROW_IF_FAILED(env, status, Napi::ArrayBuffer());
+  }
+  return Napi::ArrayBuffer(env, result);
+}
+
+struct SlabExport {
+  Manager* manager;
+  uint64_t slab_key;
+};
+
+void FinalizeSlabExport(napi_env, void*, void* hint) {
+  SlabExport* e = static_cast<SlabExport*>(hint);
+  e->manager->ReleaseSlabExport(e->slab_key);
+  e->manager->Unref();
+  delete e;
+}
+
+/// Detaches `ab` unless it already is. Throws if V8 refuses (a non-detachable
+/// buffer that this addon did not create).
+void DetachIfAttached(Napi::Env env, napi_value ab) {
+  bool detached = false;
+  napi_status status = napi_is_detached_arraybuffer(env, ab, &detached);
+  if (status == napi_ok && !detached) status = napi_detach_arraybuffer(env, ab);
+  if (status != napi_ok) throw ArgumentTypeError(env, "isopool: the buffer could not be detached (not an addon buffer?)");
+}
+
+/// undefined -> no buffer (true, *ab = nullptr); an ArrayBuffer -> it; anything else -> false.
+bool ReadOptionalArrayBuffer(napi_env env, napi_value value, napi_value* ab) noexcept {
+  napi_valuetype type;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type == napi_undefined) {
+    *ab = nullptr;
+    return true;
+  }
+  bool is_ab = false;
+  if (napi_is_arraybuffer(env, value, &is_ab) != napi_ok || !is_ab) return false;
+  *ab = value;
+  return true;
+}
+
+// --- shared managers ({shared: name}) ----------------------------------------------
+/// Process-wide, shared by every thread's copy of the addon (one .so, -z nodelete).
+/// Deliberately never destroyed: no static destructor may race exiting workers.
+struct SharedRegistry {
+  struct Entry {
+    Manager* manager;  ///< the registry's own reference
+    uint64_t users;    ///< wrappers attached, over all threads
+  };
+  std::mutex mutex;
+  std::unordered_map<std::string, Entry> entries;
+
+  static SharedRegistry& Get() {
+    static SharedRegistry* registry = new SharedRegistry();
+    return *registry;
+  }
+};
+
+bool SameShape(const ManagerConfig& a, const ManagerConfig& b) noexcept {
+  if (a.max_allocation_size != b.max_allocation_size || a.pools.size() != b.pools.size()) return false;
+  for (size_t i = 0; i < a.pools.size(); ++i) {
+    if (a.pools[i].name != b.pools[i].name || a.pools[i].slot_size != b.pools[i].slot_size ||
+        a.pools[i].queue_size != b.pools[i].queue_size) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// --- config parsing (constructor only: throws) ------------------------------------
+double ConfigNumber(Napi::Env env, Napi::Object obj, const char* key, const std::string& where) {
+  Napi::Value v = obj.Get(key);
+  if (!v.IsNumber()) throw ArgumentTypeError(env, "isopool: " + where + "." + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+ManagerConfig ParseConfig(Napi::Env env, Napi::Value value, std::string* shared) {
+  if (!value.IsObject()) throw ArgumentTypeError(env, "isopool: NativeManager config must be an object");
+  Napi::Object obj = value.As<Napi::Object>();
+  ManagerConfig config;
+
+  Napi::Value pools = obj.Get("pools");
+  if (!pools.IsArray()) throw ArgumentTypeError(env, "isopool: config.pools must be an array");
+  Napi::Array array = pools.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    std::string where = "config.pools[" + std::to_string(i) + "]";
+    Napi::Value item = array.Get(i);
+    if (!item.IsObject()) throw ArgumentTypeError(env, "isopool: " + where + " must be an object");
+    Napi::Object pool = item.As<Napi::Object>();
+    Napi::Value name = pool.Get("name");
+    if (!name.IsString()) throw ArgumentTypeError(env, "isopool: " + where + ".name must be a string");
+    double slot = ConfigNumber(env, pool, "slotSize", where);
+    double queue = ConfigNumber(env, pool, "queueSize", where);
+    if (!IsIntegerIn(slot, 1, kMaxSafeInteger)) {
+      throw StatusError(env, Status::kInvalidArgument, "isopool: " + where + ".slotSize must be a positive safe integer");
+    }
+    if (!IsIntegerIn(queue, 0, 4294967295.0)) {
+      throw StatusError(env, Status::kInvalidArgument, "isopool: " + where + ".queueSize must be an integer in 0..2^32-1");
+    }
+    config.pools.push_back(PoolConfig{name.As<Napi::String>().Utf8Value(), static_cast<uint64_t>(slot),
+                                      static_cast<uint32_t>(queue)});
+  }
+
+  double max = ConfigNumber(env, obj, "maxAllocationSize", "config");
+  if (!IsIntegerIn(max, 1, kMaxSafeInteger)) {
+    throw StatusError(env, Status::kInvalidArgument, "isopool: config.maxAllocationSize must be a positive safe integer");
+  }
+  config.max_allocation_size = static_cast<uint64_t>(max);
+
+  Napi::Value hardened = obj.Get("hardened");
+  if (!hardened.IsUndefined() && !hardened.IsBoolean()) {
+    throw ArgumentTypeError(env, "isopool: config.hardened must be a boolean");
+  }
+  config.hardened = hardened.IsBoolean() && hardened.As<Napi::Boolean>().Value();
+
+  // Optional (not yet in lib/native.ts NativeConfig): a process-wide name.
+  Napi::Value name = obj.Get("shared");
+  if (!name.IsUndefined()) {
+    if (!name.IsString()) throw ArgumentTypeError(env, "isopool: config.shared must be a string");
+    *shared = name.As<Napi::String>().Utf8Value();
+    if (shared->empty()) throw StatusError(env, Status::kInvalidArgument, "isopool: config.shared must not be empty");
+  }
+  return config;
+}
+
+// --- the class ----------------------------------------------------------------------
+class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
+ public:
+  static Napi::Function DefineClass(Napi::Env env) {
+    return ObjectWrap<ManagerWrap>::DefineClass(
+        env, "NativeManager",
+        {
+            InstanceMethod<&ManagerWrap::DefineType>("defineType"),
+            InstanceMethod<&ManagerWrap::FindType>("findType"),
+            InstanceMethod<&ManagerWrap::OpenChannel>("openChannel"),
+            InstanceMethod<&ManagerWrap::FindChannel>("findChannel"),
+            InstanceMethod<&ManagerWrap::CloseChannel>("closeChannel"),
+            InstanceMethod<&ManagerWrap::ChannelOptionsOf>("channelOptions"),
+            InstanceMethod<&ManagerWrap::SetLimits>("setLimits"),
+            InstanceMethod<&ManagerWrap::GetLimits>("getLimits"),
+            InstanceMethod<&ManagerWrap::Allocate>("allocate"),
+            InstanceMethod<&ManagerWrap::Free>("free"),
+            InstanceMethod<&ManagerWrap::Validate>("validate"),
+            InstanceMethod<&ManagerWrap::Lookup>("lookup"),
+            InstanceMethod<&ManagerWrap::IsReleased>("isReleased"),
+            InstanceMethod<&ManagerWrap::CountViolation>("countViolation"),
+            InstanceMethod<&ManagerWrap::Detach>("detach"),
+            InstanceMethod<&ManagerWrap::ExportSlab>("exportSlab"),
+            InstanceMethod<&ManagerWrap::BeginTransfer>("beginTransfer"),
+            InstanceMethod<&ManagerWrap::Adopt>("adopt"),
+            InstanceMethod<&ManagerWrap::ChannelUsage>("channelUsage"),
+            InstanceMethod<&ManagerWrap::TypeUsage>("typeUsage"),
+            InstanceMethod<&ManagerWrap::RecountChannel>("recountChannel"),
+            InstanceMethod<&ManagerWrap::OpenChannels>("openChannels"),
+            InstanceMethod<&ManagerWrap::Snapshot>("snapshot"),
+            InstanceMethod<&ManagerWrap::InjectAllocationFailures>("injectAllocationFailures"),
+            InstanceMethod<&ManagerWrap::Release>("release"),
+        });
+  }
+
+  explicit ManagerWrap(const Napi::CallbackInfo& info) : ObjectWrap<ManagerWrap>(info) {
+    Napi::Env env = info.Env();
+    std::string shared;
+    ManagerConfig config = ParseConfig(env, info[0], &shared);
+
+    // Acquire the manager last among the steps that can throw, so a throwing
+    // constructor leaks nothing (~ManagerWrap does not run then).
+    OutBlock* block = new OutBlock();
+    napi_value ab;
+    if (napi_create_external_arraybuffer(env, block->values, sizeof(block->values), FinalizeOutBlock, block, &ab) != napi_ok) {
+      delete block;
+      NAPI_THROW_VOID(Napi::Error::New(env, "isopool: could not create the scratch buffer"));
+    }
+    // From here the ArrayBuffer owns one reference; this constructor owns the other.
+    Napi::Float64Array out;
+    try {
+      out = Napi::Float64Array::New(env, kOutLength, Napi::ArrayBuffer(env, ab), 0);
+    } catch (...) {
+      block->Unref();
+      throw;
+    }
+    Status status = shared.empty() ? Manager::Create(config, &manager_) : Attach(shared, config);
+    if (status != Status::kOk) {
+      block->Unref();
+      manager_ = nullptr;
+      throw StatusError(env, status, status == Status::kInvalidArgument && !shared.empty()
+                                         ? "isopool: shared manager \"" + shared + "\" exists with other pools or maxAllocationSize"
+                                         : std::string("isopool: could not create the native manager (") + StatusCode(status) + ")");
+    }
+    block_ = block;
+    out_ = block->values;
+    shared_ = std::move(shared);
+    info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("out", out, napi_enumerable));
+  }
+
+  ~ManagerWrap() override {
+    ReleaseManager();
+    if (block_ != nullptr) block_->Unref();
+  }
+
+ private:
+  // --- lifetime ---------------------------------------------------------------------
+  /// Attaches to (or creates) the process-wide manager `name`.
+  Status Attach(const std::string& name, const ManagerConfig& config) {
+    SharedRegistry& registry = SharedRegistry::Get();
+    std::lock_guard<std::mutex> lock(registry.mutex);
+    auto it = registry.entries.find(name);
+    if (it != registry.entries.end()) {
+      if (!SameShape(it->second.manager->config(), config)) return Status::kInvalidArgument;
+      it->second.manager->Ref();
+      it->second.users++;
+      manager_ = it->second.manager;
+      return Status::kOk;
+    }
+    Manager* created = nullptr;
+    Status status = Manager::Create(config, &created);
+    if (status != Status::kOk) return status;
+    created->Ref();  // one for the registry, one (from Create) for this wrapper
+    registry.entries.emplace(name, SharedRegistry::Entry{created, 1});
+    manager_ = created;
+    return Status::kOk;
+  }
+
+  /// Drops this wrapper's reference (and its registry use). Idempotent.
+  void ReleaseManager() noexcept {
+    Manager* manager = manager_;
+    if (manager == nullptr) return;
+    manager_ = nullptr;
+    if (!shared_.empty()) {
+      Manager* registry_ref = nullptr;
+      {
+        SharedRegistry& registry = SharedRegistry::Get();
+        std::lock_guard<std::mutex> lock(registry.mutex);
+        auto it = registry.entries.find(shared_);
+        if (it != registry.entries.end() && it->second.manager == manager && --it->second.users == 0) {
+          registry_ref = it->second.manager;
+          registry.entries.erase(it);
+        }
+      }
+      if (registry_ref != nullptr) registry_ref->Unref();
+    }
+    manager->Unref();
+  }
+
+  // --- helpers -----------------------------------------------------------------------
+  static Napi::Value Num(Napi::Env env, double v) { return Napi::Number::New(env, v); }
+  Napi::Value StatusValue(Napi::Env env, Status s) const { return Num(env, StatusNumber(s)); }
+  Napi::Value NegStatusValue(Napi::Env env, Status s) const { return Num(env, -StatusNumber(s)); }
+
+  /// For methods without a status result: throws after release().
+  Manager* Live(Napi::Env env) const {
+    if (manager_ == nullptr) throw StatusError(env, Status::kManagerClosed, "isopool: the native manager was released");
+    return manager_;
+  }
+
+  void WriteInfo(const HandleInfo& info, uint32_t violations) noexcept {
+    double* o = out_;
+    o[info_out::kType] = info.type;
+    o[info_out::kChannel] = info.channel;
+    o[info_out::kPool] = info.pool;
+    o[info_out::kSize] = U64(info.size);
+    o[info_out::kSlotBytes] = U64(info.slot_bytes);
+    o[info_out::kCharged] = U64(info.charged);
+    uint64_t now = info.alloc_time_ns != 0 ? SteadyNowNs() : 0;
+    o[info_out::kAgeNs] = now > info.alloc_time_ns ? U64(now - info.alloc_time_ns) : 0;
+    o[info_out::kLatencyNs] = U64(info.latency_ns);
+    o[info_out::kSlabKey] = U64(info.slab_key);
+    o[info_out::kSlabOffset] = U64(info.slab_offset);
+    o[info_out::kInTransit] = info.in_transit ? 1 : 0;
+    o[info_out::kOwner] = info.owner;
+    o[info_out::kViolationMask] = violations;
+    o[info_out::kClosedByChannel] = (violations & ViolationBit(Violation::kChannelClosed)) != 0 ? 1 : 0;
+  }
+
+  void WriteUsage(const LedgerUsage& usage) noexcept {
+    out_[usage_out::kBytes] = U64(usage.bytes);
+    out_[usage_out::kHandles] = U64(usage.handles);
+    out_[usage_out::kPeakBytes] = U64(usage.peak_bytes);
+    out_[usage_out::kLimitRejections] = U64(usage.limit_rejections);
+    for (uint32_t i = 0; i < kViolationKinds; ++i) out_[usage_out::kViolations + i] = U64(usage.violations[i]);
+  }
+
+  // --- types and channels -------------------------------------------------------------
+  Napi::Value DefineType(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
+    int32_t kind;
+    if (!info[0].IsString() || !ReadInt32(env, info[1], &kind) || (kind != 0 && kind != 1)) {
+      return NegStatusValue(env, Status::kInvalidArgument);
+    }
+    int32_t index = -1;
+    Status s = manager_->DefineType(info[0].As<Napi::String>().Utf8Value(), static_cast<TypeKind>(kind), &index);
+    return s == Status::kOk ? Num(env, index) : NegStatusValue(env, s);
+  }
+
+  Napi::Value FindType(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    if (!info[0].IsString()) throw ArgumentTypeError(env, "isopool: findType(name): name must be a string");
+    return Num(env, m->FindType(info[0].As<Napi::String>().Utf8Value()));
+  }
+
+  Napi::Value OpenChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
+    int32_t access, zero;
+    if (!info[0].IsString() || !ReadInt32(env, info[1], &access) || !ReadInt32(env, info[2], &zero) ||
+        (access != 0 && access != 1) || (zero != 0 && zero != 1)) {
+      return NegStatusValue(env, Status::kInvalidArgument);
+    }
+    ChannelOptions options;
+    options.access = static_cast<AccessMode>(access);
+    options.zero = static_cast<ZeroMode>(zero);
+    int32_t index = -1;
+    bool created = false;
+    Status s = manager_->OpenChannel(info[0].As<Napi::String>().Utf8Value(), options, &index, &created);
+    if (s != Status::kOk) return NegStatusValue(env, s);
+    out_[0] = created ? 1 : 0;
+    return Num(env, index);
+  }
+
+  Napi::Value FindChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    if (!info[0].IsString()) throw ArgumentTypeError(env, "isopool: findChannel(name): name must be a string");
+    return Num(env, m->FindChannel(info[0].As<Napi::String>().Utf8Value()));
+  }
+
+  Napi::Value CloseChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) return NegStatusValue(env, Status::kInvalidArgument);
+    std::vector<HandleInfo> freed;
+    Status s = manager_->CloseChannel(channel, &freed);
+    if (s != Status::kOk) return NegStatusValue(env, s);
+    Napi::Float64Array result = Napi::Float64Array::New(env, freed.size() * 4);
+    double* d = result.Data();
+    for (const HandleInfo& h : freed) {
+      *d++ = U64(h.id);
+      *d++ = h.type;
+      *d++ = U64(h.size);
+      *d++ = U64(h.charged);
+    }
+    return result;
+  }
+
+  Napi::Value ChannelOptionsOf(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) throw ArgumentTypeError(env, "isopool: channelOptions(channel): channel must be an integer");
+    ChannelOptions o = m->OptionsOf(channel);
+    return Num(env, static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1));
+  }
+
+  // --- limits ---------------------------------------------------------------------------
+  Napi::Value SetLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    int32_t type, channel;
+    Limits l;
+    if (!ReadInt32(env, info[0], &type) || !ReadInt32(env, info[1], &channel) ||
+        !ReadLimit(env, info[2], &l.max_bytes) || !ReadLimit(env, info[3], &l.max_handles) ||
+        !ReadLimit(env, info[4], &l.max_allocation_size) || !ReadLimit(env, info[5], &l.soft_bytes)) {
+      return StatusValue(env, Status::kInvalidArgument);
+    }
+    return StatusValue(env, manager_->SetLimits(type, channel, l));
+  }
+
+  void GetLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t type, channel;
+    if (!ReadInt32(env, info[0], &type) || !ReadInt32(env, info[1], &channel)) {
+      throw ArgumentTypeError(env, "isopool: getLimits(type, channel): both must be integers");
+    }
+    Limits l = m->EffectiveLimits(type, channel);
+    out_[limits_out::kMaxBytes] = Limit(l.max_bytes);
+    out_[limits_out::kMaxHandles] = Limit(l.max_handles);
+    out_[limits_out::kMaxAllocationSize] = Limit(l.max_allocation_size);
+    out_[limits_out::kSoftBytes] = Limit(l.soft_bytes);
+  }
+
+  // --- handles (hot) ------------------------------------------------------------------------
+  Napi::Value Allocate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    int32_t type, channel;
+    double size_d;
+    if (!ReadInt32(env, info[0], &type) || !ReadDouble(env, info[1], &size_d) || !ReadInt32(env, info[2], &channel)) {
+      return StatusValue(env, Status::kInvalidArgument);
+    }
+    if (!IsIntegerIn(size_d, 1, kMaxSafeInteger)) return StatusValue(env, Status::kInvalidSize);
+    const bool external = ReadFlag(env, info[3]);
+    const uint64_t size = static_cast<uint64_t>(size_d);
+
+    Allocation a;
+    Status s = manager_->Allocate(type, size, channel, &a);
+    double* o = out_;
+    if (s == Status::kResourceLimit) {
+      // What the refused allocation would have cost (0 if the core did not say):
+      // never leave a previous call's charge in these slots.
+      o[alloc_out::kSlotBytes] = U64(a.slot_bytes);
+      o[alloc_out::kCharged] = U64(a.charged);
+      o[alloc_out::kRefusedScope] = static_cast<double>(a.refused_scope);
+      o[alloc_out::kRefusedLimit] = Limit(a.refused_limit);
+      o[alloc_out::kRefusedInUse] = U64(a.refused_in_use);
+      o[alloc_out::kRefusedHandles] = a.refused_handles ? 1 : 0;
+      return StatusValue(env, s);
+    }
+    if (s != Status::kOk) return StatusValue(env, s);
+    o[alloc_out::kId] = U64(a.id);
+    o[alloc_out::kSlotBytes] = U64(a.slot_bytes);
+    o[alloc_out::kCharged] = U64(a.charged);
+    o[alloc_out::kPool] = a.pool;
+    o[alloc_out::kSlabKey] = U64(a.slab_key);
+    o[alloc_out::kSlabOffset] = U64(a.slab_offset);
+    o[alloc_out::kSoftCrossed] = static_cast<double>(a.soft_crossed);
+    o[alloc_out::kLatencyNs] = U64(a.latency_ns);
+    o[alloc_out::kRefusedScope] = 0;
+    if (!external || a.data == nullptr) return StatusValue(env, Status::kOk);
+    try {
+      return NewSlotBuffer(env, manager_, a.data, static_cast<size_t>(size));
+    } catch (...) {
+      // No buffer, no handle: undo so a failed call changes nothing.
+      HandleInfo undone;
+      uint32_t violations = 0;
+      manager_->Free(a.id, channel, FreeReason::kDeallocate, &undone, &violations);
+      throw;
+    }
+  }
+
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    uint64_t id;
+    int32_t presenter, reason;
+    napi_value ab;
+    if (!ReadId(env, info[0], &id) || !ReadInt32(env, info[1], &presenter) || !ReadInt32(env, info[2], &reason) ||
+        reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak) || !ReadOptionalArrayBuffer(env, info[3], &ab)) {
+      return StatusValue(env, Status::kInvalidArgument);
+    }
+    HandleInfo h;
+    uint32_t violations = 0;
+    Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), &h, &violations);
+    WriteInfo(h, violations);
+    if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
+    return StatusValue(env, s);
+  }
+
+  Napi::Value Validate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    uint64_t id;
+    int32_t presenter;
+    if (!ReadId(env, info[0], &id) || !ReadInt32(env, info[1], &presenter)) {
+      throw ArgumentTypeError(env, "isopool: validate(id, presenter): both must be numbers");
+    }
+    HandleInfo h;
+    uint32_t mask = m->Validate(id, presenter, &h);
+    WriteInfo(h, mask);
+    return Num(env, mask);
+  }
+
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    uint64_t id;
+    if (!ReadId(env, info[0], &id)) return StatusValue(env, Status::kInvalidArgument);
+    HandleInfo h;
+    Status s = manager_->Lookup(id, &h);
+    WriteInfo(h, 0);
+    return StatusValue(env, s);
+  }
+
+  Napi::Value IsReleased(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    uint64_t id;
+    if (!ReadId(env, info[0], &id)) throw ArgumentTypeError(env, "isopool: isReleased(id): id must be a number");
+    return Napi::Boolean::New(env, m->IsReleased(id));
+  }
+
+  void CountViolation(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t channel, kind;
+    if (!ReadInt32(env, info[0], &channel) || !ReadInt32(env, info[1], &kind) || kind < 0 ||
+        kind >= static_cast<int32_t>(kViolationKinds)) {
+      throw ArgumentTypeError(env, "isopool: countViolation(channel, kind): kind must be 0..6");
+    }
+    m->CountViolation(channel, static_cast<Violation>(kind));
+  }
+
+  void Detach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    napi_value ab;
+    if (!ReadOptionalArrayBuffer(env, info[0], &ab) || ab == nullptr) {
+      throw ArgumentTypeError(env, "isopool: detach(ab): ab must be an ArrayBuffer");
+    }
+    DetachIfAttached(env, ab);
+  }
+
+  Napi::Value ExportSlab(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
+    double key_d;
+    if (!ReadDouble(env, info[0], &key_d) || !IsIntegerIn(key_d, 0, kMaxSafeInteger)) {
+      return NegStatusValue(env, Status::kInvalidArgument);
+    }
+    const uint64_t key = static_cast<uint64_t>(key_d);
+    uint8_t* base = nullptr;
+    uint64_t length = 0;
+    Status s = manager_->ExportSlab(key, &base, &length);
+    if (s != Status::kOk) return NegStatusValue(env, s);
+    manager_->Ref();
+    SlabExport* hint = new SlabExport{manager_, key};
+    napi_value ab;
+    napi_status ns = napi_create_external_arraybuffer(env, base, static_cast<size_t>(length), FinalizeSlabExport, hint, &ab);
+    if (ns != napi_ok) {
+      FinalizeSlabExport(env, nullptr, hint);
+      NAPI_THROW_IF_FAILED(env, ns, Napi::Value());
+    }
+    return Napi::Value(env, ab);
+  }
+
+  // --- threads --------------------------------------------------------------------------------
+  Napi::Value BeginTransfer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    uint64_t id;
+    napi_value ab;
+    if (!ReadId(env, info[0], &id) || !ReadOptionalArrayBuffer(env, info[1], &ab)) {
+      return StatusValue(env, Status::kInvalidArgument);
+    }
+    HandleInfo h;
+    Status s = manager_->BeginTransfer(id, &h);
+    WriteInfo(h, 0);
+    if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
+    return StatusValue(env, s);
+  }
+
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    uint64_t id;
+    if (!ReadId(env, info[0], &id)) return StatusValue(env, Status::kInvalidArgument);
+    const bool external = ReadFlag(env, info[1]);
+    HandleInfo h;
+    Status s = manager_->Adopt(id, &h);
+    WriteInfo(h, 0);
+    if (s != Status::kOk || !external || h.data == nullptr) return StatusValue(env, s);
+    return NewSlotBuffer(env, manager_, h.data, static_cast<size_t>(h.size));
+  }
+
+  // --- observation ------------------------------------------------------------------------------
+  void ChannelUsage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) throw ArgumentTypeError(env, "isopool: channelUsage(channel): channel must be an integer");
+    WriteUsage(m->ChannelUsage(channel));
+  }
+
+  void TypeUsage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t type, channel;
+    if (!ReadInt32(env, info[0], &type) || !ReadInt32(env, info[1], &channel)) {
+      throw ArgumentTypeError(env, "isopool: typeUsage(type, channel): both must be integers");
+    }
+    WriteUsage(m->TypeUsage(type, channel));
+  }
+
+  void RecountChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) throw ArgumentTypeError(env, "isopool: recountChannel(channel): channel must be an integer");
+    uint64_t handles = 0, charged = 0;
+    m->RecountChannel(channel, &handles, &charged);
+    out_[0] = U64(handles);
+    out_[1] = U64(charged);
+  }
+
+  Napi::Value OpenChannels(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    std::vector<std::pair<std::string, int32_t>> open;
+    m->OpenChannels(&open);
+    Napi::Array result = Napi::Array::New(env, open.size());
+    for (uint32_t i = 0; i < open.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::String::New(env, open[i].first));
+      pair.Set(1u, Num(env, open[i].second));
+      result.Set(i, pair);
+    }
+    return result;
+  }
+
+  static Napi::Object PoolObject(Napi::Env env, const PoolStats& p) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", Napi::String::New(env, p.name));
+    o.Set("slotSize", Num(env, U64(p.slot_size)));
+    o.Set("queueSize", Num(env, p.queue_size));
+    o.Set("reservedBytes", Num(env, U64(p.reserved_bytes)));
+    o.Set("liveSlots", Num(env, U64(p.live_slots)));
+    o.Set("liveBytes", Num(env, U64(p.live_bytes)));
+    o.Set("retainedFreeSlots", Num(env, U64(p.retained_free_slots)));
+    o.Set("hits", Num(env, U64(p.hits)));
+    o.Set("misses", Num(env, U64(p.misses)));
+    o.Set("releasedToSystem", Num(env, U64(p.released_to_system)));
+    o.Set("failures", Num(env, U64(p.failures)));
+    return o;
+  }
+
+  static Napi::Object LatencyObject(Napi::Env env, const LatencySnapshot& l) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", Num(env, U64(l.count)));
+    o.Set("p50", Num(env, l.Quantile(0.5)));
+    o.Set("p99", Num(env, l.Quantile(0.99)));
+    o.Set("p999", Num(env, l.Quantile(0.999)));
+    return o;
+  }
+
+  Napi::Value Snapshot(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    ManagerSnapshot s;
+    m->Snapshot(&s);
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array pools = Napi::Array::New(env, s.pools.size());
+    for (uint32_t i = 0; i < s.pools.size(); ++i) pools.Set(i, PoolObject(env, s.pools[i]));
+    o.Set("pools", pools);
+    o.Set("direct", PoolObject(env, s.direct));
+    o.Set("handles", Num(env, U64(s.handles)));
+    o.Set("bytesInUse", Num(env, U64(s.bytes_in_use)));
+    o.Set("requestedBytes", Num(env, U64(s.requested_bytes)));
+    o.Set("reservedBytes", Num(env, U64(s.reserved_bytes)));
+    o.Set("allocations", Num(env, U64(s.allocations)));
+    o.Set("deallocations", Num(env, U64(s.deallocations)));
+    o.Set("refusals", Num(env, U64(s.refusals)));
+    o.Set("liveSlotBytes", Num(env, U64(s.live_slot_bytes)));
+    o.Set("retainedFreeBytes", Num(env, U64(s.retained_free_bytes)));
+    o.Set("allocateLatency", LatencyObject(env, s.allocate_latency));
+    o.Set("deallocateLatency", LatencyObject(env, s.deallocate_latency));
+    return o;
+  }
+
+  void InjectAllocationFailures(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    double n;
+    if (!ReadDouble(env, info[0], &n) || !IsIntegerIn(n, 0, 4294967295.0)) {
+      throw ArgumentTypeError(env, "isopool: injectAllocationFailures(n): n must be an integer in 0..2^32-1");
+    }
+    m->InjectAllocationFailures(static_cast<uint32_t>(n));
+  }
+
+  void Release(const Napi::CallbackInfo&) { ReleaseManager(); }
+
+  Manager* manager_ = nullptr;  ///< nullptr after release()
+  OutBlock* block_ = nullptr;   ///< backing of `out`; one reference is ours
+  double* out_ = nullptr;       ///< block_->values
+  std::string shared_;          ///< registry name, empty if not shared
+};
+
+}  // namespace
+
+void InitManager(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeManager", ManagerWrap::DefineClass(env));
+}
+
+}  // namespace binding
+}  // namespace isopool

@@ -1,0 +1,380 @@
+// slab_pool.cc — see slab_pool.h for the glossary, invariants and retention policy.
+#include "slab_pool.h"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <new>
+
+namespace isopool {
+
+namespace {
+
+uint64_t RoundUpPage(uint64_t n) noexcept { return (n + kSystemPage - 1) / kSystemPage * kSystemPage; }
+
+uint64_t CeilDiv(uint64_t a, uint64_t b) noexcept { return (a + b - 1) / b; }
+
+}  // namespace
+
+// --- SlabRegistry -------------------------------------------------------------
+
+SlabRegistry::~SlabRegistry() {
+  // Manager teardown: every reference (and so every export) is gone. Counters
+  // may already be destroyed, so only unmap and free.
+  for (auto& kv : slabs_) {
+    Slab* slab = kv.second;
+    munmap(slab->base, slab->map_bytes);
+    slab->~Slab();
+    std::free(slab);
+  }
+}
+
+bool SlabRegistry::TakeInjectedFailure() noexcept {
+  uint32_t n = inject_.load(std::memory_order_relaxed);
+  while (n > 0) {
+    // relaxed: a test hook; only the count matters, not ordering with other data.
+    if (inject_.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) return true;
+    // CAS failed: another mapping consumed one; `n` is reloaded.
+  }
+  return false;
+}
+
+Slab* SlabRegistry::CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_bytes,
+                               SlabSet* set, SlabCounters* counters) noexcept {
+  if (TakeInjectedFailure()) return nullptr;
+  void* mem = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return nullptr;
+
+  // Header layout: Slab | SlotMeta[slots] | uint32_t[slots].
+  const size_t meta_off = (sizeof(Slab) + alignof(SlotMeta) - 1) / alignof(SlotMeta) * alignof(SlotMeta);
+  const size_t stack_off = meta_off + sizeof(SlotMeta) * slots;
+  void* header = std::malloc(stack_off + sizeof(uint32_t) * slots);
+  const uint64_t key = next_key_.fetch_add(1, std::memory_order_relaxed);
+  if (header == nullptr || key > kMaxSlabKey) {
+    std::free(header);
+    munmap(mem, map_bytes);
+    return nullptr;
+  }
+  Slab* slab = new (header) Slab();
+  slab->base = static_cast<uint8_t*>(mem);
+  slab->map_bytes = map_bytes;
+  slab->key = key;
+  slab->slot_size = slot_size;
+  slab->set = set;
+  slab->counters = counters;
+  slab->slots = slots;
+  slab->meta = new (static_cast<uint8_t*>(header) + meta_off) SlotMeta[slots];
+  slab->free_stack = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(header) + stack_off);
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    try {
+      slabs_.emplace(key, slab);
+    } catch (...) {  // std::bad_alloc: the system refused memory
+      slab->~Slab();
+      std::free(header);
+      munmap(mem, map_bytes);
+      return nullptr;
+    }
+  }
+  counters->reserved_bytes.fetch_add(map_bytes, std::memory_order_relaxed);
+  return slab;
+}
+
+void SlabRegistry::DestroyLocked(Slab* slab) noexcept {
+  slabs_.erase(slab->key);
+  munmap(slab->base, slab->map_bytes);
+  slab->counters->reserved_bytes.fetch_sub(slab->map_bytes, std::memory_order_relaxed);
+  slab->counters->released.fetch_add(1, std::memory_order_relaxed);
+  slab->~Slab();
+  std::free(slab);
+}
+
+bool SlabRegistry::ReleaseOrRetire(Slab* slab) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (slab->exports > 0) {
+    slab->retired = true;  // the last ReleaseExport unmaps it
+    return false;
+  }
+  DestroyLocked(slab);
+  return true;
+}
+
+Status SlabRegistry::Export(uint64_t key, uint8_t** base, uint64_t* length) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = slabs_.find(key);
+  if (it == slabs_.end() || it->second->retired) return Status::kInvalidArgument;
+  Slab* slab = it->second;
+  ++slab->exports;
+  *base = slab->base;
+  *length = slab->map_bytes;
+  return Status::kOk;
+}
+
+void SlabRegistry::ReleaseExport(uint64_t key) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = slabs_.find(key);
+  if (it == slabs_.end() || it->second->exports == 0) return;
+  Slab* slab = it->second;
+  if (--slab->exports == 0 && slab->retired) DestroyLocked(slab);
+}
+
+// --- geometry -------------------------------------------------------------------
+
+uint32_t ChooseSlotsPerSlab(uint64_t slot_size, uint32_t queue_size) noexcept {
+  if (slot_size >= kSingleSlotSlab) return 1;
+  uint64_t max_s = kMaxSlabBytes / slot_size;
+  if (max_s > kMaxSlotsPerSlab) max_s = kMaxSlotsPerSlab;
+  if (max_s < 1) max_s = 1;
+  if (queue_size == 0) return static_cast<uint32_t>(max_s);
+  for (uint64_t s = max_s; s > 1; --s) {
+    const uint64_t held = s * CeilDiv(queue_size, s);  // free slots kept after a burst
+    if ((held - queue_size) * 100 < 3 * held) return static_cast<uint32_t>(s);
+  }
+  return 1;
+}
+
+// --- SlabSet --------------------------------------------------------------------
+
+SlabSet::~SlabSet() {
+  // Slab memory and headers belong to the registry, which outlives no set but
+  // unmaps everything at teardown.
+  std::free(buckets_);
+}
+
+bool SlabSet::Init(uint64_t slot_size, uint32_t queue_size, uint32_t slots_per_slab,
+                   SlabRegistry* registry) noexcept {
+  slot_size_ = slot_size;
+  queue_size_ = queue_size;
+  slots_ = slots_per_slab;
+  slab_bytes_ = RoundUpPage(slot_size * slots_per_slab);
+  registry_ = registry;
+  buckets_ = static_cast<Slab**>(std::calloc(slots_ + 1, sizeof(Slab*)));
+  return buckets_ != nullptr && ring_.Init(queue_size);
+}
+
+uint64_t SlabSet::Held() const noexcept {
+  const uint64_t live = live_slots_.load(std::memory_order_seq_cst);
+  const uint64_t mapped = mapped_slots_.load(std::memory_order_seq_cst);
+  return mapped > live ? mapped - live : 0;
+}
+
+Status SlabSet::Acquire(SlotRef* out, bool* hit) noexcept {
+  if (ring_.TryPop(out)) {
+    // seq_cst on both live counters: see Release (the last free must observe
+    // every earlier decrement to decide on rebalancing).
+    live_slots_.fetch_add(1, std::memory_order_seq_cst);
+    out->slab->live.fetch_add(1, std::memory_order_seq_cst);
+    hits_.Add();
+    *hit = true;
+    return Status::kOk;
+  }
+  return AcquireSlow(out, hit);
+}
+
+Status SlabSet::AcquireSlow(SlotRef* out, bool* hit) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Fullest partially used slab first (fewest free slots), wholly free slabs last.
+  for (uint32_t k = 1; k <= slots_; ++k) {
+    Slab* slab = buckets_[k];
+    if (slab == nullptr) continue;
+    out->slab = slab;
+    out->index = PopFreeLocked(slab);
+    live_slots_.fetch_add(1, std::memory_order_seq_cst);
+    slab->live.fetch_add(1, std::memory_order_seq_cst);
+    hits_.Add();
+    *hit = true;
+    return Status::kOk;
+  }
+  Slab* slab = registry_->CreateSlab(slot_size_, slots_, slab_bytes_, this, &counters_);
+  if (slab == nullptr) {
+    failures_.Add();
+    return Status::kPoolExhausted;
+  }
+  mapped_slots_.fetch_add(slots_, std::memory_order_seq_cst);
+  // Slot 0 is handed out; 1..s-1 go on the free list, lowest index on top.
+  for (uint32_t i = slots_ - 1; i >= 1; --i) slab->free_stack[slab->free_count++] = i;
+  BucketInsertLocked(slab);
+  out->slab = slab;
+  out->index = 0;
+  live_slots_.fetch_add(1, std::memory_order_seq_cst);
+  slab->live.fetch_add(1, std::memory_order_seq_cst);
+  misses_.Add();
+  *hit = false;
+  return Status::kOk;
+}
+
+void SlabSet::Release(SlotRef ref) noexcept {
+  Slab* slab = ref.slab;
+  const uint64_t threshold = uint64_t{queue_size_} + slots_;  // held >= q + s: a slab too many
+  live_slots_.fetch_sub(1, std::memory_order_seq_cst);
+  const bool emptied = slab->live.fetch_sub(1, std::memory_order_seq_cst) == 1;
+  if (ring_.TryPush(ref)) {
+    // Hot path. A slab just became unused but some of its slots sit in the
+    // ring, so it can never become wholly free on its own: rebalance.
+    if (emptied && Held() >= threshold) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (Held() >= threshold) RebalanceLocked();
+    }
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  PushFreeLocked(slab, ref.index);
+  if (slab->free_count == slots_) {
+    // Wholly free on its free list: return it if the set keeps >= q without it.
+    if (Held() >= threshold) ReleaseSlabLocked(slab);
+  } else if (emptied && Held() >= threshold) {
+    RebalanceLocked();
+  }
+}
+
+void SlabSet::BucketInsertLocked(Slab* slab) noexcept {
+  Slab*& head = buckets_[slab->free_count];
+  slab->prev = nullptr;
+  slab->next = head;
+  if (head != nullptr) head->prev = slab;
+  head = slab;
+}
+
+void SlabSet::BucketRemoveLocked(Slab* slab) noexcept {
+  if (slab->prev != nullptr) {
+    slab->prev->next = slab->next;
+  } else {
+    buckets_[slab->free_count] = slab->next;
+  }
+  if (slab->next != nullptr) slab->next->prev = slab->prev;
+  slab->prev = slab->next = nullptr;
+}
+
+void SlabSet::PushFreeLocked(Slab* slab, uint32_t index) noexcept {
+  BucketRemoveLocked(slab);
+  slab->free_stack[slab->free_count++] = index;
+  BucketInsertLocked(slab);
+}
+
+uint32_t SlabSet::PopFreeLocked(Slab* slab) noexcept {
+  BucketRemoveLocked(slab);
+  const uint32_t index = slab->free_stack[--slab->free_count];
+  BucketInsertLocked(slab);
+  return index;
+}
+
+void SlabSet::ReleaseSlabLocked(Slab* slab) noexcept {
+  BucketRemoveLocked(slab);
+  mapped_slots_.fetch_sub(slots_, std::memory_order_seq_cst);
+  registry_->ReleaseOrRetire(slab);  // retired view slabs stay in reserved_bytes
+}
+
+void SlabSet::RebalanceLocked() noexcept {
+  // 1. Drain the ring so every held slot is on its slab's free list.
+  SlotRef ref;
+  while (ring_.TryPop(&ref)) PushFreeLocked(ref.slab, ref.index);
+
+  // 2. Free slots on partially used slabs stay mapped anyway; keep only as
+  //    many wholly free slabs as needed to reach q.
+  uint64_t partial_free = 0;
+  for (uint32_t k = 1; k < slots_; ++k) {
+    for (Slab* x = buckets_[k]; x != nullptr; x = x->next) partial_free += k;
+  }
+  const uint64_t keep = partial_free >= queue_size_ ? 0 : CeilDiv(queue_size_ - partial_free, slots_);
+  uint64_t kept = 0;
+  for (Slab* x = buckets_[slots_]; x != nullptr;) {
+    Slab* next = x->next;
+    if (kept < keep) {
+      ++kept;
+    } else {
+      ReleaseSlabLocked(x);
+    }
+    x = next;
+  }
+
+  // 3. Refill the ring from the fullest slabs first, so sparse slabs keep
+  //    their slots on the free list and can drain and be returned.
+  uint64_t budget = queue_size_;
+  for (uint32_t k = 1; k <= slots_ && budget > 0; ++k) {
+    while (budget > 0 && buckets_[k] != nullptr) {
+      Slab* x = buckets_[k];
+      while (budget > 0 && x->free_count > 0) {
+        const uint32_t index = PopFreeLocked(x);
+        if (!ring_.TryPush(SlotRef{x, index})) {
+          // Concurrent frees filled the ring meanwhile: it is full, stop.
+          PushFreeLocked(x, index);
+          budget = 0;
+          break;
+        }
+        --budget;
+      }
+    }
+  }
+}
+
+void SlabSet::AddStats(PoolStats* stats) const noexcept {
+  const uint64_t held = Held();
+  stats->reserved_bytes += counters_.reserved_bytes.load(std::memory_order_relaxed);
+  stats->live_slots += live_slots_.load(std::memory_order_relaxed);
+  stats->retained_free_slots += held < queue_size_ ? held : queue_size_;
+  stats->hits += hits_.Load();
+  stats->misses += misses_.Load();
+  stats->released_to_system += counters_.released.load(std::memory_order_relaxed);
+  stats->failures += failures_.Load();
+}
+
+// --- SlabPool -------------------------------------------------------------------
+
+bool SlabPool::Init(const PoolConfig& config, SlabRegistry* registry) noexcept {
+  try {
+    config_ = config;
+  } catch (...) {  // std::bad_alloc copying the name
+    return false;
+  }
+  const uint32_t s = ChooseSlotsPerSlab(config.slot_size, config.queue_size);
+  return revocable_.Init(config.slot_size, config.queue_size, s, registry) &&
+         view_.Init(config.slot_size, config.queue_size, s, registry);
+}
+
+void SlabPool::Stats(PoolStats* out) const noexcept {
+  out->slot_size = config_.slot_size;
+  out->queue_size = config_.queue_size;
+  revocable_.AddStats(out);
+  view_.AddStats(out);
+  out->live_bytes = live_bytes_.Load();
+}
+
+// --- DirectPool -----------------------------------------------------------------
+
+Status DirectPool::Acquire(uint64_t size, SlotRef* out) noexcept {
+  const uint64_t bytes = RoundUp(size);
+  Slab* slab = registry_->CreateSlab(bytes, 1, bytes, nullptr, &counters_);
+  if (slab == nullptr) {
+    failures_.Add();
+    return Status::kPoolExhausted;
+  }
+  slab->live.store(1, std::memory_order_relaxed);
+  out->slab = slab;
+  out->index = 0;
+  live_slots_.Add();
+  live_bytes_.Add(size);
+  misses_.Add();
+  return Status::kOk;
+}
+
+void DirectPool::Release(SlotRef ref, uint64_t size) noexcept {
+  live_slots_.Sub();
+  live_bytes_.Sub(size);
+  registry_->ReleaseOrRetire(ref.slab);
+}
+
+void DirectPool::Stats(PoolStats* out) const noexcept {
+  out->slot_size = 0;
+  out->queue_size = 0;
+  out->reserved_bytes = counters_.reserved_bytes.load(std::memory_order_relaxed);
+  out->live_slots = live_slots_.Load();
+  out->live_bytes = live_bytes_.Load();
+  out->retained_free_slots = 0;
+  out->hits = 0;
+  out->misses = misses_.Load();
+  out->released_to_system = counters_.released.load(std::memory_order_relaxed);
+  out->failures = failures_.Load();
+}
+
+}  // namespace isopool

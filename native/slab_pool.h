@@ -1,0 +1,239 @@
+// slab_pool.h — size-class slab pools with bounded retention of free slots.
+//
+// Glossary
+//   slab       one mapping from the system (mmap, zero-filled), split into
+//              `slots` equal slots. Slots of 1 MiB or more are their own slab.
+//   slab set   the slabs of one pool serving one access mode. Each pool has two
+//              sets, revocable and view, so memory that was ever reachable
+//              through a view-mode slab buffer never serves a revocable channel.
+//   ring       the set's lock-free MpmcRing of retained free slots (the hot path).
+//   free list  per-slab stack of free slots that are not in the ring (slow
+//              path, guarded by the set's mutex).
+//   held       free slots the set holds: held = mapped_slots - live_slots
+//              (ring + free lists + slots in flight between the two).
+//   q          the pool's queue_size: how many free slots a set keeps.
+//   s          slots per slab of the set.
+//   retired    a view slab that should go back to the system while a binding
+//              still exports it: never allocated from again, still counted in
+//              reserved_bytes, unmapped by the last ReleaseSlabExport.
+//   direct     a mapping for one oversize allocation (DirectPool).
+//
+// Invariants (at quiescence; "free(x)" = slots of slab x on its free list)
+//   mapped_slots == s * |non-retired slabs|
+//   held == |ring| + sum(free(x))
+//   reserved_bytes == map_bytes * (|non-retired slabs| + |retired slabs|)
+//   retained_free_slots == min(held, q)
+//   a slab is released only when free(x) == s (wholly free, none in the ring)
+//   a slot is in at most one of: ring, a free list, a live handle
+//
+// Retention policy (why pool fragmentation stays < 5% after any burst)
+//   * Free: push to the ring (cap q). If it is full, the slot goes to its
+//     slab's free list; a slab that becomes wholly free there is unmapped when
+//     held >= q + s (the pool still holds >= q free slots without it).
+//   * When a slab's live count reaches 0 while held >= q + s, Rebalance():
+//     drain the ring into the free lists, keep ceil(max(0, q - P) / s) wholly
+//     free slabs (P = free slots on partially used slabs, which cannot be
+//     returned anyway), release the other wholly free slabs, then refill the
+//     ring from the fullest slabs first so sparse slabs keep draining.
+//   * Slow-path allocation prefers the fullest partially used slab
+//     (mimalloc-like), then a wholly free slab, then maps a new one.
+//   After every slot is freed, the last free finds held >= q + s false or
+//   rebalances, so held <= s * ceil(q / s) and
+//     pool fragmentation = (held - q) / held <= (s*ceil(q/s) - q) / (s*ceil(q/s)),
+//   which ChooseSlotsPerSlab keeps below 3%.
+//   The cap q applies to each slab set; a pool serving both revocable and view
+//   channels may therefore retain up to 2q free slots (one q per set).
+//
+// Slot metadata (SlotMeta) lives out of band, in the slab header, never in
+// user bytes. The slot's current holder (a live handle, the ring or the free
+// list) owns it exclusively; the ring's acquire/release handoff and the set's
+// mutex order the accesses, so the fields need no atomics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "manager.h"
+#include "metrics.h"
+#include "mpmc_ring.h"
+#include "status.h"
+
+namespace isopool {
+
+constexpr uint64_t kSystemPage = 4096;          ///< charge/rounding unit of direct memory
+constexpr uint64_t kSingleSlotSlab = 1ull << 20;///< slots >= 1 MiB are their own slab
+constexpr uint64_t kMaxSlabBytes = 1ull << 20;  ///< target slab size for smaller slots
+constexpr uint32_t kMaxSlotsPerSlab = 256;
+constexpr uint64_t kMaxSlabKey = (1ull << 53) - 1;  ///< slab keys are safe integers
+
+/// Out-of-band metadata of one slot.
+struct SlotMeta {
+  uint64_t dirty = 0;  ///< bytes [0, dirty) may hold data of `owner`; 0..slot_size
+  uint32_t owner = 0;  ///< owner epoch of the last holder; 0 = fresh zero memory
+};
+
+class SlabSet;
+
+/// Counters shared by a slab set (or the direct pool) and the registry, which
+/// unmaps retired slabs on the last export release.
+struct SlabCounters {
+  std::atomic<uint64_t> reserved_bytes{0};  ///< mapped bytes incl. retired slabs
+  std::atomic<uint64_t> released{0};        ///< slabs returned to the system
+};
+
+/// Header of one slab, allocated with malloc outside the slab's memory.
+struct Slab {
+  uint8_t* base = nullptr;     ///< mapping start, page aligned
+  uint64_t map_bytes = 0;      ///< mapping length (page multiple)
+  uint64_t key = 0;            ///< unique for the manager's lifetime, 1..kMaxSlabKey
+  uint64_t slot_size = 0;      ///< bytes per slot
+  SlabSet* set = nullptr;      ///< owning set; nullptr for a direct mapping
+  SlabCounters* counters = nullptr;
+  uint32_t slots = 0;          ///< slots in this slab, 1..kMaxSlotsPerSlab
+  std::atomic<uint32_t> live{0};  ///< slots handed out (trigger hint, exact at quiescence)
+  // Guarded by SlabRegistry::mu_.
+  uint32_t exports = 0;        ///< ExportSlab count
+  bool retired = false;        ///< see glossary
+  // Guarded by set->mu_.
+  uint32_t free_count = 0;     ///< entries in free_stack, 0..slots; also the bucket index
+  Slab* prev = nullptr;        ///< bucket list links
+  Slab* next = nullptr;
+  uint32_t* free_stack = nullptr;  ///< slot indices on the free list
+  SlotMeta* meta = nullptr;        ///< one per slot
+};
+
+/// A slot: its slab and index. Trivially copyable so it can travel in the ring.
+struct SlotRef {
+  Slab* slab = nullptr;
+  uint32_t index = 0;
+  uint8_t* data() const noexcept { return slab->base + uint64_t{index} * slab->slot_size; }
+  uint64_t offset() const noexcept { return uint64_t{index} * slab->slot_size; }
+  SlotMeta& meta() const noexcept { return slab->meta[index]; }
+};
+
+/// System memory, slab keys and the key -> slab map used by ExportSlab.
+/// One per manager. Lock order: SlabSet::mu_ before SlabRegistry::mu_.
+class SlabRegistry {
+ public:
+  SlabRegistry() = default;
+  ~SlabRegistry();  ///< unmaps every slab still registered (manager teardown)
+  SlabRegistry(const SlabRegistry&) = delete;
+  SlabRegistry& operator=(const SlabRegistry&) = delete;
+
+  /// Maps and registers a slab of `slots` slots of `slot_size` bytes (header
+  /// included). nullptr if the system (or an injected failure) refuses.
+  Slab* CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_bytes, SlabSet* set,
+                   SlabCounters* counters) noexcept;
+  /// Unmaps `slab` now, or retires it while it is exported. True if unmapped now.
+  bool ReleaseOrRetire(Slab* slab) noexcept;
+  /// ExportSlab: base/length of a registered, non-retired slab; export count + 1.
+  Status Export(uint64_t key, uint8_t** base, uint64_t* length) noexcept;
+  /// Export count - 1; unmaps a retired slab at zero.
+  void ReleaseExport(uint64_t key) noexcept;
+  /// The next `n` mappings fail.
+  void InjectFailures(uint32_t n) noexcept { inject_.store(n, std::memory_order_relaxed); }
+
+ private:
+  bool TakeInjectedFailure() noexcept;
+  void DestroyLocked(Slab* slab) noexcept;  ///< unmap + counters + free header; mu_ held
+
+  std::mutex mu_;
+  std::unordered_map<uint64_t, Slab*> slabs_;  ///< key -> slab, guarded by mu_
+  std::atomic<uint64_t> next_key_{1};          ///< never reused; relaxed (uniqueness only)
+  std::atomic<uint32_t> inject_{0};            ///< injected mapping failures left
+};
+
+/// Slots per slab for a pool: the largest s <= min(256, 1 MiB / slot_size)
+/// whose retention rounding (s*ceil(q/s) - q) / (s*ceil(q/s)) is below 3%.
+uint32_t ChooseSlotsPerSlab(uint64_t slot_size, uint32_t queue_size) noexcept;
+
+/// Slabs of one pool for one access mode. See the file comment.
+class SlabSet {
+ public:
+  SlabSet() = default;
+  ~SlabSet();
+  SlabSet(const SlabSet&) = delete;
+  SlabSet& operator=(const SlabSet&) = delete;
+
+  /// False if memory for the ring or buckets is refused.
+  bool Init(uint64_t slot_size, uint32_t queue_size, uint32_t slots_per_slab,
+            SlabRegistry* registry) noexcept;
+
+  /// Takes a free slot. *hit: served without mapping memory. kPoolExhausted
+  /// if a new slab was needed and the system refused it.
+  Status Acquire(SlotRef* out, bool* hit) noexcept;
+  /// Returns a slot taken by Acquire.
+  void Release(SlotRef ref) noexcept;
+
+  uint64_t slot_size() const noexcept { return slot_size_; }
+  uint32_t slots_per_slab() const noexcept { return slots_; }
+  /// held = mapped - live (see glossary).
+  uint64_t Held() const noexcept;
+  /// Adds this set's figures to *stats (live_bytes is kept by the pool).
+  void AddStats(PoolStats* stats) const noexcept;
+
+ private:
+  Status AcquireSlow(SlotRef* out, bool* hit) noexcept;
+  void PushFreeLocked(Slab* slab, uint32_t index) noexcept;
+  uint32_t PopFreeLocked(Slab* slab) noexcept;
+  void BucketInsertLocked(Slab* slab) noexcept;
+  void BucketRemoveLocked(Slab* slab) noexcept;
+  void ReleaseSlabLocked(Slab* slab) noexcept;
+  void RebalanceLocked() noexcept;
+
+  MpmcRing<SlotRef> ring_;             ///< retained free slots, capacity q
+  uint64_t slot_size_ = 0;             ///< bytes
+  uint64_t slab_bytes_ = 0;            ///< mapping length per slab
+  uint32_t queue_size_ = 0;            ///< q
+  uint32_t slots_ = 1;                 ///< s
+  SlabRegistry* registry_ = nullptr;
+  SlabCounters counters_;
+  std::atomic<uint64_t> mapped_slots_{0};  ///< s * non-retired slabs; written under mu_
+  std::atomic<uint64_t> live_slots_{0};    ///< slots handed out
+  RelaxedCounter hits_, misses_, failures_;
+
+  std::mutex mu_;
+  Slab** buckets_ = nullptr;  ///< buckets_[k]: list of slabs with free_count == k, k in 0..s
+};
+
+/// One size class: a revocable and a view slab set with the same geometry.
+class SlabPool {
+ public:
+  /// False if memory is refused.
+  bool Init(const PoolConfig& config, SlabRegistry* registry) noexcept;
+  SlabSet& set(AccessMode mode) noexcept { return mode == AccessMode::kView ? view_ : revocable_; }
+  const PoolConfig& config() const noexcept { return config_; }
+  void AddLiveBytes(uint64_t n) noexcept { live_bytes_.Add(n); }
+  void SubLiveBytes(uint64_t n) noexcept { live_bytes_.Sub(n); }
+  /// Both sets aggregated.
+  void Stats(PoolStats* out) const noexcept;
+
+ private:
+  PoolConfig config_;
+  SlabSet revocable_;
+  SlabSet view_;
+  RelaxedCounter live_bytes_;  ///< requested bytes of live slots
+};
+
+/// Oversize allocations: one mapping each, size rounded up to kSystemPage.
+class DirectPool {
+ public:
+  explicit DirectPool(SlabRegistry* registry) noexcept : registry_(registry) {}
+  /// Maps RoundUp(size). kPoolExhausted if refused.
+  Status Acquire(uint64_t size, SlotRef* out) noexcept;
+  void Release(SlotRef ref, uint64_t size) noexcept;
+  void Stats(PoolStats* out) const noexcept;
+  static uint64_t RoundUp(uint64_t size) noexcept {
+    return (size + kSystemPage - 1) / kSystemPage * kSystemPage;
+  }
+
+ private:
+  SlabRegistry* registry_;
+  SlabCounters counters_;
+  RelaxedCounter live_slots_, live_bytes_, misses_, failures_;
+};
+
+}  // namespace isopool

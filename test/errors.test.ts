@@ -1,0 +1,133 @@
+import { expect } from 'chai';
+import {
+  ChannelClosedError,
+  InvalidArgumentError,
+  InvalidHandleError,
+  InvalidSizeError,
+  IsolationViolationError,
+  IsopoolError,
+  ManagerClosedError,
+  PoolExhaustedError,
+  ResourceLimitError,
+  ResourceManager,
+  StaleHandleError,
+  UnknownChannelError,
+  UnknownResourceTypeError,
+} from '../lib';
+import { CLASS_BY_CODE, ErrorCode, expectCode, expectLimitError } from './helpers';
+
+describe('errors (SPEC §4)', () => {
+  it('exports one base class IsopoolError extending Error, and every subclass extends it', () => {
+    expect(IsopoolError.prototype, 'IsopoolError extends Error').to.be.instanceOf(Error);
+    const classes = [
+      InvalidArgumentError,
+      InvalidSizeError,
+      UnknownResourceTypeError,
+      UnknownChannelError,
+      ChannelClosedError,
+      ResourceLimitError,
+      PoolExhaustedError,
+      InvalidHandleError,
+      StaleHandleError,
+      IsolationViolationError,
+      ManagerClosedError,
+    ];
+    for (const cls of classes) {
+      expect(cls.prototype, `${cls.name} extends IsopoolError`).to.be.instanceOf(IsopoolError);
+    }
+    expect(new Set(classes).size, 'eleven distinct classes').to.equal(11);
+  });
+
+  /** One way to reach each code through the public API. */
+  const reach: Array<[ErrorCode, (mgr: ResourceManager) => unknown]> = [
+    ['ERR_INVALID_ARGUMENT', (m) => m.allocateResource('buffer', '12' as unknown as number)],
+    ['ERR_INVALID_SIZE', (m) => m.allocateResource('buffer', -7)],
+    ['ERR_UNKNOWN_RESOURCE_TYPE', (m) => m.allocateResource('flux-capacitor', 16)],
+    ['ERR_UNKNOWN_CHANNEL', (m) => m.channel('ghost-7')],
+    [
+      'ERR_CHANNEL_CLOSED',
+      (m) => {
+        m.openChannel('gone');
+        m.closeChannel('gone');
+        return m.allocateResource('buffer', 16, 'gone');
+      },
+    ],
+    [
+      'ERR_RESOURCE_LIMIT',
+      (m) => {
+        m.setResourceLimits('buffer', { maxBytes: 0 });
+        return m.allocateResource('buffer', 16);
+      },
+    ],
+    ['ERR_INVALID_HANDLE', (m) => m.trackResourceUsage(123456789)],
+    [
+      'ERR_STALE_HANDLE',
+      (m) => {
+        const h = m.allocateResource('buffer', 16);
+        m.deallocateResource(h);
+        return m.trackResourceUsage(h.id);
+      },
+    ],
+    [
+      'ERR_ISOLATION_VIOLATION',
+      (m) => {
+        const h = m.openChannel('a').allocate('buffer', 16);
+        return m.openChannel('b').track(h);
+      },
+    ],
+    [
+      'ERR_MANAGER_CLOSED',
+      (m) => {
+        m.close();
+        return m.allocateResource('buffer', 16);
+      },
+    ],
+  ];
+
+  for (const [code, trigger] of reach) {
+    it(`${code} is thrown as ${CLASS_BY_CODE[code].name} with a literal name and code`, () => {
+      const mgr = new ResourceManager();
+      try {
+        const err = expectCode(() => trigger(mgr), code, code);
+        expect(err.name, `${code}: name is the class name`).to.equal(CLASS_BY_CODE[code].name);
+        expect(err.stack, `${code}: has a stack`).to.be.a('string');
+      } finally {
+        mgr.close();
+      }
+    });
+  }
+
+  it('messages name the offending value', () => {
+    const mgr = new ResourceManager({ autoOpenChannels: false });
+    try {
+      const t = expectCode(() => mgr.allocateResource('flux-capacitor', 16), 'ERR_UNKNOWN_RESOURCE_TYPE', 'unknown type');
+      expect(t.message, 'names the unknown type').to.include('flux-capacitor');
+      const s = expectCode(() => mgr.allocateResource('buffer', -7), 'ERR_INVALID_SIZE', 'negative size');
+      expect(s.message, 'names the size').to.include('-7');
+      const f = expectCode(() => mgr.allocateResource('buffer', 2.5), 'ERR_INVALID_SIZE', 'fractional size');
+      expect(f.message, 'names the size').to.include('2.5');
+      const c = expectCode(() => mgr.allocateResource('buffer', 16, 'ghost-7'), 'ERR_UNKNOWN_CHANNEL', 'unknown channel');
+      expect(c.message, 'names the channel').to.include('ghost-7');
+      const h = expectCode(() => mgr.trackResourceUsage(987654321), 'ERR_INVALID_HANDLE', 'forged id');
+      expect(h.message, 'names the id').to.include('987654321');
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it('ResourceLimitError carries limit, requested, inUse and scope', () => {
+    const mgr = new ResourceManager();
+    try {
+      mgr.setResourceLimits('buffer', { maxBytes: 8192 });
+      mgr.allocateResource('buffer', 4096);
+      mgr.allocateResource('buffer', 4096);
+      const err = expectLimitError(() => mgr.allocateResource('buffer', 4096), 'type total full');
+      expect(err.limit, 'limit').to.equal(8192);
+      expect(err.requested, 'requested (charged) bytes').to.equal(4096);
+      expect(err.inUse, 'inUse').to.equal(8192);
+      expect(err.scope, 'scope').to.equal('type');
+    } finally {
+      mgr.close();
+    }
+  });
+});

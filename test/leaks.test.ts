@@ -1,0 +1,135 @@
+/**
+ * Leak detection (SPEC §2 "Leaks"): a handle whose buffer becomes unreachable without being
+ * deallocated is found after GC, reported (metrics, 'leak' event, isopool:leak) and reclaimed.
+ * FinalizationRegistry callbacks are asynchronous, hence collectUntil (gc + macrotask turns).
+ */
+import { expect } from 'chai';
+import * as diagnostics from 'node:diagnostics_channel';
+import { LeakDetectionMode, LeakEvent, ResourceHandle, ResourceManager } from '../lib';
+import { SMALL_POOLS, channelMetrics, collectUntil, gc, tick } from './helpers';
+
+/** Allocates `n` handles of 1000 bytes in `channelId` and drops every reference to them. */
+function allocateAndDrop(mgr: ResourceManager, n: number, channelId: string): void {
+  for (let i = 0; i < n; i++) {
+    const h = mgr.allocateResource('buffer', 1000, channelId);
+    h.buffer?.fill(i);
+  }
+}
+
+function newManager(leakDetection: LeakDetectionMode, extra: { leakSampleRate?: number } = {}): ResourceManager {
+  return new ResourceManager({ pools: SMALL_POOLS, leakDetection, ...extra });
+}
+
+describe('leaks', function () {
+  this.timeout(60000);
+
+  it("'paranoid' detects and reclaims every dropped handle, with a 'leak' event and site each", async () => {
+    const mgr = newManager('paranoid');
+    const events: LeakEvent[] = [];
+    const published: unknown[] = [];
+    const onMessage = (m: unknown): void => {
+      published.push(m);
+    };
+    mgr.on('leak', (e: LeakEvent) => events.push(e));
+    diagnostics.subscribe('isopool:leak', onMessage);
+    try {
+      const kept = mgr.allocateResource('buffer', 1000, 'leaky');
+      allocateAndDrop(mgr, 5, 'leaky');
+      expect(channelMetrics(mgr, 'leaky').bytesInUse, 'charged before GC').to.equal(6 * 4096);
+      const done = await collectUntil(() => mgr.getResourceMetrics().leaks.reclaimed >= 5);
+      expect(done, 'reclaimed within 50 GC rounds').to.equal(true);
+      const m = mgr.getResourceMetrics();
+      expect(m.leaks, 'leaks').to.deep.equal({ detected: 5, reclaimed: 5 });
+      expect(channelMetrics(mgr, 'leaky').bytesInUse, 'only the kept handle is charged').to.equal(4096);
+      expect(channelMetrics(mgr, 'leaky').handles, 'only the kept handle is live').to.equal(1);
+      expect(m.pools['s']?.liveSlots, 'slots reclaimed').to.equal(1);
+      expect(events.length, "one 'leak' event per handle").to.equal(5);
+      for (const e of events) {
+        expect([e.resourceType, e.size, e.channelId], 'event fields').to.deep.equal(['buffer', 1000, 'leaky']);
+        expect(Number.isSafeInteger(e.handleId), 'handleId').to.equal(true);
+        expect(e.site, 'site').to.be.a('string');
+        expect((e.site as string).length, 'site not empty').to.be.greaterThan(0);
+        expect(mgr.validateSecurityBoundaries(e.handleId).valid, 'leaked id is no longer live').to.equal(false);
+        expect(mgr.verifyCleanupCompletion(e.handleId), 'leaked id fully released').to.equal(true);
+      }
+      expect(new Set(events.map((e) => e.handleId)).size, 'distinct handles').to.equal(5);
+      expect(published, 'isopool:leak carries the same events').to.deep.equal(events);
+      expect(mgr.validateSecurityBoundaries(kept).valid, 'the kept handle is still live').to.equal(true);
+      expect(kept.buffer?.length, 'and usable').to.equal(1000);
+    } finally {
+      diagnostics.unsubscribe('isopool:leak', onMessage);
+      mgr.close();
+    }
+  });
+
+  it('never reports a deallocated handle or a reachable one as leaked', async () => {
+    const mgr = newManager('paranoid');
+    const events: LeakEvent[] = [];
+    mgr.on('leak', (e: LeakEvent) => events.push(e));
+    try {
+      const kept: ResourceHandle[] = [];
+      for (let i = 0; i < 3; i++) kept.push(mgr.allocateResource('buffer', 100, 'c'));
+      (() => {
+        for (let i = 0; i < 4; i++) mgr.deallocateResource(mgr.allocateResource('buffer', 100, 'c'));
+      })();
+      for (let i = 0; i < 10; i++) {
+        gc();
+        await tick();
+      }
+      expect(mgr.getResourceMetrics().leaks, 'nothing leaked').to.deep.equal({ detected: 0, reclaimed: 0 });
+      expect(events, 'no events').to.deep.equal([]);
+      expect(channelMetrics(mgr, 'c').handles, 'kept handles live').to.equal(kept.length);
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it("'off' detects nothing and keeps dropped handles charged", async () => {
+    const mgr = newManager('off');
+    const events: LeakEvent[] = [];
+    mgr.on('leak', (e: LeakEvent) => events.push(e));
+    try {
+      allocateAndDrop(mgr, 5, 'leaky');
+      for (let i = 0; i < 10; i++) {
+        gc();
+        await tick();
+      }
+      expect(mgr.getResourceMetrics().leaks, 'nothing detected').to.deep.equal({ detected: 0, reclaimed: 0 });
+      expect(events, 'no events').to.deep.equal([]);
+      expect(channelMetrics(mgr, 'leaky').bytesInUse, 'still charged').to.equal(5 * 4096);
+      expect(mgr.closeChannel('leaky').count, 'closeChannel still frees them').to.equal(5);
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it("'sampled' with leakSampleRate 1 watches every allocation", async () => {
+    const mgr = newManager('sampled', { leakSampleRate: 1 });
+    try {
+      allocateAndDrop(mgr, 4, 'leaky');
+      const done = await collectUntil(() => mgr.getResourceMetrics().leaks.reclaimed >= 4);
+      expect(done, 'reclaimed').to.equal(true);
+      expect(mgr.getResourceMetrics().leaks, 'all found').to.deep.equal({ detected: 4, reclaimed: 4 });
+      expect(channelMetrics(mgr, 'leaky').bytesInUse, 'refunded').to.equal(0);
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it('a reclaimed slot is reused safely by another channel', async () => {
+    const mgr = newManager('paranoid');
+    try {
+      (() => {
+        for (let i = 0; i < 4; i++) mgr.allocateResource('buffer', 4096, 'leaky').buffer?.fill(0x4c);
+      })();
+      await collectUntil(() => mgr.getResourceMetrics().leaks.reclaimed >= 4);
+      expect(mgr.getResourceMetrics().leaks.reclaimed, 'reclaimed').to.equal(4);
+      for (let i = 0; i < 8; i++) {
+        const b = mgr.allocateResource('buffer', 4096, 'other').buffer as Buffer;
+        expect(b.indexOf(0x4c), 'no leaked bytes visible').to.equal(-1);
+      }
+    } finally {
+      mgr.close();
+    }
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * Lifecycle (SPEC §1, §4): close(), Symbol.dispose on manager and handle, ERR_MANAGER_CLOSED for
+ * every operation after close() except close() and getResourceMetrics().
+ */
+import { expect } from 'chai';
+import { ChannelScope, ResourceHandle, ResourceManager } from '../lib';
+import { bufferOf, expectCode } from './helpers';
+
+describe('lifecycle', () => {
+  describe('close()', () => {
+    let mgr: ResourceManager;
+    let h: ResourceHandle;
+    let scope: ChannelScope;
+    let kept: Buffer;
+    beforeEach(() => {
+      mgr = new ResourceManager();
+      scope = mgr.openChannel('a');
+      h = scope.allocate('buffer', 1000);
+      kept = bufferOf(h);
+      mgr.allocateResource('buffer', 5000);
+      mgr.close();
+    });
+
+    const operations: Array<[string, () => unknown]> = [
+      ['allocateResource', () => mgr.allocateResource('buffer', 10)],
+      ['allocateResource(channel)', () => mgr.allocateResource('buffer', 10, 'a')],
+      ['deallocateResource', () => mgr.deallocateResource(h)],
+      ['deallocateResource(id)', () => mgr.deallocateResource(h.id)],
+      ['validateSecurityBoundaries', () => mgr.validateSecurityBoundaries(h)],
+      ['verifyResourceIsolation', () => mgr.verifyResourceIsolation('a')],
+      ['trackResourceUsage', () => mgr.trackResourceUsage(h)],
+      ['getResourceLimits', () => mgr.getResourceLimits('buffer')],
+      ['verifyCleanupCompletion', () => mgr.verifyCleanupCompletion(h)],
+      ['openChannel', () => mgr.openChannel('b')],
+      ['channel', () => mgr.channel('a')],
+      ['closeChannel', () => mgr.closeChannel('a')],
+      ['setResourceLimits', () => mgr.setResourceLimits('buffer', { maxBytes: 1 })],
+      ['defineResourceType', () => mgr.defineResourceType('conn', { kind: 'counter' })],
+      ['transferHandle', () => mgr.transferHandle(h)],
+      ['adoptHandle', () => mgr.adoptHandle(h.id)],
+      ['scope.allocate', () => scope.allocate('buffer', 10)],
+      ['scope.deallocate', () => scope.deallocate(h)],
+      ['scope.validate', () => scope.validate(h)],
+      ['scope.track', () => scope.track(h)],
+      ['scope.limits', () => scope.limits('buffer')],
+      ['scope.close', () => scope.close()],
+    ];
+    for (const [name, op] of operations) {
+      it(`${name} throws ERR_MANAGER_CLOSED`, () => {
+        const err = expectCode(op, 'ERR_MANAGER_CLOSED', name);
+        expect(err.message, 'the message says the manager is closed').to.match(/closed/);
+      });
+    }
+
+    it('close() again is a no-op', () => {
+      expect(() => mgr.close(), 'second close').to.not.throw();
+      expect(() => mgr[Symbol.dispose](), 'dispose after close').to.not.throw();
+    });
+
+    it('getResourceMetrics() returns the final snapshot, stable across calls', () => {
+      const m = mgr.getResourceMetrics();
+      expect(m.totals.allocations, 'allocations made before close').to.equal(2);
+      expect(mgr.getResourceMetrics(), 'stable').to.deep.equal(m);
+      expect(JSON.parse(JSON.stringify(m)), 'plain JSON').to.deep.equal(m);
+    });
+
+    it('revoked every buffer', () => {
+      expect(kept.length, 'kept reference').to.equal(0);
+      expect(kept.buffer.byteLength, 'detached').to.equal(0);
+    });
+
+    it('a handle dispose after close does not throw', () => {
+      expect(() => h[Symbol.dispose](), 'dispose').to.not.throw();
+    });
+  });
+
+  describe('Symbol.dispose', () => {
+    it('on the manager closes it', () => {
+      const mgr = new ResourceManager();
+      const kept = bufferOf(mgr.allocateResource('buffer', 10));
+      mgr[Symbol.dispose]();
+      expect(kept.length, 'revoked').to.equal(0);
+      expectCode(() => mgr.allocateResource('buffer', 10), 'ERR_MANAGER_CLOSED', 'after dispose');
+    });
+
+    it('works with a using declaration', () => {
+      let kept: Buffer;
+      let outer: ResourceManager;
+      {
+        using mgr = new ResourceManager();
+        outer = mgr;
+        {
+          using h = mgr.allocateResource('buffer', 10, 'a');
+          kept = bufferOf(h);
+          expect(kept.length, 'live inside the block').to.equal(10);
+        }
+        expect(kept.length, 'handle disposed at block end').to.equal(0);
+        expect(mgr.getResourceMetrics().totals.handles, 'no live handles').to.equal(0);
+      }
+      expectCode(() => outer.allocateResource('buffer', 10), 'ERR_MANAGER_CLOSED', 'manager disposed at block end');
+    });
+
+    it('on a handle deallocates it; a second dispose is a no-op (no violation counted)', () => {
+      const mgr = new ResourceManager();
+      try {
+        const h = mgr.allocateResource('buffer', 10, 'a');
+        h[Symbol.dispose]();
+        const m1 = mgr.getResourceMetrics();
+        expect([m1.totals.handles, m1.totals.deallocations], 'freed once').to.deep.equal([0, 1]);
+        expect(mgr.verifyCleanupCompletion(h), 'released').to.equal(true);
+        h[Symbol.dispose]();
+        expect(mgr.getResourceMetrics(), 'nothing changed, no violation counted').to.deep.equal(m1);
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('on a handle already deallocated is a no-op', () => {
+      const mgr = new ResourceManager();
+      try {
+        const h = mgr.allocateResource('buffer', 10, 'a');
+        mgr.deallocateResource(h);
+        const m1 = mgr.getResourceMetrics();
+        h[Symbol.dispose]();
+        expect(mgr.getResourceMetrics(), 'nothing changed').to.deep.equal(m1);
+      } finally {
+        mgr.close();
+      }
+    });
+  });
+
+  describe('channels over a manager lifetime', () => {
+    it('openChannel twice without options returns the scope; with options throws', () => {
+      const mgr = new ResourceManager();
+      try {
+        const s1 = mgr.openChannel('a', { zero: 'always' });
+        s1.allocate('buffer', 10);
+        const s2 = mgr.openChannel('a');
+        expect(s2.channelId, 'same channel').to.equal('a');
+        expect(mgr.verifyResourceIsolation('a').handleCount, 'same ledger').to.equal(1);
+        expectCode(() => mgr.openChannel('a', { zero: 'cross-channel' }), 'ERR_INVALID_ARGUMENT', 'with options');
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('a closed channel refuses work until reopened with a fresh ledger', () => {
+      const mgr = new ResourceManager();
+      try {
+        mgr.allocateResource('buffer', 5000, 'a');
+        const r = mgr.closeChannel('a');
+        expect([r.count, r.bytes], 'report').to.deep.equal([1, 65536]);
+        expectCode(() => mgr.allocateResource('buffer', 10, 'a'), 'ERR_CHANNEL_CLOSED', 'auto-open refused');
+        mgr.openChannel('a');
+        const res = mgr.verifyResourceIsolation('a');
+        expect([res.isolated, res.handleCount, res.bytesInUse], 'fresh ledger').to.deep.equal([true, 0, 0]);
+        expect(mgr.allocateResource('buffer', 10, 'a').channelId, 'works again').to.equal('a');
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('autoOpenChannels: false refuses unknown channels with ERR_UNKNOWN_CHANNEL', () => {
+      const mgr = new ResourceManager({ autoOpenChannels: false });
+      try {
+        expectCode(() => mgr.allocateResource('buffer', 10, 'a'), 'ERR_UNKNOWN_CHANNEL', 'unknown');
+        mgr.openChannel('a');
+        expect(mgr.allocateResource('buffer', 10, 'a').channelId, 'after openChannel').to.equal('a');
+        mgr.closeChannel('a');
+        expectCode(() => mgr.allocateResource('buffer', 10, 'a'), 'ERR_CHANNEL_CLOSED', 'closed, not unknown');
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('closeChannel reports {channelId, count, bytes, handles}', () => {
+      const mgr = new ResourceManager();
+      try {
+        const a = mgr.allocateResource('buffer', 100, 'a');
+        const b = mgr.allocateResource('buffer', 70000, 'a');
+        const r = mgr.closeChannel('a');
+        expect(
+          {
+            channelId: r.channelId,
+            count: r.count,
+            bytes: r.bytes,
+            handles: r.handles.map((x) => ({ id: x.id, resourceType: x.resourceType, size: x.size })).sort((x, y) => x.id - y.id),
+          },
+          'report',
+        ).to.deep.equal({
+          channelId: 'a',
+          count: 2,
+          bytes: 4096 + 1048576,
+          handles: [a, b].map((x) => ({ id: x.id, resourceType: 'buffer', size: x.size })).sort((x, y) => x.id - y.id),
+        });
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('managers are independent: closing one leaves another working', () => {
+      const m1 = new ResourceManager();
+      const m2 = new ResourceManager();
+      try {
+        const k1 = bufferOf(m1.allocateResource('buffer', 10, 'a'));
+        const h2 = m2.allocateResource('buffer', 10, 'a');
+        m1.close();
+        expect(k1.length, 'm1 buffer revoked').to.equal(0);
+        expect(bufferOf(h2).length, 'm2 buffer live').to.equal(10);
+        expect(m2.deallocateResource(h2), 'm2 works').to.equal(true);
+      } finally {
+        m1.close();
+        m2.close();
+      }
+    });
+  });
+});

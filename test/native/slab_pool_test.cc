@@ -1,0 +1,282 @@
+// slab_pool_test.cc — geometry, retention cap, fragmentation after bursts
+// freed in random order, view/revocable sets, export retirement, injected
+// mapping failures, direct mappings, and a threaded burst run.
+#include "slab_pool.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+using namespace isopool;
+
+namespace {
+
+double PoolFragmentation(const PoolStats& s) {
+  if (s.reserved_bytes == 0) return 0;
+  return 1.0 - double((s.live_slots + s.retained_free_slots) * s.slot_size) / double(s.reserved_bytes);
+}
+
+PoolStats StatsOf(const SlabPool& pool) {
+  PoolStats s;
+  pool.Stats(&s);
+  return s;
+}
+
+void Shuffle(std::vector<SlotRef>& v, testing::Rng& rng) {
+  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.Below(i)]);
+}
+
+}  // namespace
+
+TEST(Geometry) {
+  CHECK_EQ(ChooseSlotsPerSlab(4096, 500), 256u) << "small: 1 MiB slabs (2*256 = 512 kept, 2.3%)";
+  CHECK_EQ(ChooseSlotsPerSlab(65536, 250), 16u) << "medium: 1 MiB slabs";
+  CHECK_EQ(ChooseSlotsPerSlab(1 << 20, 125), 1u) << "large: a slot is its own slab";
+  for (uint32_t q : {0u, 1u, 7u, 10u, 37u, 100u, 333u, 500u, 1000u, 4097u}) {
+    for (uint64_t slot : {16ull, 1000ull, 4096ull, 5000ull, 65536ull, 300000ull}) {
+      const uint32_t s = ChooseSlotsPerSlab(slot, q);
+      CHECK(s >= 1 && s <= kMaxSlotsPerSlab && s * slot <= kMaxSlabBytes) << "slot " << slot << " q " << q;
+      if (q > 0) {
+        const uint64_t held = uint64_t(s) * ((q + s - 1) / s);
+        CHECK(double(held - q) / double(held) < 0.03) << "rounding waste for slot " << slot << " q " << q;
+      }
+    }
+  }
+}
+
+// Allocates `burst` slots, frees them in random order, checks retention and fragmentation.
+static void BurstCase(uint64_t slot_size, uint32_t queue, uint64_t burst, uint64_t seed) {
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"p", slot_size, queue}, &registry));
+  testing::Rng rng(seed);
+  for (int round = 0; round < 3; ++round) {
+    std::vector<SlotRef> refs(burst);
+    for (auto& r : refs) {
+      bool hit;
+      CHECK(pool.set(AccessMode::kRevocable).Acquire(&r, &hit) == Status::kOk);
+    }
+    std::set<uint8_t*> distinct;
+    for (auto& r : refs) distinct.insert(r.data());
+    CHECK_EQ(distinct.size(), refs.size()) << "no slot handed out twice";
+    Shuffle(refs, rng);
+    // Free half, check the cap on the way, then the rest.
+    for (size_t i = 0; i < refs.size(); ++i) {
+      pool.set(AccessMode::kRevocable).Release(refs[i]);
+      if (i % 97 == 0) {
+        const PoolStats s = StatsOf(pool);
+        CHECK(s.retained_free_slots <= queue) << "retention capped at queueSize";
+      }
+    }
+    const PoolStats s = StatsOf(pool);
+    const double frag = PoolFragmentation(s);
+    const uint32_t spb = pool.set(AccessMode::kRevocable).slots_per_slab();
+    CHECK_EQ(s.live_slots, uint64_t{0});
+    CHECK(s.retained_free_slots >= std::min<uint64_t>(queue, burst) && s.retained_free_slots <= queue)
+        << "retained " << s.retained_free_slots << " for slot " << slot_size << " q " << queue;
+    CHECK(frag < 0.05) << "pool fragmentation " << frag << " (slot " << slot_size << ", q " << queue
+                       << ", burst " << burst << ", s " << spb << ", reserved " << s.reserved_bytes << ")";
+    const uint64_t max_reserved =
+        (uint64_t(queue) + spb) * slot_size + (slot_size < 4096 ? 4096 : 0) * ((queue / spb) + 1);
+    CHECK(s.reserved_bytes <= max_reserved)
+        << "reserved " << s.reserved_bytes << " ~ queueSize slots (" << queue * slot_size << ")";
+    if (round == 0) {
+      std::cout << "  slot " << slot_size << " q " << queue << " burst " << burst << " s " << spb
+                << ": reserved " << s.reserved_bytes << " B, retained " << s.retained_free_slots
+                << ", fragmentation " << frag * 100 << "%, released slabs " << s.released_to_system << std::endl;
+    }
+  }
+}
+
+TEST(FragmentationAfterRandomBursts) {
+  BurstCase(4096, 500, 1500, 1);      // small, 3x queue
+  BurstCase(65536, 250, 750, 2);      // medium
+  BurstCase(1 << 20, 125, 375, 3);    // large
+  BurstCase(4096, 500, 5000, 4);      // 10x queue
+  BurstCase(5000, 37, 400, 5);        // odd sizes
+  BurstCase(4096, 10, 1000, 6);       // tiny queue
+  BurstCase(4096, 500, 300, 7);       // burst below the queue
+}
+
+TEST(QueueZeroReturnsEverything) {
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"z", 4096, 0}, &registry));
+  std::vector<SlotRef> refs(600);
+  bool hit;
+  for (auto& r : refs) CHECK(pool.set(AccessMode::kRevocable).Acquire(&r, &hit) == Status::kOk);
+  for (auto& r : refs) pool.set(AccessMode::kRevocable).Release(r);
+  const PoolStats s = StatsOf(pool);
+  CHECK_EQ(s.reserved_bytes, uint64_t{0}) << "queueSize 0 keeps nothing";
+  CHECK_EQ(s.retained_free_slots, uint64_t{0});
+}
+
+TEST(HitsMissesAndMetadata) {
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"m", 65536, 4}, &registry));
+  SlabSet& set = pool.set(AccessMode::kRevocable);
+  SlotRef a;
+  bool hit = true;
+  CHECK(set.Acquire(&a, &hit) == Status::kOk);
+  CHECK(!hit) << "first acquire maps a slab";
+  CHECK_EQ(a.meta().owner, 0u) << "fresh memory: owner 0";
+  CHECK_EQ(a.meta().dirty, uint64_t{0});
+  a.meta().owner = 9;
+  a.meta().dirty = 123;
+  set.Release(a);
+  SlotRef b;
+  CHECK(set.Acquire(&b, &hit) == Status::kOk);
+  CHECK(hit) << "served from the retained slot";
+  CHECK(b.data() == a.data()) << "the ring hands the same slot back";
+  CHECK_EQ(b.meta().owner, 9u) << "metadata is out of band and survives the free";
+  CHECK_EQ(b.meta().dirty, uint64_t{123});
+  set.Release(b);
+  const PoolStats s = StatsOf(pool);
+  CHECK_EQ(s.misses, uint64_t{1});
+  CHECK_EQ(s.hits, uint64_t{1});
+}
+
+TEST(ViewAndRevocableSetsAreSeparate) {
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"v", 4096, 50}, &registry));
+  std::set<uint64_t> view_keys, rev_keys;
+  bool hit;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<SlotRef> v(300), r(300);
+    for (auto& x : v) {
+      CHECK(pool.set(AccessMode::kView).Acquire(&x, &hit) == Status::kOk);
+      view_keys.insert(x.slab->key);
+    }
+    for (auto& x : r) {
+      CHECK(pool.set(AccessMode::kRevocable).Acquire(&x, &hit) == Status::kOk);
+      rev_keys.insert(x.slab->key);
+    }
+    for (auto& x : v) pool.set(AccessMode::kView).Release(x);
+    for (auto& x : r) pool.set(AccessMode::kRevocable).Release(x);
+  }
+  for (uint64_t k : view_keys) CHECK(rev_keys.count(k) == 0) << "slab " << k << " served both modes";
+}
+
+TEST(ExportRetiresViewSlab) {
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"x", 4096, 0}, &registry));
+  SlotRef r;
+  bool hit;
+  CHECK(pool.set(AccessMode::kView).Acquire(&r, &hit) == Status::kOk);
+  uint8_t* base = nullptr;
+  uint64_t len = 0;
+  CHECK(registry.Export(r.slab->key, &base, &len) == Status::kOk);
+  CHECK(base == r.slab->base && len == r.slab->map_bytes);
+  const uint64_t key = r.slab->key;
+  const uint64_t bytes = len;
+  pool.set(AccessMode::kView).Release(r);  // wholly free, q = 0: should go back, but is exported
+  PoolStats s = StatsOf(pool);
+  CHECK_EQ(s.reserved_bytes, bytes) << "retired slab still counted while exported";
+  CHECK_EQ(s.released_to_system, uint64_t{0});
+  base[0] = 1;  // still mapped (ASan would catch an unmapped write as SEGV)
+  CHECK(registry.Export(key, &base, &len) == Status::kInvalidArgument) << "retired slabs are not re-exported";
+  SlotRef r2;
+  CHECK(pool.set(AccessMode::kView).Acquire(&r2, &hit) == Status::kOk);
+  CHECK(r2.slab->key != key) << "a retired slab is never allocated from again";
+  pool.set(AccessMode::kView).Release(r2);
+  registry.ReleaseExport(key);
+  s = StatsOf(pool);
+  CHECK_EQ(s.reserved_bytes, uint64_t{0}) << "unmapped at the last export release";
+  CHECK_EQ(s.released_to_system, uint64_t{2});
+}
+
+TEST(InjectedFailureChangesNothing) {
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"f", 4096, 10}, &registry));
+  const PoolStats before = StatsOf(pool);
+  registry.InjectFailures(1);
+  SlotRef r;
+  bool hit;
+  CHECK(pool.set(AccessMode::kRevocable).Acquire(&r, &hit) == Status::kPoolExhausted);
+  const PoolStats after = StatsOf(pool);
+  CHECK_EQ(after.reserved_bytes, before.reserved_bytes);
+  CHECK_EQ(after.live_slots, uint64_t{0});
+  CHECK_EQ(after.failures, uint64_t{1});
+  CHECK(pool.set(AccessMode::kRevocable).Acquire(&r, &hit) == Status::kOk) << "only one failure injected";
+  pool.set(AccessMode::kRevocable).Release(r);
+}
+
+TEST(DirectMappings) {
+  SlabRegistry registry;
+  DirectPool direct(&registry);
+  SlotRef r;
+  CHECK(direct.Acquire((3 << 20) + 1, &r) == Status::kOk);
+  PoolStats s;
+  direct.Stats(&s);
+  CHECK_EQ(s.reserved_bytes, uint64_t{(3 << 20) + 4096}) << "rounded up to 4 KiB";
+  CHECK_EQ(s.live_slots, uint64_t{1});
+  CHECK_EQ(s.live_bytes, uint64_t{(3 << 20) + 1});
+  r.data()[(3 << 20)] = 7;  // last requested byte is writable
+  direct.Release(r, (3 << 20) + 1);
+  PoolStats s2;
+  direct.Stats(&s2);
+  CHECK_EQ(s2.reserved_bytes, uint64_t{0}) << "unmapped on free";
+  CHECK_EQ(s2.released_to_system, uint64_t{1});
+}
+
+TEST(ThreadedBurstsThenIdle) {
+  const uint64_t ops = testing::EnvU64("ISOPOOL_SLAB_OPS", 400000);
+  SlabRegistry registry;
+  SlabPool pool;
+  CHECK(pool.Init(PoolConfig{"t", 4096, 500}, &registry));
+  const int threads_n = 4;
+  std::atomic<uint64_t> bad{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < threads_n; ++th) {
+    threads.emplace_back([&, th] {
+      testing::Rng rng(th + 100);
+      std::vector<std::pair<SlotRef, uint64_t>> mine;
+      bool hit;
+      for (uint64_t i = 0; i < ops; ++i) {
+        // Bursty: grow to a random target, then shrink.
+        const bool grow = (i / 2000) % 2 == 0 ? rng.Below(4) != 0 : rng.Below(4) == 0;
+        if (grow || mine.empty()) {
+          SlotRef r;
+          if (pool.set(AccessMode::kRevocable).Acquire(&r, &hit) != Status::kOk) {
+            bad++;
+            continue;
+          }
+          const uint64_t stamp = (uint64_t(th) << 48) | i;
+          std::memcpy(r.data(), &stamp, 8);
+          std::memcpy(r.data() + 4088, &stamp, 8);
+          mine.emplace_back(r, stamp);
+        } else {
+          const size_t k = rng.Below(mine.size());
+          auto [r, stamp] = mine[k];
+          mine[k] = mine.back();
+          mine.pop_back();
+          uint64_t a, b;
+          std::memcpy(&a, r.data(), 8);
+          std::memcpy(&b, r.data() + 4088, 8);
+          if (a != stamp || b != stamp) bad++;
+          pool.set(AccessMode::kRevocable).Release(r);
+        }
+      }
+      for (auto& [r, stamp] : mine) pool.set(AccessMode::kRevocable).Release(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+  const PoolStats s = StatsOf(pool);
+  CHECK_EQ(bad.load(), uint64_t{0}) << "stamps intact: no slot handed out twice";
+  CHECK_EQ(s.live_slots, uint64_t{0});
+  CHECK(PoolFragmentation(s) < 0.05) << "fragmentation after threaded bursts " << PoolFragmentation(s)
+                                     << " reserved " << s.reserved_bytes;
+  std::cout << "  " << threads_n << " threads x " << ops << " acquire/release, reserved " << s.reserved_bytes
+            << " B, fragmentation " << PoolFragmentation(s) * 100 << "%, hits " << s.hits << ", misses "
+            << s.misses << ", released slabs " << s.released_to_system << std::endl;
+}
+
+TEST_MAIN()

@@ -1,0 +1,249 @@
+/**
+ * Size-class pools (SPEC §1 "Default pools", §5 "Fragmentation"): class selection, direct
+ * allocations, slot reuse, retention capped at queueSize, fragmentation figures.
+ */
+import { expect } from 'chai';
+import { ResourceHandle, ResourceManager } from '../lib';
+import { KiB, MiB, SMALL_POOLS, bufferOf, expectCode, poolMetrics } from './helpers';
+
+describe('pools', () => {
+  describe('default pools', () => {
+    let mgr: ResourceManager;
+    beforeEach(() => {
+      mgr = new ResourceManager();
+    });
+    afterEach(() => {
+      mgr.close();
+    });
+
+    it('lists small 4 KiB/500, medium 64 KiB/250, large 1 MiB/125', () => {
+      const pools = mgr.getResourceMetrics().pools;
+      for (const [name, slotSize, queueSize] of [
+        ['small', 4 * KiB, 500],
+        ['medium', 64 * KiB, 250],
+        ['large', MiB, 125],
+      ] as const) {
+        expect(pools[name]?.slotSize, `${name}.slotSize`).to.equal(slotSize);
+        expect(pools[name]?.queueSize, `${name}.queueSize`).to.equal(queueSize);
+      }
+    });
+
+    const classes: Array<[number, string, number]> = [
+      [1, 'small', 4096],
+      [4096, 'small', 4096],
+      [4097, 'medium', 65536],
+      [65536, 'medium', 65536],
+      [65537, 'large', MiB],
+      [MiB, 'large', MiB],
+      [MiB + 1, 'direct', MiB + 4096],
+      [3 * MiB + 5, 'direct', 3 * MiB + 4096],
+    ];
+    for (const [size, pool, slotBytes] of classes) {
+      it(`size ${size} is served by ${pool} with slot bytes ${slotBytes}`, () => {
+        const h = mgr.allocateResource('buffer', size, 'c');
+        expect(h.pool, 'handle.pool').to.equal(pool);
+        expect(h.slotBytes, 'handle.slotBytes').to.equal(slotBytes);
+        expect(bufferOf(h).length, 'buffer length is the requested size').to.equal(size);
+        const u = mgr.trackResourceUsage(h);
+        expect([u.pool, u.requestedBytes, u.slotBytes, u.channelBytesInUse], 'trackResourceUsage').to.deep.equal([
+          pool,
+          size,
+          slotBytes,
+          slotBytes,
+        ]);
+        const m = mgr.getResourceMetrics();
+        expect(m.channels['c']?.bytesInUse, 'channel charged the slot bytes').to.equal(slotBytes);
+        expect(m.totals.bytesInUse, 'totals.bytesInUse').to.equal(slotBytes);
+        expect(m.totals.requestedBytes, 'totals.requestedBytes').to.equal(size);
+        if (pool !== 'direct') {
+          expect(m.pools[pool]?.liveSlots, `${pool}.liveSlots`).to.equal(1);
+          expect(m.pools[pool]?.liveBytes, `${pool}.liveBytes (requested)`).to.equal(size);
+        }
+        expect(mgr.deallocateResource(h), 'frees').to.equal(true);
+        const after = mgr.getResourceMetrics();
+        expect([after.totals.bytesInUse, after.channels['c']?.bytesInUse], 'refunded').to.deep.equal([0, 0]);
+      });
+    }
+
+    it('refuses a direct allocation above maxAllocationSize (paired with the direct ones above)', () => {
+      expectCode(() => mgr.allocateResource('buffer', 64 * MiB + 1), 'ERR_INVALID_SIZE', '64 MiB + 1');
+      expect(mgr.allocateResource('buffer', 64 * MiB).slotBytes, '64 MiB exactly is direct').to.equal(64 * MiB);
+    });
+
+    it('picks by the smallest class with custom pools', () => {
+      const m2 = new ResourceManager({ pools: SMALL_POOLS });
+      try {
+        expect(
+          [100, 4096, 4097, 65536, 65537, MiB, MiB + 1].map((s) => m2.allocateResource('buffer', s).pool),
+          'pools by size',
+        ).to.deep.equal(['s', 's', 'm', 'm', 'l', 'l', 'direct']);
+      } finally {
+        m2.close();
+      }
+    });
+
+    it('serves everything direct with no pools', () => {
+      const m2 = new ResourceManager({ pools: [] });
+      try {
+        const h = m2.allocateResource('buffer', 100, 'c');
+        expect([h.pool, h.slotBytes], 'direct, rounded to 4 KiB').to.deep.equal(['direct', 4096]);
+        expect(m2.getResourceMetrics().channels['c']?.bytesInUse, 'charged').to.equal(4096);
+      } finally {
+        m2.close();
+      }
+    });
+  });
+
+  describe('reuse and retention (custom small pools)', () => {
+    let mgr: ResourceManager;
+    beforeEach(() => {
+      mgr = new ResourceManager({ pools: SMALL_POOLS });
+    });
+    afterEach(() => {
+      mgr.close();
+    });
+
+    it('reuses a freed slot: hits rise by exactly one', () => {
+      const a = mgr.allocateResource('buffer', 4096, 'c');
+      mgr.deallocateResource(a);
+      const before = poolMetrics(mgr, 's');
+      mgr.allocateResource('buffer', 4096, 'c');
+      const after = poolMetrics(mgr, 's');
+      expect(after.hits - before.hits, 'one hit').to.equal(1);
+      expect(after.misses - before.misses, 'no miss').to.equal(0);
+      expect(after.reservedBytes, 'no new memory').to.equal(before.reservedBytes);
+      expect(after.liveSlots, 'one live slot').to.equal(1);
+    });
+
+    it('reuses the same memory within a channel (old bytes visible, allocUnsafe semantics)', () => {
+      const q = 8;
+      const burst: ResourceHandle[] = [];
+      for (let i = 0; i < 3 * q; i++) burst.push(mgr.allocateResource('buffer', 4096, 'c'));
+      burst.forEach((h, i) => bufferOf(h).fill(i + 1));
+      for (const h of burst) mgr.deallocateResource(h);
+      const hitsBefore = poolMetrics(mgr, 's').hits;
+      const again: ResourceHandle[] = [];
+      for (let i = 0; i < q; i++) again.push(mgr.allocateResource('buffer', 4096, 'c'));
+      expect(poolMetrics(mgr, 's').hits - hitsBefore, 'all served from retained slots').to.equal(q);
+      for (const h of again) {
+        const b = bufferOf(h);
+        const v = b[0];
+        expect(v, 'a reused slot shows a byte the channel wrote').to.be.within(1, 3 * q);
+        expect(b.every((x) => x === v), 'the whole slot is one old pattern').to.equal(true);
+      }
+    });
+
+    it('retains at most queueSize free slots after a burst of 3x the queue, releasing the rest', () => {
+      const q = 8;
+      const burst: ResourceHandle[] = [];
+      for (let i = 0; i < 3 * q; i++) burst.push(mgr.allocateResource('buffer', 4096, 'c'));
+      const peak = poolMetrics(mgr, 's');
+      expect(peak.liveSlots, 'live slots at peak').to.equal(3 * q);
+      expect(peak.reservedBytes, 'reserved at peak holds the burst').to.be.at.least(3 * q * 4096);
+      for (const h of burst) mgr.deallocateResource(h);
+      const p = poolMetrics(mgr, 's');
+      expect(p.liveSlots, 'no live slots').to.equal(0);
+      expect(p.liveBytes, 'no live bytes').to.equal(0);
+      expect(p.retainedFreeSlots, 'retained = queueSize').to.equal(q);
+      expect(p.releasedToSystem, 'memory went back to the system').to.be.greaterThan(0);
+      expect(p.reservedBytes, 'reserved at least the retained slots').to.be.at.least(q * 4096);
+      expect(p.reservedBytes, 'reserved well below the burst').to.be.lessThan(3 * q * 4096);
+    });
+
+    it('keeps slots up to queueSize (paired with the cap above): a burst of queueSize is all retained', () => {
+      const q = 8;
+      const handles: ResourceHandle[] = [];
+      for (let i = 0; i < q; i++) handles.push(mgr.allocateResource('buffer', 100));
+      for (const h of handles) mgr.deallocateResource(h);
+      const p = poolMetrics(mgr, 's');
+      expect(p.retainedFreeSlots, 'all retained').to.equal(q);
+      const hits = p.hits;
+      for (let i = 0; i < q; i++) mgr.allocateResource('buffer', 100);
+      expect(poolMetrics(mgr, 's').hits - hits, 'all reused').to.equal(q);
+    });
+
+    it('tracks and charges direct allocations, and frees them', () => {
+      const h = mgr.allocateResource('buffer', 2 * MiB + 1, 'c');
+      expect([h.pool, h.slotBytes], 'direct, rounded up to 4 KiB').to.deep.equal(['direct', 2 * MiB + 4096]);
+      const m = mgr.getResourceMetrics();
+      expect(m.channels['c']?.bytesInUse, 'channel charge').to.equal(2 * MiB + 4096);
+      expect(m.totals.handles, 'tracked as a live handle').to.equal(1);
+      expect(m.totals.reservedBytes, 'reserved includes the direct mapping').to.be.at.least(2 * MiB + 4096);
+      const buf = bufferOf(h);
+      buf[buf.length - 1] = 0x7f;
+      expect(buf[2 * MiB], 'last byte writable').to.equal(0x7f);
+      expect(mgr.verifyResourceIsolation('c').bytesInUse, 'isolation agrees').to.equal(2 * MiB + 4096);
+      expect(mgr.deallocateResource(h), 'frees').to.equal(true);
+      expect(mgr.getResourceMetrics().channels['c']?.bytesInUse, 'refunded').to.equal(0);
+    });
+  });
+
+  describe('fragmentation', () => {
+    it('is 0 and 0 for an empty manager', () => {
+      const mgr = new ResourceManager();
+      try {
+        expect(mgr.getResourceMetrics().fragmentation, 'empty').to.deep.equal({ internal: 0, pool: 0 });
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('internal = 1 - requested/slot bytes over live allocations', () => {
+      const mgr = new ResourceManager();
+      try {
+        const a = mgr.allocateResource('buffer', 1000);
+        expect(mgr.getResourceMetrics().fragmentation.internal, '1000 in 4096').to.equal(1 - 1000 / 4096);
+        mgr.allocateResource('buffer', 3000);
+        expect(mgr.getResourceMetrics().fragmentation.internal, '4000 in 8192').to.equal(1 - 4000 / 8192);
+        mgr.allocateResource('buffer', 4096);
+        expect(mgr.getResourceMetrics().fragmentation.internal, '8096 in 12288').to.equal(1 - 8096 / 12288);
+        mgr.deallocateResource(a);
+        expect(mgr.getResourceMetrics().fragmentation.internal, '7096 in 8192').to.equal(1 - 7096 / 8192);
+        expect(mgr.trackResourceUsage(mgr.allocateResource('buffer', 1000)).internalFragmentation, 'per handle').to.equal(
+          1 - 1000 / 4096,
+        );
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('pool = 1 - (live slot bytes + retained free slot bytes) / reserved', () => {
+      const mgr = new ResourceManager({ pools: SMALL_POOLS });
+      try {
+        const hs: ResourceHandle[] = [];
+        for (let i = 0; i < 20; i++) hs.push(mgr.allocateResource('buffer', 1000));
+        for (let i = 0; i < 20; i++) hs.push(mgr.allocateResource('buffer', 5000));
+        for (let i = 0; i < 30; i += 3) mgr.deallocateResource(hs[i] as ResourceHandle);
+        const m = mgr.getResourceMetrics();
+        let held = 0;
+        let reserved = 0;
+        for (const p of Object.values(m.pools)) {
+          held += (p.liveSlots + p.retainedFreeSlots) * p.slotSize;
+          reserved += p.reservedBytes;
+        }
+        expect(reserved, 'pools reserve memory').to.be.greaterThan(0);
+        expect(m.totals.reservedBytes, 'totals.reservedBytes sums the pools').to.equal(reserved);
+        expect(m.fragmentation.pool, 'pool fragmentation').to.be.closeTo(1 - held / reserved, 1e-12);
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('stays below 5% after a burst of 3x the queue is fully freed (default pools)', function () {
+      this.timeout(60000);
+      const mgr = new ResourceManager();
+      try {
+        const hs: ResourceHandle[] = [];
+        for (let i = 0; i < 1500; i++) hs.push(mgr.allocateResource('buffer', 4096, 'c'));
+        for (const h of hs) mgr.deallocateResource(h);
+        const m = mgr.getResourceMetrics();
+        expect(m.pools['small']?.retainedFreeSlots, 'small retains its queue').to.equal(500);
+        expect(m.pools['small']?.reservedBytes, 'small reserves at least its queue').to.be.at.least(500 * 4096);
+        expect(m.fragmentation.pool, 'pool fragmentation < 5%').to.be.lessThan(0.05);
+        expect(m.fragmentation.internal, 'nothing live').to.equal(0);
+      } finally {
+        mgr.close();
+      }
+    });
+  });
+});

@@ -1,0 +1,133 @@
+/**
+ * Zeroing (SPEC §1 "Zeroing"): a slot is zeroed before it goes to a different owner (the unscoped
+ * domain counts as one); within the same channel reuse is not zeroed in 'cross-channel' mode
+ * (Buffer.allocUnsafe semantics) and is zeroed in 'always' mode. Holds for revocable and view.
+ */
+import { expect } from 'chai';
+import { AccessMode, ChannelOptions, ResourceHandle, ResourceManager } from '../lib';
+import { SMALL_POOLS, allZero, bufferOf, containsByte, poolMetrics } from './helpers';
+
+const Q = 8; // queueSize of pool 's' in SMALL_POOLS
+const SLOT = 4096;
+
+/** Allocates 3×Q full slots in `writer`, fills slot i with byte `mark(i)`, frees them all. */
+function writeAndFree(mgr: ResourceManager, writer: string | undefined, mark: (i: number) => number): void {
+  const hs: ResourceHandle[] = [];
+  for (let i = 0; i < 3 * Q; i++) hs.push(mgr.allocateResource('buffer', SLOT, writer));
+  hs.forEach((h, i) => bufferOf(h).fill(mark(i)));
+  for (const h of hs) mgr.deallocateResource(h);
+}
+
+/** Allocates Q full slots in `reader`, checking that all of them came from retained slots. */
+function reuse(mgr: ResourceManager, reader: string | undefined): Buffer[] {
+  const hits = poolMetrics(mgr, 's').hits;
+  const out: Buffer[] = [];
+  for (let i = 0; i < Q; i++) out.push(bufferOf(mgr.allocateResource('buffer', SLOT, reader)));
+  expect(poolMetrics(mgr, 's').hits - hits, 'every slot was a reused one').to.equal(Q);
+  return out;
+}
+
+describe('zeroing', () => {
+  const combos: Array<[AccessMode, 'cross-channel' | 'always']> = [
+    ['revocable', 'cross-channel'],
+    ['revocable', 'always'],
+    ['view', 'cross-channel'],
+    ['view', 'always'],
+  ];
+
+  for (const [access, zero] of combos) {
+    describe(`${access} channels, zero: '${zero}'`, () => {
+      let mgr: ResourceManager;
+      beforeEach(() => {
+        mgr = new ResourceManager({ pools: SMALL_POOLS });
+        const opts: ChannelOptions = { access, zero };
+        mgr.openChannel('writer', opts);
+        mgr.openChannel('reader', opts);
+        mgr.openChannel('writer2', opts);
+      });
+      afterEach(() => {
+        mgr.close();
+      });
+
+      it('a second channel never reads bytes another channel wrote', () => {
+        writeAndFree(mgr, 'writer', () => 0xab);
+        const bufs = reuse(mgr, 'reader');
+        bufs.forEach((b, i) => {
+          expect(containsByte(b, 0xab), `reader slot ${i} holds none of writer's bytes`).to.equal(false);
+          expect(allZero(b), `reader slot ${i} is zeroed`).to.equal(true);
+        });
+      });
+
+      if (access === 'revocable') {
+        // the unscoped domain is revocable: it shares slabs with revocable channels only
+        it('an unscoped writer counts as another owner', () => {
+          writeAndFree(mgr, undefined, () => 0xcd);
+          const bufs = reuse(mgr, 'reader');
+          bufs.forEach((b, i) => expect(allZero(b), `reader slot ${i} is zeroed`).to.equal(true));
+        });
+
+        it('the unscoped domain never reads a channel bytes', () => {
+          writeAndFree(mgr, 'writer', () => 0xef);
+          const bufs = reuse(mgr, undefined);
+          bufs.forEach((b, i) => expect(allZero(b), `unscoped slot ${i} is zeroed`).to.equal(true));
+        });
+      }
+
+      if (zero === 'cross-channel') {
+        it('reuse within the same channel is not zeroed (allocUnsafe semantics): old bytes are visible', () => {
+          writeAndFree(mgr, 'writer', (i) => i + 1);
+          const bufs = reuse(mgr, 'writer');
+          bufs.forEach((b, i) => {
+            const v = b[0] as number;
+            expect(v, `slot ${i} shows a byte the channel wrote`).to.be.within(1, 3 * Q);
+            expect(b.every((x) => x === v), `slot ${i} is one whole old pattern`).to.equal(true);
+          });
+        });
+      } else {
+        it("reuse within the same channel is zeroed in 'always' mode", () => {
+          writeAndFree(mgr, 'writer', (i) => i + 1);
+          const bufs = reuse(mgr, 'writer');
+          bufs.forEach((b, i) => expect(allZero(b), `slot ${i} is zeroed`).to.equal(true));
+        });
+      }
+
+      it('a reopened channel is a new owner: its reuse is zeroed', () => {
+        writeAndFree(mgr, 'writer2', () => 0x5c);
+        mgr.closeChannel('writer2');
+        mgr.openChannel('writer2', { access, zero });
+        const bufs = reuse(mgr, 'writer2');
+        bufs.forEach((b, i) => expect(allZero(b), `slot ${i} is zeroed for the new incarnation`).to.equal(true));
+      });
+    });
+  }
+
+  it('a slot freed by closeChannel is zeroed for the next owner', () => {
+    const mgr = new ResourceManager({ pools: SMALL_POOLS });
+    try {
+      for (let i = 0; i < 3 * Q; i++) bufferOf(mgr.allocateResource('buffer', SLOT, 'gone')).fill(0x77);
+      mgr.closeChannel('gone');
+      const bufs = reuse(mgr, 'next');
+      bufs.forEach((b, i) => expect(allZero(b), `slot ${i} is zeroed`).to.equal(true));
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it('a partly written small allocation does not leak the rest of the slot to another channel', () => {
+    const mgr = new ResourceManager({ pools: SMALL_POOLS });
+    try {
+      writeAndFree(mgr, 'writer', () => 0x42);
+      const hits = poolMetrics(mgr, 's').hits;
+      const small: ResourceHandle[] = [];
+      for (let i = 0; i < Q; i++) small.push(mgr.allocateResource('buffer', 100, 'reader'));
+      expect(poolMetrics(mgr, 's').hits - hits, 'reused slots').to.equal(Q);
+      for (const h of small) mgr.deallocateResource(h);
+      // the reader now owns those slots; a full-slot allocation in the reader shows only zeros,
+      // never the writer's bytes beyond the first 100
+      const bufs = reuse(mgr, 'reader');
+      bufs.forEach((b, i) => expect(containsByte(b, 0x42), `slot ${i}`).to.equal(false));
+    } finally {
+      mgr.close();
+    }
+  });
+});

@@ -34,11 +34,12 @@ import {
   UsageOut,
   VIOLATION_CODES,
 } from './native';
-import type { NativeManager, NativePoolStats } from './native';
+import type { NativeLatency, NativeManager, NativePoolStats } from './native';
 import type {
   AccessMode,
   ChannelCloseReport,
   ChannelMetrics,
+  LatencyMetrics,
   LeakDetectionMode,
   LimitFields,
   ManagerMetrics,
@@ -805,8 +806,8 @@ export class Core implements HandleOwner {
         refusals: snap.refusals,
       },
       latencyNs: {
-        allocate: { ...snap.allocateLatency },
-        deallocate: { ...snap.deallocateLatency },
+        allocate: latencyMetrics(snap.allocateLatency),
+        deallocate: latencyMetrics(snap.deallocateLatency),
       },
       fragmentation: {
         internal: snap.liveSlotBytes > 0 ? 1 - snap.requestedBytes / snap.liveSlotBytes : 0,
@@ -871,6 +872,11 @@ export class Core implements HandleOwner {
         return new InvalidArgumentError('arguments', `the native core refused the arguments (status ${status})`);
     }
   }
+}
+
+/** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */
+function latencyMetrics(l: NativeLatency): LatencyMetrics {
+  return { p50: Math.round(l.p50), p99: Math.round(l.p99), p999: Math.round(l.p999), count: l.count };
 }
 
 function poolMetrics(p: NativePoolStats): PoolMetrics {

@@ -45,7 +45,6 @@ let cached: NativeAddon | undefined;
 /** The addon, loaded on first use and cached. */
 export function loadNative(): NativeAddon {
   if (cached !== undefined) return cached;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const bindings: unknown = require('bindings');
   if (!isBindingsLoader(bindings)) {
     throw new Error('isopool: the "bindings" package did not export a function');

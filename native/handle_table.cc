@@ -156,12 +156,15 @@ uint64_t HandleTable::Publish(uint32_t index, const HandleRecord& record) noexce
   Entry* e = At(index);
   uint64_t words[kRecordWords];
   std::memcpy(words, &record, sizeof(words));
-  // Seqlock writer: this release fence orders the earlier free of the entry
-  // (seen through the free stack) before the new words, so a reader that sees
-  // a new word also sees the state change on its re-check.
+  const uint64_t uses = UsesOf(e->state.load(std::memory_order_relaxed)) + 1;
+  // Seqlock writer. First move the state word off the previous incarnation
+  // (kFree with the new uses: ids of older generations are stale, the new id
+  // is not issued yet), then a release fence, then the words: a reader that
+  // read any new word re-checks the state after an acquire fence and sees the
+  // change, so it never accepts a torn record.
+  e->state.store((uses << 4) | static_cast<uint64_t>(EntryState::kFree), std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   for (uint32_t i = 0; i < kRecordWords; ++i) e->words[i].store(words[i], std::memory_order_relaxed);
-  const uint64_t uses = UsesOf(e->state.load(std::memory_order_relaxed)) + 1;
   // release: the record words happen-before any acquire load that sees kLive.
   e->state.store((uses << 4) | static_cast<uint64_t>(EntryState::kLive), std::memory_order_release);
   return MakeId(index, static_cast<uint32_t>(uses & kGenMask));

@@ -42,7 +42,13 @@
 //                      kLive <--Adopt-- kTransit <--BeginTransfer-- kLive
 //                                       kTransit --TryTransition--> kFreeing
 //   Publish bumps uses; other transitions keep it, so a CAS with an expected
-//   state word can never succeed on a later incarnation (no ABA).
+//   state word can never succeed on a later incarnation (no ABA). Publish
+//   first stores kFree with the new uses (the seqlock "writing" mark), then
+//   the record words, then kLive.
+//   (The only reader that can see the writing mark as its own generation is a
+//   forger who guessed the not-yet-returned id, P <= 2^-32; it may then read a
+//   half-written record, used only to pick the channel a violation is counted
+//   against.)
 //
 // Free indices: a freed index first waits in a FIFO quarantine (an MpmcRing
 // of kQuarantine indices); when the quarantine is full the oldest index moves

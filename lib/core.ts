@@ -97,8 +97,6 @@ interface LeakHeld {
 export interface CoreOptions {
   native: NativeManager;
   poolNames: string[];
-  /** Slot sizes in the same order as poolNames, increasing. */
-  poolSlotSizes: number[];
   maxAllocationSize: number;
   autoOpenChannels: boolean;
   channelDefaults: CheckedChannelOptions;
@@ -108,8 +106,6 @@ export interface CoreOptions {
 }
 
 const UNSCOPED_INDEX = 0;
-/** Direct (oversize) allocations are charged their size rounded up to this (SPEC §1). */
-const DIRECT_GRANULE = 4096;
 const SCOPE_NAMES: Record<number, LimitScopeName> = {
   [NativeLimitScope.Type]: 'type',
   [NativeLimitScope.Channel]: 'channel',
@@ -141,7 +137,6 @@ export class Core implements HandleOwner {
   readonly #native: NativeManager;
   readonly #out: Float64Array;
   readonly #poolNames: string[];
-  readonly #poolSlotSizes: number[];
   readonly #maxAllocationSize: number;
   readonly #autoOpen: boolean;
   readonly #defaults: CheckedChannelOptions;
@@ -170,7 +165,6 @@ export class Core implements HandleOwner {
     this.#native = options.native;
     this.#out = options.native.out;
     this.#poolNames = options.poolNames;
-    this.#poolSlotSizes = options.poolSlotSizes;
     this.#maxAllocationSize = options.maxAllocationSize;
     this.#autoOpen = options.autoOpenChannels;
     this.#defaults = options.channelDefaults;
@@ -296,6 +290,21 @@ export class Core implements HandleOwner {
     return state;
   }
 
+  /** Undoes an auto-open: the channel disappears as if never opened. */
+  #discard(state: ChannelState): void {
+    if (this.#native.discardChannel(state.index) !== NativeStatus.Ok) return;
+    this.#forget(state);
+  }
+
+  /** Drops the JS side of a channel incarnation that native closed or discarded. */
+  #forget(state: ChannelState): void {
+    state.open = false;
+    this.#channels.delete(state.name);
+    if (this.#channelsByIndex[state.index] === state) this.#channelsByIndex[state.index] = undefined;
+    const suffix = `\u0000${state.index}`;
+    for (const key of [...this.#rawLimits.keys()]) if (key.endsWith(suffix)) this.#rawLimits.delete(key);
+  }
+
   closeChannel(channelId: unknown): ChannelCloseReport {
     const state = this.openChannelState(channelId);
     const freed = this.#native.closeChannel(state.index);
@@ -315,11 +324,7 @@ export class Core implements HandleOwner {
       report.count++;
       report.bytes += freed[i + 3];
     }
-    state.open = false;
-    this.#channels.delete(state.name);
-    if (this.#channelsByIndex[state.index] === state) this.#channelsByIndex[state.index] = undefined;
-    const suffix = `\u0000${state.index}`;
-    for (const key of [...this.#rawLimits.keys()]) if (key.endsWith(suffix)) this.#rawLimits.delete(key);
+    this.#forget(state);
     return report;
   }
 
@@ -405,10 +410,13 @@ export class Core implements HandleOwner {
     const type = this.#type(resourceType);
     checkSize(size, this.#maxAllocationSize);
     let channel: ChannelState | null = presenter;
+    /** A channel this call auto-opened: undone if the allocation fails. */
+    let opened: ChannelState | null = null;
     if (presenter !== null) {
       if (!presenter.open) throw new ChannelClosedError(presenter.name);
     } else if (channelId !== undefined) {
-      channel = this.#channelForWork(checkChannelId(channelId));
+      const name = checkChannelId(channelId);
+      channel = this.#channels.get(name) ?? (opened = this.#channelForWork(name));
     }
     const n = size as number;
     const revocable = type.memory && (channel === null || channel.access === 'revocable');
@@ -416,7 +424,9 @@ export class Core implements HandleOwner {
     const result = native.allocate(type.index, n, channel === null ? UNSCOPED_INDEX : channel.index, revocable);
     const out = this.#out;
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
-      throw this.#allocationError(result, type, n, channel);
+      const error = this.#allocationError(result, type, n, channel);
+      if (opened !== null) this.#discard(opened);
+      throw error;
     }
     const id = out[AllocOut.Id];
     const pool = out[AllocOut.Pool];
@@ -432,6 +442,7 @@ export class Core implements HandleOwner {
       const slab = this.#slab(out[AllocOut.SlabKey]);
       if (slab === null) {
         native.free(id, -1, NativeFreeReason.Deallocate, undefined);
+        if (opened !== null) this.#discard(opened);
         throw new PoolExhaustedError(n);
       }
       buffer = Buffer.from(slab, offset, n);
@@ -504,18 +515,9 @@ export class Core implements HandleOwner {
     const scope: LimitScopeName = SCOPE_NAMES[nativeScope] ?? 'type';
     const limit = out[AllocOut.RefusedLimit];
     const inUse = out[AllocOut.RefusedInUse];
-    let limitKind: 'maxBytes' | 'maxHandles' | 'maxAllocationSize';
-    let requested: number;
-    if (out[AllocOut.RefusedHandles] === 1) {
-      limitKind = 'maxHandles';
-      requested = 1;
-    } else if (nativeScope === NativeLimitScope.AllocationSize || (size > limit && inUse === 0 && this.#isAllocationSizeLimit(type, channel, scope, limit))) {
-      limitKind = 'maxAllocationSize';
-      requested = size;
-    } else {
-      limitKind = 'maxBytes';
-      requested = this.#chargeFor(type, size);
-    }
+    const refusedBy = out[AllocOut.RefusedHandles];
+    const limitKind = refusedBy === 1 ? 'maxHandles' : refusedBy === 2 ? 'maxAllocationSize' : 'maxBytes';
+    const requested = refusedBy === 1 ? 1 : refusedBy === 2 ? size : out[AllocOut.Charged];
     const error = new ResourceLimitError({
       limitKind,
       limit,
@@ -529,20 +531,6 @@ export class Core implements HandleOwner {
       this.#events.limit({ channelId: error.channelId, resourceType: type.name, scope, limit, requested, inUse });
     }
     return error;
-  }
-
-  /** What an allocation of `size` is charged: its slot, direct size rounded up to 4 KiB, or units. */
-  #chargeFor(type: TypeState, size: number): number {
-    if (!type.memory) return size;
-    for (const slot of this.#poolSlotSizes) if (size <= slot) return slot;
-    return Math.ceil(size / DIRECT_GRANULE) * DIRECT_GRANULE;
-  }
-
-  #isAllocationSizeLimit(type: TypeState, channel: ChannelState | null, scope: LimitScopeName, limit: number): boolean {
-    const t = scope === 'channel' ? -1 : type.index;
-    const c = scope === 'type' ? -1 : (channel?.index ?? UNSCOPED_INDEX);
-    const raw = this.#rawLimits.get(`${t}\u0000${c}`);
-    return raw !== undefined && raw.maxAllocationSize === limit && raw.maxBytes !== limit;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -76,7 +76,6 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
     this.#core = new Core({
       native,
       poolNames: parsed.pools.map((p) => p.name),
-      poolSlotSizes: parsed.pools.map((p) => p.slotSize),
       maxAllocationSize: parsed.maxAllocationSize,
       autoOpenChannels: parsed.autoOpenChannels,
       channelDefaults: parsed.channelDefaults,

@@ -70,7 +70,7 @@ export const enum AllocOut {
   RefusedScope = 8, // NativeLimitScope
   RefusedLimit = 9,
   RefusedInUse = 10,
-  RefusedHandles = 11, // 1 if maxHandles refused
+  RefusedHandles = 11, // 0 maxBytes refused, 1 maxHandles, 2 the scope's maxAllocationSize
 }
 
 /** Slots of `NativeManager.out` after `lookup`, `validate` (live id), `free` (freed id). */
@@ -172,6 +172,8 @@ export interface NativeManager {
   findChannel(name: string): number;
   /** Frees the channel's live handles and closes it. Returns [id, type, size, charged] * n, or -status. */
   closeChannel(channel: number): Float64Array | number;
+  /** Closes a channel that holds no handles as if it was never opened (undoing an auto-open). Returns status. */
+  discardChannel(channel: number): number;
   /** access | (zero << 1) of an open channel. */
   channelOptions(channel: number): number;
   /** type -1 = '*' (channel total); channel -1 = type total. Infinity = none. Returns status. */

@@ -195,23 +195,31 @@ Status ChannelLedger::BeginClose(int32_t channel) noexcept {
   return Status::kOk;
 }
 
-void ChannelLedger::FinishClose(int32_t channel) noexcept {
+void ChannelLedger::AbortClose(int32_t channel) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  // seq_cst: pairs with Enter like BeginClose's store.
+  Get(channel)->phase.store(static_cast<uint32_t>(ChannelPhase::kOpen), std::memory_order_seq_cst);
+}
+
+void ChannelLedger::FinishClose(int32_t channel, bool remember) noexcept {
   std::lock_guard<std::mutex> lock(mu_);
   ChannelState* st = Get(channel);
   std::string& name = names_[channel];
   open_.erase(name);
-  try {
-    const uint64_t seq = ++close_seq_;
-    closed_[name] = seq;
-    closed_order_.emplace_back(name, seq);
-    while (closed_order_.size() > kMaxClosedNames) {
-      auto& oldest = closed_order_.front();
-      auto it = closed_.find(oldest.first);
-      if (it != closed_.end() && it->second == oldest.second) closed_.erase(it);
-      closed_order_.pop_front();
+  if (remember) {
+    try {
+      const uint64_t seq = ++close_seq_;
+      closed_[name] = seq;
+      closed_order_.emplace_back(name, seq);
+      while (closed_order_.size() > kMaxClosedNames) {
+        auto& oldest = closed_order_.front();
+        auto it = closed_.find(oldest.first);
+        if (it != closed_.end() && it->second == oldest.second) closed_.erase(it);
+        closed_order_.pop_front();
+      }
+    } catch (...) {
+      // std::bad_alloc: the name is forgotten (FindChannel -> -1) rather than remembered.
     }
-  } catch (...) {
-    // std::bad_alloc: the name is forgotten (FindChannel -> -1) rather than remembered.
   }
   name.clear();
   name.shrink_to_fit();
@@ -292,6 +300,7 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   int refused = -1;
   uint64_t limit = 0, in_use = 0;
   bool by_handles = false;
+  bool by_size = false;
 
   // 1. Per-scope allocation size caps: nothing is charged yet.
   for (int i = 0; i < 3 && refused < 0; ++i) {
@@ -300,6 +309,7 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
       refused = i;
       limit = cap;
       in_use = scopes[i]->bytes.load(std::memory_order_relaxed);
+      by_size = true;
     }
   }
 
@@ -362,6 +372,7 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   out->refused_limit = limit;
   out->refused_in_use = in_use;
   out->refused_handles = by_handles;
+  out->refused_size = by_size;
   return Status::kResourceLimit;
 }
 

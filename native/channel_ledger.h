@@ -112,8 +112,11 @@ class ChannelLedger {
   /// Open -> closing, then waits for in-flight allocations to finish.
   /// kInvalidArgument for channel 0, kUnknownChannel / kChannelClosed otherwise.
   Status BeginClose(int32_t channel) noexcept;
-  /// Closing -> free: remembers the name as closed and recycles the index.
-  void FinishClose(int32_t channel) noexcept;
+  /// Closing -> free: remembers the name as closed (unless !remember: then it is as if
+  /// never opened) and recycles the index.
+  void FinishClose(int32_t channel, bool remember = true) noexcept;
+  /// Closing -> open again (a close that was called off).
+  void AbortClose(int32_t channel) noexcept;
   void OpenChannels(std::vector<std::pair<std::string, int32_t>>* out) const noexcept;
 
   // --- lock-free lookups ----------------------------------------------------------

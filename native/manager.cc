@@ -261,6 +261,19 @@ Status Manager::OpenChannel(std::string_view name, const ChannelOptions& options
 
 int32_t Manager::FindChannel(std::string_view name) const noexcept { return impl_->ledger.Find(name); }
 
+Status Manager::DiscardChannel(int32_t channel) noexcept {
+  Impl& m = *impl_;
+  const Status s = m.ledger.BeginClose(channel);
+  if (s != Status::kOk) return s;
+  // No allocation is in flight now, so the ledger's handle count is exact.
+  if (ChannelUsage(channel).handles != 0) {
+    m.ledger.AbortClose(channel);
+    return Status::kInvalidArgument;
+  }
+  m.ledger.FinishClose(channel, /*remember=*/false);
+  return Status::kOk;
+}
+
 Status Manager::CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept {
   Impl& m = *impl_;
   const Status s = m.ledger.BeginClose(channel);
@@ -367,6 +380,8 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
   ChargeTicket ticket;
   s = m.ledger.TryCharge(type, ch, size, charged, &ticket, out);
   if (s != Status::kOk) {
+    out->slot_bytes = slot_bytes;  // what the refused allocation would have been charged
+    out->charged = charged;
     ChannelLedger::Exit(ch);
     m.refusals.Add();
     return s;

@@ -80,7 +80,8 @@ struct ChannelOptions {
   ZeroMode zero = ZeroMode::kCrossChannel;
 };
 
-/// Out-parameter of Allocate. On kResourceLimit only the refusal_* fields are set.
+/// Out-parameter of Allocate. On kResourceLimit only slot_bytes, charged (what the refused
+/// allocation would have been charged) and the refused_* fields are set.
 struct Allocation {
   uint64_t id = 0;
   uint8_t* data = nullptr;    ///< first byte of the user extent (nullptr for counters)
@@ -95,7 +96,8 @@ struct Allocation {
   LimitScope refused_scope = LimitScope::kNone;
   uint64_t refused_limit = 0;   ///< the limit value that refused
   uint64_t refused_in_use = 0;  ///< usage in that scope at refusal (bytes or handles)
-  bool refused_handles = false; ///< true: maxHandles refused; false: maxBytes/maxAllocationSize
+  bool refused_handles = false; ///< true: maxHandles refused
+  bool refused_size = false;    ///< true: the scope's max_allocation_size refused (before any charge)
 };
 
 /// What the table knows about one id (Lookup/Validate/Free).
@@ -192,6 +194,10 @@ class Manager {
   /// Frees every live handle of the channel (reason kChannelClose), appends
   /// them to *freed, marks the name closed and recycles the index.
   Status CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept;
+  /// Undoes an open that turned out unneeded (an auto-open whose allocation failed): closes a
+  /// channel that holds no handles without remembering its name, as if it was never opened.
+  /// kInvalidArgument (and the channel stays open) if it holds handles.
+  Status DiscardChannel(int32_t channel) noexcept;
   ChannelOptions OptionsOf(int32_t channel) const noexcept;
   uint32_t OwnerOf(int32_t channel) const noexcept;
 
@@ -212,7 +218,7 @@ class Manager {
   /// Frees a live handle. `presenter` is the channel whose scope presented the
   /// id, or -1 for the manager itself. Returns:
   ///   kOk (freed; *info describes it), kInvalidHandle (forged),
-  ///   kStaleHandle (already freed; *closed_by_channel tells CHANNEL_CLOSED),
+  ///   kStaleHandle (already freed; *violations has CHANNEL_CLOSED if its channel's close freed it),
   ///   kIsolationViolation (presenter != owner channel: refused, counted).
   /// Forged/stale/cross-channel attempts are counted as violations against
   /// the presenter (or the owner channel when presenter == -1 and known).

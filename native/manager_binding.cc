@@ -269,6 +269,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::OpenChannel>("openChannel"),
             InstanceMethod<&ManagerWrap::FindChannel>("findChannel"),
             InstanceMethod<&ManagerWrap::CloseChannel>("closeChannel"),
+            InstanceMethod<&ManagerWrap::DiscardChannel>("discardChannel"),
             InstanceMethod<&ManagerWrap::ChannelOptionsOf>("channelOptions"),
             InstanceMethod<&ManagerWrap::SetLimits>("setLimits"),
             InstanceMethod<&ManagerWrap::GetLimits>("getLimits"),
@@ -479,6 +480,14 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return result;
   }
 
+  Napi::Value DiscardChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) return StatusValue(env, Status::kInvalidArgument);
+    return StatusValue(env, manager_->DiscardChannel(channel));
+  }
+
   Napi::Value ChannelOptionsOf(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Manager* m = Live(env);
@@ -540,7 +549,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       o[alloc_out::kRefusedScope] = static_cast<double>(a.refused_scope);
       o[alloc_out::kRefusedLimit] = Limit(a.refused_limit);
       o[alloc_out::kRefusedInUse] = U64(a.refused_in_use);
-      o[alloc_out::kRefusedHandles] = a.refused_handles ? 1 : 0;
+      o[alloc_out::kRefusedHandles] = a.refused_handles ? 1 : a.refused_size ? 2 : 0;
       return StatusValue(env, s);
     }
     if (s != Status::kOk) return StatusValue(env, s);

@@ -28,6 +28,17 @@ describe('channels', () => {
     });
   });
 
+  it('undoes an auto-open when the allocation is refused: the channel never existed', () => {
+    mgr.setResourceLimits('buffer', { maxBytes: 4096 });
+    mgr.allocateResource('buffer', 10);
+    const before = Object.keys(mgr.getResourceMetrics().channels);
+    expectCode(() => mgr.allocateResource('buffer', 10, 'refused'), 'ERR_RESOURCE_LIMIT', 'type total refuses');
+    expect(Object.keys(mgr.getResourceMetrics().channels), 'no channel left behind').to.deep.equal(before);
+    expectCode(() => mgr.channel('refused'), 'ERR_UNKNOWN_CHANNEL', 'unknown, not closed');
+    mgr.setResourceLimits('buffer', { maxBytes: Infinity });
+    expect(mgr.allocateResource('buffer', 10, 'refused').channelId, 'auto-opens later').to.equal('refused');
+  });
+
   it('refuses an unknown channel with autoOpenChannels: false, until openChannel', () => {
     const strict = new ResourceManager({ autoOpenChannels: false });
     try {

@@ -70,6 +70,8 @@ export interface ChannelState {
   readonly index: number;
   readonly access: AccessMode;
   readonly zero: ZeroMode;
+  /** Native owner epoch of this incarnation: allocations check it, so a recycled index is never charged. */
+  readonly owner: number;
   open: boolean;
   /** The scope object handed out for this incarnation (created lazily by the manager). */
   scope: unknown;
@@ -103,6 +105,8 @@ export interface CoreOptions {
   leakDetection: LeakDetectionMode;
   leakSampleRate: number;
   events: EventSink;
+  /** Attached to a process-wide manager: other threads may change channels, types and limits. */
+  shared: boolean;
 }
 
 const UNSCOPED_INDEX = 0;
@@ -143,13 +147,12 @@ export class Core implements HandleOwner {
   readonly #leakMode: LeakDetectionMode;
   readonly #leakRate: number;
   readonly #events: EventSink;
+  readonly #shared: boolean;
 
   readonly #types = new Map<string, TypeState>();
   readonly #typesByIndex: TypeState[] = [];
   readonly #channels = new Map<string, ChannelState>();
   readonly #channelsByIndex: Array<ChannelState | undefined> = [];
-  /** Raw (not effective) limits per scope, to merge partial updates: key `${type}\u0000${channel}`. */
-  readonly #rawLimits = new Map<string, LimitFields>();
   readonly #records = new Map<number, LiveRecord>();
   /** View-mode slab ArrayBuffers by slab key, held weakly: live views keep them alive. */
   readonly #slabs = new Map<number, WeakRef<ArrayBuffer>>();
@@ -171,6 +174,7 @@ export class Core implements HandleOwner {
     this.#leakMode = options.leakDetection;
     this.#leakRate = options.leakSampleRate;
     this.#events = options.events;
+    this.#shared = options.shared;
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#addType({ name: 'buffer', index: 0, memory: true });
   }
@@ -184,10 +188,23 @@ export class Core implements HandleOwner {
 
   checkOpen(operation: string): void {
     if (this.#closed) throw new ManagerClosedError(operation);
+    if (this.#shared) this.#drainRevocations();
+  }
+
+  /**
+   * Shared managers: another thread freed handles whose buffers this thread holds (closeChannel,
+   * or a deallocation by id). Their memory waits, parked, until the buffers here are detached.
+   */
+  #drainRevocations(): void {
+    const ids = this.#native.drainRevocations();
+    if (ids === undefined) return;
+    for (let i = 0; i < ids.length; i++) this.#release(ids[i], this.#records.get(ids[i]));
   }
 
   /** Throws ERR_CHANNEL_CLOSED for a scope whose channel incarnation was closed. */
   checkScopeOpen(state: ChannelState): void {
+    // Shared: another thread may have closed (and reopened) it; the scope is of this incarnation.
+    if (state.open && this.#shared && this.#lookupChannel(state.name, true) !== state) state.open = false;
     if (!state.open) throw new ChannelClosedError(state.name);
   }
 
@@ -198,14 +215,60 @@ export class Core implements HandleOwner {
 
   #type(resourceType: unknown): TypeState {
     const name = checkTypeName(resourceType);
-    const type = this.#types.get(name);
+    const type = this.#types.get(name) ?? this.#nativeType(name);
     if (type === undefined) throw new UnknownResourceTypeError(name);
     return type;
   }
 
+  /** A type another thread defined on a shared manager (the native manager is the truth). */
+  #nativeType(name: string): TypeState | undefined {
+    const index = this.#native.findType(name);
+    if (index < 0) return undefined;
+    const type: TypeState = { name, index, memory: this.#out[0] === 0 };
+    this.#addType(type);
+    return type;
+  }
+
+  /**
+   * The current incarnation of open channel `name`, or undefined. The cache is the truth for a
+   * private manager; for a shared one (`verify`) it is checked against the native manager, where
+   * other threads open and close channels.
+   */
+  #lookupChannel(name: string, verify: boolean): ChannelState | undefined {
+    const cached = this.#channels.get(name);
+    if (cached !== undefined && !(verify && this.#shared)) return cached;
+    if (cached === undefined && !this.#shared) return undefined;
+    const index = this.#native.findChannel(name);
+    if (index < 0) {
+      if (cached !== undefined) this.#forget(cached);
+      return undefined;
+    }
+    const bits = this.#out[0];
+    const owner = this.#out[1];
+    if (cached !== undefined && cached.index === index && cached.owner === owner) return cached;
+    if (cached !== undefined) this.#forget(cached);
+    const state: ChannelState = {
+      name,
+      index,
+      owner,
+      access: bits & 1 ? 'view' : 'revocable',
+      zero: bits & 2 ? 'always' : 'cross-channel',
+      open: true,
+      scope: undefined,
+    };
+    this.#channels.set(name, state);
+    this.#channelsByIndex[index] = state;
+    return state;
+  }
+
+  /** ERR_CHANNEL_CLOSED or ERR_UNKNOWN_CHANNEL for a name that is not open. */
+  #notOpen(name: string): ChannelClosedError | UnknownChannelError {
+    return this.#native.findChannel(name) === -2 ? new ChannelClosedError(name) : new UnknownChannelError(name);
+  }
+
   /** The open channel `name`, opening it if allowed. */
   #channelForWork(name: string): ChannelState {
-    const state = this.#channels.get(name);
+    const state = this.#lookupChannel(name, false);
     if (state !== undefined) return state;
     if (this.#native.findChannel(name) === -2) throw new ChannelClosedError(name);
     if (!this.#autoOpen) throw new UnknownChannelError(name);
@@ -215,10 +278,9 @@ export class Core implements HandleOwner {
   /** The open channel `name`, never opening it. */
   openChannelState(channelId: unknown): ChannelState {
     const name = checkChannelId(channelId);
-    const state = this.#channels.get(name);
+    const state = this.#lookupChannel(name, true);
     if (state !== undefined) return state;
-    if (this.#native.findChannel(name) === -2) throw new ChannelClosedError(name);
-    throw new UnknownChannelError(name);
+    throw this.#notOpen(name);
   }
 
   #channelName(index: number): string | null {
@@ -235,7 +297,7 @@ export class Core implements HandleOwner {
   /** Presenter's native index: -1 for the manager itself. Throws if the scope's channel closed. */
   #presenterIndex(presenter: ChannelState | null): number {
     if (presenter === null) return -1;
-    if (!presenter.open) throw new ChannelClosedError(presenter.name);
+    this.checkScopeOpen(presenter);
     return presenter.index;
   }
 
@@ -253,7 +315,7 @@ export class Core implements HandleOwner {
   /** Opens (or returns) a channel. `options` undefined: return the open channel or open with defaults. */
   openChannel(channelId: unknown, options: CheckedChannelOptions | undefined): ChannelState {
     const name = checkChannelId(channelId);
-    const existing = this.#channels.get(name);
+    const existing = this.#lookupChannel(name, true);
     if (existing !== undefined) {
       if (options !== undefined) {
         throw new InvalidArgumentError(
@@ -283,10 +345,22 @@ export class Core implements HandleOwner {
     const zero = options.zero ?? 'cross-channel';
     const index = this.#native.openChannel(name, access === 'view' ? 1 : 0, zero === 'always' ? 1 : 0);
     if (index < 0) throw this.#statusError(-index, { channel: name });
-    const state: ChannelState = { name, index, access, zero, open: true, scope: undefined };
+    const created = this.#out[0] === 1;
+    if (!created && explicit !== undefined) {
+      throw new InvalidArgumentError('options', `channel ${describeValue(name)} is already open; change its limits with setResourceLimits`);
+    }
+    // The incarnation as native has it (another thread of a shared manager may have won the open).
+    const state = this.#lookupChannel(name, true) ?? this.#lookupChannelUncached(name, index, access, zero);
+    if (created) for (const [type, l] of limits) this.#applyLimits(type, index, l);
+    return state;
+  }
+
+  /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
+  #lookupChannelUncached(name: string, index: number, access: AccessMode, zero: ZeroMode): ChannelState {
+    this.#native.findChannel(name);
+    const state: ChannelState = { name, index, owner: this.#out[1], access, zero, open: true, scope: undefined };
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
-    for (const [type, l] of limits) this.#applyLimits(type, index, l);
     return state;
   }
 
@@ -299,10 +373,8 @@ export class Core implements HandleOwner {
   /** Drops the JS side of a channel incarnation that native closed or discarded. */
   #forget(state: ChannelState): void {
     state.open = false;
-    this.#channels.delete(state.name);
+    if (this.#channels.get(state.name) === state) this.#channels.delete(state.name);
     if (this.#channelsByIndex[state.index] === state) this.#channelsByIndex[state.index] = undefined;
-    const suffix = `\u0000${state.index}`;
-    for (const key of [...this.#rawLimits.keys()]) if (key.endsWith(suffix)) this.#rawLimits.delete(key);
   }
 
   closeChannel(channelId: unknown): ChannelCloseReport {
@@ -348,19 +420,23 @@ export class Core implements HandleOwner {
     this.#applyLimits(type, channel, checked);
   }
 
+  /** Sets the given fields on one scope; the others keep the values the native manager has. */
   #applyLimits(type: number, channel: number, update: Partial<LimitFields>): void {
-    const key = `${type}\u0000${channel}`;
-    const merged: LimitFields = {
-      maxBytes: Infinity,
-      maxHandles: Infinity,
-      maxAllocationSize: Infinity,
-      softBytes: Infinity,
-      ...this.#rawLimits.get(key),
-      ...update,
-    };
+    const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, {});
-    this.#rawLimits.set(key, merged);
+  }
+
+  /** The limits set on exactly one scope (type -1: a channel's total; channel -1: a type's total). */
+  #scopeLimits(type: number, channel: number): LimitFields {
+    this.#native.getScopeLimits(type, channel);
+    const out = this.#out;
+    return {
+      maxBytes: out[LimitsOut.MaxBytes],
+      maxHandles: out[LimitsOut.MaxHandles],
+      maxAllocationSize: out[LimitsOut.MaxAllocationSize],
+      softBytes: out[LimitsOut.SoftBytes],
+    };
   }
 
   getLimits(resourceType: unknown, channelId: unknown): ResourceLimits {
@@ -419,9 +495,16 @@ export class Core implements HandleOwner {
       channel = this.#channels.get(name) ?? (opened = this.#channelForWork(name));
     }
     const n = size as number;
-    const revocable = type.memory && (channel === null || channel.access === 'revocable');
     const native = this.#native;
-    const result = native.allocate(type.index, n, channel === null ? UNSCOPED_INDEX : channel.index, revocable);
+    let result = native.allocate(type.index, n, channel === null ? UNSCOPED_INDEX : channel.index, type.memory && (channel === null || channel.access === 'revocable'), channel === null ? 0 : channel.owner);
+    if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
+      // Another thread closed this incarnation (and may have reopened the name): look again.
+      this.#forget(channel);
+      if (presenter !== null) throw new ChannelClosedError(channel.name);
+      channel = this.#channelForWork(channel.name);
+      result = native.allocate(type.index, n, channel.index, type.memory && channel.access === 'revocable', channel.owner);
+    }
+    const revocable = type.memory && (channel === null || channel.access === 'revocable');
     const out = this.#out;
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
@@ -482,13 +565,14 @@ export class Core implements HandleOwner {
       this.#native.typeUsage(type.index, channel === null ? UNSCOPED_INDEX : channel.index);
       bytesInUse = this.#out[UsageOut.Bytes];
     }
-    const raw = this.#rawLimits.get(`${scopeName === 'channel' ? -1 : type.index}\u0000${scopeName === 'type' ? -1 : (channel?.index ?? -1)}`);
+    const scopeType = scopeName === 'channel' ? -1 : type.index;
+    const scopeChannel = scopeName === 'type' ? -1 : (channel?.index ?? UNSCOPED_INDEX);
     this.#events.pressure({
       channelId: channel === null ? null : channel.name,
       resourceType: type.name,
       scope: scopeName,
       bytesInUse,
-      softBytes: raw?.softBytes ?? Infinity,
+      softBytes: this.#scopeLimits(scopeType, scopeChannel).softBytes,
     });
   }
 
@@ -555,7 +639,11 @@ export class Core implements HandleOwner {
     const record = this.#records.get(id);
     const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, record?.ab?.deref());
     if (status === NativeStatus.Ok) {
+      // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
+      const freedMask = this.#out[InfoOut.ViolationMask];
+      const ownerIndex = this.#out[InfoOut.Channel];
       this.#release(id, record);
+      if (freedMask !== 0) this.#emitViolations(freedMask, id, this.#channelsByIndex[ownerIndex] ?? null);
       return true;
     }
     this.#emitViolations(this.#out[InfoOut.ViolationMask], id, presenter);
@@ -597,7 +685,9 @@ export class Core implements HandleOwner {
     }
     let mask = this.#native.validate(id, presenterIndex);
     const out = this.#out;
-    const live = (mask & ~(1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) === 0;
+    // Live: none of the bits that mean "not a live handle" (canary/bounds damage is on a live one).
+    const notLive = (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE')) | (1 << VIOLATION_CODES.indexOf('STALE_HANDLE')) | (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'));
+    const live = (mask & notLive) === 0;
     let owner: string | null = null;
     if (live) {
       owner = this.#channelName(out[InfoOut.Channel]);
@@ -606,7 +696,11 @@ export class Core implements HandleOwner {
         this.#native.countViolation(presenter === null ? out[InfoOut.Channel] : presenterIndex, BUFFER_DETACHED_KIND);
       }
     }
-    this.#emitViolations(mask, id, presenter);
+    // CANARY_CORRUPTED is counted against the owner channel (native), so its event names the owner.
+    const canary = mask & (1 << VIOLATION_CODES.indexOf('CANARY_CORRUPTED'));
+    const ownerState = canary !== 0 ? (this.#channelsByIndex[out[InfoOut.Channel]] ?? null) : null;
+    this.#emitViolations(mask & ~canary, id, presenter);
+    if (canary !== 0) this.#emitViolations(canary, id, ownerState);
     return { valid: mask === 0, handleId: id, channelId: owner, violations: violationList(mask, id) };
   }
 
@@ -779,7 +873,8 @@ export class Core implements HandleOwner {
     }
     pools.direct = poolMetrics(snap.direct);
     const channels: Record<string, ChannelMetrics> = {};
-    for (const state of this.#channels.values()) channels[state.name] = this.#channelMetrics(state.index);
+    // From the native manager: a shared one's channels are every thread's.
+    for (const [name, index] of native.openChannels()) if (index !== UNSCOPED_INDEX) channels[name] = this.#channelMetrics(index);
     return {
       pools,
       channels,
@@ -801,7 +896,10 @@ export class Core implements HandleOwner {
         internal: snap.liveSlotBytes > 0 ? 1 - snap.requestedBytes / snap.liveSlotBytes : 0,
         pool: poolReserved > 0 ? 1 - (poolLive + poolRetained) / poolReserved : 0,
       },
-      leaks: { detected: this.#leaksDetected, reclaimed: this.#leaksReclaimed },
+      leaks: {
+        detected: this.#leaksDetected + snap.threadExitReclaims,
+        reclaimed: this.#leaksReclaimed + snap.threadExitReclaims,
+      },
     };
   }
 

@@ -8,7 +8,7 @@ import { Core } from './core';
 import { InvalidArgumentError, describeValue } from './errors';
 import { createEventSink } from './events';
 import { loadNative } from './loader';
-import type { NativePoolConfig } from './native';
+import type { NativeConfig, NativeManager, NativePoolConfig } from './native';
 import type {
   ChannelCloseReport,
   ChannelOptions,
@@ -68,11 +68,9 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
   constructor(options: ResourceManagerOptions = {}) {
     super();
     const parsed = parseOptions(options);
-    const native = new (loadNative().NativeManager)({
-      pools: parsed.pools,
-      maxAllocationSize: parsed.maxAllocationSize,
-      hardened: parsed.hardened,
-    });
+    const config: NativeConfig = { pools: parsed.pools, maxAllocationSize: parsed.maxAllocationSize, hardened: parsed.hardened };
+    if (parsed.shared !== undefined) config.shared = parsed.shared;
+    const native = constructNative(config);
     this.#core = new Core({
       native,
       poolNames: parsed.pools.map((p) => p.name),
@@ -82,6 +80,7 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
       leakDetection: parsed.leakDetection,
       leakSampleRate: parsed.leakSampleRate,
       events: createEventSink(this),
+      shared: parsed.shared !== undefined,
     });
   }
 
@@ -217,6 +216,22 @@ interface ParsedOptions {
   leakDetection: LeakDetectionMode;
   leakSampleRate: number;
   hardened: boolean;
+  shared: string | undefined;
+}
+
+/** The native manager; a shared one whose pools differ is refused with ERR_INVALID_ARGUMENT. */
+function constructNative(config: NativeConfig): NativeManager {
+  try {
+    return new (loadNative().NativeManager)(config);
+  } catch (cause) {
+    if (config.shared !== undefined && isRecord(cause) && cause.code === 'ERR_INVALID_ARGUMENT') {
+      throw new InvalidArgumentError(
+        'shared',
+        `shared manager ${describeValue(config.shared)} exists with other pools or maxAllocationSize; every thread must pass the same ones`,
+      );
+    }
+    throw cause;
+  }
 }
 
 function parseOptions(options: unknown): ParsedOptions {
@@ -239,11 +254,8 @@ function parseOptions(options: unknown): ParsedOptions {
     throw new InvalidArgumentError('leakDetection', `leakDetection must be 'off', 'sampled' or 'paranoid', got ${describeValue(leakDetection)}`);
   }
   const leakSampleRate = o.leakSampleRate === undefined ? DEFAULT_LEAK_SAMPLE_RATE : checkCount('leakSampleRate', o.leakSampleRate, 1, false);
-  if (o.shared !== undefined) {
-    if (typeof o.shared !== 'string' || o.shared.length === 0) {
-      throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(o.shared)}`);
-    }
-    throw new InvalidArgumentError('shared', 'shared managers (SPEC §3) are not available in this version of isopool');
+  if (o.shared !== undefined && (typeof o.shared !== 'string' || o.shared.length === 0)) {
+    throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(o.shared)}`);
   }
   const channelDefaults: CheckedChannelOptions =
     o.channelDefaults === undefined ? { limits: [], access: undefined, zero: undefined } : checkChannelOptions('channelDefaults', o.channelDefaults);
@@ -255,6 +267,7 @@ function parseOptions(options: unknown): ParsedOptions {
     leakDetection,
     leakSampleRate,
     hardened: o.hardened ?? false,
+    shared: o.shared,
   };
 }
 

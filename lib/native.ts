@@ -118,6 +118,8 @@ export interface NativeConfig {
   pools: NativePoolConfig[];
   maxAllocationSize: number;
   hardened: boolean;
+  /** Attach to (or create) the process-wide manager of this name. */
+  shared?: string;
 }
 
 export interface NativeLatency {
@@ -155,6 +157,10 @@ export interface NativeSnapshot {
   retainedFreeBytes: number;
   allocateLatency: NativeLatency;
   deallocateLatency: NativeLatency;
+  /** Freed handles whose memory waits for another thread to drop its buffer. */
+  parkedHandles: number;
+  /** Live handles reclaimed because the thread holding them exited. */
+  threadExitReclaims: number;
 }
 
 /** The addon's `NativeManager` instance. Every method is synchronous. */
@@ -164,11 +170,11 @@ export interface NativeManager {
 
   /** kind 0 = memory, 1 = counter. Returns the type index (>= 0) or -status. */
   defineType(name: string, kind: number): number;
-  /** Type index or -1. */
+  /** Type index or -1; out[0] = kind (0 memory, 1 counter) when found. */
   findType(name: string): number;
   /** Returns the channel index (>= 0) or -status; out[0] = 1 if created, 0 if it was open. access 0 revocable / 1 view; zero 0 cross-channel / 1 always. */
   openChannel(name: string, access: number, zero: number): number;
-  /** >= 0 open index; -1 unknown; -2 closed. */
+  /** >= 0 open index (out[0] = access | zero << 1, out[1] = owner epoch); -1 unknown; -2 closed. */
   findChannel(name: string): number;
   /** Frees the channel's live handles and closes it. Returns [id, type, size, charged] * n, or -status. */
   closeChannel(channel: number): Float64Array | number;
@@ -180,13 +186,21 @@ export interface NativeManager {
   setLimits(type: number, channel: number, maxBytes: number, maxHandles: number, maxAllocationSize: number, softBytes: number): number;
   /** Effective limits into out (LimitsOut). */
   getLimits(type: number, channel: number): void;
+  /** The limits set on exactly that scope (setLimits addressing) into out (LimitsOut). */
+  getScopeLimits(type: number, channel: number): void;
+  /**
+   * Shared managers: ids that other threads freed while this wrapper holds their revocable
+   * buffers; detach them (their memory is parked until then). undefined if none.
+   */
+  drainRevocations(): Float64Array | undefined;
 
   /**
    * Allocates. With `external` true and a memory type, returns a fresh external ArrayBuffer of
    * exactly `size` bytes over the slot (revocable mode); otherwise returns a status (0 = ok).
-   * Results in out (AllocOut) on success, refusal details on ResourceLimit.
+   * Results in out (AllocOut) on success, refusal details on ResourceLimit. With `expectedOwner`
+   * (> 0), refuses with ChannelClosed if the channel index now belongs to another incarnation.
    */
-  allocate(type: number, size: number, channel: number, external: boolean): ArrayBuffer | number;
+  allocate(type: number, size: number, channel: number, external: boolean, expectedOwner?: number): ArrayBuffer | number;
   /** Frees `id` (presented by channel `presenter`, -1 = manager). Detaches `ab` if given and the free succeeded. Returns status; out (InfoOut) describes the freed handle. */
   free(id: number, presenter: number, reason: number, ab: ArrayBuffer | undefined): number;
   /** Violation mask for presenting id to presenter (-1 = manager); counts them. out (InfoOut) if live. */

@@ -286,6 +286,14 @@ Limits ChannelLedger::Effective(int32_t type, int32_t channel) const noexcept {
   return l;
 }
 
+Limits ChannelLedger::Scope(int32_t type, int32_t channel) const noexcept {
+  if (type >= kMaxTypes || type < kAllTypes) return Limits{};
+  if (channel == kTypeTotal) return type == kAllTypes ? Limits{} : type_totals_[type].GetLimits();
+  const ChannelState* st = channel >= 0 ? Get(channel) : nullptr;
+  if (st == nullptr) return Limits{};
+  return type == kAllTypes ? st->total.GetLimits() : st->types[type].GetLimits();
+}
+
 void ChannelLedger::ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept {
   scopes[0] = &type_totals_[type];
   scopes[1] = &channel->total;

@@ -134,6 +134,8 @@ class ChannelLedger {
   Status SetLimits(int32_t type, int32_t channel, const Limits& limits) noexcept;
   /// Field-wise minimum of the scopes that apply (without the manager's size cap).
   Limits Effective(int32_t type, int32_t channel) const noexcept;
+  /// The limits of exactly one scope (SetLimits addressing); all unlimited if none.
+  Limits Scope(int32_t type, int32_t channel) const noexcept;
 
   /// Check-and-charge `n` and one handle in every scope of (type, channel), see
   /// the file comment. On kResourceLimit fills out->refused_*.

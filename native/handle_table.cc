@@ -65,6 +65,20 @@ HandleTable::Entry* HandleTable::At(uint32_t index) const noexcept {
   return seg + (index & (kSegmentSize - 1));
 }
 
+void HandleTable::StoreHolder(uint32_t index, uint64_t word) noexcept {
+  At(index)->holder.store(word, std::memory_order_relaxed);
+}
+
+uint64_t HandleTable::LoadHolder(uint32_t index) const noexcept {
+  return At(index)->holder.load(std::memory_order_relaxed);
+}
+
+bool HandleTable::CasHolder(uint32_t index, uint64_t expected, uint64_t desired) noexcept {
+  // relaxed: the word is self-contained (keyed by generation); it guards no other data.
+  return At(index)->holder.compare_exchange_strong(expected, desired, std::memory_order_relaxed,
+                                                   std::memory_order_relaxed);
+}
+
 uint64_t HandleTable::LoadState(uint32_t index) const noexcept {
   return At(index)->state.load(std::memory_order_acquire);
 }

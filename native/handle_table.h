@@ -149,6 +149,24 @@ class HandleTable {
   uint32_t HighWater() const noexcept { return high_water_.load(std::memory_order_acquire); }
   uint64_t LoadState(uint32_t index) const noexcept;
 
+  // --- holder (SPEC §3) ------------------------------------------------------------
+  // One more atomic word per entry says which JS thread holds the incarnation:
+  //   holder = env << 32 | attached << 31 | generation
+  // env is the binding's token of that thread (0 = none: in transit, or never held),
+  // attached says an ArrayBuffer over the memory may still be reachable there.
+  // The generation keys the word to one incarnation, so a late finalizer of an older
+  // incarnation can never change a newer one's holder (CAS with the full word).
+  static uint64_t HolderWord(uint32_t env, bool attached, uint32_t generation) noexcept {
+    return (uint64_t{env} << 32) | (attached ? (1ull << 31) : 0) | (generation & ((1u << kGenBits) - 1));
+  }
+  static uint32_t HolderEnv(uint64_t word) noexcept { return static_cast<uint32_t>(word >> 32); }
+  static bool HolderAttached(uint64_t word) noexcept { return (word >> 31) & 1u; }
+  static uint32_t HolderGeneration(uint64_t word) noexcept { return word & ((1u << kGenBits) - 1); }
+  /// relaxed: the holder is read by the winner of a state transition, which orders it.
+  void StoreHolder(uint32_t index, uint64_t word) noexcept;
+  uint64_t LoadHolder(uint32_t index) const noexcept;
+  bool CasHolder(uint32_t index, uint64_t expected, uint64_t desired) noexcept;
+
   static EntryState StateOf(uint64_t word) noexcept { return static_cast<EntryState>(word & 3u); }
   static uint64_t UsesOf(uint64_t word) noexcept { return word >> 4; }
   static FreeReason ReasonOf(uint64_t word) noexcept { return static_cast<FreeReason>((word >> 2) & 3u); }
@@ -163,6 +181,7 @@ class HandleTable {
     std::atomic<uint64_t> state{0};      ///< see glossary
     std::atomic<uint32_t> next{0};       ///< free-stack link (index, 0 = end)
     std::atomic<uint32_t> close_gen{0};  ///< (generation << 1) | 1 of the last channel-close free
+    std::atomic<uint64_t> holder{0};     ///< HolderWord of the live incarnation (0 = none)
     std::atomic<uint64_t> words[kRecordWords] = {};  ///< the record, relaxed words
   };
 

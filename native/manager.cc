@@ -25,9 +25,12 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "channel_ledger.h"
 #include "handle_table.h"
+#include "hardening.h"
 #include "manager.h"
 #include "metrics.h"
 #include "slab_pool.h"
@@ -56,11 +59,26 @@ struct Manager::Impl {
   size_t pool_count = 0;
   DirectPool direct;
   HandleTable table;
+  Hardening hardening;                 ///< hardened mode (hardening.h); fixed at Create
   ChannelLedger ledger;
 
   std::mutex types_mu;                 ///< serialises DefineType
   TypeInfo types[kMaxTypes];           ///< [0, type_count) immutable once published
   std::atomic<int32_t> type_count{0};  ///< release-published by DefineType
+
+  // Memory of freed revocable handles whose buffer another thread still holds (SPEC §3):
+  // it returns to its pool when that buffer is released (OnBufferReleased) or that thread
+  // leaves (ReclaimEnv). Invariant: a parked record's memory is in no pool and no handle.
+  struct Parked {
+    HandleRecord rec;
+    uint32_t env;  ///< the thread whose buffer keeps the memory reachable
+  };
+  mutable std::mutex parked_mu;
+  std::unordered_map<uint64_t, Parked> parked;                   ///< by freed id
+  std::unordered_map<uint32_t, std::vector<uint64_t>> revoke;   ///< per env: ids to detach
+  std::atomic<uint64_t> parked_count{0};    ///< parked.size(), readable without the lock
+  std::atomic<uint64_t> revoke_count{0};    ///< ids waiting in `revoke`
+  RelaxedCounter exit_reclaims;
 
   LatencyHistogram alloc_latency;
   LatencyHistogram free_latency;
@@ -80,16 +98,102 @@ struct Manager::Impl {
 
   /// Returns the handle's slot/mapping and refunds its ledgers.
   void ReleaseResources(const HandleRecord& rec) noexcept {
+    ReleaseMemory(rec);
+    RefundLedgers(rec);
+  }
+
+  /// Returns the handle's slot or mapping to its pool (nothing for counters).
+  void ReleaseMemory(const HandleRecord& rec) noexcept {
     SlotRef ref{static_cast<Slab*>(rec.slab), rec.slot};
     if (rec.pool >= 0) {
+      PoisonSlot(ref);
       pools[rec.pool].SubLiveBytes(rec.size);
       ref.slab->set->Release(ref);
     } else if (rec.pool == kPoolDirect) {
       direct_slot_bytes.Sub(rec.charged);
       direct.Release(ref, rec.size);
     }
+  }
+
+  // --- hardened mode (hardening.h) -----------------------------------------------------------
+  /// Hardened: whether the canary after the requested extent of a handle the caller owns
+  /// (won its free, or pins the mappings) is intact. True without canaries and for counters.
+  bool CanaryIntact(const HandleRecord& rec) const noexcept {
+    return rec.data == nullptr || hardening.CanaryIntact(rec.data + rec.size);
+  }
+
+  /// Hardened: a freed pooled slot's dirty extent is overwritten with kPoisonByte when it goes
+  /// back to its pool (never while a buffer may still reach it). Zeroing rules still apply.
+  /// Under the pin: a Validate that read this handle's state as live before the free won may
+  /// still be reading the canary; it re-checks the state after its read, and the pin orders
+  /// that read before these writes (and so before any later owner's writes).
+  void PoisonSlot(SlotRef ref) noexcept {
+    if (!hardening.poison) return;
+    std::unique_lock<std::mutex> pin = registry.PinMappings();
+    hardening.Poison(ref.data(), ref.meta().dirty);
+  }
+
+  /// Hardened: a damaged canary found by a free is counted against the owner channel (the
+  /// unscoped domain while the owner channel is closing: its counters end with it).
+  uint32_t CheckCanaryOnFree(const HandleRecord& rec, bool closing) noexcept {
+    if (CanaryIntact(rec)) return 0;
+    ledger.CountViolation(closing ? kUnscopedChannel : rec.channel, Violation::kCanaryCorrupted);
+    return ViolationBit(Violation::kCanaryCorrupted);
+  }
+
+  void RefundLedgers(const HandleRecord& rec) noexcept {
     ChannelState* ch = ledger.Get(rec.channel);
     if (ch != nullptr) ledger.Refund(rec.type, ch, rec.charged);
+  }
+
+  /// Completes a free won by the caller (entry now kFreeing, observed as `was`): parks the
+  /// memory if another thread holds a revocable buffer over it, else returns it; refunds the
+  /// ledgers; frees the entry. `info->parked` tells which.
+  void FinishClaimedFree(uint32_t index, uint64_t id, EntryState was, const HandleRecord& rec,
+                         FreeReason reason, uint32_t caller_env, HandleInfo* info) noexcept {
+    bool park = false;
+    uint32_t holder_env = 0;
+    // In transit, nobody holds a buffer (the sender detached it; an adopter has not won yet).
+    if (was == EntryState::kLive && rec.data != nullptr &&
+        rec.access == static_cast<uint32_t>(AccessMode::kRevocable)) {
+      const uint64_t h = table.LoadHolder(index);
+      holder_env = HandleTable::HolderEnv(h);
+      park = holder_env != 0 && holder_env != caller_env && HandleTable::HolderAttached(h) &&
+             HandleTable::HolderGeneration(h) == GenerationOf(id);
+    }
+    if (park) {
+      if (!Park(id, holder_env, rec)) {
+        // No memory to remember it: keep the slot out of every pool (leaked, never reused)
+        // rather than hand out memory a buffer in another thread can still reach.
+      }
+    } else {
+      ReleaseMemory(rec);
+    }
+    RefundLedgers(rec);
+    if (info != nullptr) info->parked = park;
+    table.FinishFree(index, reason);
+    deallocations.Add();
+  }
+
+  bool Park(uint64_t id, uint32_t env, const HandleRecord& rec) noexcept {
+    std::lock_guard<std::mutex> lock(parked_mu);
+    try {
+      parked.emplace(id, Parked{rec, env});
+      try {
+        revoke[env].push_back(id);
+        revoke_count.fetch_add(1, std::memory_order_relaxed);
+      } catch (...) {
+        // The id is not announced: the holder releases it at its buffer's GC or its exit.
+      }
+    } catch (...) {
+      return false;
+    }
+    parked_count.fetch_add(1, std::memory_order_release);
+    return true;
+  }
+
+  static uint32_t GenerationOf(uint64_t id) noexcept {
+    return static_cast<uint32_t>((id >> HandleTable::kCheckBits) & kGenMask);
   }
 
   /// The channel a violation about a stale id is counted against.
@@ -195,6 +299,8 @@ Status Manager::Create(const ManagerConfig& config, Manager** out) noexcept {
   }
   impl->types[0].kind = TypeKind::kMemory;
   impl->type_count.store(1, std::memory_order_release);
+  impl->hardening = Hardening::For(config.hardened, HandleTable::RandomSecret());
+  if (impl->hardening.guard_pages) impl->registry.EnableGuardPages();  // before any mapping
   impl->pool_count = config.pools.size();
   if (impl->pool_count > 0) {
     impl->pools.reset(new (std::nothrow) SlabPool[impl->pool_count]);
@@ -275,6 +381,11 @@ Status Manager::DiscardChannel(int32_t channel) noexcept {
 }
 
 Status Manager::CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept {
+  return CloseChannel(channel, CallContext{}, freed);
+}
+
+Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
+                             std::vector<HandleInfo>* freed) noexcept {
   Impl& m = *impl_;
   const Status s = m.ledger.BeginClose(channel);
   if (s != Status::kOk) return s;
@@ -294,11 +405,10 @@ Status Manager::CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) no
       }
       if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // lost a race: re-read
       HandleInfo info;
-      FillInfo(m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask)), rec,
-               HandleTable::StateOf(state) == EntryState::kTransit, &info);
-      m.ReleaseResources(rec);
-      m.table.FinishFree(i, FreeReason::kChannelClose);
-      m.deallocations.Add();
+      const uint64_t id = m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask));
+      FillInfo(id, rec, HandleTable::StateOf(state) == EntryState::kTransit, &info);
+      m.CheckCanaryOnFree(rec, /*closing=*/true);  // hardened
+      m.FinishClaimedFree(i, id, HandleTable::StateOf(state), rec, FreeReason::kChannelClose, ctx.env, &info);
       if (freed != nullptr) {
         try {
           freed->push_back(info);
@@ -346,6 +456,11 @@ Limits Manager::EffectiveLimits(int32_t type, int32_t channel) const noexcept {
 // --- handles -----------------------------------------------------------------------------------
 
 Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocation* out) noexcept {
+  return Allocate(type, size, channel, CallContext{}, out);
+}
+
+Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const CallContext& ctx,
+                         Allocation* out) noexcept {
   Impl& m = *impl_;
   const uint64_t t0 = NowNs();
   *out = Allocation{};
@@ -368,12 +483,19 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
   const AccessMode access = (bits & 1u) ? AccessMode::kView : AccessMode::kRevocable;
   const bool zero_always = (bits & 2u) != 0;
   const uint32_t owner = ch->owner.load(std::memory_order_relaxed);
+  if (ctx.expected_owner != 0 && owner != ctx.expected_owner) {
+    // The index was recycled: the caller's channel was closed (by another thread).
+    ChannelLedger::Exit(ch);
+    m.refusals.Add();
+    return Status::kChannelClosed;
+  }
 
   int32_t pool = kPoolCounter;
   uint64_t slot_bytes = size;
+  const uint64_t tail = memory ? m.hardening.Tail() : 0;  // hardened: room for the canary
   if (memory) {
-    pool = m.PoolFor(size);
-    slot_bytes = pool >= 0 ? m.pools[pool].config().slot_size : DirectPool::RoundUp(size);
+    pool = m.PoolFor(size + tail);
+    slot_bytes = pool >= 0 ? m.pools[pool].config().slot_size : DirectPool::RoundUp(size + tail);
   }
   const uint64_t charged = slot_bytes;
 
@@ -401,7 +523,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
       bool hit = false;
       s = m.pools[pool].set(access).Acquire(&ref, &hit);
     } else {
-      s = m.direct.Acquire(size, &ref);
+      s = m.direct.Acquire(size, &ref, tail);
     }
     if (s != Status::kOk) {
       m.table.Unreserve(index);
@@ -423,11 +545,12 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
         std::memset(ref.data(), 0, size);
       }
       meta.owner = owner;
-      meta.dirty = view ? slot_bytes : std::max(meta.dirty, size);
+      meta.dirty = view ? slot_bytes : std::max(meta.dirty, size + tail);
       m.pools[pool].AddLiveBytes(size);
     } else {
       m.direct_slot_bytes.Add(charged);
     }
+    m.hardening.WriteCanary(ref.data() + size);
   }
 
   HandleRecord rec;
@@ -446,6 +569,11 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
   rec.slot = ref.index;
   rec.access = static_cast<uint32_t>(access);
   rec.latency_ns = NowNs() - t0;
+  // The holder is stored before Publish's release of kLive, so whoever later wins a
+  // transition on this incarnation sees it.
+  const uint32_t generation =
+      static_cast<uint32_t>((HandleTable::UsesOf(m.table.LoadState(index)) + 1) & kGenMask);
+  m.table.StoreHolder(index, HandleTable::HolderWord(ctx.env, memory && ctx.env != 0, generation));
   const uint64_t id = m.table.Publish(index, rec);
   m.ledger.Commit(type, ch, ticket);
   ChannelLedger::Exit(ch);
@@ -466,6 +594,11 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
 
 Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, HandleInfo* info,
                      uint32_t* violations) noexcept {
+  return Free(id, presenter, reason, CallContext{}, info, violations);
+}
+
+Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const CallContext& ctx,
+                     HandleInfo* info, uint32_t* violations) noexcept {
   Impl& m = *impl_;
   const uint64_t t0 = NowNs();
   if (violations != nullptr) *violations = 0;
@@ -497,9 +630,10 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, HandleIn
         // One winner: a racing Free/BeginTransfer/Adopt/CloseChannel makes this fail.
         if (!m.table.TryTransition(p.index, p.state, EntryState::kFreeing)) continue;
         FillInfo(id, rec, false, info);
-        m.ReleaseResources(rec);
-        m.table.FinishFree(p.index, reason);
-        m.deallocations.Add();
+        // Hardened: a damaged canary is reported (and counted) but the free goes ahead (hardening.h).
+        const uint32_t canary = m.CheckCanaryOnFree(rec, /*closing=*/false);
+        if (violations != nullptr) *violations = canary;
+        m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx.env, info);
         m.free_latency.Record(NowNs() - t0);
         return Status::kOk;
       }
@@ -525,11 +659,26 @@ uint32_t Manager::Validate(uint64_t id, int32_t presenter, HandleInfo* info) noe
       case IdProbe::kTransit: {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        const bool cross = presenter >= 0 && presenter != rec.channel;
+        bool canary_ok = true;
+        if (m.hardening.canaries && rec.data != nullptr && !cross) {
+          // Hardened (hardening.h). Under the pin no slab is unmapped; the state re-checks
+          // around the read prove the handle (so its slot) was live throughout: otherwise
+          // the bytes may belong to a later owner and the read is discarded (re-probe).
+          std::unique_lock<std::mutex> pin = m.registry.PinMappings();
+          if (m.table.LoadState(p.index) != p.state) continue;
+          canary_ok = m.CanaryIntact(rec);
+          if (m.table.LoadState(p.index) != p.state) continue;
+        }
         FillInfo(id, rec, p.kind == IdProbe::kTransit, info);
         uint32_t mask = 0;
-        if (presenter >= 0 && presenter != rec.channel) {
+        if (cross) {
           mask |= ViolationBit(Violation::kCrossChannel);
           m.ledger.CountViolation(presenter, Violation::kCrossChannel);
+        }
+        if (!canary_ok) {
+          mask |= ViolationBit(Violation::kCanaryCorrupted);
+          m.ledger.CountViolation(rec.channel, Violation::kCanaryCorrupted);
         }
         // The recorded extent must lie inside its slot (record arithmetic only:
         // the slab may be returned concurrently, so it is not dereferenced).
@@ -591,6 +740,8 @@ Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
         if (!m.table.TryTransition(p.index, p.state, EntryState::kTransit)) continue;  // raced: re-probe
+        // Nobody holds it in transit: the caller detaches its buffer before its JS runs again.
+        m.table.StoreHolder(p.index, 0);
         FillInfo(id, rec, true, info);
         return Status::kOk;
       }
@@ -599,6 +750,10 @@ Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
 }
 
 Status Manager::Adopt(uint64_t id, HandleInfo* info) noexcept {
+  return Adopt(id, CallContext{}, false, info);
+}
+
+Status Manager::Adopt(uint64_t id, const CallContext& ctx, bool attached, HandleInfo* info) noexcept {
   Impl& m = *impl_;
   for (;;) {
     const IdProbe p = m.table.Probe(id);
@@ -612,6 +767,11 @@ Status Manager::Adopt(uint64_t id, HandleInfo* info) noexcept {
       case IdProbe::kTransit: {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        // The holder goes in before the CAS that publishes kLive: a thread that then wins a
+        // free of the live handle sees it and parks the memory. Freeing an in-transit
+        // handle ignores the holder, so a losing adopter's store is harmless.
+        m.table.StoreHolder(p.index, HandleTable::HolderWord(ctx.env, attached && rec.data != nullptr,
+                                                             Impl::GenerationOf(id)));
         // One winner among racing adopters; losers re-probe and see kLive.
         if (!m.table.TryTransition(p.index, p.state, EntryState::kLive)) continue;
         FillInfo(id, rec, false, info);
@@ -619,6 +779,88 @@ Status Manager::Adopt(uint64_t id, HandleInfo* info) noexcept {
       }
     }
   }
+}
+
+void Manager::OnBufferReleased(uint64_t id, uint32_t env) noexcept {
+  Impl& m = *impl_;
+  // acquire: pairs with Park's release increment.
+  if (m.parked_count.load(std::memory_order_acquire) != 0) {
+    std::lock_guard<std::mutex> lock(m.parked_mu);
+    auto it = m.parked.find(id);
+    if (it != m.parked.end() && it->second.env == env) {
+      m.ReleaseMemory(it->second.rec);
+      m.parked.erase(it);
+      m.parked_count.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  // A live handle whose buffer in `env` is gone (collected): nothing to park for it any more.
+  const IdProbe p = m.table.Probe(id);
+  if (p.kind != IdProbe::kLive) return;
+  const uint32_t generation = Impl::GenerationOf(id);
+  m.table.CasHolder(p.index, HandleTable::HolderWord(env, true, generation),
+                    HandleTable::HolderWord(env, false, generation));
+}
+
+void Manager::DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcept {
+  Impl& m = *impl_;
+  if (m.revoke_count.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard<std::mutex> lock(m.parked_mu);
+  auto it = m.revoke.find(env);
+  if (it == m.revoke.end()) return;
+  try {
+    ids->insert(ids->end(), it->second.begin(), it->second.end());
+  } catch (...) {
+    return;  // std::bad_alloc: left for the next drain
+  }
+  m.revoke_count.fetch_sub(it->second.size(), std::memory_order_relaxed);
+  m.revoke.erase(it);
+}
+
+bool Manager::HasRevocations() const noexcept {
+  return impl_->revoke_count.load(std::memory_order_relaxed) != 0;
+}
+
+uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
+  Impl& m = *impl_;
+  if (env == 0) return 0;
+  uint64_t reclaimed = 0;
+  const uint32_t high = m.table.HighWater();
+  for (uint32_t i = 1; i < high; ++i) {
+    uint64_t state;
+    HandleRecord rec;
+    if (!m.ReadLive(i, &state, &rec)) continue;
+    if (HandleTable::StateOf(state) != EntryState::kLive) continue;  // transit/freeing: not env's
+    const uint64_t h = m.table.LoadHolder(i);
+    const uint32_t generation = static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask);
+    if (HandleTable::HolderEnv(h) != env || HandleTable::HolderGeneration(h) != generation) continue;
+    if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // someone else frees it
+    const uint64_t id = m.table.MakeId(i, generation);
+    m.FinishClaimedFree(i, id, EntryState::kLive, rec, reason, env, nullptr);
+    ++reclaimed;
+  }
+  if (reason == FreeReason::kLeak) m.exit_reclaims.Add(reclaimed);
+  // Memory parked for this thread's buffers: they can no longer be used.
+  std::lock_guard<std::mutex> lock(m.parked_mu);
+  for (auto it = m.parked.begin(); it != m.parked.end();) {
+    if (it->second.env == env) {
+      m.ReleaseMemory(it->second.rec);
+      it = m.parked.erase(it);
+      m.parked_count.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      ++it;
+    }
+  }
+  auto r = m.revoke.find(env);
+  if (r != m.revoke.end()) {
+    m.revoke_count.fetch_sub(r->second.size(), std::memory_order_relaxed);
+    m.revoke.erase(r);
+  }
+  return reclaimed;
+}
+
+Limits Manager::ScopeLimits(int32_t type, int32_t channel) const noexcept {
+  return impl_->ledger.Scope(type, channel);
 }
 
 // --- view mode ------------------------------------------------------------------------------------
@@ -672,6 +914,8 @@ void Manager::Snapshot(ManagerSnapshot* out) const noexcept {
   } catch (...) {
   }
   out->reserved_bytes += out->direct.reserved_bytes;
+  out->parked_handles = m.parked_count.load(std::memory_order_relaxed);
+  out->thread_exit_reclaims = m.exit_reclaims.Load();
   out->live_slot_bytes += m.direct_slot_bytes.Load();
   out->requested_bytes += out->direct.live_bytes;
 

@@ -65,7 +65,7 @@ struct PoolConfig {
 struct ManagerConfig {
   std::vector<PoolConfig> pools;   ///< default: small 4 KiB×500, medium 64 KiB×250, large 1 MiB×125
   uint64_t max_allocation_size = 64ull << 20;  ///< bytes (or units for counters)
-  bool hardened = false;           ///< reserved for hardened mode (canaries, guard pages)
+  bool hardened = false;           ///< hardened mode: canaries, guard pages, poisoning (hardening.h)
 };
 
 struct Limits {
@@ -78,6 +78,15 @@ struct Limits {
 struct ChannelOptions {
   AccessMode access = AccessMode::kRevocable;
   ZeroMode zero = ZeroMode::kCrossChannel;
+};
+
+/// Who is calling (SPEC §3). The binding fills it per call; the Node-free tests may leave it
+/// zero. `env` identifies the JS thread (a token > 0) that will hold the handle's buffer;
+/// `expected_owner` (if > 0) makes Allocate refuse with kChannelClosed when the channel index
+/// now belongs to another incarnation (closed, and perhaps reopened, by another thread).
+struct CallContext {
+  uint32_t env = 0;
+  uint32_t expected_owner = 0;
 };
 
 /// Out-parameter of Allocate. On kResourceLimit only slot_bytes, charged (what the refused
@@ -116,6 +125,10 @@ struct HandleInfo {
   uint64_t alloc_time_ns = 0; ///< steady clock at allocation
   uint64_t latency_ns = 0;
   bool in_transit = false;    ///< transferHandle'd and not yet adopted (SPEC §3)
+  /// Free/CloseChannel only: the memory was "parked" because another thread still holds a
+  /// revocable buffer over it; it returns to its pool once that buffer is released
+  /// (OnBufferReleased). The handle itself is freed and its ledgers refunded.
+  bool parked = false;
 };
 
 /// Snapshot of one ledger scope.
@@ -162,6 +175,8 @@ struct ManagerSnapshot {
   uint64_t refusals = 0;               ///< failed allocations of any cause
   uint64_t live_slot_bytes = 0;        ///< slot bytes of live pooled + direct allocations
   uint64_t retained_free_bytes = 0;    ///< sum over pools of retained_free_slots * slot_size
+  uint64_t parked_handles = 0;         ///< freed handles whose memory waits for another thread's buffer release
+  uint64_t thread_exit_reclaims = 0;   ///< live handles reclaimed because their thread exited (ReclaimEnv kLeak)
   LatencySnapshot allocate_latency;
   LatencySnapshot deallocate_latency;
 };
@@ -194,6 +209,7 @@ class Manager {
   /// Frees every live handle of the channel (reason kChannelClose), appends
   /// them to *freed, marks the name closed and recycles the index.
   Status CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept;
+  Status CloseChannel(int32_t channel, const CallContext& ctx, std::vector<HandleInfo>* freed) noexcept;
   /// Undoes an open that turned out unneeded (an auto-open whose allocation failed): closes a
   /// channel that holds no handles without remembering its name, as if it was never opened.
   /// kInvalidArgument (and the channel stays open) if it holds handles.
@@ -209,12 +225,16 @@ class Manager {
   /// Field by field, the tightest limit that applies to (type, channel),
   /// including the manager's max_allocation_size.
   Limits EffectiveLimits(int32_t type, int32_t channel) const noexcept;
+  /// The limits set on exactly that scope (same addressing as SetLimits), not the effective ones.
+  Limits ScopeLimits(int32_t type, int32_t channel) const noexcept;
 
   // --- handles (lock-free) -------------------------------------------------
   /// Size is validated by the caller (1..max_allocation_size) but re-checked
   /// here (kInvalidSize). Memory types get zeroed memory per the channel's
   /// ZeroMode; view-mode channels draw from view-only slabs.
   Status Allocate(int32_t type, uint64_t size, int32_t channel, Allocation* out) noexcept;
+  Status Allocate(int32_t type, uint64_t size, int32_t channel, const CallContext& ctx,
+                  Allocation* out) noexcept;
   /// Frees a live handle. `presenter` is the channel whose scope presented the
   /// id, or -1 for the manager itself. Returns:
   ///   kOk (freed; *info describes it), kInvalidHandle (forged),
@@ -224,6 +244,10 @@ class Manager {
   /// the presenter (or the owner channel when presenter == -1 and known).
   Status Free(uint64_t id, int32_t presenter, FreeReason reason, HandleInfo* info,
               uint32_t* violations) noexcept;
+  /// As above, from thread ctx.env: a revocable handle whose buffer another thread holds is
+  /// freed now but its memory is parked (HandleInfo::parked) until that buffer is released.
+  Status Free(uint64_t id, int32_t presenter, FreeReason reason, const CallContext& ctx,
+              HandleInfo* info, uint32_t* violations) noexcept;
   /// Violation mask (ViolationBit) for presenting `id` to `presenter` (-1 =
   /// manager). Counts each violation found. Fills *info when the id is live.
   uint32_t Validate(uint64_t id, int32_t presenter, HandleInfo* info) noexcept;
@@ -241,6 +265,21 @@ class Manager {
   Status BeginTransfer(uint64_t id, HandleInfo* info) noexcept;
   /// In transit -> live. kInvalidHandle if forged or not in transit, kStaleHandle if freed.
   Status Adopt(uint64_t id, HandleInfo* info) noexcept;
+  /// As above; ctx.env becomes the holder, with a buffer attached if `attached`.
+  Status Adopt(uint64_t id, const CallContext& ctx, bool attached, HandleInfo* info) noexcept;
+
+  /// The thread `env` released its revocable buffer over `id` (finalizer of that buffer, after
+  /// detach or GC). Returns parked memory to its pool; marks a live handle as no longer
+  /// reachable through a buffer in that thread.
+  void OnBufferReleased(uint64_t id, uint32_t env) noexcept;
+  /// Ids freed by other threads whose revocable buffers `env` still holds: that thread must
+  /// detach them (which releases the parked memory). Appends and clears. Cheap when empty.
+  void DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcept;
+  bool HasRevocations() const noexcept;
+  /// Thread `env` is leaving (worker exit, or close() of its shared attachment): frees every
+  /// live handle it holds (not those in transit) with `reason`, and releases memory parked
+  /// for its buffers. kLeak counts them as thread-exit reclaims. Returns how many were freed.
+  uint64_t ReclaimEnv(uint32_t env, FreeReason reason) noexcept;
 
   // --- view mode -------------------------------------------------------------
   /// Base address and byte length of the slab `slab_key` so the binding can

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -121,21 +122,86 @@ struct OutBlock {
 void FinalizeOutBlock(napi_env, void*, void* hint) { static_cast<OutBlock*>(hint)->Unref(); }
 
 // --- external ArrayBuffers over pool memory ---------------------------------------
-/// Finalizer of a slot's ArrayBuffer: drops the manager reference it held.
-void FinalizeSlotBuffer(napi_env, void*, void* hint) { static_cast<Manager*>(hint)->Unref(); }
+/// What a slot's ArrayBuffer remembers: a manager reference, and which handle and which
+/// wrapper (holder token) it exposes, so its release can return parked memory (SPEC §3).
+struct SlotBuffer {
+  Manager* manager;
+  uint64_t id;
+  uint32_t holder;
+};
 
-/// An external ArrayBuffer of `length` bytes at `data` that holds a manager
-/// reference. Raw napi (not Napi::ArrayBuffer::New with a finalizer object) so
-/// that the hot path allocates nothing besides what V8/Node allocate.
-Napi::ArrayBuffer NewSlotBuffer(Napi::Env env, Manager* manager, uint8_t* data, size_t length) {
+/// Finalizer of a slot's ArrayBuffer (after detach or GC): tells the core the holder no
+/// longer reaches the memory, then drops the manager reference it held.
+void FinalizeSlotBuffer(napi_env, void*, void* hint) {
+  SlotBuffer* b = static_cast<SlotBuffer*>(hint);
+  b->manager->OnBufferReleased(b->id, b->holder);
+  b->manager->Unref();
+  delete b;
+}
+
+/// An external ArrayBuffer of `length` bytes at `data` over handle `id`, held by `holder`.
+/// Raw napi (not Napi::ArrayBuffer::New with a finalizer object): one small hint allocation.
+Napi::ArrayBuffer NewSlotBuffer(Napi::Env env, Manager* manager, uint64_t id, uint32_t holder, uint8_t* data,
+                                size_t length) {
+  SlotBuffer* hint = new SlotBuffer{manager, id, holder};
   manager->Ref();
   napi_value result;
-  napi_status status = napi_create_external_arraybuffer(env, data, length, FinalizeSlotBuffer, manager, &result);
+  napi_status status = napi_create_external_arraybuffer(env, data, length, FinalizeSlotBuffer, hint, &result);
   if (status != napi_ok) {
     manager->Unref();
+    delete hint;
     NAPI_THROW_IF_FAILED(env, status, Napi::ArrayBuffer());
   }
   return Napi::ArrayBuffer(env, result);
+}
+
+// --- holders: one token per wrapper; thread exit reclaims (SPEC §3) ---------------------
+std::atomic<uint32_t> g_next_holder{1};  ///< holder tokens, unique per process (0 = none)
+
+/// Per environment (main thread, each worker): the shared-manager attachments made in it,
+/// so that when the environment is torn down (a worker exits) what they still hold is
+/// reclaimed. Reference counted: the environment's instance data holds one reference and
+/// every shared wrapper another, so neither outlives the other's use. Only the
+/// environment's own thread touches it.
+struct EnvHolders {
+  std::vector<std::pair<Manager*, uint32_t>> attached;  ///< each holds a manager reference
+  uint32_t refs = 1;                                    ///< the environment's
+  bool torn_down = false;
+
+  void Add(Manager* m, uint32_t token) {
+    m->Ref();
+    attached.emplace_back(m, token);
+    ++refs;
+  }
+  /// close() of an attachment: it reclaimed its handles itself.
+  void Remove(Manager* m, uint32_t token) noexcept {
+    for (auto it = attached.begin(); it != attached.end(); ++it) {
+      if (it->first == m && it->second == token) {
+        attached.erase(it);
+        m->Unref();
+        return;
+      }
+    }
+  }
+  /// Environment teardown: no JS runs here any more, so what the leaving thread still holds
+  /// (buffers included) can be reclaimed; counted as leaks.
+  void TearDown() noexcept {
+    torn_down = true;
+    for (auto& [m, token] : attached) {
+      m->ReclaimEnv(token, FreeReason::kLeak);
+      m->Unref();
+    }
+    attached.clear();
+  }
+  void Unref() noexcept {
+    if (--refs == 0) delete this;
+  }
+};
+
+void FinalizeEnvHolders(napi_env, void* data, void*) {
+  EnvHolders* holders = static_cast<EnvHolders*>(data);
+  holders->TearDown();
+  holders->Unref();
 }
 
 struct SlabExport {
@@ -273,6 +339,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::ChannelOptionsOf>("channelOptions"),
             InstanceMethod<&ManagerWrap::SetLimits>("setLimits"),
             InstanceMethod<&ManagerWrap::GetLimits>("getLimits"),
+            InstanceMethod<&ManagerWrap::GetScopeLimits>("getScopeLimits"),
+            InstanceMethod<&ManagerWrap::DrainRevocations>("drainRevocations"),
             InstanceMethod<&ManagerWrap::Allocate>("allocate"),
             InstanceMethod<&ManagerWrap::Free>("free"),
             InstanceMethod<&ManagerWrap::Validate>("validate"),
@@ -291,6 +359,34 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::InjectAllocationFailures>("injectAllocationFailures"),
             InstanceMethod<&ManagerWrap::Release>("release"),
         });
+  }
+
+  // --- test hooks (only with ISOPOOL_TEST_HOOKS=1 in the environment) ---------------------
+  static bool TestHooksEnabled() noexcept {
+    const char* v = std::getenv("ISOPOOL_TEST_HOOKS");
+    return v != nullptr && v[0] == '1' && v[1] == 0;
+  }
+
+  /// debugWriteBeyond(id, n): writes n bytes of 0xA5 at [size, size + n) of a live memory
+  /// handle, i.e. past its requested extent, as a native overrun would: over the hardened
+  /// canary, then the rest of the slot, then whatever follows (a guard page in hardened mode:
+  /// the process faults). Returns the handle's status. Installed on the prototype only when
+  /// test hooks are enabled (InitManager), so production code cannot reach it.
+  static Napi::Value DebugWriteBeyond(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ManagerWrap* self = Unwrap(info.This().As<Napi::Object>());
+    Manager* m = self->Live(env);
+    uint64_t id;
+    double n;
+    if (!ReadId(env, info[0], &id) || !ReadDouble(env, info[1], &n) || !IsIntegerIn(n, 0, kMaxSafeInteger)) {
+      throw ArgumentTypeError(env, "isopool: debugWriteBeyond(id, n): id and n must be numbers");
+    }
+    HandleInfo h;
+    const Status s = m->Lookup(id, &h);
+    if (s != Status::kOk || h.data == nullptr) return self->StatusValue(env, s == Status::kOk ? Status::kInvalidArgument : s);
+    volatile uint8_t* p = h.data + h.size;
+    for (uint64_t i = 0; i < static_cast<uint64_t>(n); ++i) p[i] = 0xA5;
+    return self->StatusValue(env, Status::kOk);
   }
 
   explicit ManagerWrap(const Napi::CallbackInfo& info) : ObjectWrap<ManagerWrap>(info) {
@@ -325,11 +421,22 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     block_ = block;
     out_ = block->values;
     shared_ = std::move(shared);
+    holder_ = g_next_holder.fetch_add(1, std::memory_order_relaxed);
+    if (!shared_.empty()) {
+      void* data = nullptr;
+      if (napi_get_instance_data(env, &data) == napi_ok && data != nullptr) {
+        holders_ = static_cast<EnvHolders*>(data);
+        holders_->Add(manager_, holder_);
+      }
+    }
     info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("out", out, napi_enumerable));
   }
 
   ~ManagerWrap() override {
-    ReleaseManager();
+    // Collected without close(): this thread's buffers may still be in use, so nothing is
+    // reclaimed now; the environment's teardown reclaims what the attachment still holds.
+    ReleaseManager(/*reclaim=*/false);
+    if (holders_ != nullptr) holders_->Unref();
     if (block_ != nullptr) block_->Unref();
   }
 
@@ -356,12 +463,18 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return Status::kOk;
   }
 
-  /// Drops this wrapper's reference (and its registry use). Idempotent.
-  void ReleaseManager() noexcept {
+  /// Drops this wrapper's reference (and its registry use). Idempotent. With `reclaim` (an
+  /// explicit release(): the JS side revoked its buffers already), a shared attachment
+  /// first frees what it still holds.
+  void ReleaseManager(bool reclaim) noexcept {
     Manager* manager = manager_;
     if (manager == nullptr) return;
     manager_ = nullptr;
     if (!shared_.empty()) {
+      if (reclaim && holders_ != nullptr && !holders_->torn_down) {
+        manager->ReclaimEnv(holder_, FreeReason::kManagerClose);
+        holders_->Remove(manager, holder_);
+      }
       Manager* registry_ref = nullptr;
       {
         SharedRegistry& registry = SharedRegistry::Get();
@@ -432,7 +545,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     Napi::Env env = info.Env();
     Manager* m = Live(env);
     if (!info[0].IsString()) throw ArgumentTypeError(env, "isopool: findType(name): name must be a string");
-    return Num(env, m->FindType(info[0].As<Napi::String>().Utf8Value()));
+    const int32_t index = m->FindType(info[0].As<Napi::String>().Utf8Value());
+    if (index >= 0) out_[0] = static_cast<double>(m->KindOf(index));
+    return Num(env, index);
   }
 
   Napi::Value OpenChannel(const Napi::CallbackInfo& info) {
@@ -458,7 +573,13 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     Napi::Env env = info.Env();
     Manager* m = Live(env);
     if (!info[0].IsString()) throw ArgumentTypeError(env, "isopool: findChannel(name): name must be a string");
-    return Num(env, m->FindChannel(info[0].As<Napi::String>().Utf8Value()));
+    const int32_t index = m->FindChannel(info[0].As<Napi::String>().Utf8Value());
+    if (index >= 0) {
+      const ChannelOptions o = m->OptionsOf(index);
+      out_[0] = static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1);
+      out_[1] = m->OwnerOf(index);
+    }
+    return Num(env, index);
   }
 
   Napi::Value CloseChannel(const Napi::CallbackInfo& info) {
@@ -467,7 +588,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     int32_t channel;
     if (!ReadInt32(env, info[0], &channel)) return NegStatusValue(env, Status::kInvalidArgument);
     std::vector<HandleInfo> freed;
-    Status s = manager_->CloseChannel(channel, &freed);
+    Status s = manager_->CloseChannel(channel, CallContext{holder_, 0}, &freed);
     if (s != Status::kOk) return NegStatusValue(env, s);
     Napi::Float64Array result = Napi::Float64Array::New(env, freed.size() * 4);
     double* d = result.Data();
@@ -525,6 +646,33 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     out_[limits_out::kSoftBytes] = Limit(l.soft_bytes);
   }
 
+  void GetScopeLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Manager* m = Live(env);
+    int32_t type, channel;
+    if (!ReadInt32(env, info[0], &type) || !ReadInt32(env, info[1], &channel)) {
+      throw ArgumentTypeError(env, "isopool: getScopeLimits(type, channel): both must be integers");
+    }
+    Limits l = m->ScopeLimits(type, channel);
+    out_[limits_out::kMaxBytes] = Limit(l.max_bytes);
+    out_[limits_out::kMaxHandles] = Limit(l.max_handles);
+    out_[limits_out::kMaxAllocationSize] = Limit(l.max_allocation_size);
+    out_[limits_out::kSoftBytes] = Limit(l.soft_bytes);
+  }
+
+  /// Ids freed elsewhere whose buffers this wrapper must detach, or undefined (the common,
+  /// cheap case: one relaxed load).
+  Napi::Value DrainRevocations(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr || !manager_->HasRevocations()) return env.Undefined();
+    std::vector<uint64_t> ids;
+    manager_->DrainRevocations(holder_, &ids);
+    if (ids.empty()) return env.Undefined();
+    Napi::Float64Array result = Napi::Float64Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) result[i] = U64(ids[i]);
+    return result;
+  }
+
   // --- handles (hot) ------------------------------------------------------------------------
   Napi::Value Allocate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -538,8 +686,13 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     const bool external = ReadFlag(env, info[3]);
     const uint64_t size = static_cast<uint64_t>(size_d);
 
+    CallContext ctx{holder_, 0};
+    double owner_d;
+    if (info.Length() > 4 && ReadDouble(env, info[4], &owner_d) && IsIntegerIn(owner_d, 0, 4294967295.0)) {
+      ctx.expected_owner = static_cast<uint32_t>(owner_d);
+    }
     Allocation a;
-    Status s = manager_->Allocate(type, size, channel, &a);
+    Status s = manager_->Allocate(type, size, channel, ctx, &a);
     double* o = out_;
     if (s == Status::kResourceLimit) {
       // What the refused allocation would have cost (0 if the core did not say):
@@ -564,12 +717,12 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     o[alloc_out::kRefusedScope] = 0;
     if (!external || a.data == nullptr) return StatusValue(env, Status::kOk);
     try {
-      return NewSlotBuffer(env, manager_, a.data, static_cast<size_t>(size));
+      return NewSlotBuffer(env, manager_, a.id, holder_, a.data, static_cast<size_t>(size));
     } catch (...) {
       // No buffer, no handle: undo so a failed call changes nothing.
       HandleInfo undone;
       uint32_t violations = 0;
-      manager_->Free(a.id, channel, FreeReason::kDeallocate, &undone, &violations);
+      manager_->Free(a.id, channel, FreeReason::kDeallocate, ctx, &undone, &violations);
       throw;
     }
   }
@@ -586,7 +739,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     }
     HandleInfo h;
     uint32_t violations = 0;
-    Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), &h, &violations);
+    Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), CallContext{holder_, 0}, &h, &violations);
     WriteInfo(h, violations);
     if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
     return StatusValue(env, s);
@@ -691,10 +844,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (!ReadId(env, info[0], &id)) return StatusValue(env, Status::kInvalidArgument);
     const bool external = ReadFlag(env, info[1]);
     HandleInfo h;
-    Status s = manager_->Adopt(id, &h);
+    Status s = manager_->Adopt(id, CallContext{holder_, 0}, external, &h);
     WriteInfo(h, 0);
     if (s != Status::kOk || !external || h.data == nullptr) return StatusValue(env, s);
-    return NewSlotBuffer(env, manager_, h.data, static_cast<size_t>(h.size));
+    return NewSlotBuffer(env, manager_, id, holder_, h.data, static_cast<size_t>(h.size));
   }
 
   // --- observation ------------------------------------------------------------------------------
@@ -786,6 +939,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     o.Set("refusals", Num(env, U64(s.refusals)));
     o.Set("liveSlotBytes", Num(env, U64(s.live_slot_bytes)));
     o.Set("retainedFreeBytes", Num(env, U64(s.retained_free_bytes)));
+    o.Set("parkedHandles", Num(env, U64(s.parked_handles)));
+    o.Set("threadExitReclaims", Num(env, U64(s.thread_exit_reclaims)));
     o.Set("allocateLatency", LatencyObject(env, s.allocate_latency));
     o.Set("deallocateLatency", LatencyObject(env, s.deallocate_latency));
     return o;
@@ -801,18 +956,28 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     m->InjectAllocationFailures(static_cast<uint32_t>(n));
   }
 
-  void Release(const Napi::CallbackInfo&) { ReleaseManager(); }
+  void Release(const Napi::CallbackInfo&) { ReleaseManager(/*reclaim=*/true); }
 
   Manager* manager_ = nullptr;  ///< nullptr after release()
   OutBlock* block_ = nullptr;   ///< backing of `out`; one reference is ours
   double* out_ = nullptr;       ///< block_->values
   std::string shared_;          ///< registry name, empty if not shared
+  uint32_t holder_ = 0;         ///< this wrapper's holder token (CallContext::env)
+  EnvHolders* holders_ = nullptr;  ///< shared attachments: this environment's holders (one reference)
 };
 
 }  // namespace
 
 void InitManager(Napi::Env env, Napi::Object exports) {
-  exports.Set("NativeManager", ManagerWrap::DefineClass(env));
+  // Torn down (reclaiming what a leaving thread still holds) with the environment.
+  EnvHolders* holders = new EnvHolders();
+  if (napi_set_instance_data(env, holders, FinalizeEnvHolders, nullptr) != napi_ok) delete holders;
+  Napi::Function ctor = ManagerWrap::DefineClass(env);
+  if (ManagerWrap::TestHooksEnabled()) {
+    ctor.Get("prototype").As<Napi::Object>().Set("debugWriteBeyond",
+                                                 Napi::Function::New(env, &ManagerWrap::DebugWriteBeyond, "debugWriteBeyond"));
+  }
+  exports.Set("NativeManager", ctor);
 }
 
 }  // namespace binding

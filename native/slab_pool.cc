@@ -14,6 +14,25 @@ uint64_t RoundUpPage(uint64_t n) noexcept { return (n + kSystemPage - 1) / kSyst
 
 uint64_t CeilDiv(uint64_t a, uint64_t b) noexcept { return (a + b - 1) / b; }
 
+/// Maps `bytes` usable bytes with `guard` PROT_NONE bytes on each side; the usable start, or nullptr.
+uint8_t* MapGuarded(uint64_t bytes, uint64_t guard) noexcept {
+  const uint64_t total = bytes + 2 * guard;
+  // Reserve everything inaccessible, then open the middle: the guards are never committed.
+  void* mem = mmap(nullptr, total, guard > 0 ? PROT_NONE : PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | (guard > 0 ? MAP_NORESERVE : 0), -1, 0);
+  if (mem == MAP_FAILED) return nullptr;
+  uint8_t* base = static_cast<uint8_t*>(mem) + guard;
+  if (guard > 0 && mprotect(base, bytes, PROT_READ | PROT_WRITE) != 0) {
+    munmap(mem, total);
+    return nullptr;
+  }
+  return base;
+}
+
+void UnmapGuarded(uint8_t* base, uint64_t bytes, uint64_t guard) noexcept {
+  munmap(base - guard, bytes + 2 * guard);
+}
+
 }  // namespace
 
 // --- SlabRegistry -------------------------------------------------------------
@@ -23,7 +42,7 @@ SlabRegistry::~SlabRegistry() {
   // may already be destroyed, so only unmap and free.
   for (auto& kv : slabs_) {
     Slab* slab = kv.second;
-    munmap(slab->base, slab->map_bytes);
+    UnmapGuarded(slab->base, slab->map_bytes, slab->guard);
     slab->~Slab();
     std::free(slab);
   }
@@ -42,8 +61,9 @@ bool SlabRegistry::TakeInjectedFailure() noexcept {
 Slab* SlabRegistry::CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_bytes,
                                SlabSet* set, SlabCounters* counters) noexcept {
   if (TakeInjectedFailure()) return nullptr;
-  void* mem = mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return nullptr;
+  const uint64_t guard = guard_;
+  uint8_t* mem = MapGuarded(map_bytes, guard);
+  if (mem == nullptr) return nullptr;
 
   // Header layout: Slab | SlotMeta[slots] | uint32_t[slots].
   const size_t meta_off = (sizeof(Slab) + alignof(SlotMeta) - 1) / alignof(SlotMeta) * alignof(SlotMeta);
@@ -52,12 +72,13 @@ Slab* SlabRegistry::CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_
   const uint64_t key = next_key_.fetch_add(1, std::memory_order_relaxed);
   if (header == nullptr || key > kMaxSlabKey) {
     std::free(header);
-    munmap(mem, map_bytes);
+    UnmapGuarded(mem, map_bytes, guard);
     return nullptr;
   }
   Slab* slab = new (header) Slab();
-  slab->base = static_cast<uint8_t*>(mem);
+  slab->base = mem;
   slab->map_bytes = map_bytes;
+  slab->guard = guard;
   slab->key = key;
   slab->slot_size = slot_size;
   slab->set = set;
@@ -73,7 +94,7 @@ Slab* SlabRegistry::CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_
     } catch (...) {  // std::bad_alloc: the system refused memory
       slab->~Slab();
       std::free(header);
-      munmap(mem, map_bytes);
+      UnmapGuarded(mem, map_bytes, guard);
       return nullptr;
     }
   }
@@ -83,7 +104,7 @@ Slab* SlabRegistry::CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_
 
 void SlabRegistry::DestroyLocked(Slab* slab) noexcept {
   slabs_.erase(slab->key);
-  munmap(slab->base, slab->map_bytes);
+  UnmapGuarded(slab->base, slab->map_bytes, slab->guard);
   slab->counters->reserved_bytes.fetch_sub(slab->map_bytes, std::memory_order_relaxed);
   slab->counters->released.fetch_add(1, std::memory_order_relaxed);
   slab->~Slab();
@@ -342,8 +363,8 @@ void SlabPool::Stats(PoolStats* out) const noexcept {
 
 // --- DirectPool -----------------------------------------------------------------
 
-Status DirectPool::Acquire(uint64_t size, SlotRef* out) noexcept {
-  const uint64_t bytes = RoundUp(size);
+Status DirectPool::Acquire(uint64_t size, SlotRef* out, uint64_t tail) noexcept {
+  const uint64_t bytes = RoundUp(size + tail);
   Slab* slab = registry_->CreateSlab(bytes, 1, bytes, nullptr, &counters_);
   if (slab == nullptr) {
     failures_.Add();

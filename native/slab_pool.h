@@ -17,6 +17,8 @@
 //              still exports it: never allocated from again, still counted in
 //              reserved_bytes, unmapped by the last ReleaseSlabExport.
 //   direct     a mapping for one oversize allocation (DirectPool).
+//   guard      hardened mode (hardening.h): a PROT_NONE page on each side of
+//              every mapping; not counted in reserved_bytes (no memory backs it).
 //
 // Invariants (at quiescence; "free(x)" = slots of slab x on its free list)
 //   mapped_slots == s * |non-retired slabs|
@@ -56,6 +58,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "hardening.h"
 #include "manager.h"
 #include "metrics.h"
 #include "mpmc_ring.h"
@@ -86,8 +89,9 @@ struct SlabCounters {
 
 /// Header of one slab, allocated with malloc outside the slab's memory.
 struct Slab {
-  uint8_t* base = nullptr;     ///< mapping start, page aligned
-  uint64_t map_bytes = 0;      ///< mapping length (page multiple)
+  uint8_t* base = nullptr;     ///< usable mapping start, page aligned
+  uint64_t map_bytes = 0;      ///< usable mapping length (page multiple)
+  uint64_t guard = 0;          ///< PROT_NONE bytes before base and after base + map_bytes (0 or kGuardBytes)
   uint64_t key = 0;            ///< unique for the manager's lifetime, 1..kMaxSlabKey
   uint64_t slot_size = 0;      ///< bytes per slot
   SlabSet* set = nullptr;      ///< owning set; nullptr for a direct mapping
@@ -123,6 +127,13 @@ class SlabRegistry {
   SlabRegistry(const SlabRegistry&) = delete;
   SlabRegistry& operator=(const SlabRegistry&) = delete;
 
+  /// Hardened mode: every later mapping gets a guard page on each side. Call
+  /// before the first CreateSlab (manager creation), never concurrently with it.
+  void EnableGuardPages() noexcept { guard_ = kGuardBytes; }
+  /// While the returned lock is held no slab is unmapped (hardened Validate
+  /// reads a live handle's canary under it). Lock order as for mu_.
+  std::unique_lock<std::mutex> PinMappings() noexcept { return std::unique_lock<std::mutex>(mu_); }
+
   /// Maps and registers a slab of `slots` slots of `slot_size` bytes (header
   /// included). nullptr if the system (or an injected failure) refuses.
   Slab* CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_bytes, SlabSet* set,
@@ -144,6 +155,7 @@ class SlabRegistry {
   std::unordered_map<uint64_t, Slab*> slabs_;  ///< key -> slab, guarded by mu_
   std::atomic<uint64_t> next_key_{1};          ///< never reused; relaxed (uniqueness only)
   std::atomic<uint32_t> inject_{0};            ///< injected mapping failures left
+  uint64_t guard_ = 0;                         ///< guard bytes per side for new mappings (hardened)
 };
 
 /// Slots per slab for a pool: the largest s <= min(256, 1 MiB / slot_size)
@@ -222,8 +234,8 @@ class SlabPool {
 class DirectPool {
  public:
   explicit DirectPool(SlabRegistry* registry) noexcept : registry_(registry) {}
-  /// Maps RoundUp(size). kPoolExhausted if refused.
-  Status Acquire(uint64_t size, SlotRef* out) noexcept;
+  /// Maps RoundUp(size + tail) (tail: hardened canary bytes). kPoolExhausted if refused.
+  Status Acquire(uint64_t size, SlotRef* out, uint64_t tail = 0) noexcept;
   void Release(SlotRef ref, uint64_t size) noexcept;
   void Stats(PoolStats* out) const noexcept;
   static uint64_t RoundUp(uint64_t size) noexcept {

@@ -1,0 +1,232 @@
+/**
+ * Threads (SPEC §3): shared managers across worker_threads, zero-copy transfer, exact limits
+ * under three threads, cross-thread revocation, thread-exit reclaim, and misuse.
+ */
+import { expect } from 'chai';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { ResourceManager } from '../lib';
+import { KiB, SMALL_POOLS, channelMetrics, expectCode, gc, poolMetrics, tick } from './helpers';
+
+const WORKER = path.join(__dirname, 'fixtures', 'thread-worker.js');
+
+type Reply = { ok: true; [key: string]: unknown } | { ok: false; code: string; message: string };
+
+/** A worker attached to the shared manager `shared`, driven by request/reply messages. */
+class Peer {
+  readonly worker: Worker;
+  readonly #replies: Reply[] = [];
+  readonly #waiting: Array<(r: Reply) => void> = [];
+  readonly exited: Promise<number>;
+
+  constructor(shared: string, pools?: typeof SMALL_POOLS) {
+    this.worker = new Worker(WORKER, { workerData: { shared, pools } });
+    this.worker.on('message', (r: Reply) => {
+      const w = this.#waiting.shift();
+      if (w) w(r);
+      else this.#replies.push(r);
+    });
+    this.exited = new Promise((resolve) => this.worker.once('exit', resolve));
+  }
+
+  next(): Promise<Reply> {
+    const r = this.#replies.shift();
+    if (r) return Promise.resolve(r);
+    return new Promise((resolve, reject) => {
+      this.#waiting.push(resolve);
+      this.worker.once('error', reject);
+    });
+  }
+
+  async ready(): Promise<this> {
+    const r = await this.next();
+    expect(r, 'worker attached').to.deep.include({ ok: true, ready: true });
+    return this;
+  }
+
+  async call(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    this.worker.postMessage(cmd);
+    const r = await this.next();
+    if (!r.ok) throw new Error(`worker ${String(cmd.op)} failed: ${r.code} ${r.message}`);
+    return r;
+  }
+}
+
+let seq = 0;
+function sharedName(): string {
+  return `threads-test-${process.pid}-${++seq}`;
+}
+
+describe('threads (shared managers)', function () {
+  this.timeout(60000);
+  const open: ResourceManager[] = [];
+  function manager(shared: string, extra: { pools?: typeof SMALL_POOLS } = {}): ResourceManager {
+    const m = new ResourceManager({ shared, pools: extra.pools ?? SMALL_POOLS });
+    open.push(m);
+    return m;
+  }
+  afterEach(() => {
+    for (const m of open.splice(0)) m.close();
+  });
+
+  it('attaches every manager of one name to the same channels, limits and ledgers', () => {
+    const name = sharedName();
+    const a = manager(name);
+    const b = manager(name);
+    a.openChannel('t', { limits: { '*': { maxBytes: 8 * KiB } } });
+    const h = a.allocateResource('buffer', 100, 't');
+    expect(b.channel('t').channelId, 'b sees the channel a opened').to.equal('t');
+    expect(b.getResourceLimits('*', 't').maxBytes, 'and its limits').to.equal(8 * KiB);
+    expect(channelMetrics(b, 't').bytesInUse, 'and its ledger').to.equal(4 * KiB);
+    b.allocateResource('buffer', 100, 't');
+    expectCode(() => a.allocateResource('buffer', 100, 't'), 'ERR_RESOURCE_LIMIT', 'one quota across both');
+    expect(b.deallocateResource(h.id), 'b frees a handle a allocated (by id)').to.equal(true);
+    expect(channelMetrics(a, 't').handles, 'one handle left').to.equal(1);
+  });
+
+  it('refuses a shared manager opened with different pools or maxAllocationSize', () => {
+    const name = sharedName();
+    manager(name);
+    expectCode(
+      () => new ResourceManager({ shared: name, pools: [{ name: 'other', slotSize: 8192, queueSize: 4 }] }),
+      'ERR_INVALID_ARGUMENT',
+      'other pools',
+    );
+    expectCode(
+      () => new ResourceManager({ shared: name, pools: SMALL_POOLS, maxAllocationSize: 1024 }),
+      'ERR_INVALID_ARGUMENT',
+      'other maxAllocationSize',
+    );
+    expectCode(() => new ResourceManager({ shared: '' }), 'ERR_INVALID_ARGUMENT', 'empty name');
+  });
+
+  it('transfers a handle to a worker and back: the same memory, not a copy', async () => {
+    const name = sharedName();
+    const m = manager(name);
+    const peer = await new Peer(name, SMALL_POOLS).ready();
+    try {
+      const h = m.allocateResource('buffer', 4096, 'x');
+      h.buffer!.write('from main', 'latin1');
+      const before = m.getResourceMetrics();
+      const id = m.transferHandle(h);
+      expect(h.buffer!.length, 'the sender lost access').to.equal(0);
+      const reply = await peer.call({ op: 'adopt-read-write-transfer', id, write: 'from worker' });
+      expect(reply.seen, 'the worker reads the bytes main wrote').to.equal('from main');
+      expect(reply.revokedHere, 'the worker lost access when it transferred back').to.equal(true);
+      const back = m.adoptHandle(reply.back as number);
+      expect(back.id, 'same handle').to.equal(h.id);
+      expect(back.buffer!.toString('latin1', 0, 11), 'main reads what the worker wrote').to.equal('from worker');
+      const after = m.getResourceMetrics();
+      expect(after.totals.allocations, 'no allocation was made for the transfer').to.equal(before.totals.allocations);
+      expect(poolMetrics(m, 's').liveSlots, 'one slot, never copied').to.equal(1);
+      expect(channelMetrics(m, 'x'), 'ownership and charge unchanged').to.include({ handles: 1, bytesInUse: 4096 });
+      expect(m.deallocateResource(back), 'freed once').to.equal(true);
+    } finally {
+      await peer.worker.terminate();
+    }
+  });
+
+  it('holds a hard limit exactly while three threads hammer one channel', async () => {
+    const name = sharedName();
+    const m = manager(name);
+    const limit = 16 * 4096;
+    m.openChannel('hot', { limits: { '*': { maxBytes: limit } } });
+    const peers = await Promise.all([new Peer(name, SMALL_POOLS).ready(), new Peer(name, SMALL_POOLS).ready()]);
+    try {
+      const cmd = { op: 'hammer', channel: 'hot', iterations: 20000, size: 1000, hold: 7 };
+      const local = (async () => {
+        let refused = 0;
+        const live = [];
+        for (let i = 0; i < 20000; i++) {
+          try {
+            live.push(m.allocateResource('buffer', 1000, 'hot'));
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'ERR_RESOURCE_LIMIT') throw err;
+            refused++;
+          }
+          if (live.length > 7) m.deallocateResource(live.shift()!);
+          if (i % 1000 === 0) await tick();
+        }
+        for (const h of live) m.deallocateResource(h);
+        return refused;
+      })();
+      const [r1, r2, r0] = await Promise.all([peers[0].call(cmd), peers[1].call(cmd), local]);
+      const c = channelMetrics(m, 'hot');
+      expect(c.peakBytes, 'peak never above the hard limit').to.be.at.most(limit);
+      expect(c.bytesInUse, 'all freed').to.equal(0);
+      expect(c.handles, 'no handle left').to.equal(0);
+      const refusals = (r1.refused as number) + (r2.refused as number) + r0;
+      expect(c.limitRejections, 'every refusal counted once').to.equal(refusals);
+      expect(refusals, '3 threads × 8 held > 16 slots: the limit was hit').to.be.greaterThan(0);
+    } finally {
+      await Promise.all(peers.map((p) => p.worker.terminate()));
+    }
+  });
+
+  it('reclaims what a worker still holds when it exits, and reports it as leaks', async () => {
+    const name = sharedName();
+    const m = manager(name);
+    const peer = await new Peer(name, SMALL_POOLS).ready();
+    await peer.call({ op: 'allocate-and-keep', channel: 'leaver', count: 5, size: 2000, fill: 7 });
+    expect(channelMetrics(m, 'leaver'), 'held by the worker').to.include({ handles: 5, bytesInUse: 5 * 4096 });
+    const leaksBefore = m.getResourceMetrics().leaks.detected;
+    peer.worker.postMessage({ op: 'exit-holding' });
+    expect(await peer.exited, 'worker exit code').to.equal(0);
+    const after = m.getResourceMetrics();
+    expect(channelMetrics(m, 'leaver'), 'reclaimed at thread exit').to.include({ handles: 0, bytesInUse: 0 });
+    expect(after.leaks.detected - leaksBefore, 'five leaks detected').to.equal(5);
+    expect(after.leaks.reclaimed - leaksBefore, 'five leaks reclaimed').to.equal(5);
+    expect(poolMetrics(m, 's').liveSlots, 'their slots are back in the pool').to.equal(0);
+  });
+
+  it("revokes a worker's buffer when another thread closes its channel; the memory waits for it", async () => {
+    const name = sharedName();
+    const m = manager(name);
+    const peer = await new Peer(name, SMALL_POOLS).ready();
+    try {
+      await peer.call({ op: 'allocate-and-keep', channel: 'victim', count: 1, size: 4096, fill: 0x5a });
+      const report = m.closeChannel('victim');
+      expect(report.count, 'the handle is freed by the close').to.equal(1);
+      expect(poolMetrics(m, 's').liveSlots, 'its slot is parked, not reused, while the worker can reach it').to.equal(1);
+      const before = await peer.call({ op: 'read-kept', index: 0 });
+      expect(before, 'the worker still sees only its own bytes before it runs isopool again').to.include({ first: 0x5a });
+      await peer.call({ op: 'touch' });
+      const after = await peer.call({ op: 'read-kept', index: 0 });
+      expect(after.length, 'revoked in the worker on its next call').to.equal(0);
+      for (let i = 0; i < 50 && poolMetrics(m, 's').liveSlots !== 0; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(poolMetrics(m, 's').liveSlots, 'the slot returned once the buffer was released').to.equal(0);
+    } finally {
+      await peer.worker.terminate();
+    }
+  });
+
+  it('refuses adopting a stale, forged or already adopted id, and transferring twice', () => {
+    const m = manager(sharedName());
+    const h = m.allocateResource('buffer', 100);
+    const id = m.transferHandle(h);
+    expectCode(() => m.transferHandle(id), 'ERR_INVALID_HANDLE', 'transfer of an id in transit');
+    const adopted = m.adoptHandle(id);
+    expectCode(() => m.adoptHandle(id), 'ERR_INVALID_HANDLE', 'adopted twice');
+    expectCode(() => m.adoptHandle(id + 1), 'ERR_INVALID_HANDLE', 'forged');
+    expect(m.deallocateResource(adopted), 'freed').to.equal(true);
+    expectCode(() => m.adoptHandle(id), 'ERR_STALE_HANDLE', 'freed');
+    expectCode(() => m.transferHandle(id), 'ERR_STALE_HANDLE', 'transfer of a freed id');
+  });
+
+  it('keeps the addon loaded while workers come and go', async () => {
+    const name = sharedName();
+    const m = manager(name);
+    for (let i = 0; i < 4; i++) {
+      const peer = await new Peer(name, SMALL_POOLS).ready();
+      await peer.call({ op: 'allocate-and-keep', channel: `w${i}`, count: 1, size: 10, fill: i });
+      peer.worker.postMessage({ op: 'exit-holding' });
+      expect(await peer.exited, `worker ${i} exit code`).to.equal(0);
+    }
+    const h = m.allocateResource('buffer', 10, 'main');
+    expect(h.buffer!.length, 'main still allocates after 4 workers left').to.equal(10);
+    expect(m.getResourceMetrics().totals.handles, 'only main’s handle is live').to.equal(1);
+  });
+});

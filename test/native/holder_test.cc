@@ -1,0 +1,243 @@
+// holder_test.cc — threads holding buffers (SPEC §3): a handle freed by another thread while
+// its holder may still reach the memory is parked, announced to the holder, and returned only
+// when the holder's buffer is released; a leaving thread's handles are reclaimed; a recycled
+// channel index is never charged for a closed incarnation. Ends with a threaded stress run
+// (meant for TSan) checking that no parked slot is ever handed out again before its release.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "manager.h"
+#include "test_util.h"
+
+using namespace isopool;
+
+namespace {
+
+ManagerConfig Small() {
+  ManagerConfig c;
+  c.pools = {{"small", 4096, 8}};
+  return c;
+}
+
+struct Mgr {
+  Manager* m = nullptr;
+  Mgr() { CHECK(Manager::Create(Small(), &m) == Status::kOk); }
+  ~Mgr() { m->Unref(); }
+  Manager* operator->() { return m; }
+};
+
+int32_t Open(Manager* m, const char* name) {
+  int32_t idx = -1;
+  bool created = false;
+  CHECK(m->OpenChannel(name, ChannelOptions{}, &idx, &created) == Status::kOk);
+  return idx;
+}
+
+uint64_t LiveSlots(Manager* m) {
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  return s.pools[0].live_slots;
+}
+
+}  // namespace
+
+TEST(ForeignFreeParksUntilTheHolderReleasesItsBuffer) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  Allocation a;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &a) == Status::kOk);
+  HandleInfo info;
+  uint32_t v = 0;
+  CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked) << "holder 1 still has a buffer: the memory must wait";
+  CHECK_EQ(m->ChannelUsage(ch).bytes, 0u) << "the ledger is refunded at once";
+  CHECK_EQ(LiveSlots(m.m), 1u) << "the slot is not back in the pool";
+  CHECK(m->HasRevocations());
+  std::vector<uint64_t> ids;
+  m->DrainRevocations(2, &ids);
+  CHECK(ids.empty()) << "nothing for thread 2";
+  m->DrainRevocations(1, &ids);
+  CHECK_EQ(ids.size(), 1u);
+  CHECK_EQ(ids[0], a.id);
+  CHECK(!m->HasRevocations());
+  m->OnBufferReleased(a.id, 2);
+  CHECK_EQ(LiveSlots(m.m), 1u) << "a release by another thread's buffer does not count";
+  m->OnBufferReleased(a.id, 1);
+  CHECK_EQ(LiveSlots(m.m), 0u) << "released with the holder's buffer";
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.parked_handles, 0u);
+}
+
+TEST(OwnFreeAndReleasedBuffersDoNotPark) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  Allocation a, b;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &a) == Status::kOk);
+  HandleInfo info;
+  uint32_t v = 0;
+  CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{1, 0}, &info, &v) == Status::kOk);
+  CHECK(!info.parked) << "the holder frees (and detaches) its own buffer";
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &b) == Status::kOk);
+  m->OnBufferReleased(b.id, 1);  // its buffer was collected while the handle is live
+  CHECK(m->Free(b.id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+  CHECK(!info.parked) << "no buffer reaches the memory any more";
+  CHECK_EQ(LiveSlots(m.m), 0u);
+  // A late finalizer of a freed incarnation changes nothing.
+  m->OnBufferReleased(a.id, 1);
+  CHECK_EQ(LiveSlots(m.m), 0u);
+}
+
+TEST(TransferMovesTheHolder) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  Allocation a;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &a) == Status::kOk);
+  HandleInfo info;
+  CHECK(m->BeginTransfer(a.id, &info) == Status::kOk);
+  CHECK(m->Adopt(a.id, CallContext{2, 0}, true, &info) == Status::kOk);
+  uint32_t v = 0;
+  CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{1, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked) << "thread 2 adopted it: thread 1's free must wait for thread 2's buffer";
+  m->OnBufferReleased(a.id, 1);
+  CHECK_EQ(LiveSlots(m.m), 1u) << "thread 1's old (detached) buffer does not release it";
+  m->OnBufferReleased(a.id, 2);
+  CHECK_EQ(LiveSlots(m.m), 0u);
+}
+
+TEST(ReclaimEnvFreesWhatALeavingThreadHolds) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  Allocation a, b, c, d;
+  CHECK(m->Allocate(0, 100, ch, CallContext{7, 0}, &a) == Status::kOk);
+  CHECK(m->Allocate(0, 100, ch, CallContext{7, 0}, &b) == Status::kOk);
+  CHECK(m->Allocate(0, 100, ch, CallContext{8, 0}, &c) == Status::kOk);
+  CHECK(m->Allocate(0, 100, ch, CallContext{7, 0}, &d) == Status::kOk);
+  HandleInfo info;
+  CHECK(m->BeginTransfer(d.id, &info) == Status::kOk);  // in transit: nobody's
+  uint32_t v = 0;
+  CHECK(m->Free(b.id, -1, FreeReason::kDeallocate, CallContext{8, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked);
+  CHECK_EQ(m->ReclaimEnv(7, FreeReason::kLeak), 1u) << "a only: b is freed, c is 8's, d in transit";
+  CHECK(m->IsReleased(a.id));
+  CHECK(m->Lookup(c.id, &info) == Status::kOk);
+  CHECK(m->Lookup(d.id, &info) == Status::kOk);
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.thread_exit_reclaims, 1u);
+  CHECK_EQ(s.parked_handles, 0u) << "b's parked memory went back with its holder";
+  CHECK_EQ(LiveSlots(m.m), 2u) << "c and d";
+  std::vector<uint64_t> ids;
+  m->DrainRevocations(7, &ids);
+  CHECK(ids.empty()) << "the leaving thread's mailbox is dropped";
+}
+
+TEST(ExpectedOwnerRefusesARecycledChannel) {
+  Mgr m;
+  const int32_t first = Open(m.m, "a");
+  const uint32_t owner = m->OwnerOf(first);
+  std::vector<HandleInfo> freed;
+  CHECK(m->CloseChannel(first, &freed) == Status::kOk);
+  const int32_t second = Open(m.m, "b");
+  CHECK_EQ(second, first) << "the index is recycled";
+  Allocation a;
+  CHECK(m->Allocate(0, 100, first, CallContext{1, owner}, &a) == Status::kChannelClosed)
+      << "an allocation meant for closed 'a' must not be charged to 'b'";
+  CHECK_EQ(m->ChannelUsage(second).handles, 0u);
+  CHECK(m->Allocate(0, 100, second, CallContext{1, m->OwnerOf(second)}, &a) == Status::kOk);
+}
+
+// Thread 1 allocates (holder 1) and stamps slots; thread 2 frees them as a foreign thread;
+// thread 1 drains its revocations, checks its stamp is intact (nobody got the slot meanwhile)
+// and releases its buffers. Another allocator (holder 3) stamps whatever it gets.
+TEST(ParkedSlotsAreNeverReusedBeforeRelease) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  const uint64_t rounds = testing::EnvU64("ISOPOOL_HOLDER_OPS", 50000);
+  std::mutex mu;
+  std::deque<uint64_t> handoff;
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> bad{0};
+  struct Held {
+    uint64_t id;
+    uint8_t* data;
+    uint8_t stamp;
+  };
+
+  std::thread owner([&] {
+    std::vector<Held> held;
+    for (uint64_t i = 0; i < rounds; ++i) {
+      Allocation a;
+      if (m->Allocate(0, 64, ch, CallContext{1, 0}, &a) == Status::kOk) {
+        const uint8_t stamp = static_cast<uint8_t>(i | 1);
+        std::memset(a.data, stamp, 64);
+        held.push_back({a.id, a.data, stamp});
+        std::lock_guard<std::mutex> lock(mu);
+        handoff.push_back(a.id);
+      }
+      std::vector<uint64_t> revoked;
+      m->DrainRevocations(1, &revoked);
+      for (uint64_t id : revoked) {
+        auto it = std::find_if(held.begin(), held.end(), [&](const Held& h) { return h.id == id; });
+        if (it == held.end()) continue;
+        for (int k = 0; k < 64; ++k) {
+          if (it->data[k] != it->stamp) bad.fetch_add(1, std::memory_order_relaxed);
+        }
+        m->OnBufferReleased(id, 1);  // "detach": the buffer is gone
+        held.erase(it);
+      }
+    }
+    done.store(true, std::memory_order_release);
+    // Buffers still held at the end are released as if the thread left.
+    m->ReclaimEnv(1, FreeReason::kLeak);
+    for (const Held& h : held) m->OnBufferReleased(h.id, 1);
+  });
+  std::thread freer([&] {
+    for (;;) {
+      uint64_t id = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!handoff.empty()) {
+          id = handoff.front();
+          handoff.pop_front();
+        }
+      }
+      if (id == 0) {
+        if (done.load(std::memory_order_acquire)) break;
+        std::this_thread::yield();
+        continue;
+      }
+      HandleInfo info;
+      uint32_t v = 0;
+      m->Free(id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v);
+    }
+  });
+  std::thread other([&] {
+    while (!done.load(std::memory_order_acquire)) {
+      Allocation a;
+      if (m->Allocate(0, 64, ch, CallContext{3, 0}, &a) == Status::kOk) {
+        std::memset(a.data, 0, 64);  // would clobber a parked slot's stamp if it were reused
+        HandleInfo info;
+        uint32_t v = 0;
+        m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{3, 0}, &info, &v);
+      }
+    }
+  });
+  owner.join();
+  freer.join();
+  other.join();
+  CHECK_EQ(bad.load(), 0u) << "a parked slot was handed out before its holder released it";
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.parked_handles, 0u);
+  CHECK_EQ(s.handles, 0u);
+  CHECK_EQ(LiveSlots(m.m), 0u) << "every slot back in the pool";
+  std::printf("holder stress: %llu rounds\n", static_cast<unsigned long long>(rounds));
+}
+
+TEST_MAIN()

@@ -8,7 +8,8 @@
  *   `stats.mean` in ns). This is the headline ns/op.
  * - `sampleMedianNs`: the median of every benchmark.js sample (one sample = ns/op of one timed cycle
  *   of many calls) pooled over all rounds: a second, outlier-resistant estimate.
- * - ratios (see {@link medianRatio}): candidate / baseline inside each round, then the median over rounds.
+ * - ratios (see {@link medianRatio}): candidate / baseline of the rounds' sample medians inside each
+ *   round, then the median over rounds.
  * @packageDocumentation
  */
 import Benchmark from 'benchmark';
@@ -36,7 +37,7 @@ export interface BenchConfig {
 export const QUICK: BenchConfig = {
   mode: 'quick',
   rounds: 3,
-  maxTime: 0.15,
+  maxTime: 0.1,
   minSamples: 3,
   minTime: 0.02,
   opSamples: 2_000,
@@ -46,13 +47,13 @@ export const QUICK: BenchConfig = {
 
 export const FULL: BenchConfig = {
   mode: 'full',
-  rounds: 9,
-  maxTime: 0.6,
-  minSamples: 8,
-  minTime: 0.05,
+  rounds: 7,
+  maxTime: 0.35,
+  minSamples: 6,
+  minTime: 0.04,
   opSamples: 50_000,
-  opSeconds: 4,
-  channelCycles: 400,
+  opSeconds: 3,
+  channelCycles: 300,
 };
 
 /** One measured function. It must do one whole operation per call and touch what it produced. */
@@ -68,13 +69,15 @@ export interface CandidateResult {
   readonly baseline: boolean;
   /** benchmark.js mean of each round's run, ns/op (`1e9 / hz`); NaN for a failed round. */
   readonly roundMeansNs: number[];
+  /** Median of each round's benchmark.js samples, ns/op; NaN for a failed round. Ratios use these. */
+  readonly roundMediansNs: number[];
   /** Every benchmark.js sample of every round, ns/op. */
   readonly samplesNs: number[];
   /** Median of `roundMeansNs`. */
   medianNs: number;
   /** Median of `samplesNs`. */
   sampleMedianNs: number;
-  /** (p75 − p25) / median of `roundMeansNs`: how much the rounds disagree. */
+  /** (p75 − p25) / median of `roundMediansNs`: how much the rounds disagree. */
   spread: number;
   /** Relative margin of error (%) of benchmark.js for the median round. */
   rmePercent: number;
@@ -105,11 +108,12 @@ export function warmUp(fn: () => void, seconds: number): void {
  * Measures every candidate `config.rounds` times. Round r starts with candidate r mod k and walks
  * the list cyclically, so no candidate is always first (cold) or always last.
  */
-export function runInterleaved(group: string, candidates: readonly Candidate[], config: BenchConfig, log: Logger): CandidateResult[] {
+export async function runInterleaved(group: string, candidates: readonly Candidate[], config: BenchConfig, log: Logger): Promise<CandidateResult[]> {
   const results: CandidateResult[] = candidates.map((c) => ({
     name: c.name,
     baseline: c.baseline,
     roundMeansNs: [],
+    roundMediansNs: [],
     samplesNs: [],
     medianNs: Number.NaN,
     sampleMedianNs: Number.NaN,
@@ -134,28 +138,32 @@ export function runInterleaved(group: string, candidates: readonly Candidate[], 
       const result = results[i];
       if (result.error !== undefined) {
         result.roundMeansNs.push(Number.NaN);
+        result.roundMediansNs.push(Number.NaN);
         continue;
       }
+      await endJob();
       collectGarbage();
       const bench = new Benchmark(`${group} / ${candidates[i].name}`, candidates[i].fn, {
         maxTime: config.maxTime,
         minSamples: config.minSamples,
         minTime: config.minTime,
         initCount: 1,
-        async: false,
       });
-      bench.run();
+      await runAsync(bench);
       // benchmark.js stores a thrown error on the benchmark instead of rethrowing it.
       const failure: unknown = bench.error;
       if (failure !== undefined && failure !== null) {
         result.error = describeError(failure);
         result.roundMeansNs.push(Number.NaN);
+        result.roundMediansNs.push(Number.NaN);
         log(`  ! ${bench.name}: ${result.error} (skipped from now on)`);
         continue;
       }
       result.roundMeansNs.push(1e9 / bench.hz);
       const sample: unknown[] = bench.stats.sample;
-      for (const s of sample) if (typeof s === 'number') result.samplesNs.push(s * 1e9);
+      const roundSamples = sample.filter((s): s is number => typeof s === 'number').map((s) => s * 1e9);
+      result.roundMediansNs.push(median(roundSamples));
+      result.samplesNs.push(...roundSamples);
       rmes[i].push(bench.stats.rme);
     }
   }
@@ -163,22 +171,42 @@ export function runInterleaved(group: string, candidates: readonly Candidate[], 
   results.forEach((r, i) => {
     r.medianNs = median(r.roundMeansNs);
     r.sampleMedianNs = median(r.samplesNs);
-    r.spread = relativeIqr(r.roundMeansNs);
+    r.spread = relativeIqr(r.roundMediansNs);
     r.rmePercent = median(rmes[i]);
   });
   return results;
 }
 
 /**
- * Same-run ratio of `candidate` to `baseline`: candidate / baseline inside each round where both ran,
- * then the median over rounds (a ratio of medians would mix rounds with different noise).
+ * Runs a benchmark with benchmark.js's `async` option: every cycle (≥ minTime of calls) is its own
+ * macrotask, so the job ends between cycles. That matters for isopool: `WeakRef` targets created or
+ * dereferenced during a job are kept alive until the job ends (ECMAScript KeepDuringJob), and a
+ * minutes-long synchronous loop would pile up every revoked ArrayBuffer. A server ends its jobs
+ * often; so does this harness.
+ */
+function runAsync(bench: Benchmark): Promise<void> {
+  return new Promise((resolve) => {
+    bench.on('complete', () => resolve());
+    bench.run({ async: true });
+  });
+}
+
+/** Yields to the event loop, ending the current job (WeakRef kept objects are released, finalizers may run). */
+export function endJob(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Same-run ratio of `candidate` to `baseline`: inside each round where both ran, the ratio of their
+ * sample medians (robust to a stray slow cycle, which a benchmark.js mean is not); then the median
+ * over rounds (a ratio of overall medians would mix rounds with different machine noise).
  */
 export function medianRatio(candidate: CandidateResult, baseline: CandidateResult): number {
   const ratios: number[] = [];
-  const n = Math.min(candidate.roundMeansNs.length, baseline.roundMeansNs.length);
+  const n = Math.min(candidate.roundMediansNs.length, baseline.roundMediansNs.length);
   for (let r = 0; r < n; r++) {
-    const a = candidate.roundMeansNs[r];
-    const b = baseline.roundMeansNs[r];
+    const a = candidate.roundMediansNs[r];
+    const b = baseline.roundMediansNs[r];
     if (Number.isFinite(a) && Number.isFinite(b) && b > 0) ratios.push(a / b);
   }
   return median(ratios);

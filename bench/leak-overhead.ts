@@ -7,7 +7,7 @@
  */
 import { DEFAULT_LEAK_SAMPLE_RATE, ResourceManager } from '../lib';
 import type { ChannelScope, LeakDetectionMode } from '../lib';
-import { medianRatio, runInterleaved, sink } from './harness';
+import { endJob, medianRatio, runInterleaved, sink } from './harness';
 import type { BenchConfig, CandidateResult, Logger } from './harness';
 
 export const LEAK_BYTES = 4 * 1024;
@@ -18,7 +18,7 @@ export interface LeakOverheadResult {
   readonly results: CandidateResult[];
   /** Each mode (and allocUnsafe) against 'off', median over rounds. */
   readonly vsOff: Array<{ readonly candidate: string; readonly ratio: number }>;
-  /** Extra ns per round trip over 'off' (difference of medians). */
+  /** Extra ns per round trip over 'off' (difference of the median ns/op). */
   readonly extraNs: Array<{ readonly candidate: string; readonly ns: number }>;
 }
 
@@ -28,7 +28,7 @@ export function modeName(mode: LeakDetectionMode): string {
   return `leakDetection '${mode}'`;
 }
 
-export function runLeakOverhead(config: BenchConfig, log: Logger): LeakOverheadResult {
+export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise<LeakOverheadResult> {
   const managers = MODES.map((mode) => new ResourceManager({ leakDetection: mode }));
   try {
     const scopes: ChannelScope[] = managers.map((m) => m.openChannel('leak-bench'));
@@ -57,9 +57,11 @@ export function runLeakOverhead(config: BenchConfig, log: Logger): LeakOverheadR
       },
     });
     log(`leak-detection overhead, 4 KiB revocable (${config.rounds} interleaved rounds)`);
-    const results = runInterleaved('leak detection', candidates, config, log);
+    const results = await runInterleaved('leak detection', candidates, config, log);
     const off = results[0];
     const others = results.slice(1);
+    // Let pending finalizers run before the managers close.
+    await endJob();
     return {
       bytes: LEAK_BYTES,
       leakSampleRate: DEFAULT_LEAK_SAMPLE_RATE,

@@ -10,6 +10,8 @@
  *   subtracted, so the percentiles overstate an operation by at most that floor.
  * - `batchMeanNs`: the same call in back-to-back batches timed as a whole, divided by the calls:
  *   the timer cost amortised away (a mean, not a percentile).
+ * - Every 512 samples (and between batches and cycles) the suite yields to the event loop, untimed, as
+ *   a server would between requests: see harness.endJob.
  * - Sampling stops at `opSamples` samples or `opSeconds` seconds, whichever comes first; `samples`
  *   says how many were taken (a p999 from fewer than 1,000 samples is the maximum seen).
  * - openChannel + closeChannel: per cycle a fresh channel id is opened (timed), 1,000 4 KiB handles
@@ -19,7 +21,7 @@
  */
 import { ResourceManager } from '../lib';
 import type { ResourceHandle } from '../lib';
-import { collectGarbage, describeError, sink, warmUp } from './harness';
+import { collectGarbage, describeError, endJob, sink, warmUp } from './harness';
 import type { BenchConfig, Logger } from './harness';
 import { LatencyHistogram } from './stats';
 
@@ -130,8 +132,11 @@ function nowNs(): bigint {
   return process.hrtime.bigint();
 }
 
+/** Samples between two untimed yields to the event loop (see harness.endJob). */
+const SAMPLES_PER_JOB = 512;
+
 /** Single-call samples of `call` into a histogram, bounded by count and time. */
-function sampleCalls(call: (i: number) => void, maxSamples: number, seconds: number): LatencyHistogram {
+async function sampleCalls(call: (i: number) => void, maxSamples: number, seconds: number): Promise<LatencyHistogram> {
   const histogram = new LatencyHistogram();
   const deadline = nowNs() + BigInt(Math.round(seconds * 1e9));
   for (let i = 0; i < maxSamples; i++) {
@@ -139,13 +144,14 @@ function sampleCalls(call: (i: number) => void, maxSamples: number, seconds: num
     call(i);
     const t1 = process.hrtime.bigint();
     histogram.record(Number(t1 - t0));
+    if (i % SAMPLES_PER_JOB === SAMPLES_PER_JOB - 1) await endJob();
     if ((i & 31) === 31 && i >= 100 && process.hrtime.bigint() > deadline) break;
   }
   return histogram;
 }
 
 /** Mean ns per call over back-to-back batches sized to about 50 µs each. */
-function batchMean(call: (i: number) => void, estimateNs: number, seconds: number): number {
+async function batchMean(call: (i: number) => void, estimateNs: number, seconds: number): Promise<number> {
   const batch = Math.max(1, Math.min(1_000, Math.round(50_000 / Math.max(1, estimateNs))));
   const deadline = nowNs() + BigInt(Math.round(seconds * 1e9));
   let calls = 0;
@@ -155,6 +161,7 @@ function batchMean(call: (i: number) => void, estimateNs: number, seconds: numbe
     for (let j = 0; j < batch; j++) call(calls + j);
     total += process.hrtime.bigint() - t0;
     calls += batch;
+    await endJob();
   } while (process.hrtime.bigint() < deadline || calls < 10);
   return Number(total) / calls;
 }
@@ -196,7 +203,7 @@ function failed(spec: Spec, error: unknown): OperationResult {
   };
 }
 
-export function runOperations(config: BenchConfig, log: Logger): OperationsResult {
+export async function runOperations(config: BenchConfig, log: Logger): Promise<OperationsResult> {
   const manager = new ResourceManager();
   try {
     log(`operations: ${LIVE_HANDLES} live handles in channel 'iso'`);
@@ -277,15 +284,15 @@ export function runOperations(config: BenchConfig, log: Logger): OperationsResul
     ];
 
     // The timer's own cost, measured exactly like an operation.
-    const floor = sampleCalls(() => undefined, config.opSamples, Math.min(config.opSeconds, 1));
+    const floor = await sampleCalls(() => undefined, config.opSamples, Math.min(config.opSeconds, 1));
     const operations: OperationResult[] = [];
     for (const spec of specs) {
       log(`  ${spec.name}`);
       try {
         warmUp(() => spec.call(0), config.mode === 'quick' ? 0.02 : 0.1);
         collectGarbage();
-        const histogram = sampleCalls(spec.call, config.opSamples, config.opSeconds);
-        const mean = spec.batched ? batchMean(spec.call, histogram.percentile(0.5), config.opSeconds / 4) : Number.NaN;
+        const histogram = await sampleCalls(spec.call, config.opSamples, config.opSeconds);
+        const mean = spec.batched ? await batchMean(spec.call, histogram.percentile(0.5), config.opSeconds / 4) : Number.NaN;
         operations.push(summarise(spec, histogram, mean));
       } catch (error) {
         operations.push(failed(spec, error));
@@ -293,9 +300,9 @@ export function runOperations(config: BenchConfig, log: Logger): OperationsResul
       }
     }
     log('  allocateResource / deallocateResource');
-    operations.push(...allocationRows(manager, config));
+    operations.push(...(await allocationRows(manager, config)));
     log(`  openChannel + closeChannel (${CHANNEL_HANDLES} handles)`);
-    operations.push(channelCycle(manager, config));
+    operations.push(await channelCycle(manager, config));
 
     let fragmentation: OperationsResult['fragmentation'] = null;
     try {
@@ -323,7 +330,7 @@ export function runOperations(config: BenchConfig, log: Logger): OperationsResul
  * timed deallocations (LIFO) in 'iso' next to its 10,000 live handles, so the pool sees reuse as in
  * a service; each call is one sample.
  */
-function allocationRows(manager: ResourceManager, config: BenchConfig): OperationResult[] {
+async function allocationRows(manager: ResourceManager, config: BenchConfig): Promise<OperationResult[]> {
   const allocateSpec: Spec = {
     name: 'allocateResource',
     setup: "4 KiB in 'iso', 10k live",
@@ -356,6 +363,7 @@ function allocationRows(manager: ResourceManager, config: BenchConfig): Operatio
         deallocate.record(Number(process.hrtime.bigint() - t0));
         if (!ok) throw new Error(`deallocateResource(${h.id}) returned false for a live handle`);
       }
+      await endJob();
     }
     return [summarise(allocateSpec, allocate, Number.NaN), summarise(deallocateSpec, deallocate, Number.NaN)];
   } catch (error) {
@@ -364,7 +372,7 @@ function allocationRows(manager: ResourceManager, config: BenchConfig): Operatio
 }
 
 /** openChannel + closeChannel with 1,000 live handles released by the close. */
-function channelCycle(manager: ResourceManager, config: BenchConfig): OperationResult {
+async function channelCycle(manager: ResourceManager, config: BenchConfig): Promise<OperationResult> {
   const spec: Spec = {
     name: 'openChannel + closeChannel',
     setup: `${CHANNEL_HANDLES} × 4 KiB freed by the close`,
@@ -398,6 +406,7 @@ function channelCycle(manager: ResourceManager, config: BenchConfig): OperationR
         closeOnly.record(Number(t3 - t2));
       }
       if (cycle >= 20 && nowNs() > deadline) break;
+      await endJob();
     }
     return {
       ...summarise(spec, histogram, Number.NaN),

@@ -36,8 +36,10 @@ export interface BenchReport {
   readonly roundTrip: RoundTripResult | null;
   readonly operations: OperationsResult | null;
   readonly leakOverhead: LeakOverheadResult | null;
-  /** Suites or candidates that threw: what was called and what came back. */
+  /** Suites or candidates that threw, checks that failed: what was called and what came back. */
   readonly problems: string[];
+  /** Observations that are not failures. */
+  readonly findings: string[];
 }
 
 export function machineInfo(): MachineInfo {
@@ -132,6 +134,15 @@ export function leakTable(leak: LeakOverheadResult): string {
   return table(['4 KiB revocable round trip', 'median ns/op', 'sample median', "vs 'off'", "extra over 'off'"], rows, [false, true, true, true, true]);
 }
 
+export function retentionTable(rt: RoundTripResult): string {
+  const rows = (rt.syncRetention ?? []).map((r) => [
+    r.candidate,
+    `${r.retainedBytesPerRoundTrip.toFixed(1)} B`,
+    `${r.afterJobEndBytesPerRoundTrip.toFixed(1)} B`,
+  ]);
+  return table(['candidate', 'retained per round trip, job still running', 'after the job ended'], rows, [false, true, true]);
+}
+
 /** The four headline ratios of the brief. */
 export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; readonly ratio: number }> {
   const find = (label: string, name: string): CandidateResult | undefined =>
@@ -162,6 +173,7 @@ export function consoleReport(report: BenchReport): string {
   if (report.roundTrip !== null) {
     out.push('', `## 1. Round trips (allocate + touch one byte + release), leakDetection 'off'; ratios = median over rounds of candidate / baseline`);
     for (const size of report.roundTrip.sizes) out.push('', `### ${size.label}`, roundTripTable(size));
+    if (report.roundTrip.syncRetention !== null) out.push('', 'Heap kept by a synchronous loop (4 KiB):', retentionTable(report.roundTrip));
     out.push('', 'Key ratios:');
     for (const k of keyRatios(report.roundTrip)) out.push(`  ${k.label}: ${formatRatio(k.ratio)}`);
   }
@@ -172,6 +184,7 @@ export function consoleReport(report: BenchReport): string {
     out.push('', `## 3. Leak-detection overhead`, leakTable(report.leakOverhead));
   }
   if (report.problems.length > 0) out.push('', '## Problems', ...report.problems.map((p) => `- ${p}`));
+  if (report.findings.length > 0) out.push('', '## Findings', ...report.findings.map((p) => `- ${p}`));
   out.push('', `total ${report.durationSeconds.toFixed(1)} s`);
   return out.join('\n');
 }
@@ -212,8 +225,12 @@ export function markdownReport(report: BenchReport): string {
     `- **ns/op** ("median ns/op"): benchmark.js measured each candidate for ${c.maxTime} s (≥ ${c.minSamples} samples of ≥ ${c.minTime} s) in each of`,
     `  ${c.rounds} rounds; a run's ns/op is \`1e9 / hz\` (= \`stats.mean\`), and the table shows the **median over rounds**.`,
     `  "sample median" is the median of every benchmark.js sample (ns/op of one timed cycle) pooled over the rounds.`,
-    `- **Ratios** are taken inside each round (candidate / baseline, both measured minutes apart at most) and then medianed`,
-    '  over rounds. Below 1 means the candidate is faster. "± rounds" is the interquartile range of the round means / median.',
+    '- **Ratios** are taken inside each round, from the two candidates\' sample medians of that round (robust to a stray slow',
+    '  cycle, which a benchmark.js mean is not), and then medianed over rounds. Below 1 means the candidate is faster.',
+    '  "± rounds" is the interquartile range of the rounds\' sample medians divided by their median.',
+    "- benchmark.js runs with `async: true`: each cycle is its own macrotask, so the job ends between cycles as in a server.",
+    '  isopool needs this: `WeakRef` targets made or dereferenced in a job stay alive until the job ends, and one',
+    '  minutes-long synchronous loop piles up every revoked ArrayBuffer (measured below: "Heap kept by a synchronous loop").',
     '- Round r starts with candidate r mod k, so no candidate is always measured first or last.',
     report.gcBetweenRuns
       ? "- A full GC (`--expose-gc`) runs before each benchmark.js run, outside the timing, so one candidate's garbage is not\n  collected on the next one's clock; GC caused by a candidate during its own run stays in its time."
@@ -231,6 +248,18 @@ export function markdownReport(report: BenchReport): string {
     out.push('## 1. Round trips: allocate + touch + release', '');
     out.push('![Round-trip time relative to Buffer.allocUnsafe, log scale](ratios.svg)', '');
     for (const size of report.roundTrip.sizes) out.push(`### ${size.label}`, '', roundTripTable(size), '');
+    if (report.roundTrip.syncRetention !== null) {
+      out.push(
+        '### Heap kept by a synchronous loop',
+        '',
+        `${report.roundTrip.syncRetention[0]?.roundTrips.toLocaleString('en-US')} back-to-back 4 KiB round trips in one job (no yield to the event loop), heap measured`,
+        'after a full GC, then again after the job ended. A server that ends its jobs often never sees the first column grow',
+        'without bound; a long synchronous batch does.',
+        '',
+        retentionTable(report.roundTrip),
+        '',
+      );
+    }
   }
   if (report.operations !== null) {
     const ops = report.operations;
@@ -267,7 +296,10 @@ export function markdownReport(report: BenchReport): string {
       '',
     );
   }
-  if (report.problems.length > 0) out.push('## Problems seen during the run', '', ...report.problems.map((p) => `- ${p}`), '');
+  out.push('## Problems seen during the run', '');
+  if (report.problems.length > 0) out.push(...report.problems.map((p) => `- ${p}`), '');
+  else out.push('None: every behaviour check held and no candidate threw.', '');
+  if (report.findings.length > 0) out.push('## Findings', '', ...report.findings.map((p) => `- ${p}`), '');
   out.push('Raw numbers (every round, every sample): `bench/results.json`.', '');
   return out.join('\n');
 }
@@ -348,6 +380,21 @@ export function ratiosSvg(rt: RoundTripResult): string {
 
 // -------------------------------------------------------------------------------------------------
 // json
+
+/**
+ * Reads a `results.json` written by {@link resultsJson} back (non-finite numbers restored), to
+ * re-render RESULTS.md and ratios.svg without measuring again (`run.js --render`).
+ */
+export function parseResultsJson(text: string): BenchReport {
+  const parsed: unknown = JSON.parse(text, (_key, value: unknown) =>
+    value === 'NaN' ? Number.NaN : value === 'Infinity' ? Infinity : value === '-Infinity' ? -Infinity : value,
+  );
+  if (typeof parsed !== 'object' || parsed === null || !('machine' in parsed) || !('config' in parsed) || !('roundTrip' in parsed)) {
+    throw new Error('not a bench/results.json written by bench/report.ts');
+  }
+  // Written by resultsJson from a BenchReport; only the shape's top level is checked here.
+  return parsed as BenchReport;
+}
 
 /** JSON with non-finite numbers as strings ("NaN", "Infinity"), which JSON itself cannot carry. */
 export function resultsJson(report: BenchReport): string {

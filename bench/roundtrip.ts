@@ -17,7 +17,7 @@
  */
 import { ResourceManager } from '../lib';
 import type { ChannelScope, ResourceHandle } from '../lib';
-import { describeError, medianRatio, runInterleaved, sink } from './harness';
+import { describeError, endJob, medianRatio, runInterleaved, sink } from './harness';
 import type { BenchConfig, Candidate, CandidateResult, Logger } from './harness';
 import { JsBufferPool } from './js-pool';
 
@@ -62,6 +62,46 @@ export interface RoundTripResult {
   readonly sizes: RoundTripSizeResult[];
   /** Behaviour checks done once before timing (SPEC.md §1): expected vs actual, empty when all held. */
   readonly checks: string[];
+  /** Observations worth a maintainer's look that are not failures (they do not fail the run). */
+  readonly findings: string[];
+  /** Heap kept by a synchronous loop of round trips; null without --expose-gc. */
+  readonly syncRetention: SyncRetention[] | null;
+}
+
+/**
+ * Heap retained by `roundTrips` back-to-back round trips run in one job (no yield to the event loop),
+ * measured after a full GC, then again after the job ended and another full GC.
+ */
+export interface SyncRetention {
+  readonly candidate: string;
+  readonly roundTrips: number;
+  /** (heapUsed after the loop and a full GC − heapUsed before) / roundTrips. */
+  readonly retainedBytesPerRoundTrip: number;
+  /** The same once the job has ended (WeakRef kept objects released) and a full GC ran. */
+  readonly afterJobEndBytesPerRoundTrip: number;
+}
+
+/** Above this many bytes per round trip, synchronous retention is reported as a problem. */
+export const RETENTION_LIMIT_BYTES = 16;
+
+async function measureSyncRetention(candidate: string, roundTrip: () => void, roundTrips: number): Promise<SyncRetention | null> {
+  const gc = globalThis.gc;
+  if (typeof gc !== 'function') return null;
+  await endJob();
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < roundTrips; i++) roundTrip();
+  gc();
+  const after = process.memoryUsage().heapUsed;
+  await endJob();
+  gc();
+  const released = process.memoryUsage().heapUsed;
+  return {
+    candidate,
+    roundTrips,
+    retainedBytesPerRoundTrip: (after - before) / roundTrips,
+    afterJobEndBytesPerRoundTrip: (released - before) / roundTrips,
+  };
 }
 
 /**
@@ -166,10 +206,12 @@ function candidatesFor(bytes: number, manager: ResourceManager, revocable: Chann
   ];
 }
 
-export function runRoundTrips(config: BenchConfig, log: Logger): RoundTripResult {
+export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<RoundTripResult> {
   const manager = new ResourceManager({ leakDetection: 'off' });
   const sizes: RoundTripSizeResult[] = [];
   const checks: string[] = [];
+  const findings: string[] = [];
+  let syncRetention: SyncRetention[] | null = null;
   try {
     const revocable = manager.openChannel('r');
     const view = manager.openChannel('v', { access: 'view' });
@@ -177,7 +219,7 @@ export function runRoundTrips(config: BenchConfig, log: Logger): RoundTripResult
       log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
       checks.push(...checkBehaviour(bytes, manager, revocable, view));
       const pool = new JsBufferPool(bytes, 8);
-      const results = runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool), config, log);
+      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool), config, log);
       const byName = new Map(results.map((r) => [r.name, r]));
       const ratios: RatioEntry[] = [];
       for (const candidate of results.filter((r) => !r.baseline)) {
@@ -191,8 +233,29 @@ export function runRoundTrips(config: BenchConfig, log: Logger): RoundTripResult
         : results.filter((r) => r !== allocUnsafe).map((r) => ({ candidate: r.name, baseline: allocUnsafe.name, ratio: medianRatio(r, allocUnsafe) }));
       sizes.push({ label, bytes, results, ratios, vsAllocUnsafe });
     }
+    log('  synchronous-loop heap retention, 4 KiB');
+    const small = ROUND_TRIP_SIZES[0].bytes;
+    const roundTrips = config.mode === 'quick' ? 20_000 : 100_000;
+    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8)).filter(
+      (c) => c.name !== BASELINES.alloc && c.name !== BASELINES.arrayBuffer,
+    );
+    const measured: SyncRetention[] = [];
+    for (const c of candidates) {
+      const r = await measureSyncRetention(c.name, c.fn, roundTrips);
+      if (r === null) break;
+      measured.push(r);
+      if (r.retainedBytesPerRoundTrip > RETENTION_LIMIT_BYTES) {
+        findings.push(
+          `${c.name}, ${roundTrips} round trips of 4 KiB in one synchronous job then a full GC: expected ≈0 bytes retained per round trip ` +
+            `(as Buffer.allocUnsafe), got ${r.retainedBytesPerRoundTrip.toFixed(0)} B/round trip, ` +
+            `released once the job ended (${r.afterJobEndBytesPerRoundTrip.toFixed(0)} B): lib/core.ts makes and dereferences a WeakRef to the ` +
+            `handle's ArrayBuffer per round trip, and WeakRef targets are kept alive until the job ends`,
+        );
+      }
+    }
+    syncRetention = measured.length === 0 ? null : measured;
   } finally {
     manager.close();
   }
-  return { leakDetection: 'off', sizes, checks };
+  return { leakDetection: 'off', sizes, checks, findings, syncRetention };
 }

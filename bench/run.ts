@@ -3,6 +3,7 @@
  * bench/results.json and bench/ratios.svg) or `npm run bench:quick` (tiny sample counts, prints only).
  *
  * Usage: node build/ts/bench/run.js [--quick] [--only=roundtrip,operations,leak]
+ *        node build/ts/bench/run.js --render   (RESULTS.md + ratios.svg from results.json, no measuring)
  * Progress goes to stderr, the tables to stdout. `--only` is for development: a partial full run
  * prints but writes nothing.
  * @packageDocumentation
@@ -17,7 +18,7 @@ import { runLeakOverhead } from './leak-overhead';
 import type { LeakOverheadResult } from './leak-overhead';
 import { runOperations } from './operations';
 import type { OperationsResult } from './operations';
-import { consoleReport, machineInfo, markdownReport, ratiosSvg, resultsJson } from './report';
+import { consoleReport, machineInfo, markdownReport, parseResultsJson, ratiosSvg, resultsJson } from './report';
 import type { BenchReport } from './report';
 import { runRoundTrips } from './roundtrip';
 import type { RoundTripResult } from './roundtrip';
@@ -28,6 +29,8 @@ type SuiteName = (typeof SUITES)[number];
 interface Args {
   readonly config: BenchConfig;
   readonly suites: ReadonlySet<SuiteName>;
+  /** Re-render RESULTS.md and ratios.svg from bench/results.json, measuring nothing. */
+  readonly render: boolean;
 }
 
 function isSuiteName(name: string): name is SuiteName {
@@ -37,8 +40,11 @@ function isSuiteName(name: string): name is SuiteName {
 function parseArgs(argv: readonly string[]): Args {
   let config = FULL;
   let suites = new Set<SuiteName>(SUITES);
+  let render = false;
   for (const arg of argv) {
-    if (arg === '--quick') {
+    if (arg === '--render') {
+      render = true;
+    } else if (arg === '--quick') {
       config = QUICK;
     } else if (arg.startsWith('--only=')) {
       const names = arg.slice('--only='.length).split(',').filter((n) => n.length > 0);
@@ -46,10 +52,10 @@ function parseArgs(argv: readonly string[]): Args {
       if (unknown.length > 0) throw new Error(`unknown suite(s) ${unknown.join(', ')}; known: ${SUITES.join(', ')}`);
       suites = new Set(names.filter(isSuiteName));
     } else {
-      throw new Error(`unknown argument ${JSON.stringify(arg)}; usage: run.js [--quick] [--only=${SUITES.join(',')}]`);
+      throw new Error(`unknown argument ${JSON.stringify(arg)}; usage: run.js [--quick] [--only=${SUITES.join(',')}] | --render`);
     }
   }
-  return { config, suites };
+  return { config, suites, render };
 }
 
 /** The source bench/ directory (build/ts/bench/run.js → <repo>/bench). */
@@ -78,11 +84,25 @@ function rerunWithGc(): boolean {
   return true;
 }
 
-function main(): void {
+/** Rewrites RESULTS.md and ratios.svg from the last full run's results.json. */
+function renderOnly(): void {
+  const dir = benchDirectory();
+  const report = parseResultsJson(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
+  fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report));
+  if (report.roundTrip !== null) fs.writeFileSync(path.join(dir, 'ratios.svg'), ratiosSvg(report.roundTrip));
+  log(`re-rendered ${path.join(dir, 'RESULTS.md')} and ratios.svg from results.json`);
+}
+
+async function main(): Promise<void> {
+  const { config, suites, render } = parseArgs(process.argv.slice(2));
+  if (render) {
+    renderOnly();
+    return;
+  }
   if (rerunWithGc()) return;
   const started = process.hrtime.bigint();
-  const { config, suites } = parseArgs(process.argv.slice(2));
   const problems: string[] = [];
+  const findings: string[] = [];
   const machine = machineInfo();
   log(`isopool bench: ${config.mode} mode, suites ${[...suites].join(', ')}`);
 
@@ -91,8 +111,9 @@ function main(): void {
   let leakOverhead: LeakOverheadResult | null = null;
   if (suites.has('roundtrip')) {
     try {
-      roundTrip = runRoundTrips(config, log);
+      roundTrip = await runRoundTrips(config, log);
       problems.push(...roundTrip.checks);
+      findings.push(...roundTrip.findings);
       for (const size of roundTrip.sizes) {
         for (const r of size.results) if (r.error !== undefined) problems.push(`round trip ${size.label}, ${r.name}: ${r.error}`);
       }
@@ -102,7 +123,7 @@ function main(): void {
   }
   if (suites.has('operations')) {
     try {
-      operations = runOperations(config, log);
+      operations = await runOperations(config, log);
       problems.push(...operations.checks);
       for (const o of operations.operations) if (o.error !== undefined) problems.push(`${o.name}: ${o.error}`);
     } catch (error) {
@@ -111,7 +132,7 @@ function main(): void {
   }
   if (suites.has('leak')) {
     try {
-      leakOverhead = runLeakOverhead(config, log);
+      leakOverhead = await runLeakOverhead(config, log);
       for (const r of leakOverhead.results) if (r.error !== undefined) problems.push(`leak overhead, ${r.name}: ${r.error}`);
     } catch (error) {
       problems.push(`leak-overhead suite failed: ${describeError(error)}`);
@@ -128,6 +149,7 @@ function main(): void {
     operations,
     leakOverhead,
     problems,
+    findings,
   };
   process.stdout.write(`${consoleReport(report)}\n`);
   log(`(sink ${sink.value})`);
@@ -142,4 +164,7 @@ function main(): void {
   if (problems.length > 0) process.exitCode = 1;
 }
 
-main();
+main().catch((error: unknown) => {
+  process.stderr.write(`${describeError(error)}\n`);
+  process.exitCode = 1;
+});

@@ -117,6 +117,7 @@ function bucketUpperBound(i: number): number {
 /** Formats ns for tables: "812 ns", "12.3 µs", "4.56 ms". */
 export function formatNs(ns: number): string {
   if (!Number.isFinite(ns)) return 'n/a';
+  if (ns < 0) return `−${formatNs(-ns)}`;
   if (ns < 1_000) return `${ns.toFixed(ns < 10 ? 1 : 0)} ns`;
   if (ns < 1_000_000) return `${(ns / 1_000).toFixed(ns < 10_000 ? 2 : 1)} µs`;
   if (ns < 1_000_000_000) return `${(ns / 1_000_000).toFixed(ns < 10_000_000 ? 2 : 1)} ms`;

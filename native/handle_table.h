@@ -27,14 +27,22 @@
 //           channel close, so that case reports CHANNEL_CLOSED even after the
 //           index was reused.
 //   A freed id stays invalid until its index is published 2^20 (> 1,000,000)
-//   more times.
+//   more times; only then is the same (index, generation), hence the same id,
+//   issued again, naming the new handle. With the quarantine (below) that takes
+//   about kQuarantine * 2^20 allocations, not 2^20.
 //
 // Forgery bound (SPEC §2: < 1e-9 for uniformly random safe integers)
 //   A random id is accepted only if its index is live, its generation equals
 //   that entry's current generation, and its 12 check bits match:
 //     P(accept) <= (live / 2^21) * 2^-20 * 2^-12 <= 2^-32 ~= 2.3e-10
-//   for any number of live handles up to the capacity. The keyed hash is a
-//   fast mix, not a MAC: it defeats guessing, not cryptanalysis.
+//   for any number of live handles up to the capacity (2^21 - 1). A random id
+//   that matches an issued but older generation of a live index is classified
+//   stale, never accepted. Ids arithmetically near a known id (±1, ±2^12 =
+//   generation ±1, ±2^32 = index ±1) are no easier: each changes the keyed
+//   check, so each is accepted with P <= 2^-12 only if it names a live entry's
+//   current generation. The keyed hash is a fast mix, not a MAC: it defeats
+//   guessing, not cryptanalysis; and an id is not a capability against a
+//   tenant that was given it: scopes refuse other channels' ids (CROSS_CHANNEL).
 //
 // State machine (every transition is one CAS on `state`, so two racing
 // Free/Adopt/BeginTransfer calls on the same id have exactly one winner)

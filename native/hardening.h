@@ -26,7 +26,8 @@
 //     foreign scope gets CROSS_CHANNEL only) and every free (Free, CloseChannel)
 //     check it. A damaged canary is CANARY_CORRUPTED, counted against the
 //     handle's owner channel; found by CloseChannel, against the unscoped domain
-//     (the closing channel's counters end with it).
+//     (the closing channel's counters end with it). Handles reclaimed at a
+//     thread's exit (ReclaimEnv) are poisoned but their canary is not checked.
 //   * Free of a handle whose canary is damaged STILL FREES IT (kOk, the
 //     facade's deallocateResource returns true) and reports the violation in
 //     the free's violation mask (a 'violation' event). Refusing would leave a

@@ -133,3 +133,100 @@ describe('leaks', function () {
     }
   });
 });
+
+/** Allocates in a function with a recognisable name, so its allocation site can be checked. */
+function allocateInNamedFunction(mgr: ResourceManager, channelId: string): ResourceHandle {
+  return mgr.allocateResource('buffer', 1000, channelId);
+}
+
+describe('leaks: naming the culprit', function () {
+  this.timeout(60000);
+
+  it("'paranoid' leak events name the allocating file and function", async () => {
+    const mgr = newManager('paranoid');
+    const events: LeakEvent[] = [];
+    mgr.on('leak', (e: LeakEvent) => events.push(e));
+    try {
+      (() => {
+        for (let i = 0; i < 3; i++) allocateInNamedFunction(mgr, 'leaky');
+      })();
+      expect(await collectUntil(() => events.length >= 3), 'found').to.equal(true);
+      expect(events.length, 'three leaks').to.equal(3);
+      for (const e of events) {
+        const first = (e.site ?? '').split('\n')[0] ?? '';
+        expect(first, 'the first frame is the allocating function, in this file').to.match(/allocateInNamedFunction .*leaks\.test\.[jt]s:\d+/);
+        expect(e.site, 'no isopool frames').to.not.match(/[\\/]lib[\\/](core|manager|channel)\.[jt]s/);
+      }
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it("'sampled' watches exactly 1 in leakSampleRate allocations (the 1st, 5th, 9th, ... for 4)", async () => {
+    const mgr = newManager('sampled', { leakSampleRate: 4 });
+    const events: LeakEvent[] = [];
+    mgr.on('leak', (e: LeakEvent) => events.push(e));
+    try {
+      const sizes: number[] = [];
+      (() => {
+        for (let i = 0; i < 16; i++) {
+          sizes.push(100 + i);
+          mgr.allocateResource('buffer', 100 + i, 'leaky');
+        }
+      })();
+      await collectUntil(() => events.length >= 4);
+      for (let i = 0; i < 10; i++) {
+        gc();
+        await tick();
+      }
+      expect(mgr.getResourceMetrics().leaks, 'four found and reclaimed').to.deep.equal({ detected: 4, reclaimed: 4 });
+      expect(events.map((e) => e.size).sort((a, b) => a - b), 'allocations 0, 4, 8 and 12 were watched').to.deep.equal([100, 104, 108, 112]);
+      for (const e of events) expect(e.site ?? '', "a watched allocation's site is recorded in 'sampled' too").to.match(/leaks\.test\.[jt]s:\d+/);
+      expect(channelMetrics(mgr, 'leaky').handles, 'the 12 unwatched handles stay charged').to.equal(12);
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it('a revocable leak is reclaimed only once no buffer can reach its memory (a kept subarray delays it)', async () => {
+    const mgr = newManager('paranoid');
+    try {
+      let view: Buffer | null = (() => {
+        const h = mgr.allocateResource('buffer', 4096, 'leaky');
+        (h.buffer as Buffer).fill(0x42);
+        return (h.buffer as Buffer).subarray(100, 200); // the handle and its Buffer are dropped
+      })();
+      const early = await collectUntil(() => mgr.getResourceMetrics().leaks.detected > 0, 20);
+      expect(early, 'not reclaimed while a subarray still reaches the ArrayBuffer').to.equal(false);
+      expect(channelMetrics(mgr, 'leaky').handles, 'still live').to.equal(1);
+      expect([view.length, view[0]], 'the subarray still reads its memory').to.deep.equal([100, 0x42]);
+      view = null;
+      expect(await collectUntil(() => mgr.getResourceMetrics().leaks.reclaimed === 1), 'reclaimed once unreachable').to.equal(true);
+      expect(channelMetrics(mgr, 'leaky').handles, 'refunded').to.equal(0);
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it('closeChannel reports the handles still live at close, with their sites when recorded', () => {
+    const paranoid = newManager('paranoid');
+    const sampled = newManager('sampled', { leakSampleRate: 1000 });
+    try {
+      const p = [allocateInNamedFunction(paranoid, 'c'), allocateInNamedFunction(paranoid, 'c')];
+      const s = [allocateInNamedFunction(sampled, 'c'), allocateInNamedFunction(sampled, 'c')];
+      const rp = paranoid.closeChannel('c');
+      expect([rp.count, rp.bytes, rp.handles.map((x) => x.id).sort()], 'paranoid report').to.deep.equal([2, 2 * 4096, p.map((h) => h.id).sort()]);
+      for (const x of rp.handles) {
+        expect([x.resourceType, x.size], 'entry').to.deep.equal(['buffer', 1000]);
+        expect(x.site ?? '', 'site names the allocating function').to.match(/^\s*at allocateInNamedFunction .*leaks\.test\.[jt]s:\d+/);
+      }
+      const rs = sampled.closeChannel('c');
+      const byId = new Map(rs.handles.map((x) => [x.id, x]));
+      expect(byId.get(s[0]?.id ?? -1)?.site ?? '', 'the sampled (first) allocation has its site').to.match(/allocateInNamedFunction/);
+      expect(byId.has(s[1]?.id ?? -1) && !('site' in (byId.get(s[1]?.id ?? -1) ?? {})), 'the unsampled one has no site').to.equal(true);
+    } finally {
+      paranoid.close();
+      sampled.close();
+    }
+  });
+});

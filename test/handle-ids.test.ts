@@ -1,0 +1,171 @@
+/**
+ * Handle ids (SPEC §2 "Forged ids", "Stale ids"; layout and bound in native/handle_table.h):
+ *   id = index * 2^32 + generation * 2^12 + check   (21 + 20 + 12 bits, a safe integer)
+ *
+ * 1. 10,000,000 uniformly random safe integers per table fill (empty, 1,000 live, 100,000 live)
+ *    are all rejected as FORGED_HANDLE. validateSecurityBoundaries costs ~1 µs per call in JS
+ *    objects alone, so the 30,000,000 probes go through the native `validate` of a fresh
+ *    NativeManager (the very function validateSecurityBoundaries calls; it counts each forged
+ *    id, which is checked exactly). 10,000 of them also go through the public API.
+ *    Why "all" is an exact expectation: with L live handles each published once, a random id
+ *    is accepted with P = (L / 2^21) * 2^-20 * 2^-12 (index live, generation 1, check bits),
+ *    at most 1.1e-11 here, i.e. < 1.2e-4 over the 10^7 probes of the fullest table; and no
+ *    random id can be classified stale, since generation 1 is each entry's only issued one.
+ * 2. A freed id stays invalid while its pool slot is reused 1,000,000 times (the handle-table
+ *    index is reused too, once per ~4096 frees because of the quarantine ring: the same index
+ *    through 2^20 generations is covered natively by handle_table_test GenerationsLastAMillionReuses).
+ */
+import { expect } from 'chai';
+import { ResourceManager } from '../lib';
+import { loadNative } from '../lib/loader';
+import type { NativeManager } from '../lib/native';
+import { unscopedMetrics } from './helpers';
+
+const PROBES = 10_000_000;
+const FORGED_BIT = 1; // 1 << Violation::kForgedHandle
+
+/** xoshiro128** (two 32-bit outputs per id): deterministic, fast, uniform 53-bit ids. */
+function randomIds(seed: number): () => number {
+  let a = seed >>> 0 || 1;
+  let b = (seed * 0x9e3779b1) >>> 0 || 2;
+  let c = 0x6a09e667;
+  let d = 0xbb67ae85;
+  return () => {
+    // one xoshiro128** step per 32-bit output: 21 high bits and 32 low bits
+    const next = (): number => {
+      const r = (Math.imul(Math.imul(b, 5) << 7 | Math.imul(b, 5) >>> 25, 9)) >>> 0;
+      const t = b << 9;
+      c ^= a;
+      d ^= b;
+      b ^= c;
+      a ^= d;
+      c ^= t;
+      d = (d << 11) | (d >>> 21);
+      return r;
+    };
+    const hi = next() >>> 11; // 21 bits
+    const lo = next();
+    return hi * 2 ** 32 + lo;
+  };
+}
+
+function nativeManager(): NativeManager {
+  const { NativeManager: Ctor } = loadNative();
+  return new Ctor({ pools: [{ name: 's', slotSize: 64, queueSize: 16 }], maxAllocationSize: 1 << 20, hardened: false });
+}
+
+/** Allocates `n` live unscoped handles (no buffers: status results) and returns their ids. */
+function fill(native: NativeManager, n: number): Set<number> {
+  const ids = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const status = native.allocate(0, 16, 0, false);
+    if (status !== 0) throw new Error(`allocation ${i} failed with status ${String(status)}`);
+    ids.add(native.out[0]);
+  }
+  return ids;
+}
+
+describe('handle ids', function () {
+  this.timeout(120000);
+
+  for (const live of [0, 1000, 100_000]) {
+    it(`rejects ${PROBES.toLocaleString('en')} random safe integers as forged with ${live.toLocaleString('en')} live handles`, () => {
+      const native = nativeManager();
+      try {
+        const ids = fill(native, live);
+        expect(ids.size, 'distinct live ids').to.equal(live);
+        const next = randomIds(0x5eed0000 + live);
+        let accepted = 0;
+        let forged = 0;
+        let other = 0;
+        let own = 0;
+        let firstBad = -1;
+        for (let i = 0; i < PROBES; i++) {
+          const id = next();
+          if (ids.has(id)) {
+            own++;
+            continue;
+          }
+          const mask = native.validate(id, -1);
+          if (mask === FORGED_BIT) forged++;
+          else {
+            if (mask === 0) accepted++;
+            else other++;
+            if (firstBad < 0) firstBad = id;
+          }
+        }
+        expect([accepted, other, own], `no random id accepted or seen as anything but forged (first: ${firstBad})`).to.deep.equal([0, 0, 0]);
+        expect(forged, 'every probe forged').to.equal(PROBES);
+        native.channelUsage(0);
+        expect(native.out[4], 'each one counted once against the unscoped domain (FORGED_HANDLE)').to.equal(PROBES);
+        let valid = 0;
+        for (const id of ids) if (native.validate(id, -1) === 0) valid++;
+        expect(valid, 'every live id is still valid (paired)').to.equal(live);
+      } finally {
+        native.release();
+      }
+    });
+  }
+
+  it('the public API agrees: 10,000 random ids among 100,000 live handles are FORGED_HANDLE', () => {
+    const mgr = new ResourceManager({ pools: [{ name: 's', slotSize: 64, queueSize: 16 }], leakDetection: 'off' });
+    try {
+      mgr.defineResourceType('unit', { kind: 'counter' });
+      const live = new Set<number>();
+      for (let i = 0; i < 100_000; i++) live.add(mgr.allocateResource('unit', 1).id);
+      const next = randomIds(0xabc);
+      let forged = 0;
+      for (let i = 0; i < 10_000; i++) {
+        const id = next();
+        if (live.has(id)) continue;
+        const r = mgr.validateSecurityBoundaries(id);
+        if (!r.valid && r.violations.length === 1 && r.violations[0]?.code === 'FORGED_HANDLE') forged++;
+      }
+      expect(forged, 'all forged').to.equal(10_000);
+      expect(unscopedMetrics(mgr).violations['FORGED_HANDLE'], 'all counted').to.equal(10_000);
+    } finally {
+      mgr.close();
+    }
+  });
+
+  it('a freed id stays invalid through 1,000,000 reuses of its slot, and is never re-issued', () => {
+    // One retained slot (queueSize 1, one slot per slab): every allocation reuses the same slot.
+    const mgr = new ResourceManager({ pools: [{ name: 'one', slotSize: 64, queueSize: 1 }], leakDetection: 'off' });
+    try {
+      const scope = mgr.openChannel('c', { access: 'view' });
+      const first = scope.allocate('buffer', 64);
+      const firstBuf = first.buffer as Buffer;
+      const slot = [firstBuf.buffer, firstBuf.byteOffset] as const;
+      expect(scope.deallocate(first), 'freed').to.equal(true);
+      const index = Math.floor(first.id / 2 ** 32);
+      const generation = Math.floor(first.id / 2 ** 12) % 2 ** 20;
+      let sameSlot = 0;
+      let reissued = 0;
+      let sameIndex = 0;
+      let sameIndexSameGeneration = 0;
+      let notStale = 0;
+      for (let i = 1; i <= 1_000_000; i++) {
+        const h = scope.allocate('buffer', 64);
+        const b = h.buffer as Buffer;
+        if (b.buffer === slot[0] && b.byteOffset === slot[1]) sameSlot++;
+        if (h.id === first.id) reissued++;
+        if (Math.floor(h.id / 2 ** 32) === index) {
+          sameIndex++;
+          if (Math.floor(h.id / 2 ** 12) % 2 ** 20 === generation) sameIndexSameGeneration++;
+        }
+        scope.deallocate(h);
+        if (i % 10_000 === 0 && scope.validate(first).violations.map((v) => v.code).join() !== 'STALE_HANDLE') notStale++;
+      }
+      expect(sameSlot, 'the same memory slot served every allocation').to.equal(1_000_000);
+      expect(reissued, 'the freed id was never issued again').to.equal(0);
+      expect(sameIndex, 'its table index was reused (once per ~4096 frees: the quarantine)').to.be.within(200, 1_000_000 / 4096 + 1);
+      expect(sameIndexSameGeneration, 'always with a new generation').to.equal(0);
+      expect(notStale, 'stale at each of the 100 checks').to.equal(0);
+      expect(scope.validate(first).violations.map((v) => v.code), 'still stale').to.deep.equal(['STALE_HANDLE']);
+      expect(scope.deallocate(first), 'cannot be freed').to.equal(false);
+      expect(mgr.verifyCleanupCompletion(first), 'fully released').to.equal(true);
+    } finally {
+      mgr.close();
+    }
+  });
+});

@@ -79,12 +79,24 @@ export interface ChannelState {
 
 /** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
 interface LiveRecord {
-  /** The handle's own ArrayBuffer (revocable memory), held weakly so leaks stay collectable. */
-  readonly ab: WeakRef<ArrayBuffer> | null;
+  /**
+   * The handle's own ArrayBuffer (revocable memory), to revoke it when the handle is freed by id.
+   * Held weakly only when the handle is watched for leaks (so a leak stays collectable); else
+   * strongly: a WeakRef would keep it alive to the end of the current job anyway, and costs an
+   * allocation on the hot path.
+   */
+  readonly ab: ArrayBuffer | WeakRef<ArrayBuffer> | null;
   /** Allocation site, when recorded. */
   readonly site: string | undefined;
   /** Registered with the leak registry (this record is the unregister token). */
   readonly watched: boolean;
+}
+
+/** The revocable ArrayBuffer of a record, if it is still reachable. */
+function bufferOf(record: LiveRecord | undefined): ArrayBuffer | undefined {
+  const ab = record?.ab;
+  if (ab === undefined || ab === null) return undefined;
+  return ab instanceof WeakRef ? ab.deref() : ab;
 }
 
 /** What the leak registry remembers of a watched handle (never the handle or its buffer). */
@@ -537,7 +549,7 @@ export class Core implements HandleOwner {
     const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount++ % this.#leakRate === 0);
     if (watched || ab !== null) {
       const site = watched ? captureSite() : undefined;
-      const record: LiveRecord = { ab: ab === null ? null : new WeakRef(ab), site, watched };
+      const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched };
       this.#records.set(id, record);
       if (watched) {
         // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
@@ -625,7 +637,7 @@ export class Core implements HandleOwner {
     if (record === undefined) return;
     this.#records.delete(id);
     if (record.watched) this.#leaks.unregister(record);
-    const ab = record.ab?.deref();
+    const ab = bufferOf(record);
     if (ab !== undefined && ab.byteLength !== 0) this.#native.detach(ab);
   }
 
@@ -637,7 +649,7 @@ export class Core implements HandleOwner {
       return false;
     }
     const record = this.#records.get(id);
-    const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, record?.ab?.deref());
+    const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, bufferOf(record));
     if (status === NativeStatus.Ok) {
       // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
@@ -654,7 +666,7 @@ export class Core implements HandleOwner {
     if (this.#closed) return;
     if (this.#native.lookup(id) !== NativeStatus.Ok) return;
     const record = this.#records.get(id);
-    if (this.#native.free(id, -1, NativeFreeReason.Deallocate, record?.ab?.deref()) === NativeStatus.Ok) {
+    if (this.#native.free(id, -1, NativeFreeReason.Deallocate, bufferOf(record)) === NativeStatus.Ok) {
       this.#release(id, record);
     }
   }
@@ -708,7 +720,7 @@ export class Core implements HandleOwner {
   #isDetached(id: number, handle: unknown): boolean {
     const record = this.#records.get(id);
     if (record === undefined || record.ab === null) return false;
-    const ab = record.ab.deref();
+    const ab = bufferOf(record);
     if (ab !== undefined && ab.byteLength === 0) return true;
     return handle instanceof Handle && handle.id === id && handle.buffer !== null && handle.buffer.byteLength === 0;
   }
@@ -807,7 +819,7 @@ export class Core implements HandleOwner {
     const id = this.#handleId(handle);
     if (!isWellFormedId(id)) throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
     const record = this.#records.get(id);
-    const status = this.#native.beginTransfer(id, record?.ab?.deref());
+    const status = this.#native.beginTransfer(id, bufferOf(record));
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { id });
     this.#release(id, record);
     return id;
@@ -832,7 +844,7 @@ export class Core implements HandleOwner {
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
-    if (ab !== null) this.#records.set(id, { ab: new WeakRef(ab), site: undefined, watched: false });
+    if (ab !== null) this.#records.set(id, { ab, site: undefined, watched: false });
     return handleObj;
   }
 

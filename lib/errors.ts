@@ -44,6 +44,7 @@ export function describeValue(value: unknown): string {
 /** An argument of the wrong type, or unknown options. */
 export class InvalidArgumentError extends IsopoolError {
   readonly code = 'ERR_INVALID_ARGUMENT' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'InvalidArgumentError' as const;
   /** Name of the offending argument or option. */
   readonly argument: string;
@@ -56,8 +57,11 @@ export class InvalidArgumentError extends IsopoolError {
 /** A size that is a number but not a safe integer from 1 to maxAllocationSize. */
 export class InvalidSizeError extends IsopoolError {
   readonly code = 'ERR_INVALID_SIZE' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'InvalidSizeError' as const;
+  /** The refused size, as given. */
   readonly size: number;
+  /** The manager-wide maximum allocation size (bytes, or units for counted types). */
   readonly maxAllocationSize: number;
   constructor(size: number, maxAllocationSize: number) {
     super(`size ${describeValue(size)} is not a safe integer from 1 to ${maxAllocationSize}`);
@@ -69,7 +73,9 @@ export class InvalidSizeError extends IsopoolError {
 /** A resource type that was never defined. */
 export class UnknownResourceTypeError extends IsopoolError {
   readonly code = 'ERR_UNKNOWN_RESOURCE_TYPE' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'UnknownResourceTypeError' as const;
+  /** The type name that was never defined. */
   readonly resourceType: string;
   constructor(resourceType: string) {
     super(`unknown resource type ${describeValue(resourceType)}`);
@@ -80,7 +86,9 @@ export class UnknownResourceTypeError extends IsopoolError {
 /** A channel that is not open (and may not be opened implicitly). */
 export class UnknownChannelError extends IsopoolError {
   readonly code = 'ERR_UNKNOWN_CHANNEL' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'UnknownChannelError' as const;
+  /** The id of the channel that is not open. */
   readonly channelId: string;
   constructor(channelId: string) {
     super(`unknown channel ${describeValue(channelId)}`);
@@ -91,7 +99,9 @@ export class UnknownChannelError extends IsopoolError {
 /** A channel that was closed and not reopened. */
 export class ChannelClosedError extends IsopoolError {
   readonly code = 'ERR_CHANNEL_CLOSED' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'ChannelClosedError' as const;
+  /** The closed channel's id. */
   readonly channelId: string;
   constructor(channelId: string) {
     super(`channel ${describeValue(channelId)} is closed`);
@@ -105,6 +115,7 @@ export type LimitScopeName = 'type' | 'channel' | 'channel-type';
 /** An allocation that would cross a hard limit. Nothing changed except the refusal counter. */
 export class ResourceLimitError extends IsopoolError {
   readonly code = 'ERR_RESOURCE_LIMIT' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'ResourceLimitError' as const;
   /** Which limit: bytes (units for counters), handles, or the per-allocation size. */
   readonly limitKind: 'maxBytes' | 'maxHandles' | 'maxAllocationSize';
@@ -114,8 +125,11 @@ export class ResourceLimitError extends IsopoolError {
   readonly requested: number;
   /** Usage in that scope when refused (bytes, handles, or 0 for maxAllocationSize). */
   readonly inUse: number;
+  /** Which scope refused: the type's total, the channel's total, or the type within the channel. */
   readonly scope: LimitScopeName;
+  /** The resource type of the refused allocation. */
   readonly resourceType: string;
+  /** The channel of the refused allocation; `null` for the unscoped domain. */
   readonly channelId: string | null;
   constructor(fields: {
     limitKind: 'maxBytes' | 'maxHandles' | 'maxAllocationSize';
@@ -144,7 +158,9 @@ export class ResourceLimitError extends IsopoolError {
 /** The system refused memory. */
 export class PoolExhaustedError extends IsopoolError {
   readonly code = 'ERR_POOL_EXHAUSTED' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'PoolExhaustedError' as const;
+  /** Bytes the refused allocation asked for. */
   readonly requested: number;
   constructor(requested: number) {
     super(`the system refused memory for an allocation of ${requested} bytes`);
@@ -155,7 +171,9 @@ export class PoolExhaustedError extends IsopoolError {
 /** A forged or malformed handle. */
 export class InvalidHandleError extends IsopoolError {
   readonly code = 'ERR_INVALID_HANDLE' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'InvalidHandleError' as const;
+  /** The forged or malformed id, as given. */
   readonly handleId: number;
   constructor(handleId: number, detail = 'was never issued by this manager') {
     super(`handle ${describeValue(handleId)} ${detail}`);
@@ -166,7 +184,9 @@ export class InvalidHandleError extends IsopoolError {
 /** A handle that was freed (or whose slot was reused). */
 export class StaleHandleError extends IsopoolError {
   readonly code = 'ERR_STALE_HANDLE' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'StaleHandleError' as const;
+  /** The freed handle's id. */
   readonly handleId: number;
   /** True when the handle was freed by its channel's close. */
   readonly closedByChannel: boolean;
@@ -180,7 +200,9 @@ export class StaleHandleError extends IsopoolError {
 /** A handle presented to another channel's scope. */
 export class IsolationViolationError extends IsopoolError {
   readonly code = 'ERR_ISOLATION_VIOLATION' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'IsolationViolationError' as const;
+  /** The id of the other channel's handle. */
   readonly handleId: number;
   /** The channel whose scope presented the handle. */
   readonly channelId: string;
@@ -194,7 +216,9 @@ export class IsolationViolationError extends IsopoolError {
 /** Any operation after `close()`, except `close()` and `getResourceMetrics()`. */
 export class ManagerClosedError extends IsopoolError {
   readonly code = 'ERR_MANAGER_CLOSED' as const;
+  /** The class name, as shown in stack traces. */
   override readonly name = 'ManagerClosedError' as const;
+  /** The method that was called after `close()`. */
   readonly operation: string;
   constructor(operation: string) {
     super(`${operation}: the resource manager is closed`);

@@ -1,5 +1,17 @@
 /**
- * Loads the native addon (build/Release/isopool.node) once per thread.
+ * Loads the native addon (`isopool.node`) once per thread.
+ *
+ * Where it comes from, in order:
+ * 1. the prebuild shipped in the npm package,
+ *    `prebuilds/${process.platform}-${process.arch}/isopool.node` under the package root
+ *    (Node-API, so one binary serves every supported Node version);
+ * 2. the local build from source (`build/Release/isopool.node`, by `npm run build:native` or
+ *    `npm rebuild isopool`), found by the `bindings` package.
+ *
+ * One exception keeps a source checkout honest: when both exist and the local build is newer
+ * than the prebuild, the local build wins (a developer rebuilt the addon after `npm run prebuild`).
+ * A prebuild that exists but fails to load (another libc, a damaged file) falls through to the
+ * local build; if that fails too, the error names both causes.
  *
  * The addon's export is typed `unknown` and checked by {@link narrowAddon}
  * before anything else in lib/ sees it as a {@link NativeAddon}.
@@ -7,6 +19,8 @@
  * @packageDocumentation
  */
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { NativeAddon } from './native';
 
 /** `bindings`' export: finds `<name>.node` under the package root and requires it. */
@@ -40,11 +54,69 @@ export function narrowAddon(raw: unknown): NativeAddon {
   return raw as unknown as NativeAddon;
 }
 
+/** The directory holding isopool's package.json, found by walking up from `from`. */
+export function findPackageRoot(from: string): string | undefined {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json');
+    try {
+      const parsed: unknown = JSON.parse(fs.readFileSync(manifest, 'utf8'));
+      if (isObject(parsed) && parsed.name === 'isopool') return dir;
+    } catch {
+      // no (readable) package.json here: keep walking up
+    }
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}
+
+/** The prebuild path for this platform under a package root. */
+export function prebuildPath(root: string, platform: string = process.platform, arch: string = process.arch): string {
+  return path.join(root, 'prebuilds', `${platform}-${arch}`, 'isopool.node');
+}
+
+/** Where the addon was loaded from; `undefined` until it is loaded. */
+export interface NativeSource {
+  /** `'prebuild'`: the packaged binary; `'build'`: the local build from source. */
+  kind: 'prebuild' | 'build';
+  /** The file, when known (`bindings` does not say which candidate it loaded). */
+  path: string | undefined;
+}
+
+function mtimeMs(file: string): number | undefined {
+  try {
+    return fs.statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
 let cached: NativeAddon | undefined;
+let cachedSource: NativeSource | undefined;
+
+/** Where the cached addon came from (for diagnostics and the packaging smoke test). */
+export function nativeSource(): NativeSource | undefined {
+  return cachedSource;
+}
 
 /** The addon, loaded on first use and cached. */
 export function loadNative(): NativeAddon {
   if (cached !== undefined) return cached;
+  const root = findPackageRoot(__dirname);
+  let prebuildError: unknown;
+  if (root !== undefined) {
+    const prebuild = prebuildPath(root);
+    const prebuildTime = mtimeMs(prebuild);
+    const localTime = mtimeMs(path.join(root, 'build', 'Release', 'isopool.node'));
+    if (prebuildTime !== undefined && (localTime === undefined || localTime <= prebuildTime)) {
+      try {
+        const raw: unknown = require(prebuild);
+        cached = narrowAddon(raw);
+        cachedSource = { kind: 'prebuild', path: prebuild };
+        return cached;
+      } catch (cause) {
+        prebuildError = cause; // fall through to the local build
+      }
+    }
+  }
   const bindings: unknown = require('bindings');
   if (!isBindingsLoader(bindings)) {
     throw new Error('isopool: the "bindings" package did not export a function');
@@ -53,8 +125,15 @@ export function loadNative(): NativeAddon {
   try {
     raw = bindings('isopool');
   } catch (cause) {
-    throw new Error('isopool: could not load the native addon isopool.node; build it with "npm run build:native"', { cause });
+    const prebuildNote = prebuildError === undefined ? '' : ` (the prebuild failed to load too: ${String(prebuildError)})`;
+    throw new Error(
+      `isopool: could not load the native addon isopool.node${prebuildNote}; ` +
+        `no prebuild for ${process.platform}-${process.arch} loaded, so build it from source with ` +
+        '"npm rebuild isopool" (in a checkout: "npm run build:native")',
+      { cause },
+    );
   }
   cached = narrowAddon(raw);
+  cachedSource = { kind: 'build', path: undefined };
   return cached;
 }

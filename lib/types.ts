@@ -8,6 +8,7 @@ import type { LimitScopeName } from './errors';
 export type AccessMode = 'revocable' | 'view';
 /** When a slot is zeroed before reuse. See the README's "Zeroing". */
 export type ZeroMode = 'cross-channel' | 'always';
+/** How leaks are found: `'off'`, `'sampled'` (1 in `leakSampleRate` allocations, the default) or `'paranoid'` (every allocation, with its allocation site). */
 export type LeakDetectionMode = 'off' | 'sampled' | 'paranoid';
 
 /** The violation codes of SPEC.md §2. */
@@ -24,9 +25,13 @@ export type ViolationCode =
 export interface ResourceLimits {
   /** The type, or `'*'` for a channel's total over all types. */
   resourceType: string;
+  /** The channel, or `null` for a type's total over every channel. */
   channelId: string | null;
+  /** Bytes (units for counted types) that may be charged at once. */
   maxBytes: number;
+  /** Handles that may be live at once. */
   maxHandles: number;
+  /** Largest single allocation (bytes, or units). */
   maxAllocationSize: number;
   /** Crossing it succeeds but emits `'pressure'`. */
   softBytes: number;
@@ -35,7 +40,9 @@ export interface ResourceLimits {
 /** The settable fields of {@link ResourceLimits}. */
 export type LimitFields = Pick<ResourceLimits, 'maxBytes' | 'maxHandles' | 'maxAllocationSize' | 'softBytes'>;
 
+/** One size-class pool of `ResourceManagerOptions.pools`. */
 export interface PoolOptions {
+  /** The pool's name in metrics and `ResourceHandle.pool`. */
   name: string;
   /** Bytes per slot, a safe integer >= 1. */
   slotSize: number;
@@ -43,6 +50,7 @@ export interface PoolOptions {
   queueSize: number;
 }
 
+/** Options of a channel: `openChannel(id, options)` and `channelDefaults`. */
 export interface ChannelOptions {
   /** Per type, or `'*'` for the channel's total over all types. */
   limits?: Record<string, Partial<LimitFields>>;
@@ -52,12 +60,15 @@ export interface ChannelOptions {
   zero?: ZeroMode;
 }
 
+/** Options of `new ResourceManager(options)`; every field is optional. */
 export interface ResourceManagerOptions {
+  /** Size-class pools; default small (4 KiB, 500 retained), medium (64 KiB, 250), large (1 MiB, 125). */
   pools?: PoolOptions[];
   /** Bytes (units for counters) per allocation, default 64 MiB. */
   maxAllocationSize?: number;
   /** Default true: an unknown channel id opens the channel with `channelDefaults`. */
   autoOpenChannels?: boolean;
+  /** Options every new channel starts with (limits are copied per channel). */
   channelDefaults?: ChannelOptions;
   /** Default `'sampled'`. */
   leakDetection?: LeakDetectionMode;
@@ -69,6 +80,7 @@ export interface ResourceManagerOptions {
   shared?: string;
 }
 
+/** Options of `defineResourceType(name, options)`. */
 export interface ResourceTypeOptions {
   /** Only `'counter'` can be defined: counted, non-memory resources. */
   kind: 'counter';
@@ -80,9 +92,11 @@ export interface ResourceTypeOptions {
 export interface ResourceHandle {
   /** Opaque safe integer; a `number` where a handle is taken is this id. */
   readonly id: number;
+  /** `'buffer'` or a type defined with `defineResourceType`. */
   readonly resourceType: string;
   /** The requested size (bytes, or units for counters). */
   readonly size: number;
+  /** The owning channel, or `null` for the unscoped domain. */
   readonly channelId: string | null;
   /** Exactly `size` bytes for memory types; `null` for counted types. */
   readonly buffer: Buffer | null;
@@ -94,39 +108,64 @@ export interface ResourceHandle {
   [Symbol.dispose](): void;
 }
 
+/** One security-boundary violation found by a check. */
 export interface Violation {
+  /** What kind of violation. */
   code: ViolationCode;
+  /** A human-readable explanation naming the handle. */
   message: string;
 }
 
+/** What `validateSecurityBoundaries` (and `ChannelScope.validate`) returns. */
 export interface SecurityValidationResult {
+  /** True only for a live handle presented where it may be used. */
   valid: boolean;
+  /** The id that was checked. */
   handleId: number;
+  /** The handle's owning channel when known, else `null`. */
   channelId: string | null;
+  /** Empty when valid. */
   violations: Violation[];
 }
 
+/** What `verifyResourceIsolation(channelId)` returns. */
 export interface ResourceIsolationResult {
+  /** The checked channel. */
   channelId: string;
+  /** False when the ledger disagrees with the live handles, a slot is owned twice, or violations were recorded against the channel. */
   isolated: boolean;
+  /** Live handles of the channel. */
   handleCount: number;
   /** Charged bytes. */
   bytesInUse: number;
   /** The channel's total limits (`'*'`). */
   limits: ResourceLimits;
-  violations: Array<Violation & { count: number }>;
+  /** Violations recorded against the channel, non-zero codes only. */
+  violations: Array<
+    Violation & {
+      /** Times this code was counted against the channel. */
+      count: number;
+    }
+  >;
 }
 
 /** One handle's usage. */
 export interface ResourceMetrics {
+  /** The handle's id. */
   handleId: number;
+  /** The handle's resource type. */
   resourceType: string;
+  /** The owning channel, or `null` for the unscoped domain. */
   channelId: string | null;
+  /** Pool name, `'direct'` for oversize memory, `'counter'` for counted types. */
   pool: string;
+  /** The requested size (bytes, or units). */
   requestedBytes: number;
+  /** Bytes (units) charged: the slot size, or the size rounded up to 4 KiB for direct memory. */
   slotBytes: number;
   /** 1 − requestedBytes / slotBytes. */
   internalFragmentation: number;
+  /** Milliseconds since the allocation. */
   ageMs: number;
   /** Time the native core spent serving this allocation. */
   allocationLatencyNs: number;
@@ -134,34 +173,53 @@ export interface ResourceMetrics {
   channelBytesInUse: number;
 }
 
+/** One pool's counters in {@link ManagerMetrics.pools}. */
 export interface PoolMetrics {
+  /** Bytes per slot (0 for `direct`). */
   slotSize: number;
+  /** Free slots the pool keeps for reuse at most. */
   queueSize: number;
+  /** Bytes the pool holds from the system. */
   reservedBytes: number;
+  /** Slots in use. */
   liveSlots: number;
   /** Requested bytes of live slots. */
   liveBytes: number;
+  /** Free slots kept for reuse. */
   retainedFreeSlots: number;
+  /** Allocations served from a retained free slot. */
   hits: number;
+  /** Allocations that needed new memory. */
   misses: number;
   /** Slabs returned to the system. */
   releasedToSystem: number;
+  /** Allocations the system refused memory for. */
   failures: number;
 }
 
+/** One channel's (or the unscoped domain's) counters in {@link ManagerMetrics}. */
 export interface ChannelMetrics {
   /** Charged bytes. */
   bytesInUse: number;
+  /** Live handles. */
   handles: number;
+  /** Highest charged bytes so far. */
   peakBytes: number;
+  /** Allocations refused by a limit. */
   limitRejections: number;
+  /** Violations counted against the channel, by code (every code listed, zeros included). */
   violations: Record<ViolationCode, number>;
 }
 
+/** Latency quantiles of one native operation, in whole nanoseconds (estimated from log2 buckets). */
 export interface LatencyMetrics {
+  /** Median, ns. */
   p50: number;
+  /** 99th percentile, ns. */
   p99: number;
+  /** 99.9th percentile, ns. */
   p999: number;
+  /** Operations measured. */
   count: number;
 }
 
@@ -169,83 +227,159 @@ export interface LatencyMetrics {
 export interface ManagerMetrics {
   /** Configured pools by name, plus `direct` for oversize allocations. */
   pools: Record<string, PoolMetrics>;
+  /** Open channels by id. */
   channels: Record<string, ChannelMetrics>;
   /** The unscoped domain (allocations without a channel id). */
   unscoped: ChannelMetrics;
+  /** Totals over every channel and the unscoped domain. */
   totals: {
+    /** Live handles. */
     handles: number;
+    /** Charged bytes (units for counted types) in use. */
     bytesInUse: number;
+    /** Requested bytes (units) of the live handles. */
     requestedBytes: number;
+    /** Bytes every pool holds from the system. */
     reservedBytes: number;
+    /** Successful allocations since the manager was created. */
     allocations: number;
+    /** Deallocations (explicit, by channel close, by leak reclaim). */
     deallocations: number;
+    /** Allocations refused by a limit. */
     refusals: number;
   };
-  latencyNs: { allocate: LatencyMetrics; deallocate: LatencyMetrics };
-  fragmentation: { internal: number; pool: number };
-  leaks: { detected: number; reclaimed: number };
+  /** Native latency of allocate and deallocate. */
+  latencyNs: {
+    /** Of successful allocations. */
+    allocate: LatencyMetrics;
+    /** Of successful deallocations. */
+    deallocate: LatencyMetrics;
+  };
+  /** Internal and pool fragmentation, each 0 when its denominator is 0. */
+  fragmentation: {
+    /** 1 − requested / slot bytes over live allocations. */
+    internal: number;
+    /** 1 − (live + retained free slot bytes) / reserved bytes. */
+    pool: number;
+  };
+  /** Leaked handles detected, and those whose slot was reclaimed. */
+  leaks: {
+    /** Leaked handles found after GC. */
+    detected: number;
+    /** Of those, the ones whose slot was reclaimed. */
+    reclaimed: number;
+  };
 }
 
+/** What `closeChannel` (and `ChannelScope.close`) returns: what the channel still held. */
 export interface ChannelCloseReport {
+  /** The closed channel. */
   channelId: string;
+  /** Handles freed by the close. */
   count: number;
   /** Charged bytes released. */
   bytes: number;
-  handles: Array<{ id: number; resourceType: string; size: number; site?: string }>;
+  /** The freed handles; `site` is the allocation site where it is known (paranoid leak detection). */
+  handles: Array<{
+    /** The freed handle's id (now stale). */
+    id: number;
+    /** Its resource type. */
+    resourceType: string;
+    /** Its requested size. */
+    size: number;
+    /** Where it was allocated, when known. */
+    site?: string;
+  }>;
 }
 
 /** What a service hands to the code serving one tenant: it can touch only its own handles. */
 export interface ChannelScope {
+  /** The scope's channel. */
   readonly channelId: string;
+  /** Allocates in this channel; like `allocateResource(type, size, channelId)`. */
   allocate(resourceType: string, size: number): ResourceHandle;
   /** False (and a CROSS_CHANNEL count) for another channel's handle. */
   deallocate(handle: ResourceHandle | number): boolean;
+  /** Like `validateSecurityBoundaries`, and reports `CROSS_CHANNEL` for another channel's handle. */
   validate(handle: ResourceHandle | number): SecurityValidationResult;
   /** Throws IsolationViolationError for another channel's handle. */
   track(handle: ResourceHandle | number): ResourceMetrics;
+  /** This channel's effective limits for a type (or `'*'`). */
   limits(resourceType: string): ResourceLimits;
+  /** Closes the channel; like `closeChannel(channelId)`. */
   close(): ChannelCloseReport;
 }
 
 /** The eight operations of the interface isopool implements. */
 export interface IResourceManager {
+  /** Allocates `size` bytes (units) of a type, in a channel or the unscoped domain. */
   allocateResource(resourceType: string, size: number, channelId?: string): ResourceHandle;
+  /** Frees a handle: true once; false for a double free, stale, forged or foreign handle. */
   deallocateResource(handle: ResourceHandle | number): boolean;
+  /** Checks a handle or id; never throws for a number or handle. */
   validateSecurityBoundaries(handle: ResourceHandle | number): SecurityValidationResult;
+  /** Checks a channel's ledger against its live handles and recorded violations. */
   verifyResourceIsolation(channelId: string): ResourceIsolationResult;
+  /** One live handle's usage. */
   trackResourceUsage(handle: ResourceHandle | number): ResourceMetrics;
+  /** The effective limits, field by field the tightest that applies. */
   getResourceLimits(resourceType: string, channelId?: string): ResourceLimits;
+  /** True only for an issued handle that is fully released. */
   verifyCleanupCompletion(handle: ResourceHandle | number): boolean;
+  /** A plain JSON-serialisable snapshot. */
   getResourceMetrics(): ManagerMetrics;
 }
 
+/** Payload of `'pressure'` and `isopool:pressure`: an allocation crossed a `softBytes` limit (it succeeded). */
 export interface PressureEvent {
+  /** The channel, or `null` for the unscoped domain. */
   channelId: string | null;
+  /** The type of the allocation that crossed the soft limit. */
   resourceType: string;
+  /** Which scope's `softBytes` was crossed. */
   scope: LimitScopeName;
+  /** Charged bytes (units) in that scope after the allocation. */
   bytesInUse: number;
+  /** The soft limit crossed. */
   softBytes: number;
 }
 
+/** Payload of `'violation'` and `isopool:violation`: a refused use of a handle, counted against `channelId`. */
 export interface ViolationEvent {
+  /** The channel the violation is counted against (`null`: the unscoped domain). */
   channelId: string | null;
+  /** What kind of violation. */
   code: ViolationCode;
+  /** The id that was presented. */
   handleId: number;
 }
 
+/** Payload of `'leak'` and `isopool:leak`: a handle found unreachable without being deallocated; its slot is reclaimed. */
 export interface LeakEvent {
+  /** The leaked handle's id (no longer valid). */
   handleId: number;
+  /** The leaked handle's type. */
   resourceType: string;
+  /** Its requested size. */
   size: number;
+  /** Its channel, or `null` for the unscoped domain. */
   channelId: string | null;
+  /** The allocation site (a stack line) with `'paranoid'` detection, else `undefined`. */
   site: string | undefined;
 }
 
+/** Payload of `isopool:limit` (diagnostics_channel only): an allocation refused by a hard limit. */
 export interface LimitEvent {
+  /** The channel of the refused allocation, or `null`. */
   channelId: string | null;
+  /** The type of the refused allocation. */
   resourceType: string;
+  /** Which scope refused. */
   scope: LimitScopeName;
+  /** The limit's value. */
   limit: number;
+  /** What the allocation asked for: charged bytes, or 1 handle. */
   requested: number;
+  /** Usage in that scope when refused. */
   inUse: number;
 }

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The package's `install` script (package.json "install": "node scripts/install.js").
+ *
+ * Why it exists: npm runs an implicit `node-gyp rebuild` for any package that ships a
+ * binding.gyp and has no install script. isopool ships a prebuild, so that implicit build
+ * must not happen; this script does nothing when a working binary is there and builds
+ * from source only when none loads.
+ *
+ * 1. In a source checkout (tsconfig.test.json exists, which the npm package does not ship),
+ *    `npm install` / `npm ci` build everything through `prepare`: nothing to do here.
+ * 2. Installed as a dependency: if prebuilds/<platform>-<arch>/isopool.node (or an earlier
+ *    build/Release/isopool.node) loads in a child process, done.
+ * 3. Otherwise, or with `npm rebuild isopool --build-from-source`
+ *    (ISOPOOL_BUILD_FROM_SOURCE=1 works too), build from source: cmake-js when it is
+ *    installed, else node-gyp (npm's own) against the running Node's headers when they are
+ *    installed next to it. Needs a C++17 compiler (and CMake, or Python + make for node-gyp).
+ *
+ * With `--ignore-scripts`, or npm versions that do not run dependencies' install scripts,
+ * none of this runs and the prebuild is used as it is.
+ */
+'use strict';
+
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const log = (msg) => console.log(`isopool install: ${msg}`);
+
+function truthy(v) {
+  return v !== undefined && v !== '' && v !== '0' && v !== 'false';
+}
+
+/** True if `file` exists and requires cleanly in a fresh Node process. */
+function loads(file) {
+  if (!fs.existsSync(file)) return false;
+  const r = spawnSync(
+    process.execPath,
+    ['-e', `if (typeof require(${JSON.stringify(file)}).NativeManager !== 'function') process.exit(3)`],
+    { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' },
+  );
+  if (r.status !== 0) log(`${path.relative(root, file)} does not load here: ${(r.stderr || '').trim().split('\n')[0] || `exit ${r.status}`}`);
+  return r.status === 0;
+}
+
+function run(cmd, args) {
+  log(`${path.basename(cmd)} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error) throw r.error;
+  return r.status === 0;
+}
+
+function tryResolve(request) {
+  try {
+    return require.resolve(request, { paths: [root] });
+  } catch {
+    return undefined;
+  }
+}
+
+function buildFromSource() {
+  const cmakeJs = tryResolve('cmake-js/bin/cmake-js');
+  if (cmakeJs !== undefined) {
+    return run(process.execPath, [cmakeJs, 'compile', '--config', 'Release', '--log-level', 'warn']);
+  }
+  // npm tells lifecycle scripts where its bundled node-gyp is.
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    tryResolve('node-gyp/bin/node-gyp.js'),
+    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  ];
+  const nodeGyp = candidates.find((c) => c !== undefined && fs.existsSync(c));
+  if (nodeGyp === undefined) {
+    log('neither cmake-js nor node-gyp was found');
+    return false;
+  }
+  const args = [nodeGyp, 'rebuild'];
+  // Use the headers installed with this Node when they are there (no download).
+  const nodedir = path.resolve(process.execPath, '..', '..');
+  if (fs.existsSync(path.join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
+  return run(process.execPath, args);
+}
+
+function main() {
+  const forced = truthy(process.env.npm_config_build_from_source) || truthy(process.env.ISOPOOL_BUILD_FROM_SOURCE);
+  if (!forced && fs.existsSync(path.join(root, 'tsconfig.test.json'))) {
+    return; // a source checkout: `prepare` builds the addon and dist/
+  }
+  const prebuild = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'isopool.node');
+  if (!forced) {
+    if (loads(prebuild)) return;
+    if (loads(path.join(root, 'build', 'Release', 'isopool.node'))) return;
+    log(`no working prebuild for ${process.platform}-${process.arch}: building from source`);
+  }
+  if (!buildFromSource()) {
+    log('the source build failed; see README "Install" (a C++17 compiler and CMake or node-gyp are needed)');
+    process.exit(1);
+  }
+  if (!loads(path.join(root, 'build', 'Release', 'isopool.node'))) {
+    log('the source build finished but build/Release/isopool.node does not load');
+    process.exit(1);
+  }
+}
+
+main();

@@ -1,0 +1,198 @@
+/**
+ * examples/server.ts end to end: real concurrent clients on 127.0.0.1, one keep-alive
+ * connection per client (so one channel per client). Normal clients get their digests, an
+ * over-quota client gets 413 while the others are served, and /metrics shows the channels and
+ * the refusal. Bounded: 6 clients, 20 requests in all, a 2 MiB quota.
+ */
+import { expect } from 'chai';
+import { createHash, randomBytes } from 'node:crypto';
+import * as http from 'node:http';
+import { startServer } from '../examples/server';
+import type { RunningServer } from '../examples/server';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request; `chunks` without `length` sends a chunked body. Resolves once the response ended. */
+function request(
+  url: string,
+  agent: http.Agent,
+  method: string,
+  path: string,
+  chunks: Buffer[] = [],
+  chunked = false,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    let replied = false;
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    const headers: http.OutgoingHttpHeaders = chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': total };
+    const req = http.request(`${url}${path}`, { method, agent, headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        replied = true;
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') });
+      });
+      res.on('error', reject);
+    });
+    // After a 413 with `connection: close`, the server may reset a body still being sent.
+    req.on('error', (err) => {
+      if (!replied) reject(err);
+    });
+    req.setTimeout(10000, () => req.destroy(new Error(`timeout: ${method} ${path}`)));
+    for (const c of chunks) req.write(c);
+    req.end();
+  });
+}
+
+function sha256(chunks: Buffer[]): string {
+  const h = createHash('sha256');
+  for (const c of chunks) h.update(c);
+  return h.digest('hex');
+}
+
+function splitInto(buf: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
+  return out;
+}
+
+interface Digest {
+  channel: string;
+  bytes: number;
+  sha256: string;
+  buffers: number;
+}
+
+async function waitFor(done: () => boolean, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
+
+describe('examples/server.ts (HTTP service, a channel per connection)', function () {
+  this.timeout(30000);
+  let running: RunningServer;
+  const agents: http.Agent[] = [];
+
+  function newAgent(): http.Agent {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    agents.push(agent);
+    return agent;
+  }
+
+  beforeEach(async () => {
+    running = await startServer({ port: 0, quotaBytes: 2 * MiB });
+  });
+
+  afterEach(async () => {
+    for (const a of agents.splice(0)) a.destroy();
+    await running.close();
+  });
+
+  it('serves normal clients concurrently, refuses the over-quota one with 413, and exports it all on /metrics', async () => {
+    const { url, manager } = running;
+    const sizes = [1, 3000, 100 * KiB, 900 * KiB];
+
+    const normal = Array.from({ length: 4 }, async (_, client) => {
+      const agent = newAgent();
+      const seen: Digest[] = [];
+      for (const size of sizes) {
+        const body = randomBytes(size + client);
+        const chunks = splitInto(body, 16 * KiB);
+        const r = await request(url, agent, 'POST', '/digest', chunks);
+        expect(r.status, `client ${client}, ${size} bytes`).to.equal(200);
+        const d = JSON.parse(r.body) as Digest;
+        expect(d.bytes, 'bytes').to.equal(body.length);
+        expect(d.sha256, 'digest of what was sent').to.equal(sha256([body]));
+        expect(d.buffers, 'one pooled buffer sized by content-length').to.equal(1);
+        seen.push(d);
+      }
+      // a chunked body: one pooled buffer per received chunk
+      const body = randomBytes(200 * KiB);
+      const r = await request(url, agent, 'POST', '/digest', splitInto(body, 32 * KiB), true);
+      expect(r.status, `client ${client}, chunked`).to.equal(200);
+      const d = JSON.parse(r.body) as Digest;
+      expect([d.bytes, d.sha256], 'chunked digest').to.deep.equal([body.length, sha256([body])]);
+      expect(d.buffers, 'at least one buffer').to.be.at.least(1);
+      seen.push(d);
+      const channels = new Set(seen.map((s) => s.channel));
+      expect(channels.size, 'one keep-alive connection, one channel').to.equal(1);
+      return seen[0].channel;
+    });
+
+    const greedy = (async () => {
+      const agent = newAgent();
+      const big = await request(url, agent, 'POST', '/digest', splitInto(randomBytes(3 * MiB), 64 * KiB));
+      expect(big.status, 'over the 2 MiB quota').to.equal(413);
+      const refusal = JSON.parse(big.body) as { error: string; limit: number; requested: number };
+      expect(refusal.error).to.equal('ERR_RESOURCE_LIMIT');
+      expect(refusal.limit, 'the quota').to.equal(2 * MiB);
+      // the same connection (channel) is still served within its quota
+      const small = await request(url, agent, 'POST', '/digest', [Buffer.from('after the refusal')]);
+      expect(small.status, 'served after the refusal').to.equal(200);
+      return (JSON.parse(small.body) as Digest).channel;
+    })();
+
+    const greedyChunked = (async () => {
+      const agent = newAgent();
+      const r = await request(url, agent, 'POST', '/digest', splitInto(randomBytes(3 * MiB), 64 * KiB), true);
+      expect(r.status, 'a chunked body over the quota').to.equal(413);
+      expect(r.headers.connection, 'the connection is closed after it').to.equal('close');
+    })();
+
+    const [channels, greedyChannel] = await Promise.all([Promise.all(normal), greedy, greedyChunked]);
+    expect(new Set([...channels, greedyChannel]).size, 'a channel per connection').to.equal(5);
+
+    const scrape = await request(url, newAgent(), 'GET', '/metrics');
+    expect(scrape.status, '/metrics').to.equal(200);
+    expect(scrape.headers['content-type'], 'Prometheus text format').to.match(/^text\/plain/);
+    const lines = scrape.body.split('\n');
+    for (const ch of channels) {
+      expect(lines, `${ch} listed, nothing held between requests`).to.include(`isopool_channel_bytes_in_use{channel="${ch}"} 0`);
+      expect(lines, `${ch} never refused`).to.include(`isopool_channel_limit_rejections_total{channel="${ch}"} 0`);
+    }
+    expect(lines, 'the over-quota client').to.include(`isopool_channel_limit_rejections_total{channel="${greedyChannel}"} 1`);
+    expect(lines.filter((l) => l.startsWith('isopool_violations_total{')), 'no violation anywhere').to.deep.equal([]);
+
+    for (const ch of [...channels, greedyChannel]) {
+      expect(manager.verifyResourceIsolation(ch).isolated, `${ch} isolated`).to.equal(true);
+    }
+
+    // closing the client connections closes their channels
+    for (const a of agents) a.destroy();
+    const closed = await waitFor(() => channels.every((ch) => !(ch in manager.getResourceMetrics().channels)), 5000);
+    expect(closed, 'channels closed with their sockets').to.equal(true);
+    expect(manager.getResourceMetrics().totals.handles, 'nothing left allocated').to.equal(0);
+  });
+
+  it('answers 404 for other routes and frees a body of a client that disconnects mid-request', async () => {
+    const { url, manager } = running;
+    const r = await request(url, newAgent(), 'GET', '/nope');
+    expect(r.status).to.equal(404);
+
+    // declare 1 MiB, send 64 KiB, then drop the connection
+    const sent = new Promise<void>((resolve) => {
+      const req = http.request(`${url}/digest`, { method: 'POST', headers: { 'content-length': MiB } });
+      req.on('error', () => resolve());
+      req.write(randomBytes(64 * KiB), () => setTimeout(() => req.destroy(), 50));
+    });
+    await sent;
+    const freed = await waitFor(() => manager.getResourceMetrics().totals.handles === 0, 5000);
+    expect(freed, 'the pooled body buffer was released').to.equal(true);
+    const m = manager.getResourceMetrics();
+    const violations = Object.values(m.channels)
+      .concat(m.unscoped)
+      .reduce((n, c) => n + Object.values(c.violations).reduce((a, b) => a + b, 0), 0);
+    expect(violations, 'releasing after a disconnect counts no violation').to.equal(0);
+  });
+});

@@ -8,9 +8,13 @@ import type { LeakEvent, LimitEvent, PressureEvent, ViolationEvent } from './typ
 
 /** The diagnostics_channel names isopool publishes on. */
 export const DIAGNOSTICS_CHANNELS = {
+  /** A soft limit was crossed ({@link PressureEvent}). */
   pressure: 'isopool:pressure',
+  /** A leaked handle was found and reclaimed ({@link LeakEvent}). */
   leak: 'isopool:leak',
+  /** A refused use of a handle ({@link ViolationEvent}). */
   violation: 'isopool:violation',
+  /** An allocation refused by a hard limit ({@link LimitEvent}). */
   limit: 'isopool:limit',
 } as const;
 

@@ -37,7 +37,9 @@ export const DEFAULT_POOLS: readonly PoolOptions[] = Object.freeze([
   Object.freeze({ name: 'medium', slotSize: 64 * 1024, queueSize: 250 }),
   Object.freeze({ name: 'large', slotSize: 1024 * 1024, queueSize: 125 }),
 ]);
+/** The default `maxAllocationSize`: 64 MiB (bytes, or units for counted types). */
 export const DEFAULT_MAX_ALLOCATION_SIZE = 64 * 1024 * 1024;
+/** The default `leakSampleRate`: with `leakDetection: 'sampled'`, 1 in 128 allocations is watched. */
 export const DEFAULT_LEAK_SAMPLE_RATE = 128;
 
 const OPTION_KEYS = [
@@ -53,8 +55,11 @@ const OPTION_KEYS = [
 
 /** Events of a ResourceManager. */
 export interface ResourceManagerEvents {
+  /** A soft limit (`softBytes`) was crossed by a successful allocation. */
   pressure: [PressureEvent];
+  /** A handle whose buffer became unreachable without deallocation was found and reclaimed. */
   leak: [LeakEvent];
+  /** A forged, stale, foreign or otherwise refused use of a handle (counted in the metrics). */
   violation: [ViolationEvent];
 }
 
@@ -196,6 +201,7 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
     this.#core.close();
   }
 
+  /** Same as {@link ResourceManager.close}: `using manager = new ResourceManager()`. */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -203,8 +209,11 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
 
 // Typed listener signatures for the manager's events.
 export interface ResourceManager {
+  /** Listens to `'pressure'`, `'leak'` or `'violation'` (also published on diagnostics_channel). */
   on<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
+  /** Listens to the next `'pressure'`, `'leak'` or `'violation'` event. */
   once<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
+  /** Removes a listener added with `on` or `once`. */
   off<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
 }
 

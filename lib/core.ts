@@ -934,9 +934,12 @@ export class Core implements HandleOwner {
 
   close(): void {
     if (this.#closed) return;
+    // Revoke every buffer, then free what this manager (this thread's attachment) holds, so the
+    // final snapshot shows everything released.
+    for (const [id, record] of this.#records) this.#release(id, record);
+    this.#native.reclaimHeld();
     this.#finalMetrics = this.metrics();
     this.#closed = true;
-    for (const [id, record] of this.#records) this.#release(id, record);
     for (const state of this.#channels.values()) state.open = false;
     this.#channels.clear();
     this.#slabs.clear();

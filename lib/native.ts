@@ -228,6 +228,8 @@ export interface NativeManager {
   openChannels(): Array<[string, number]>;
   snapshot(): NativeSnapshot;
   injectAllocationFailures(n: number): void;
+  /** Frees every live handle this wrapper allocated or adopted (not those in transit); returns how many. */
+  reclaimHeld(): number;
   /** Drops the wrapper's reference to the native core (close()). Exported buffers keep memory alive. */
   release(): void;
 }

@@ -358,6 +358,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::Snapshot>("snapshot"),
             InstanceMethod<&ManagerWrap::InjectAllocationFailures>("injectAllocationFailures"),
             InstanceMethod<&ManagerWrap::Release>("release"),
+            InstanceMethod<&ManagerWrap::ReclaimHeld>("reclaimHeld"),
         });
   }
 
@@ -957,6 +958,14 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   }
 
   void Release(const Napi::CallbackInfo&) { ReleaseManager(/*reclaim=*/true); }
+
+  /// close(): frees every live handle this wrapper holds (its JS side revoked their buffers
+  /// first), so the final snapshot shows everything released. Returns how many.
+  Napi::Value ReclaimHeld(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return Num(env, 0);
+    return Num(env, U64(manager_->ReclaimEnv(holder_, FreeReason::kManagerClose)));
+  }
 
   Manager* manager_ = nullptr;  ///< nullptr after release()
   OutBlock* block_ = nullptr;   ///< backing of `out`; one reference is ours

@@ -60,6 +60,9 @@ describe('lifecycle', () => {
     it('getResourceMetrics() returns the final snapshot, stable across calls', () => {
       const m = mgr.getResourceMetrics();
       expect(m.totals.allocations, 'allocations made before close').to.equal(2);
+      expect(m.totals.deallocations, 'close() freed what was live').to.equal(2);
+      expect(m.totals.handles, 'nothing live in the final snapshot').to.equal(0);
+      expect(m.totals.bytesInUse, 'no bytes in use in the final snapshot').to.equal(0);
       expect(mgr.getResourceMetrics(), 'stable').to.deep.equal(m);
       expect(JSON.parse(JSON.stringify(m)), 'plain JSON').to.deep.equal(m);
     });

@@ -90,6 +90,8 @@ interface LiveRecord {
   readonly site: string | undefined;
   /** Registered with the leak registry (this record is the unregister token). */
   readonly watched: boolean;
+  /** Native index of the handle's channel (0: unscoped). */
+  readonly channel: number;
 }
 
 /** The revocable ArrayBuffer of a record, if it is still reachable. */
@@ -97,6 +99,17 @@ function bufferOf(record: LiveRecord | undefined): ArrayBuffer | undefined {
   const ab = record?.ab;
   if (ab === undefined || ab === null) return undefined;
   return ab instanceof WeakRef ? ab.deref() : ab;
+}
+
+/**
+ * A revocable handle whose buffer we can no longer revoke ourselves: detached by other code
+ * (`transfer()`, a BYOB stream read...) or, held weakly, collected. Another ArrayBuffer may
+ * still reach its memory, so freeing it must park the memory until that backing store dies.
+ */
+function unrevocable(record: LiveRecord | undefined): boolean {
+  if (record === undefined || record.ab === null) return false;
+  const ab = bufferOf(record);
+  return ab === undefined || ab.byteLength === 0;
 }
 
 /** What the leak registry remembers of a watched handle (never the handle or its buffer). */
@@ -391,22 +404,30 @@ export class Core implements HandleOwner {
 
   closeChannel(channelId: unknown): ChannelCloseReport {
     const state = this.openChannelState(channelId);
+    const report: ChannelCloseReport = { channelId: state.name, count: 0, bytes: 0, handles: [] };
+    const add = (id: number, type: number, size: number, charged: number, record: LiveRecord | undefined): void => {
+      const entry: ChannelCloseReport['handles'][number] = { id, resourceType: this.#typesByIndex[type]?.name ?? 'unknown', size };
+      if (record?.site !== undefined) entry.site = record.site;
+      report.handles.push(entry);
+      report.count++;
+      report.bytes += charged;
+    };
+    // Handles whose buffers we cannot revoke ourselves go first, one by one, so their memory
+    // is parked until whatever holds it now lets go.
+    const out = this.#out;
+    for (const [id, record] of this.#records) {
+      if (record.channel !== state.index || !unrevocable(record)) continue;
+      if (this.#native.free(id, -1, NativeFreeReason.ChannelClose, undefined, true) !== NativeStatus.Ok) continue;
+      this.#release(id, record);
+      add(id, out[InfoOut.Type], out[InfoOut.Size], out[InfoOut.Charged], record);
+    }
     const freed = this.#native.closeChannel(state.index);
     if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
-    const report: ChannelCloseReport = { channelId: state.name, count: 0, bytes: 0, handles: [] };
     for (let i = 0; i + 3 < freed.length; i += 4) {
       const id = freed[i];
       const record = this.#records.get(id);
       this.#release(id, record);
-      const entry: ChannelCloseReport['handles'][number] = {
-        id,
-        resourceType: this.#typesByIndex[freed[i + 1]]?.name ?? 'unknown',
-        size: freed[i + 2],
-      };
-      if (record?.site !== undefined) entry.site = record.site;
-      report.handles.push(entry);
-      report.count++;
-      report.bytes += freed[i + 3];
+      add(id, freed[i + 1], freed[i + 2], freed[i + 3], record);
     }
     this.#forget(state);
     return report;
@@ -549,7 +570,7 @@ export class Core implements HandleOwner {
     const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount++ % this.#leakRate === 0);
     if (watched || ab !== null) {
       const site = watched ? captureSite() : undefined;
-      const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched };
+      const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index };
       this.#records.set(id, record);
       if (watched) {
         // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
@@ -649,7 +670,7 @@ export class Core implements HandleOwner {
       return false;
     }
     const record = this.#records.get(id);
-    const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, bufferOf(record));
+    const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, bufferOf(record), unrevocable(record));
     if (status === NativeStatus.Ok) {
       // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
@@ -666,7 +687,7 @@ export class Core implements HandleOwner {
     if (this.#closed) return;
     if (this.#native.lookup(id) !== NativeStatus.Ok) return;
     const record = this.#records.get(id);
-    if (this.#native.free(id, -1, NativeFreeReason.Deallocate, bufferOf(record)) === NativeStatus.Ok) {
+    if (this.#native.free(id, -1, NativeFreeReason.Deallocate, bufferOf(record), unrevocable(record)) === NativeStatus.Ok) {
       this.#release(id, record);
     }
   }
@@ -819,6 +840,12 @@ export class Core implements HandleOwner {
     const id = this.#handleId(handle);
     if (!isWellFormedId(id)) throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
     const record = this.#records.get(id);
+    if (unrevocable(record) && this.#native.lookup(id) === NativeStatus.Ok) {
+      // Another ArrayBuffer may hold this memory: moving it would give two threads access.
+      this.#native.countViolation(this.#out[InfoOut.Channel], BUFFER_DETACHED_KIND);
+      this.#emitViolations(1 << BUFFER_DETACHED_KIND, id, null);
+      throw new InvalidHandleError(id, 'cannot be transferred: its buffer was detached by other code (deallocate it instead)');
+    }
     const status = this.#native.beginTransfer(id, bufferOf(record));
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { id });
     this.#release(id, record);
@@ -844,7 +871,7 @@ export class Core implements HandleOwner {
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
-    if (ab !== null) this.#records.set(id, { ab, site: undefined, watched: false });
+    if (ab !== null) this.#records.set(id, { ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex });
     return handleObj;
   }
 
@@ -857,7 +884,9 @@ export class Core implements HandleOwner {
     this.#leaksDetected++;
     const record = this.#records.get(held.id);
     this.#records.delete(held.id);
-    if (this.#native.free(held.id, -1, NativeFreeReason.Leak, undefined) === NativeStatus.Ok) {
+    // Revocable: the handle's ArrayBuffer was collected, but a transfer()ed copy may live on;
+    // the memory waits (parked) until the backing store itself is gone.
+    if (this.#native.free(held.id, -1, NativeFreeReason.Leak, undefined, record !== undefined && record.ab !== null) === NativeStatus.Ok) {
       this.#leaksReclaimed++;
     }
     void record;
@@ -936,7 +965,10 @@ export class Core implements HandleOwner {
     if (this.#closed) return;
     // Revoke every buffer, then free what this manager (this thread's attachment) holds, so the
     // final snapshot shows everything released.
-    for (const [id, record] of this.#records) this.#release(id, record);
+    for (const [id, record] of this.#records) {
+      if (unrevocable(record)) this.#native.free(id, -1, NativeFreeReason.ManagerClose, undefined, true);
+      this.#release(id, record);
+    }
     this.#native.reclaimHeld();
     this.#finalMetrics = this.metrics();
     this.#closed = true;

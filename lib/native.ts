@@ -201,8 +201,13 @@ export interface NativeManager {
    * (> 0), refuses with ChannelClosed if the channel index now belongs to another incarnation.
    */
   allocate(type: number, size: number, channel: number, external: boolean, expectedOwner?: number): ArrayBuffer | number;
-  /** Frees `id` (presented by channel `presenter`, -1 = manager). Detaches `ab` if given and the free succeeded. Returns status; out (InfoOut) describes the freed handle. */
-  free(id: number, presenter: number, reason: number, ab: ArrayBuffer | undefined): number;
+  /**
+   * Frees `id` (presented by channel `presenter`, -1 = manager). Detaches `ab` if given and the free
+   * succeeded. `keepUntilReleased` (or an `ab` that is already detached): our buffer cannot vouch
+   * for the memory, which is parked until the buffer's backing store dies. Returns status; out
+   * (InfoOut) describes the freed handle.
+   */
+  free(id: number, presenter: number, reason: number, ab: ArrayBuffer | undefined, keepUntilReleased?: boolean): number;
   /** Violation mask for presenting id to presenter (-1 = manager); counts them. out (InfoOut) if live. */
   validate(id: number, presenter: number): number;
   /** Status; out (InfoOut) for a live id. Counts nothing. */

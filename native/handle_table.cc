@@ -70,13 +70,14 @@ void HandleTable::StoreHolder(uint32_t index, uint64_t word) noexcept {
 }
 
 uint64_t HandleTable::LoadHolder(uint32_t index) const noexcept {
-  return At(index)->holder.load(std::memory_order_relaxed);
+  // seq_cst: the parking protocol (manager.cc ParkOrRelease / OnBufferReleased) is a Dekker
+  // pair between this word and the parked count.
+  return At(index)->holder.load(std::memory_order_seq_cst);
 }
 
 bool HandleTable::CasHolder(uint32_t index, uint64_t expected, uint64_t desired) noexcept {
-  // relaxed: the word is self-contained (keyed by generation); it guards no other data.
-  return At(index)->holder.compare_exchange_strong(expected, desired, std::memory_order_relaxed,
-                                                   std::memory_order_relaxed);
+  return At(index)->holder.compare_exchange_strong(expected, desired, std::memory_order_seq_cst,
+                                                   std::memory_order_seq_cst);
 }
 
 uint64_t HandleTable::LoadState(uint32_t index) const noexcept {

@@ -170,7 +170,8 @@ class HandleTable {
   static uint32_t HolderEnv(uint64_t word) noexcept { return static_cast<uint32_t>(word >> 32); }
   static bool HolderAttached(uint64_t word) noexcept { return (word >> 31) & 1u; }
   static uint32_t HolderGeneration(uint64_t word) noexcept { return word & ((1u << kGenBits) - 1); }
-  /// relaxed: the holder is read by the winner of a state transition, which orders it.
+  /// Stores are relaxed (published by the state transition that follows); loads and CAS are
+  /// seq_cst for the parking protocol in manager.cc.
   void StoreHolder(uint32_t index, uint64_t word) noexcept;
   uint64_t LoadHolder(uint32_t index) const noexcept;
   bool CasHolder(uint32_t index, uint64_t expected, uint64_t desired) noexcept;

@@ -149,23 +149,28 @@ struct Manager::Impl {
   /// Completes a free won by the caller (entry now kFreeing, observed as `was`): parks the
   /// memory if another thread holds a revocable buffer over it, else returns it; refunds the
   /// ledgers; frees the entry. `info->parked` tells which.
+  /// Completes a free won by the caller (entry now kFreeing, observed as `was`). The memory
+  /// is parked instead of returned when a revocable buffer over it may still be reachable:
+  /// the holder is another thread (it is told to revoke its buffer), or the caller cannot
+  /// vouch for its own buffer (ctx.keep_until_released: detached by other code, or only known
+  /// to be unreferenced from JS, so a transfer()ed copy may live). Parked memory returns when
+  /// the buffer's backing store dies (OnBufferReleased). Refunds the ledgers; frees the entry.
   void FinishClaimedFree(uint32_t index, uint64_t id, EntryState was, const HandleRecord& rec,
-                         FreeReason reason, uint32_t caller_env, HandleInfo* info) noexcept {
+                         FreeReason reason, const CallContext& ctx, HandleInfo* info) noexcept {
     bool park = false;
     uint32_t holder_env = 0;
     // In transit, nobody holds a buffer (the sender detached it; an adopter has not won yet).
     if (was == EntryState::kLive && rec.data != nullptr &&
         rec.access == static_cast<uint32_t>(AccessMode::kRevocable)) {
+      // seq_cst: Dekker with OnBufferReleased (see ParkOrRelease).
       const uint64_t h = table.LoadHolder(index);
       holder_env = HandleTable::HolderEnv(h);
-      park = holder_env != 0 && holder_env != caller_env && HandleTable::HolderAttached(h) &&
-             HandleTable::HolderGeneration(h) == GenerationOf(id);
+      park = holder_env != 0 && HandleTable::HolderAttached(h) &&
+             HandleTable::HolderGeneration(h) == GenerationOf(id) &&
+             (holder_env != ctx.env || ctx.keep_until_released);
     }
     if (park) {
-      if (!Park(id, holder_env, rec)) {
-        // No memory to remember it: keep the slot out of every pool (leaked, never reused)
-        // rather than hand out memory a buffer in another thread can still reach.
-      }
+      park = ParkOrRelease(index, id, holder_env, /*announce=*/holder_env != ctx.env, rec);
     } else {
       ReleaseMemory(rec);
     }
@@ -175,20 +180,44 @@ struct Manager::Impl {
     deallocations.Add();
   }
 
-  bool Park(uint64_t id, uint32_t env, const HandleRecord& rec) noexcept {
-    std::lock_guard<std::mutex> lock(parked_mu);
-    try {
-      parked.emplace(id, Parked{rec, env});
+  /// Parks `rec`'s memory for holder `env` (announcing it to that thread if `announce`), then
+  /// re-checks the holder's attached bit: a buffer released meanwhile (OnBufferReleased clears
+  /// the bit, then looks for parked memory) must not leave the memory parked forever. Both
+  /// sides publish first and check second, seq_cst, so at least one sees the other. Returns
+  /// whether the memory stays parked. Called before FinishFree, so the holder word still
+  /// describes this incarnation.
+  bool ParkOrRelease(uint32_t index, uint64_t id, uint32_t env, bool announce, const HandleRecord& rec) noexcept {
+    {
+      std::lock_guard<std::mutex> lock(parked_mu);
       try {
-        revoke[env].push_back(id);
-        revoke_count.fetch_add(1, std::memory_order_relaxed);
+        parked.emplace(id, Parked{rec, env});
       } catch (...) {
-        // The id is not announced: the holder releases it at its buffer's GC or its exit.
+        // No memory to remember it: keep the slot out of every pool (leaked, never reused)
+        // rather than hand out memory a buffer may still reach.
+        return true;
       }
-    } catch (...) {
-      return false;
+      if (announce) {
+        try {
+          revoke[env].push_back(id);
+          revoke_count.fetch_add(1, std::memory_order_relaxed);
+        } catch (...) {
+          // Not announced: released when the holder's buffer dies or the holder leaves.
+        }
+      }
+      parked_count.fetch_add(1, std::memory_order_seq_cst);
     }
-    parked_count.fetch_add(1, std::memory_order_release);
+    if (HandleTable::HolderAttached(table.LoadHolder(index))) return true;
+    return !Unpark(id);
+  }
+
+  /// Returns parked memory of `id` to its pool; false if it was not parked (any more).
+  bool Unpark(uint64_t id) noexcept {
+    std::lock_guard<std::mutex> lock(parked_mu);
+    auto it = parked.find(id);
+    if (it == parked.end()) return false;
+    ReleaseMemory(it->second.rec);
+    parked.erase(it);
+    parked_count.fetch_sub(1, std::memory_order_relaxed);
     return true;
   }
 
@@ -408,7 +437,7 @@ Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
       const uint64_t id = m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask));
       FillInfo(id, rec, HandleTable::StateOf(state) == EntryState::kTransit, &info);
       m.CheckCanaryOnFree(rec, /*closing=*/true);  // hardened
-      m.FinishClaimedFree(i, id, HandleTable::StateOf(state), rec, FreeReason::kChannelClose, ctx.env, &info);
+      m.FinishClaimedFree(i, id, HandleTable::StateOf(state), rec, FreeReason::kChannelClose, ctx, &info);
       if (freed != nullptr) {
         try {
           freed->push_back(info);
@@ -633,7 +662,7 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const Ca
         // Hardened: a damaged canary is reported (and counted) but the free goes ahead (hardening.h).
         const uint32_t canary = m.CheckCanaryOnFree(rec, /*closing=*/false);
         if (violations != nullptr) *violations = canary;
-        m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx.env, info);
+        m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx, info);
         m.free_latency.Record(NowNs() - t0);
         return Status::kOk;
       }
@@ -783,23 +812,23 @@ Status Manager::Adopt(uint64_t id, const CallContext& ctx, bool attached, Handle
 
 void Manager::OnBufferReleased(uint64_t id, uint32_t env) noexcept {
   Impl& m = *impl_;
-  // acquire: pairs with Park's release increment.
-  if (m.parked_count.load(std::memory_order_acquire) != 0) {
-    std::lock_guard<std::mutex> lock(m.parked_mu);
-    auto it = m.parked.find(id);
-    if (it != m.parked.end() && it->second.env == env) {
-      m.ReleaseMemory(it->second.rec);
-      m.parked.erase(it);
-      m.parked_count.fetch_sub(1, std::memory_order_relaxed);
-      return;
-    }
+  // 1. The incarnation's buffer in `env` is gone: nothing needs parking for it any more. The
+  //    holder word is keyed by generation, so this never touches a later incarnation.
+  const uint32_t index = static_cast<uint32_t>(id >> 32);
+  if ((id >> 53) == 0 && index != 0 && index < m.table.HighWater()) {
+    const uint32_t generation = Impl::GenerationOf(id);
+    m.table.CasHolder(index, HandleTable::HolderWord(env, true, generation),
+                      HandleTable::HolderWord(env, false, generation));
   }
-  // A live handle whose buffer in `env` is gone (collected): nothing to park for it any more.
-  const IdProbe p = m.table.Probe(id);
-  if (p.kind != IdProbe::kLive) return;
-  const uint32_t generation = Impl::GenerationOf(id);
-  m.table.CasHolder(p.index, HandleTable::HolderWord(env, true, generation),
-                    HandleTable::HolderWord(env, false, generation));
+  // 2. Memory parked until this buffer died (seq_cst: Dekker with ParkOrRelease).
+  if (m.parked_count.load(std::memory_order_seq_cst) == 0) return;
+  std::lock_guard<std::mutex> lock(m.parked_mu);
+  auto it = m.parked.find(id);
+  if (it != m.parked.end() && it->second.env == env) {
+    m.ReleaseMemory(it->second.rec);
+    m.parked.erase(it);
+    m.parked_count.fetch_sub(1, std::memory_order_relaxed);
+  }
 }
 
 void Manager::DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcept {
@@ -836,11 +865,13 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
     if (HandleTable::HolderEnv(h) != env || HandleTable::HolderGeneration(h) != generation) continue;
     if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // someone else frees it
     const uint64_t id = m.table.MakeId(i, generation);
-    m.FinishClaimedFree(i, id, EntryState::kLive, rec, reason, env, nullptr);
+    m.FinishClaimedFree(i, id, EntryState::kLive, rec, reason, CallContext{env, 0, false}, nullptr);
     ++reclaimed;
   }
   if (reason == FreeReason::kLeak) m.exit_reclaims.Add(reclaimed);
-  // Memory parked for this thread's buffers: they can no longer be used.
+  // Memory parked for this thread's buffers: at thread exit they can no longer be used. A
+  // close() of the attachment leaves them parked: that thread's JS still runs.
+  if (reason != FreeReason::kLeak) return reclaimed;
   std::lock_guard<std::mutex> lock(m.parked_mu);
   for (auto it = m.parked.begin(); it != m.parked.end();) {
     if (it->second.env == env) {

@@ -87,6 +87,10 @@ struct ChannelOptions {
 struct CallContext {
   uint32_t env = 0;
   uint32_t expected_owner = 0;
+  /// Free only: the caller cannot vouch that its own buffer over the memory is revoked (it
+  /// was detached by other code, whose transfer() may hold the memory, or JS only knows it
+  /// became unreachable). The memory is then parked until the buffer's backing store dies.
+  bool keep_until_released = false;
 };
 
 /// Out-parameter of Allocate. On kResourceLimit only slot_bytes, charged (what the refused
@@ -276,9 +280,10 @@ class Manager {
   /// detach them (which releases the parked memory). Appends and clears. Cheap when empty.
   void DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcept;
   bool HasRevocations() const noexcept;
-  /// Thread `env` is leaving (worker exit, or close() of its shared attachment): frees every
-  /// live handle it holds (not those in transit) with `reason`, and releases memory parked
-  /// for its buffers. kLeak counts them as thread-exit reclaims. Returns how many were freed.
+  /// Thread `env` is leaving (worker exit: kLeak, or close() of its attachment: kManagerClose):
+  /// frees every live handle it holds (not those in transit) with `reason`. kLeak also
+  /// releases memory parked for its buffers (no JS runs there any more) and counts the frees
+  /// as thread-exit reclaims. Returns how many were freed.
   uint64_t ReclaimEnv(uint32_t env, FreeReason reason) noexcept;
 
   // --- view mode -------------------------------------------------------------

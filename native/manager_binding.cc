@@ -738,9 +738,17 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak) || !ReadOptionalArrayBuffer(env, info[3], &ab)) {
       return StatusValue(env, Status::kInvalidArgument);
     }
+    // A buffer that is already detached was detached by other code (transfer() may hold the
+    // memory): park it until its backing store dies. JS also asks for that when it only knows
+    // the buffer became unreachable.
+    CallContext ctx{holder_, 0, ReadFlag(env, info[4])};
+    if (ab != nullptr) {
+      bool detached = false;
+      if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && detached) ctx.keep_until_released = true;
+    }
     HandleInfo h;
     uint32_t violations = 0;
-    Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), CallContext{holder_, 0}, &h, &violations);
+    Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), ctx, &h, &violations);
     WriteInfo(h, violations);
     if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
     return StatusValue(env, s);

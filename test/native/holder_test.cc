@@ -93,6 +93,28 @@ TEST(OwnFreeAndReleasedBuffersDoNotPark) {
   CHECK_EQ(LiveSlots(m.m), 0u);
 }
 
+TEST(KeepUntilReleasedParksForTheCallerItself) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  Allocation a, b;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &a) == Status::kOk);
+  HandleInfo info;
+  uint32_t v = 0;
+  // The caller's own buffer was detached by other code: its memory may live on elsewhere.
+  CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{1, 0, true}, &info, &v) == Status::kOk);
+  CHECK(info.parked) << "parked although the caller is the holder";
+  CHECK(!m->HasRevocations()) << "nobody else has anything to revoke";
+  CHECK_EQ(LiveSlots(m.m), 1u);
+  m->OnBufferReleased(a.id, 1);  // the backing store died
+  CHECK_EQ(LiveSlots(m.m), 0u);
+  // A buffer that is already gone when the free comes: nothing to wait for.
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &b) == Status::kOk);
+  m->OnBufferReleased(b.id, 1);
+  CHECK(m->Free(b.id, -1, FreeReason::kLeak, CallContext{1, 0, true}, &info, &v) == Status::kOk);
+  CHECK(!info.parked) << "the backing store died before the free";
+  CHECK_EQ(LiveSlots(m.m), 0u);
+}
+
 TEST(TransferMovesTheHolder) {
   Mgr m;
   const int32_t ch = Open(m.m, "c");

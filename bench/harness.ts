@@ -179,10 +179,9 @@ export async function runInterleaved(group: string, candidates: readonly Candida
 
 /**
  * Runs a benchmark with benchmark.js's `async` option: every cycle (≥ minTime of calls) is its own
- * macrotask, so the job ends between cycles. That matters for isopool: `WeakRef` targets created or
- * dereferenced during a job are kept alive until the job ends (ECMAScript KeepDuringJob), and a
- * minutes-long synchronous loop would pile up every revoked ArrayBuffer. A server ends its jobs
- * often; so does this harness.
+ * macrotask, so the job ends between cycles, as in a server: external-buffer finalizers and
+ * FinalizationRegistry callbacks run between jobs, so every candidate pays for them inside its
+ * own measurement.
  */
 function runAsync(bench: Benchmark): Promise<void> {
   return new Promise((resolve) => {

@@ -229,8 +229,8 @@ export function markdownReport(report: BenchReport): string {
     '  cycle, which a benchmark.js mean is not), and then medianed over rounds. Below 1 means the candidate is faster.',
     '  "± rounds" is the interquartile range of the rounds\' sample medians divided by their median.',
     "- benchmark.js runs with `async: true`: each cycle is its own macrotask, so the job ends between cycles as in a server.",
-    '  isopool needs this: `WeakRef` targets made or dereferenced in a job stay alive until the job ends, and one',
-    '  minutes-long synchronous loop piles up every revoked ArrayBuffer (measured below: "Heap kept by a synchronous loop").',
+    '  (Earlier versions of isopool made a `WeakRef` per allocation, which kept every revoked ArrayBuffer alive until the',
+    '  job ended; "Heap kept by a synchronous loop" below checks that this no longer happens.)',
     '- Round r starts with candidate r mod k, so no candidate is always measured first or last.',
     report.gcBetweenRuns
       ? "- A full GC (`--expose-gc`) runs before each benchmark.js run, outside the timing, so one candidate's garbage is not\n  collected on the next one's clock; GC caused by a candidate during its own run stays in its time."

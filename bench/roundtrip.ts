@@ -248,8 +248,8 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
         findings.push(
           `${c.name}, ${roundTrips} round trips of 4 KiB in one synchronous job then a full GC: expected ≈0 bytes retained per round trip ` +
             `(as Buffer.allocUnsafe), got ${r.retainedBytesPerRoundTrip.toFixed(0)} B/round trip, ` +
-            `released once the job ended (${r.afterJobEndBytesPerRoundTrip.toFixed(0)} B): lib/core.ts makes and dereferences a WeakRef to the ` +
-            `handle's ArrayBuffer per round trip, and WeakRef targets are kept alive until the job ends`,
+            `released once the job ended (${r.afterJobEndBytesPerRoundTrip.toFixed(0)} B): something per round trip is kept alive ` +
+            `until the job ends (a WeakRef target, a pending finalizer)`,
         );
       }
     }

@@ -1,0 +1,1043 @@
+/**
+ * Soak test: churns a realistic mix of channels and allocations on one ResourceManager for a
+ * while, samples RSS, JS heap, native reserved bytes, live handles and pool fragmentation, and fits
+ * the growth per hour after a warm-up. `npm run soak -- --minutes N`.
+ *
+ * Usage: node --expose-gc build/ts/bench/soak.js [--minutes N] [--seed S] [--report PATH]
+ *   --minutes N   run time of the workload, fractional allowed (default 1)
+ *   --seed S      PRNG seed (unsigned 32-bit integer; default: derived from the clock, printed)
+ *   --report PATH write (or update) a Markdown report; one section per --minutes value is kept
+ *
+ * Progress goes to stderr, the summary to stdout. The exit code is 0 whatever the numbers are; it is
+ * 1 only on a crash or an invariant violation (ledgers or counters that disagree with what the
+ * workload did, handles or charged bytes left after the drain).
+ * @packageDocumentation
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ResourceLimitError, ResourceManager } from '../lib';
+import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
+
+// -------------------------------------------------------------------------------------------------
+// configuration
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Target of the issue: growth after warm-up, bytes per hour. */
+const GROWTH_TARGET = 64 * KiB;
+/** Target of SPEC.md §1/§5: pool fragmentation. */
+const FRAGMENTATION_TARGET = 0.05;
+/** Open channels at any time. */
+const CHANNELS = 50;
+/** Allocation attempts per round. */
+const ALLOCATIONS_PER_ROUND = 24;
+/** Timing wheel length: the longest finite handle lifetime is below it (rounds). */
+const WHEEL = 512;
+/** Yield to the event loop after about this much synchronous work. */
+const SLICE_MS = 4;
+/** The counted resource type the workload defines. */
+const COUNTER = 'conn';
+
+interface Args {
+  readonly minutes: number;
+  readonly seed: number;
+  readonly report: string | null;
+}
+
+function usage(): string {
+  return 'usage: soak.js [--minutes N] [--seed S] [--report PATH]';
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  let minutes = 1;
+  let seed = (Date.now() ^ (process.pid << 16)) >>> 0;
+  let report: string | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const name = eq >= 0 ? arg.slice(0, eq) : arg;
+    const value = (): string => {
+      if (eq >= 0) return arg.slice(eq + 1);
+      const next = argv[i + 1];
+      if (next === undefined) throw new Error(`${name} needs a value; ${usage()}`);
+      i++;
+      return next;
+    };
+    if (name === '--minutes') {
+      const text = value();
+      minutes = Number(text);
+      if (!Number.isFinite(minutes) || minutes <= 0) throw new Error(`--minutes must be a positive number, got ${JSON.stringify(text)}`);
+    } else if (name === '--seed') {
+      const text = value();
+      const s = Number(text);
+      if (!Number.isSafeInteger(s) || s < 0) throw new Error(`--seed must be a non-negative integer, got ${JSON.stringify(text)}`);
+      seed = s >>> 0;
+    } else if (name === '--report') {
+      report = value();
+    } else if (name === '--help' || name === '-h') {
+      process.stdout.write(`${usage()}\n`);
+      process.exit(0);
+    } else {
+      throw new Error(`unknown argument ${JSON.stringify(arg)}; ${usage()}`);
+    }
+  }
+  return { minutes, seed, report };
+}
+
+// -------------------------------------------------------------------------------------------------
+// small helpers
+
+/** mulberry32: a small, fast, seedable PRNG; returns [0, 1). */
+function makeRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function fmtBytes(bytes: number): string {
+  const sign = bytes < 0 ? '-' : '';
+  const b = Math.abs(bytes);
+  if (b >= 10 * 1024 * MiB) return `${sign}${(b / (1024 * MiB)).toFixed(1)} GiB`;
+  if (b >= 10 * MiB) return `${sign}${(b / MiB).toFixed(1)} MiB`;
+  if (b >= 10 * KiB) return `${sign}${(b / KiB).toFixed(1)} KiB`;
+  return `${sign}${b.toFixed(0)} B`;
+}
+
+function fmtRate(bytesPerHour: number): string {
+  return `${fmtBytes(bytesPerHour)}/h`;
+}
+
+function fmtPct(fraction: number): string {
+  return `${(fraction * 100).toFixed(2)}%`;
+}
+
+function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** An aligned Markdown table: readable as plain text and renderable as Markdown. */
+function mdTable(headers: readonly string[], rows: ReadonlyArray<readonly string[]>, right: readonly boolean[] = []): string {
+  const widths = headers.map((h, c) => Math.max(3, h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const pad = (text: string, c: number): string => (right[c] === true ? text.padStart(widths[c]) : text.padEnd(widths[c]));
+  const line = (cells: readonly string[]): string => `| ${cells.map((cell, c) => pad(cell, c)).join(' | ')} |`;
+  const rule = `| ${widths.map((w, c) => (right[c] === true ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w))).join(' | ')} |`;
+  return [line(headers), rule, ...rows.map(line)].join('\n');
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as Error & { code?: unknown }).code;
+    return `${error.name}${typeof code === 'string' ? ` [${code}]` : ''}: ${error.message}`;
+  }
+  return String(error);
+}
+
+function endJob(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A full GC, then a few event-loop turns so that FinalizationRegistry callbacks run. */
+async function collect(): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    if (typeof globalThis.gc === 'function') globalThis.gc();
+    await endJob();
+    await sleep(10);
+  }
+}
+
+/** Least-squares line y = a + b·x, with the standard error of b and R². */
+interface Fit {
+  readonly slope: number;
+  readonly intercept: number;
+  readonly slopeStdErr: number;
+  readonly r2: number;
+  readonly n: number;
+}
+
+function fitLine(xs: readonly number[], ys: readonly number[]): Fit {
+  const n = xs.length;
+  if (n < 2) return { slope: NaN, intercept: NaN, slopeStdErr: NaN, r2: NaN, n };
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += xs[i];
+    my += ys[i];
+  }
+  mx /= n;
+  my /= n;
+  let sxx = 0;
+  let sxy = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = xs[i] - mx;
+    const dy = ys[i] - my;
+    sxx += dx * dx;
+    sxy += dx * dy;
+    syy += dy * dy;
+  }
+  if (sxx === 0) return { slope: NaN, intercept: NaN, slopeStdErr: NaN, r2: NaN, n };
+  const slope = sxy / sxx;
+  const intercept = my - slope * mx;
+  const sse = Math.max(0, syy - slope * sxy);
+  const slopeStdErr = n > 2 ? Math.sqrt(sse / (n - 2) / sxx) : NaN;
+  const r2 = syy === 0 ? 1 : 1 - sse / syy;
+  return { slope, intercept, slopeStdErr, r2, n };
+}
+
+// -------------------------------------------------------------------------------------------------
+// workload
+
+interface Chan {
+  readonly id: string;
+  readonly scope: ChannelScope;
+  readonly access: 'revocable' | 'view';
+  readonly quotaBytes: number;
+  readonly deathRound: number;
+  readonly live: Set<Live>;
+  /** Charged bytes (units for the counter) of `live`, as the ledger should have them. */
+  charged: number;
+}
+
+interface Live {
+  readonly handle: ResourceHandle;
+  readonly chan: Chan | null;
+  freed: boolean;
+}
+
+interface Counters {
+  /** Every call into the manager the workload made (allocation attempts, frees, opens, closes, checks). */
+  ops: number;
+  allocations: number;
+  refusals: number;
+  refusedByScope: Record<string, number>;
+  explicitFrees: number;
+  closeFrees: number;
+  channelsOpened: number;
+  channelsClosed: number;
+  viewChannels: number;
+  counterAllocations: number;
+  directAllocations: number;
+  checks: number;
+  pressureEvents: number;
+  leakEvents: number;
+  violationEvents: number;
+}
+
+/** One metrics sample. */
+interface Sample {
+  /** Seconds since the workload started. */
+  readonly t: number;
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly reserved: number;
+  readonly handles: number;
+  readonly bytesInUse: number;
+  readonly fragPool: number;
+  readonly fragInternal: number;
+  readonly opsPerSec: number;
+  readonly openChannels: number;
+}
+
+class Workload {
+  readonly manager = new ResourceManager({ leakDetection: 'sampled' });
+  readonly counters: Counters = {
+    ops: 0,
+    allocations: 0,
+    refusals: 0,
+    refusedByScope: {},
+    explicitFrees: 0,
+    closeFrees: 0,
+    channelsOpened: 0,
+    channelsClosed: 0,
+    viewChannels: 0,
+    counterAllocations: 0,
+    directAllocations: 0,
+    checks: 0,
+    pressureEvents: 0,
+    leakEvents: 0,
+    violationEvents: 0,
+  };
+  /** Invariant violations found while running (the run exits 1 if any). */
+  readonly problems: string[] = [];
+  readonly channels: Chan[] = [];
+  readonly unscoped = new Set<Live>();
+  round = 0;
+  #nextChannel = 0;
+  readonly #wheel: Live[][] = Array.from({ length: WHEEL }, () => []);
+  readonly #rand: () => number;
+  /** Written into every buffer so the pages are really touched. */
+  #stamp = 1;
+  sinkValue = 0;
+
+  constructor(seed: number) {
+    this.#rand = makeRandom(seed);
+    this.manager.on('pressure', () => this.counters.pressureEvents++);
+    this.manager.on('leak', () => this.counters.leakEvents++);
+    this.manager.on('violation', () => this.counters.violationEvents++);
+    // Counted resources (say, upstream connections): a type-wide cap and a small per-channel cap.
+    this.manager.defineResourceType(COUNTER, { kind: 'counter', limits: { maxBytes: CHANNELS * 6 } });
+    for (let i = 0; i < CHANNELS; i++) this.channels.push(this.#openChannel());
+  }
+
+  #problem(text: string): void {
+    if (this.problems.length < 50) this.problems.push(text);
+  }
+
+  #int(lo: number, hi: number): number {
+    return lo + Math.floor(this.#rand() * (hi - lo + 1));
+  }
+
+  #openChannel(): Chan {
+    const r = this.#rand;
+    const id = `conn-${this.#nextChannel++}`;
+    const access = r() < 0.2 ? 'view' : 'revocable';
+    const zero = r() < 0.1 ? 'always' : 'cross-channel';
+    // Quotas: most channels have a total byte cap that a burst of large buffers can hit; some cap handles.
+    const quotas = [Infinity, 32 * MiB, 16 * MiB, 8 * MiB, 6 * MiB];
+    const quotaBytes = quotas[Math.floor(r() * quotas.length)];
+    const limits: Record<string, { maxBytes?: number; softBytes?: number; maxHandles?: number }> = {
+      [COUNTER]: { maxBytes: 8 },
+    };
+    if (quotaBytes !== Infinity) limits['*'] = { maxBytes: quotaBytes, softBytes: Math.floor(quotaBytes * 0.75) };
+    if (r() < 0.25) limits.buffer = { maxHandles: 40 };
+    const scope = this.manager.openChannel(id, { access, zero, limits });
+    this.counters.ops++;
+    this.counters.channelsOpened++;
+    if (access === 'view') this.counters.viewChannels++;
+    // Connections live from about a second to tens of seconds (a few hundred rounds run per second).
+    const life = this.#int(200, 4_000);
+    return { id, scope, access, quotaBytes, deathRound: this.round + life, live: new Set(), charged: 0 };
+  }
+
+  /** 70% ≤ 4 KiB, 25% 4 KiB–64 KiB, 4% 64 KiB–1 MiB, 1% direct 1–4 MiB. */
+  #size(): number {
+    const p = this.#rand();
+    if (p < 0.7) return this.#int(16, 4 * KiB);
+    if (p < 0.95) return this.#int(4 * KiB + 1, 64 * KiB);
+    if (p < 0.99) return this.#int(64 * KiB + 1, MiB);
+    return this.#int(MiB + 1, 4 * MiB);
+  }
+
+  /** Rounds until release: Infinity = held until the channel closes. */
+  #lifetime(): number {
+    const p = this.#rand();
+    if (p < 0.55) return 0; // request-scoped: released at the end of the round
+    if (p < 0.85) return this.#int(1, 20);
+    if (p < 0.99) return this.#int(21, WHEEL - 1);
+    return Infinity; // session-long
+  }
+
+  /** Hot channels get more traffic: index skewed towards the start of the table. */
+  #pickChannel(): Chan {
+    return this.channels[Math.floor(CHANNELS * this.#rand() ** 1.5)];
+  }
+
+  #touch(buffer: Buffer): void {
+    const stamp = this.#stamp;
+    this.#stamp = (stamp % 251) + 1;
+    const n = buffer.length;
+    for (let i = 0; i < n; i += 4096) buffer[i] = stamp;
+    buffer[n - 1] = stamp;
+    this.sinkValue = (this.sinkValue + buffer[0]) | 0;
+  }
+
+  #allocateOne(): void {
+    const unscoped = this.#rand() < 0.02;
+    const chan = unscoped ? null : this.#pickChannel();
+    const counter = !unscoped && this.#rand() < 0.05;
+    const type = counter ? COUNTER : 'buffer';
+    const size = counter ? this.#int(1, 3) : this.#size();
+    this.counters.ops++;
+    let handle: ResourceHandle;
+    try {
+      handle = chan === null ? this.manager.allocateResource(type, size) : chan.scope.allocate(type, size);
+    } catch (error) {
+      if (error instanceof ResourceLimitError) {
+        this.counters.refusals++;
+        const key = `${error.scope}`;
+        this.counters.refusedByScope[key] = (this.counters.refusedByScope[key] ?? 0) + 1;
+        return;
+      }
+      throw error;
+    }
+    this.counters.allocations++;
+    if (counter) this.counters.counterAllocations++;
+    if (handle.pool === 'direct') this.counters.directAllocations++;
+    if (handle.buffer !== null) {
+      if (handle.buffer.length !== size) this.#problem(`handle ${handle.id}: buffer length ${handle.buffer.length}, requested ${size}`);
+      this.#touch(handle.buffer);
+    }
+    const live: Live = { handle, chan, freed: false };
+    if (chan === null) {
+      this.unscoped.add(live);
+    } else {
+      chan.live.add(live);
+      chan.charged += handle.slotBytes;
+    }
+    const life = chan === null ? this.#int(0, 5) : this.#lifetime();
+    if (life !== Infinity) this.#wheel[(this.round + life) % WHEEL].push(live);
+  }
+
+  /** Frees one handle explicitly, through one of the three ways a service would. */
+  #free(live: Live): void {
+    if (live.freed) return;
+    live.freed = true;
+    const { handle, chan } = live;
+    this.counters.ops++;
+    const way = handle.id % 3;
+    let ok = true;
+    if (way === 0) handle[Symbol.dispose]();
+    else if (way === 1 && chan !== null) ok = chan.scope.deallocate(handle);
+    else ok = this.manager.deallocateResource(handle);
+    if (!ok) this.#problem(`deallocate of live handle ${handle.id} (${chan?.id ?? 'unscoped'}) returned false`);
+    this.counters.explicitFrees++;
+    if (chan === null) {
+      this.unscoped.delete(live);
+    } else {
+      chan.live.delete(live);
+      chan.charged -= handle.slotBytes;
+    }
+    // Spot checks, 1 in 64 frees: the release is complete and a revocable buffer is revoked.
+    if ((handle.id & 63) === 7) {
+      this.counters.ops++;
+      this.counters.checks++;
+      const access = chan === null ? 'revocable' : chan.access;
+      if (access === 'revocable' && !this.manager.verifyCleanupCompletion(handle)) {
+        this.#problem(`verifyCleanupCompletion(${handle.id}) is false after deallocation (${handle.pool})`);
+      }
+      if (access === 'revocable' && handle.buffer !== null && handle.buffer.length !== 0) {
+        this.#problem(`revocable handle ${handle.id}: buffer length ${handle.buffer.length} after deallocation`);
+      }
+    }
+  }
+
+  /** Checks a channel's ledger against what the workload holds, then closes it. */
+  #closeChannel(chan: Chan, check: boolean): void {
+    if (check) {
+      this.counters.ops++;
+      this.counters.checks++;
+      const iso = this.manager.verifyResourceIsolation(chan.id);
+      if (!iso.isolated) this.#problem(`channel ${chan.id}: verifyResourceIsolation says not isolated (${JSON.stringify(iso.violations)})`);
+      if (iso.handleCount !== chan.live.size) this.#problem(`channel ${chan.id}: ledger has ${iso.handleCount} handles, workload holds ${chan.live.size}`);
+      if (iso.bytesInUse !== chan.charged) this.#problem(`channel ${chan.id}: ledger charges ${iso.bytesInUse} bytes, workload's handles ${chan.charged}`);
+    }
+    this.counters.ops++;
+    const report = this.manager.closeChannel(chan.id);
+    this.counters.channelsClosed++;
+    this.counters.closeFrees += report.count;
+    if (report.count !== chan.live.size) this.#problem(`closeChannel(${chan.id}) freed ${report.count} handles, workload held ${chan.live.size}`);
+    if (report.bytes !== chan.charged) this.#problem(`closeChannel(${chan.id}) released ${report.bytes} bytes, workload's handles were charged ${chan.charged}`);
+    for (const live of chan.live) {
+      live.freed = true;
+      const b = live.handle.buffer;
+      if (chan.access === 'revocable' && b !== null && b.length !== 0) {
+        this.#problem(`handle ${live.handle.id} of closed channel ${chan.id}: buffer length ${b.length}, expected 0 (revoked)`);
+      }
+    }
+    chan.live.clear();
+    chan.charged = 0;
+  }
+
+  /** One round: a batch of allocations, releases that are due, connections that end. */
+  step(): void {
+    for (let i = 0; i < ALLOCATIONS_PER_ROUND; i++) this.#allocateOne();
+    const bucket = this.#wheel[this.round % WHEEL];
+    for (const live of bucket) this.#free(live);
+    bucket.length = 0;
+    for (let i = 0; i < CHANNELS; i++) {
+      const chan = this.channels[i];
+      if (chan.deathRound <= this.round) {
+        this.#closeChannel(chan, true);
+        this.channels[i] = this.#openChannel();
+      }
+    }
+    this.round++;
+  }
+
+  /**
+   * The SPEC's burst test on the drained manager: in a fresh revocable and a fresh view-mode
+   * channel, 2 × queueSize slots of every pool at once, all freed, the references dropped.
+   */
+  burst(pools: ReadonlyArray<{ name: string; slotSize: number; queueSize: number }>): number {
+    const held: ResourceHandle[] = [];
+    const scopes = (['revocable', 'view'] as const).map((access) => this.manager.openChannel(`burst-${access}`, { access }));
+    for (const scope of scopes) {
+      for (const p of pools) {
+        for (let i = 0; i < 2 * p.queueSize; i++) {
+          this.counters.ops++;
+          const h = scope.allocate('buffer', p.slotSize);
+          if (h.buffer !== null) this.#touch(h.buffer);
+          held.push(h);
+        }
+      }
+    }
+    for (const h of held) {
+      this.counters.ops++;
+      if (!this.manager.deallocateResource(h)) this.#problem(`burst: deallocate of live handle ${h.id} returned false`);
+    }
+    for (const scope of scopes) {
+      this.counters.ops++;
+      const report = scope.close();
+      if (report.count !== 0) this.#problem(`burst: closing ${scope.channelId} freed ${report.count} handles, expected 0`);
+    }
+    return held.length;
+  }
+
+  liveHandles(): number {
+    let n = this.unscoped.size;
+    for (const c of this.channels) n += c.live.size;
+    return n;
+  }
+
+  /**
+   * Frees everything: half of the channels free their handles one by one (and their ledgers are
+   * checked to be empty while still open), the other half are closed with their handles live. Then
+   * every channel is closed. Returns the metrics of the channels drained one by one, taken before
+   * the close.
+   */
+  drain(): Array<{ id: string; bytesInUse: number; handles: number }> {
+    for (const live of [...this.unscoped]) this.#free(live);
+    const explicit = this.channels.filter((_, i) => i % 2 === 0);
+    for (const chan of explicit) for (const live of [...chan.live]) this.#free(live);
+    const metrics = this.manager.getResourceMetrics();
+    const drained = explicit.map((c) => {
+      const m = metrics.channels[c.id];
+      return { id: c.id, bytesInUse: m === undefined ? NaN : m.bytesInUse, handles: m === undefined ? NaN : m.handles };
+    });
+    for (const chan of this.channels) this.#closeChannel(chan, false);
+    for (const bucket of this.#wheel) bucket.length = 0;
+    return drained;
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// sampling and progress
+
+function sampleNow(workload: Workload, t: number, opsPerSec: number): { sample: Sample; metrics: ManagerMetrics } {
+  const metrics = workload.manager.getResourceMetrics();
+  const mem = process.memoryUsage();
+  return {
+    metrics,
+    sample: {
+      t,
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      external: mem.external,
+      reserved: metrics.totals.reservedBytes,
+      handles: metrics.totals.handles,
+      bytesInUse: metrics.totals.bytesInUse,
+      fragPool: metrics.fragmentation.pool,
+      fragInternal: metrics.fragmentation.internal,
+      opsPerSec,
+      openChannels: Object.keys(metrics.channels).length,
+    },
+  };
+}
+
+class Progress {
+  readonly #tty = process.stderr.isTTY === true;
+  #lastDecile = -1;
+  #drawn = false;
+
+  update(fraction: number, elapsed: number, total: number, s: Sample): void {
+    const pct = Math.min(1, fraction);
+    const text =
+      `${(pct * 100).toFixed(0).padStart(3)}% ${elapsed.toFixed(0)}/${total.toFixed(0)} s  ` +
+      `rss ${fmtBytes(s.rss)}  heap ${fmtBytes(s.heapUsed)}  reserved ${fmtBytes(s.reserved)}  ` +
+      `handles ${s.handles}  frag ${fmtPct(s.fragPool)}  ${fmtInt(s.opsPerSec)} ops/s`;
+    if (this.#tty) {
+      const width = 24;
+      const full = Math.round(pct * width);
+      process.stderr.write(`\r[${'#'.repeat(full)}${'-'.repeat(width - full)}] ${text}\x1b[K`);
+      this.#drawn = true;
+    } else {
+      const decile = Math.floor(pct * 10 + 1e-9);
+      if (decile > this.#lastDecile) {
+        this.#lastDecile = decile;
+        process.stderr.write(`soak ${text}\n`);
+      }
+    }
+  }
+
+  done(): void {
+    if (this.#tty && this.#drawn) process.stderr.write('\n');
+  }
+}
+
+// -------------------------------------------------------------------------------------------------
+// the run
+
+interface PoolAfterDrain {
+  readonly name: string;
+  readonly pool: PoolMetrics;
+}
+
+interface SoakResult {
+  readonly args: Args;
+  readonly machine: { cpu: string; cores: number; memory: number; os: string; node: string; date: string; load: number[] };
+  readonly durationSeconds: number;
+  readonly warmupSeconds: number;
+  readonly sampleIntervalSeconds: number;
+  readonly samples: Sample[];
+  /** Taken after the workload stopped and a forced GC, handles still live. */
+  readonly finalSample: Sample;
+  readonly rssFit: Fit;
+  readonly reservedFit: Fit;
+  readonly heapFit: Fit;
+  readonly counters: Counters;
+  readonly rounds: number;
+  readonly totals: ManagerMetrics['totals'];
+  readonly leaks: ManagerMetrics['leaks'];
+  readonly latency: ManagerMetrics['latencyNs'];
+  readonly drain: {
+    readonly fragPool: number;
+    readonly reserved: number;
+    readonly rss: number;
+    readonly handles: number;
+    readonly bytesInUse: number;
+    readonly pools: PoolAfterDrain[];
+  };
+  /** After the drain: 2 × queueSize slots of every pool in a revocable and a view channel, freed, GC. */
+  readonly burst: {
+    readonly handles: number;
+    readonly fragPool: number;
+    readonly reserved: number;
+    readonly pools: PoolAfterDrain[];
+  };
+  readonly problems: string[];
+}
+
+async function run(args: Args, progress: Progress): Promise<{ result: SoakResult; manager: ResourceManager }> {
+  const totalMs = args.minutes * 60_000;
+  const intervalMs = Math.min(1000, totalMs / 25); // ≥ 20 samples whatever the length
+  const warmupMs = Math.max(0.2 * totalMs, Math.min(10_000, 0.5 * totalMs));
+  const workload = new Workload(args.seed);
+  const samples: Sample[] = [];
+  const loadStart = os.loadavg();
+
+  const start = performance.now();
+  let nextSample = start + intervalMs;
+  let lastOps = 0;
+  let lastSampleAt = start;
+  {
+    const first = sampleNow(workload, 0, 0).sample;
+    samples.push(first);
+    progress.update(0, 0, totalMs / 1000, first);
+  }
+  for (;;) {
+    const sliceEnd = performance.now() + SLICE_MS;
+    let now: number;
+    do {
+      workload.step();
+      now = performance.now();
+    } while (now < sliceEnd);
+    if (workload.problems.length > 0 && workload.problems.length >= 50) break;
+    if (now >= nextSample) {
+      const opsPerSec = ((workload.counters.ops - lastOps) * 1000) / (now - lastSampleAt);
+      lastOps = workload.counters.ops;
+      lastSampleAt = now;
+      const { sample } = sampleNow(workload, (now - start) / 1000, opsPerSec);
+      samples.push(sample);
+      progress.update((now - start) / totalMs, (now - start) / 1000, totalMs / 1000, sample);
+      nextSample += intervalMs;
+      if (nextSample < now) nextSample = now + intervalMs / 2;
+    }
+    if (now - start >= totalMs) break;
+    await endJob();
+  }
+  const durationSeconds = (performance.now() - start) / 1000;
+  progress.done();
+
+  // The final sample: workload stopped, handles still live, after a forced GC.
+  await collect();
+  const final = sampleNow(workload, (performance.now() - start) / 1000, 0);
+  const finalSample = final.sample;
+
+  // Fits over the samples after the warm-up (the post-GC final sample is reported on its own).
+  const steady = samples.filter((s) => s.t * 1000 >= warmupMs);
+  const xs = steady.map((s) => s.t / 3600); // hours → slopes in bytes/hour
+  const rssFit = fitLine(xs, steady.map((s) => s.rss));
+  const reservedFit = fitLine(xs, steady.map((s) => s.reserved));
+  const heapFit = fitLine(xs, steady.map((s) => s.heapUsed));
+
+  // Drain: everything freed (explicitly or by closing its channel), then every channel closed.
+  const drainedOpen = workload.drain();
+  for (const d of drainedOpen) {
+    if (d.bytesInUse !== 0 || d.handles !== 0) {
+      workload.problems.push(`after freeing all its handles, channel ${d.id} still has bytesInUse ${d.bytesInUse}, handles ${d.handles}`);
+    }
+  }
+  await collect();
+  const after = workload.manager.getResourceMetrics();
+  const rssAfterDrain = process.memoryUsage().rss;
+  const c = workload.counters;
+  if (after.totals.handles !== 0) workload.problems.push(`after the drain, totals.handles is ${after.totals.handles}, expected 0`);
+  if (after.totals.bytesInUse !== 0) workload.problems.push(`after the drain, totals.bytesInUse is ${after.totals.bytesInUse}, expected 0`);
+  if (after.unscoped.bytesInUse !== 0 || after.unscoped.handles !== 0) {
+    workload.problems.push(`after the drain, the unscoped domain has bytesInUse ${after.unscoped.bytesInUse}, handles ${after.unscoped.handles}`);
+  }
+  for (const [id, m] of Object.entries(after.channels)) {
+    if (m.bytesInUse !== 0 || m.handles !== 0) workload.problems.push(`after the drain, channel ${id} has bytesInUse ${m.bytesInUse}, handles ${m.handles}`);
+  }
+  for (const [name, p] of Object.entries(after.pools)) {
+    if (p.liveSlots !== 0) workload.problems.push(`after the drain, pool ${name} has ${p.liveSlots} live slots`);
+  }
+  // The manager's counters against the workload's own.
+  if (after.totals.allocations !== c.allocations) workload.problems.push(`totals.allocations ${after.totals.allocations}, workload made ${c.allocations}`);
+  const expectedFrees = c.explicitFrees + c.closeFrees + after.leaks.reclaimed;
+  if (after.totals.deallocations !== expectedFrees) {
+    workload.problems.push(
+      `totals.deallocations ${after.totals.deallocations}, expected ${expectedFrees} (${c.explicitFrees} explicit + ${c.closeFrees} by close + ${after.leaks.reclaimed} leak reclaims)`,
+    );
+  }
+  if (after.totals.refusals !== c.refusals) workload.problems.push(`totals.refusals ${after.totals.refusals}, workload saw ${c.refusals} ResourceLimitErrors`);
+  if (after.leaks.detected !== 0) workload.problems.push(`${after.leaks.detected} leak(s) reported, but the workload held or freed every handle (false positives)`);
+  if (c.violationEvents !== 0) workload.problems.push(`${c.violationEvents} 'violation' event(s), but the workload never misused a handle`);
+
+  // The burst test: fill every pool to 2 × queueSize in both access modes, free it all, GC.
+  const burstPools = Object.entries(after.pools)
+    .filter(([, p]) => p.slotSize > 0)
+    .map(([name, p]) => ({ name, slotSize: p.slotSize, queueSize: p.queueSize }));
+  const burstHandles = workload.burst(burstPools);
+  await collect();
+  const afterBurst = workload.manager.getResourceMetrics();
+  if (afterBurst.totals.handles !== 0 || afterBurst.totals.bytesInUse !== 0) {
+    workload.problems.push(`after the burst, totals.handles ${afterBurst.totals.handles}, bytesInUse ${afterBurst.totals.bytesInUse}, expected 0 / 0`);
+  }
+
+  const cpus = os.cpus();
+  const result: SoakResult = {
+    args,
+    machine: {
+      cpu: cpus[0]?.model.trim() ?? 'unknown',
+      cores: cpus.length,
+      memory: os.totalmem(),
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      node: process.version,
+      date: new Date().toISOString(),
+      load: loadStart,
+    },
+    durationSeconds,
+    warmupSeconds: warmupMs / 1000,
+    sampleIntervalSeconds: intervalMs / 1000,
+    samples,
+    finalSample,
+    rssFit,
+    reservedFit,
+    heapFit,
+    counters: c,
+    rounds: workload.round,
+    totals: final.metrics.totals,
+    leaks: after.leaks,
+    latency: final.metrics.latencyNs,
+    drain: {
+      fragPool: after.fragmentation.pool,
+      reserved: after.totals.reservedBytes,
+      rss: rssAfterDrain,
+      handles: after.totals.handles,
+      bytesInUse: after.totals.bytesInUse,
+      pools: Object.entries(after.pools).map(([name, pool]) => ({ name, pool })),
+    },
+    burst: {
+      handles: burstHandles,
+      fragPool: afterBurst.fragmentation.pool,
+      reserved: afterBurst.totals.reservedBytes,
+      pools: Object.entries(afterBurst.pools).map(([name, pool]) => ({ name, pool })),
+    },
+    problems: workload.problems,
+  };
+  process.stderr.write(`(sink ${workload.sinkValue})\n`);
+  return { result, manager: workload.manager };
+}
+
+// -------------------------------------------------------------------------------------------------
+// output
+
+function verdict(ok: boolean): string {
+  return ok ? 'PASS' : 'INFO';
+}
+
+function fitCell(f: Fit): string {
+  if (!Number.isFinite(f.slope)) return 'n/a';
+  return `${fmtRate(f.slope)} ± ${fmtRate(f.slopeStdErr)}`;
+}
+
+function summaryRows(r: SoakResult): string[][] {
+  const c = r.counters;
+  const steadyN = r.rssFit.n;
+  return [
+    ['duration', `${r.durationSeconds.toFixed(1)} s (warm-up ${r.warmupSeconds.toFixed(1)} s excluded from the fits; ${steadyN} of ${r.samples.length} samples fitted)`],
+    ['total ops', `${fmtInt(c.ops)} (${fmtInt(c.ops / r.durationSeconds)}/s; ${fmtInt(r.rounds)} rounds)`],
+    ['allocations', `${fmtInt(c.allocations)} (${fmtInt(c.directAllocations)} direct, ${fmtInt(c.counterAllocations)} counter); ${fmtInt(c.refusals)} refused by quotas (${fmtPct(c.refusals / Math.max(1, c.allocations + c.refusals))})`],
+    ['frees', `${fmtInt(c.explicitFrees)} explicit, ${fmtInt(c.closeFrees)} by closeChannel`],
+    [
+      'channels',
+      `${fmtInt(c.channelsOpened)} opened (${fmtInt(c.viewChannels)} view-mode), ${fmtInt(c.channelsClosed)} closed ` +
+        `(${fmtInt((c.channelsClosed * 3600) / r.durationSeconds)}/h), ${CHANNELS} open at a time`,
+    ],
+    ['RSS growth (fit)', `${fitCell(r.rssFit)} (R² ${r.rssFit.r2.toFixed(2)})`],
+    ['native reserved growth (fit)', `${fitCell(r.reservedFit)} (R² ${r.reservedFit.r2.toFixed(2)})`],
+    ['JS heapUsed growth (fit)', `${fitCell(r.heapFit)} (R² ${r.heapFit.r2.toFixed(2)})`],
+    ['final sample (after GC, live)', `RSS ${fmtBytes(r.finalSample.rss)}, heap ${fmtBytes(r.finalSample.heapUsed)}, reserved ${fmtBytes(r.finalSample.reserved)}, ${fmtInt(r.finalSample.handles)} handles`],
+    ['pool fragmentation, live (final)', fmtPct(r.finalSample.fragPool)],
+    ['pool fragmentation, after drain', fmtPct(r.drain.fragPool)],
+    ['reserved after drain', `${fmtBytes(r.drain.reserved)} (RSS ${fmtBytes(r.drain.rss)})`],
+    ['pool fragmentation, after a burst', `${fmtPct(r.burst.fragPool)} (${fmtInt(r.burst.handles)} slots freed at once; reserved then ${fmtBytes(r.burst.reserved)})`],
+    ['handles / bytesInUse after drain', `${r.drain.handles} / ${r.drain.bytesInUse}`],
+    ['leaks detected', `${r.leaks.detected} (reclaimed ${r.leaks.reclaimed})`],
+    ['native latency p50 / p99 (alloc, free)', `${r.latency.allocate.p50} / ${r.latency.allocate.p99} ns, ${r.latency.deallocate.p50} / ${r.latency.deallocate.p99} ns`],
+  ];
+}
+
+function verdictLines(r: SoakResult): string[] {
+  const lines: string[] = [];
+  const growth = (label: string, f: Fit): void => {
+    if (!Number.isFinite(f.slope)) {
+      lines.push(`INFO ${label}: not enough samples after the warm-up to fit`);
+      return;
+    }
+    const resolvable = 2 * f.slopeStdErr;
+    const note = resolvable > GROWTH_TARGET ? `; this run cannot resolve growth below ~${fmtRate(resolvable)} (2 standard errors)` : '';
+    lines.push(`${verdict(f.slope < GROWTH_TARGET)} ${label}: ${fmtRate(f.slope)} (target < ${fmtRate(GROWTH_TARGET)} after warm-up${note})`);
+  };
+  growth('RSS growth', r.rssFit);
+  growth('native reserved growth', r.reservedFit);
+  lines.push(`${verdict(r.finalSample.fragPool < FRAGMENTATION_TARGET)} pool fragmentation, live: ${fmtPct(r.finalSample.fragPool)} (target < 5%)`);
+  lines.push(`${verdict(r.drain.fragPool < FRAGMENTATION_TARGET)} pool fragmentation after drain: ${fmtPct(r.drain.fragPool)} (target < 5%)`);
+  lines.push(`${verdict(r.burst.fragPool < FRAGMENTATION_TARGET)} pool fragmentation after a freed burst: ${fmtPct(r.burst.fragPool)} (target < 5%)`);
+  lines.push(r.problems.length === 0 ? 'PASS invariants: ledgers, counters and the drain agree with the workload' : `FAIL invariants: ${r.problems.length} violation(s)`);
+  return lines;
+}
+
+function poolRows(pools: readonly PoolAfterDrain[]): string[][] {
+  return pools.map(({ name, pool: p }) => [
+    name,
+    fmtBytes(p.reservedBytes),
+    `${p.retainedFreeSlots} / ${p.queueSize}`,
+    fmtBytes(p.retainedFreeSlots * p.slotSize),
+    fmtInt(p.hits),
+    fmtInt(p.misses),
+    fmtInt(p.releasedToSystem),
+  ]);
+}
+
+const POOL_HEADERS = ['pool', 'reserved', 'retained / queueSize', 'retained bytes', 'hits', 'misses', 'released to system'];
+
+function seriesRows(r: SoakResult, max: number): string[][] {
+  const all = r.samples;
+  const step = Math.max(1, Math.ceil(all.length / max));
+  const picked = all.filter((_, i) => i % step === 0 || i === all.length - 1);
+  const row = (s: Sample, mark: string): string[] => [
+    `${s.t.toFixed(1)}${mark}`,
+    fmtBytes(s.rss),
+    fmtBytes(s.heapUsed),
+    fmtBytes(s.reserved),
+    fmtInt(s.handles),
+    fmtBytes(s.bytesInUse),
+    fmtPct(s.fragPool),
+    fmtInt(s.opsPerSec),
+  ];
+  return [...picked.map((s) => row(s, s.t * 1000 < r.warmupSeconds * 1000 ? ' (w)' : '')), row(r.finalSample, ' (gc)')];
+}
+
+const SERIES_HEADERS = ['t (s)', 'RSS', 'heapUsed', 'reserved', 'handles', 'bytesInUse', 'pool frag', 'ops/s'];
+
+function consoleSummary(r: SoakResult): string {
+  const out: string[] = [];
+  out.push(
+    '',
+    `isopool soak — ${r.args.minutes} min, seed ${r.args.seed}; ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}`,
+    '',
+    mdTable(['', ''], summaryRows(r)),
+    '',
+    'Pools after the drain:',
+    mdTable(POOL_HEADERS, poolRows(r.drain.pools), [false, true, true, true, true, true, true]),
+    '',
+    'Pools after the burst (2 × queueSize slots of each pool, revocable and view channels, freed, GC):',
+    mdTable(POOL_HEADERS, poolRows(r.burst.pools), [false, true, true, true, true, true, true]),
+    '',
+    ...verdictLines(r),
+  );
+  if (r.problems.length > 0) out.push('', 'Invariant violations:', ...r.problems.map((p) => `- ${p}`));
+  return `${out.join('\n')}\n`;
+}
+
+const SECTION_START = /^<!-- soak-run minutes=([0-9.e+-]+) -->$/;
+const SECTION_END = '<!-- /soak-run -->';
+
+function runSection(r: SoakResult): string {
+  const c = r.counters;
+  const scopes = Object.entries(c.refusedByScope)
+    .map(([k, v]) => `${k} ${fmtInt(v)}`)
+    .join(', ');
+  const out: string[] = [
+    `<!-- soak-run minutes=${r.args.minutes} -->`,
+    `## \`--minutes ${r.args.minutes}\` (seed ${r.args.seed})`,
+    '',
+    `Run on ${r.machine.date}, load average at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}.`,
+    '',
+    mdTable(['', ''], summaryRows(r)),
+    '',
+    '```',
+    ...verdictLines(r),
+    '```',
+    '',
+    `Quota refusals by scope: ${scopes.length > 0 ? scopes : 'none'}. 'pressure' events: ${fmtInt(c.pressureEvents)}.`,
+    '',
+    'Pools after the drain:',
+    '',
+    mdTable(POOL_HEADERS, poolRows(r.drain.pools), [false, true, true, true, true, true, true]),
+    '',
+    'Pools after the burst (2 × queueSize slots of each pool in a revocable and a view-mode channel, all freed, GC):',
+    '',
+    mdTable(POOL_HEADERS, poolRows(r.burst.pools), [false, true, true, true, true, true, true]),
+    '',
+    `Samples (every ${r.sampleIntervalSeconds.toFixed(2)} s, thinned; (w) = warm-up, (gc) = after the workload stopped and a forced GC):`,
+    '',
+    mdTable(SERIES_HEADERS, seriesRows(r, 16), [true, true, true, true, true, true, true, true]),
+    '',
+  ];
+  if (r.problems.length > 0) out.push('Invariant violations:', '', ...r.problems.map((p) => `- ${p}`), '');
+  out.push(SECTION_END);
+  return out.join('\n');
+}
+
+function reportHeader(r: SoakResult): string {
+  const m = r.machine;
+  return [
+    '# isopool soak results',
+    '',
+    '<!-- Generated by `npm run soak -- --minutes N --report bench/SOAK.md` (bench/soak.ts). Each run replaces the section of its --minutes value. -->',
+    '',
+    '## Machine',
+    '',
+    mdTable(
+      ['', ''],
+      [
+        ['CPU', m.cpu],
+        ['cores', String(m.cores)],
+        ['memory', `${(m.memory / 2 ** 30).toFixed(1)} GiB`],
+        ['OS', m.os],
+        ['Node', m.node],
+        ['last written', m.date],
+      ],
+    ),
+    '',
+    '## Workload',
+    '',
+    `- One \`ResourceManager\` with default options (default pools, \`leakDetection: 'sampled'\`), ${CHANNELS} channels open at any time.`,
+    '  Each channel (a "connection") lives a random 200–4,000 rounds, is checked with `verifyResourceIsolation` against',
+    '  what the workload holds, closed with `closeChannel` (its session-long handles still live) and replaced by a new id.',
+    '- About 20% of the channels are `access: \'view\'`, 10% `zero: \'always\'`. Channel quotas: a `\'*\'` `maxBytes` of',
+    '  6, 8, 16 or 32 MiB (softBytes at 75%) or none; a quarter cap `buffer` handles at 40; every channel caps the',
+    `  counter type \`${COUNTER}\` at 8 units (and the type at ${CHANNELS * 6} units overall). Quota refusals are expected and counted.`,
+    `- A round makes ${ALLOCATIONS_PER_ROUND} allocation attempts on channels picked with a skew towards "hot" ones (2% unscoped, 5% counter`,
+    '  handles of 1–3 units). Buffer sizes: 70% ≤ 4 KiB, 25% 4–64 KiB, 4% 64 KiB–1 MiB, 1% direct 1–4 MiB; one byte per',
+    '  4 KiB page is written so the memory is really resident.',
+    `- Handle lifetimes (the live window): 55% released in the same round, 30% after 1–20 rounds, 14% after 21–${WHEEL - 1}`,
+    '  rounds, 1% held until the channel closes. Frees alternate `handle[Symbol.dispose]()`, `scope.deallocate` and',
+    '  `deallocateResource`; 1 in 64 is spot-checked with `verifyCleanupCompletion` and for a revoked buffer.',
+    `- The loop yields to the event loop (\`setImmediate\`) every ~${SLICE_MS} ms of work, so GC finalizers run as in a service.`,
+    '- Sampled every second (at least 20 samples per run): RSS, JS `heapUsed`, `totals.reservedBytes`, live handles,',
+    '  `totals.bytesInUse`, `fragmentation.pool`, ops/s. A forced GC (`--expose-gc`) precedes the final sample.',
+    '- Then the drain: half the channels free their handles one by one (their ledgers must read 0 while still open), all',
+    '  channels are closed, and the run checks totals.handles = 0, every bytesInUse = 0, and the manager\'s allocation,',
+    '  deallocation and refusal counters against the workload\'s own. Only such an invariant violation (or a crash) exits 1.',
+    '',
+    '## Reading the growth figures',
+    '',
+    '- The fits are least-squares lines over the samples after the warm-up: the first 20% of the run, and at least 10 s',
+    '  when the run is long enough (at most half of it). The `±` is one standard error of the slope.',
+    '- Over a few minutes RSS is dominated by warm-up, not by leaks: V8 grows its heap (new space, old space, code space',
+    '  for optimised code) until GC settles at a steady size, glibc malloc keeps freed arenas and trims them lazily, and',
+    '  the pools fill up to their retained `queueSize` (up to 500 × 4 KiB + 250 × 64 KiB + 125 × 1 MiB ≈ 143 MiB by',
+    '  default) only as the mix happens to reach each size class. Including that ramp in a fit would report it as',
+    '  hours of "growth"; excluding it measures the steady state, which is what a long-running service sees.',
+    '- Even after warm-up, short runs cannot resolve the target: 64 KiB/hour is 18 bytes per second, i.e. 3 KiB over a',
+    '  3-minute window, below a single page of RSS and far below the noise of a GC sawtooth or of 1–4 MiB direct',
+    '  buffers coming and going. A PASS/INFO line says whether the fitted slope is under the target; the `±` (and',
+    '  the "cannot resolve" note) says how much that means. Only an hours-long run can confirm < 64 KiB/hour.',
+    '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
+    '  until it is reopened), natively, up to 2^20 ids. Measured separately on this machine at ~200 B of RSS per',
+    '  unique closed id, so a service that closes N connections an hour grows by ~200·N B/hour until the cap',
+    '  (~200 MiB); at this soak\'s churn (the "channels" row) that is several MiB/hour, far above 64 KiB/hour, and',
+    '  invisible in `reservedBytes`. Reusing channel ids (reopening them) does not grow it.',
+    '- Fragmentation "after drain" and "after a burst" test SPEC §1: after everything is freed, reserved memory should',
+    '  be about the retained free slots, so `fragmentation.pool` < 5%. The drain frees the soak\'s own live set; the',
+    '  burst then allocates 2 × queueSize slots of every pool at once in a fresh revocable and a fresh view-mode channel,',
+    '  frees them all, drops the references and forces a GC (view buffers pin their slab until collected). Each pool',
+    '  keeps up to queueSize free slots per access mode (revocable and view slabs are separate), so "retained" can read',
+    '  up to 2 × queueSize.',
+    '',
+  ].join('\n');
+}
+
+function writeReport(file: string, r: SoakResult): void {
+  const sections = new Map<number, string>();
+  if (fs.existsSync(file)) {
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    let current: { minutes: number; lines: string[] } | null = null;
+    for (const line of lines) {
+      const m = SECTION_START.exec(line);
+      if (m !== null) {
+        current = { minutes: Number(m[1]), lines: [line] };
+      } else if (current !== null) {
+        current.lines.push(line);
+        if (line === SECTION_END) {
+          sections.set(current.minutes, current.lines.join('\n'));
+          current = null;
+        }
+      }
+    }
+  }
+  sections.set(r.args.minutes, runSection(r));
+  const ordered = [...sections.entries()].sort((a, b) => a[0] - b[0]).map(([, text]) => text);
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.writeFileSync(file, `${reportHeader(r)}\n# Runs\n\n${ordered.join('\n\n')}\n`);
+  process.stderr.write(`wrote ${file}\n`);
+}
+
+// -------------------------------------------------------------------------------------------------
+// main
+
+/** The final sample needs a forced GC: without --expose-gc, rerun this script in a child that has it. */
+function rerunWithGc(): boolean {
+  if (typeof globalThis.gc === 'function' || process.env.ISOPOOL_SOAK_CHILD === '1') return false;
+  const child = spawnSync(process.execPath, [...process.execArgv, '--expose-gc', __filename, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, ISOPOOL_SOAK_CHILD: '1' },
+  });
+  if (child.error !== undefined) throw child.error;
+  process.exitCode = child.status ?? 1;
+  return true;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (rerunWithGc()) return;
+  if (typeof globalThis.gc !== 'function') process.stderr.write('warning: no --expose-gc; the final sample is taken without a forced GC\n');
+  process.stderr.write(`isopool soak: ${args.minutes} min, seed ${args.seed}\n`);
+  const { result, manager } = await run(args, new Progress());
+  process.stdout.write(consoleSummary(result));
+  if (args.report !== null) writeReport(args.report, result);
+  if (result.problems.length > 0) process.exitCode = 1;
+  manager.close(); // last: the report is out even if close() throws (a crash, exit 1)
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`\nsoak crashed: ${describeError(error)}\n${error instanceof Error && error.stack !== undefined ? error.stack : ''}\n`);
+  process.exitCode = 1;
+});

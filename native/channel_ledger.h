@@ -95,7 +95,9 @@ class ChannelLedger {
   static constexpr int32_t kSegmentBits = 8;
   static constexpr int32_t kSegmentSize = 1 << kSegmentBits;
   static constexpr int32_t kSegments = kMaxChannels >> kSegmentBits;
-  static constexpr size_t kMaxClosedNames = 1u << 20;  ///< remembered closed names (FIFO)
+  /// Remembered closed names (FIFO): ~200 bytes each, so at most ~13 MiB however many
+  /// channels a long-running service opens and closes.
+  static constexpr size_t kMaxClosedNames = 1u << 16;
 
   ChannelLedger() = default;
   ~ChannelLedger();

@@ -1,0 +1,42 @@
+/**
+ * The examples run as a user would run them: the README's usage example, and the `npm start`
+ * demo (shortened), each in a child process.
+ */
+import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+
+const EXAMPLES = path.join(__dirname, '..', 'examples');
+
+function run(script: string, args: string[] = []): string {
+  return execFileSync(process.execPath, [path.join(EXAMPLES, script), ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60000,
+  });
+}
+
+describe('examples', function () {
+  this.timeout(90000);
+
+  it("the README's usage example prints what its comments say", () => {
+    const out = run('readme-usage.js').split('\n');
+    expect(out[0], 'track().slotBytes of a 5000-byte request').to.equal('65536');
+    expect(out[1], 'the quota refusal').to.equal('ERR_RESOURCE_LIMIT 8388608 8388608');
+    expect(out[2], 'verifyResourceIsolation().isolated').to.equal('true');
+    expect(out.join('\n'), 'the channel metrics').to.match(/bytesInUse: 8388608,\s+handles: 8,/);
+  });
+
+  it('the npm start demo runs several channels and prints the summary', () => {
+    const out = run('demo.js', ['--seconds', '1']);
+    expect(out, 'a per-channel table').to.match(/channel\s+handles\s+bytes in use/);
+    for (const channel of ['tenant-a', 'tenant-b', 'stream-c', 'tenant-d', 'jobs']) {
+      expect(out, `the table lists ${channel}`).to.include(channel);
+    }
+    expect(out, 'the noisy tenant hit its quota').to.match(/tenant-b \(noisy\): [1-9][0-9]* allocations refused/);
+    expect(out, 'the misbehaving tenant was refused').to.match(/tenant-d \(misbehaving\): [1-9][0-9]* stale, [1-9][0-9]* forged/);
+    expect(out, 'its violations were counted').to.match(/isolation tenant-d\s+isolated=false/);
+    expect(out, 'a well-behaved tenant stays isolated').to.match(/isolation tenant-a\s+isolated=true/);
+    expect(out, 'a buffer is revoked after closeChannel').to.match(/length 0 \(revoked\), cleanup verified: true/);
+  });
+});

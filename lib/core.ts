@@ -55,9 +55,6 @@ import type {
 import { checkChannelId, checkLimits, checkSize, checkTypeName } from './validate';
 import type { CheckedChannelOptions } from './validate';
 
-/** Presenter value for calls made through the manager itself (no channel scope). */
-export const NO_PRESENTER = null;
-
 interface TypeState {
   readonly name: string;
   readonly index: number;
@@ -889,7 +886,6 @@ export class Core implements HandleOwner {
     if (this.#native.free(held.id, -1, NativeFreeReason.Leak, undefined, record !== undefined && record.ab !== null) === NativeStatus.Ok) {
       this.#leaksReclaimed++;
     }
-    void record;
     if (this.#events.wants('leak')) {
       this.#events.leak({ handleId: held.id, resourceType: held.resourceType, size: held.size, channelId: held.channelId, site: held.site });
     }

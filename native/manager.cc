@@ -865,6 +865,7 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
     if (HandleTable::HolderEnv(h) != env || HandleTable::HolderGeneration(h) != generation) continue;
     if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // someone else frees it
     const uint64_t id = m.table.MakeId(i, generation);
+    m.CheckCanaryOnFree(rec, /*closing=*/false);  // hardened: counted against the owner channel
     m.FinishClaimedFree(i, id, EntryState::kLive, rec, reason, CallContext{env, 0, false}, nullptr);
     ++reclaimed;
   }

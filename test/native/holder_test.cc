@@ -159,6 +159,21 @@ TEST(ReclaimEnvFreesWhatALeavingThreadHolds) {
   CHECK(ids.empty()) << "the leaving thread's mailbox is dropped";
 }
 
+TEST(ReclaimEnvChecksCanaries) {
+  ManagerConfig c = Small();
+  c.hardened = true;
+  Manager* m = nullptr;
+  CHECK(Manager::Create(c, &m) == Status::kOk);
+  const int32_t ch = Open(m, "c");
+  Allocation a;
+  CHECK(m->Allocate(0, 100, ch, CallContext{7, 0}, &a) == Status::kOk);
+  a.data[100] ^= 0xFF;  // a native overrun into the canary right after the 100 bytes
+  CHECK_EQ(m->ReclaimEnv(7, FreeReason::kLeak), 1u);
+  CHECK_EQ(m->ChannelUsage(ch).violations[static_cast<uint32_t>(Violation::kCanaryCorrupted)], 1u)
+      << "the thread-exit reclaim checks the canary and counts it against the owner";
+  m->Unref();
+}
+
 TEST(ExpectedOwnerRefusesARecycledChannel) {
   Mgr m;
   const int32_t first = Open(m.m, "a");

@@ -92,6 +92,7 @@ const required = [
   'binding.gyp',
   'CMakeLists.txt',
   'native/addon.cc',
+  'native/sources.cmake',
 ];
 for (const f of required) if (!files.includes(f)) fail(`the tarball lacks ${f}`);
 const forbidden = [

@@ -91,6 +91,11 @@ interface LiveRecord {
   readonly channel: number;
 }
 
+/** Memory in the unscoped domain or a revocable channel: its buffer is its own, revocable ArrayBuffer. */
+function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
+  return type.memory && (channel === null || channel.access === 'revocable');
+}
+
 /** The revocable ArrayBuffer of a record, if it is still reachable. */
 function bufferOf(record: LiveRecord | undefined): ArrayBuffer | undefined {
   const ab = record?.ab;
@@ -526,15 +531,15 @@ export class Core implements HandleOwner {
     }
     const n = size as number;
     const native = this.#native;
-    let result = native.allocate(type.index, n, channel === null ? UNSCOPED_INDEX : channel.index, type.memory && (channel === null || channel.access === 'revocable'), channel === null ? 0 : channel.owner);
+    let result = this.#nativeAllocate(type, n, channel);
     if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
       // Another thread closed this incarnation (and may have reopened the name): look again.
       this.#forget(channel);
       if (presenter !== null) throw new ChannelClosedError(channel.name);
       channel = this.#channelForWork(channel.name);
-      result = native.allocate(type.index, n, channel.index, type.memory && channel.access === 'revocable', channel.owner);
+      result = this.#nativeAllocate(type, n, channel);
     }
-    const revocable = type.memory && (channel === null || channel.access === 'revocable');
+    const revocable = isRevocable(type, channel);
     const out = this.#out;
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
@@ -580,6 +585,12 @@ export class Core implements HandleOwner {
       this.#emitPressure(type, channel, softCrossed);
     }
     return handle;
+  }
+
+  /** The native allocation: revocable memory comes back as its own external ArrayBuffer. */
+  #nativeAllocate(type: TypeState, size: number, channel: ChannelState | null): ArrayBuffer | number {
+    if (channel === null) return this.#native.allocate(type.index, size, UNSCOPED_INDEX, type.memory, 0);
+    return this.#native.allocate(type.index, size, channel.index, isRevocable(type, channel), channel.owner);
   }
 
   #emitPressure(type: TypeState, channel: ChannelState | null, scope: number): void {

@@ -26,6 +26,7 @@ import { Handle, handleIdOf, isWellFormedId } from './handle';
 import type { HandleOwner } from './handle';
 import {
   AllocOut,
+  BufferMode,
   InfoOut,
   LimitsOut,
   NativeFreeReason,
@@ -89,7 +90,24 @@ interface LiveRecord {
   readonly watched: boolean;
   /** Native index of the handle's channel (0: unscoped). */
   readonly channel: number;
+  /** Slot-cache entry of the buffer's backing store (`'transfer'` revocation), or -1. */
+  readonly token: number;
 }
+
+/** `ArrayBuffer.prototype.transfer` (Node >= 21). */
+type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
+
+/**
+ * Revocation by `transfer()` unless `ISOPOOL_REVOCATION=detach` (a diagnostic switch, for
+ * comparing the two methods on one Node; README "Access modes").
+ */
+function transferAvailable(): boolean {
+  if (process.env.ISOPOOL_REVOCATION === 'detach') return false;
+  return typeof (ArrayBuffer.prototype as Partial<Transferable>).transfer === 'function';
+}
+
+/** Slot-cache entries kept at least (each is an ArrayBuffer object without memory of its own). */
+const SLOT_CACHE_MIN = 4096;
 
 /** Memory in the unscoped domain or a revocable channel: its buffer is its own, revocable ArrayBuffer. */
 function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
@@ -188,6 +206,14 @@ export class Core implements HandleOwner {
   #leaksDetected = 0;
   #leaksReclaimed = 0;
   #allocationCount = 0;
+  /**
+   * Revocation by transfer (see BufferMode.SlotCache): backing stores of freed slots by token,
+   * each in an ArrayBuffer only this object references.
+   */
+  readonly #slotCache: boolean;
+  #cache: Array<Transferable | undefined> = [];
+  #cached = 0;
+  #cacheLimit = SLOT_CACHE_MIN;
   #closed = false;
   #finalMetrics: ManagerMetrics | null = null;
 
@@ -203,6 +229,7 @@ export class Core implements HandleOwner {
     this.#events = options.events;
     this.#shared = options.shared;
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
+    this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
     this.#addType({ name: 'buffer', index: 0, memory: true });
   }
 
@@ -552,6 +579,13 @@ export class Core implements HandleOwner {
     const softCrossed = out[AllocOut.SoftCrossed];
     let buffer: Buffer | null = null;
     let ab: ArrayBuffer | null = null;
+    let token = -1;
+    if (revocable && this.#slotCache) {
+      token = out[AllocOut.CacheToken];
+      const evict = out[AllocOut.CacheEvict];
+      if (evict >= 0) this.#dropCached(evict);
+      if (typeof result === 'number') result = this.#takeCached(token, id, n, opened);
+    }
     if (typeof result !== 'number') {
       ab = result;
       buffer = Buffer.from(result);
@@ -572,7 +606,7 @@ export class Core implements HandleOwner {
     const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount++ % this.#leakRate === 0);
     if (watched || ab !== null) {
       const site = watched ? captureSite() : undefined;
-      const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index };
+      const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
       this.#records.set(id, record);
       if (watched) {
         // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
@@ -587,10 +621,69 @@ export class Core implements HandleOwner {
     return handle;
   }
 
-  /** The native allocation: revocable memory comes back as its own external ArrayBuffer. */
+  /** The native allocation: revocable memory comes back as its own ArrayBuffer (or a slot-cache entry). */
   #nativeAllocate(type: TypeState, size: number, channel: ChannelState | null): ArrayBuffer | number {
-    if (channel === null) return this.#native.allocate(type.index, size, UNSCOPED_INDEX, type.memory, 0);
-    return this.#native.allocate(type.index, size, channel.index, isRevocable(type, channel), channel.owner);
+    const mode = !isRevocable(type, channel) ? BufferMode.None : this.#slotCache ? BufferMode.SlotCache : BufferMode.Fresh;
+    if (channel === null) return this.#native.allocate(type.index, size, UNSCOPED_INDEX, mode, 0);
+    return this.#native.allocate(type.index, size, channel.index, mode, channel.owner);
+  }
+
+  /** Moves the backing store of slot-cache entry `token` into a new ArrayBuffer for handle `id`. */
+  #takeCached(token: number, id: number, size: number, opened: ChannelState | null): ArrayBuffer {
+    const cached = this.#cache[token];
+    if (cached === undefined) {
+      // The native side and this cache disagree: a bug. Undo the allocation rather than serve it.
+      this.#native.free(id, -1, NativeFreeReason.Deallocate, undefined);
+      if (opened !== null) this.#discard(opened);
+      throw new PoolExhaustedError(size);
+    }
+    this.#cache[token] = undefined;
+    this.#cached--;
+    return cached.transfer();
+  }
+
+  /** Revokes `ab` by moving its backing store into slot-cache entry `token` (native marked it cached). */
+  #recache(token: number, ab: ArrayBuffer): void {
+    let moved: ArrayBuffer;
+    try {
+      moved = (ab as Transferable).transfer();
+    } catch {
+      // Not movable (never expected for our buffers): revoke it the other way, forget the cache.
+      this.#native.detach(ab);
+      this.#flushCache();
+      return;
+    }
+    this.#cache[token] = moved as Transferable;
+    if (++this.#cached > this.#cacheLimit) this.#flushCache();
+  }
+
+  #dropCached(token: number): void {
+    if (this.#cache[token] === undefined) return;
+    this.#cache[token] = undefined;
+    this.#cached--;
+  }
+
+  /**
+   * Drops every slot-cache entry (their ArrayBuffers are collected later). Bounds the cache: it
+   * would otherwise keep an entry for every slot address ever used, including released slabs'.
+   */
+  #flushCache(): void {
+    this.#native.flushSlotCache();
+    this.#cache = [];
+    this.#cached = 0;
+    this.#cacheLimit = Math.max(SLOT_CACHE_MIN, 2 * this.#records.size);
+  }
+
+  /**
+   * Frees a handle this thread holds; its buffer (if any) is revoked by #release afterwards,
+   * with `recached` from out[InfoOut.Recached].
+   */
+  #freeHeld(id: number, presenterIndex: number, record: LiveRecord | undefined): number {
+    const keep = unrevocable(record);
+    if (record !== undefined && record.token >= 0 && !keep) {
+      return this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, undefined, false, record.token);
+    }
+    return this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, bufferOf(record), keep);
   }
 
   #emitPressure(type: TypeState, channel: ChannelState | null, scope: number): void {
@@ -661,13 +754,18 @@ export class Core implements HandleOwner {
   // ---------------------------------------------------------------------------------------------
   // release
 
-  /** Revokes and unwatches a freed handle's JS side. */
-  #release(id: number, record: LiveRecord | undefined): void {
+  /**
+   * Revokes and unwatches a freed handle's JS side. `recached`: the native side expects the
+   * buffer's backing store back in the slot cache (a revocation too: the buffer is detached).
+   */
+  #release(id: number, record: LiveRecord | undefined, recached = false): void {
     if (record === undefined) return;
     this.#records.delete(id);
     if (record.watched) this.#leaks.unregister(record);
     const ab = bufferOf(record);
-    if (ab !== undefined && ab.byteLength !== 0) this.#native.detach(ab);
+    if (ab === undefined || ab.byteLength === 0) return;
+    if (recached) this.#recache(record.token, ab);
+    else this.#native.detach(ab);
   }
 
   deallocate(handle: unknown, presenter: ChannelState | null): boolean {
@@ -678,12 +776,12 @@ export class Core implements HandleOwner {
       return false;
     }
     const record = this.#records.get(id);
-    const status = this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, bufferOf(record), unrevocable(record));
+    const status = this.#freeHeld(id, presenterIndex, record);
     if (status === NativeStatus.Ok) {
       // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
       const ownerIndex = this.#out[InfoOut.Channel];
-      this.#release(id, record);
+      this.#release(id, record, this.#out[InfoOut.Recached] === 1);
       if (freedMask !== 0) this.#emitViolations(freedMask, id, this.#channelsByIndex[ownerIndex] ?? null);
       return true;
     }
@@ -695,9 +793,7 @@ export class Core implements HandleOwner {
     if (this.#closed) return;
     if (this.#native.lookup(id) !== NativeStatus.Ok) return;
     const record = this.#records.get(id);
-    if (this.#native.free(id, -1, NativeFreeReason.Deallocate, bufferOf(record), unrevocable(record)) === NativeStatus.Ok) {
-      this.#release(id, record);
-    }
+    if (this.#freeHeld(id, -1, record) === NativeStatus.Ok) this.#release(id, record, this.#out[InfoOut.Recached] === 1);
   }
 
   #countMalformed(presenter: ChannelState | null, id: number): void {
@@ -879,7 +975,7 @@ export class Core implements HandleOwner {
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
-    if (ab !== null) this.#records.set(id, { ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex });
+    if (ab !== null) this.#records.set(id, { ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex, token: -1 });
     return handleObj;
   }
 
@@ -948,7 +1044,13 @@ export class Core implements HandleOwner {
         detected: this.#leaksDetected + snap.threadExitReclaims,
         reclaimed: this.#leaksReclaimed + snap.threadExitReclaims,
       },
+      revocation: this.#revocationMetrics(),
     };
+  }
+
+  #revocationMetrics(): ManagerMetrics['revocation'] {
+    this.#native.slotCacheStats();
+    return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[0], buffersReused: this.#out[1] };
   }
 
   #channelMetrics(index: number): ChannelMetrics {
@@ -977,6 +1079,7 @@ export class Core implements HandleOwner {
       this.#release(id, record);
     }
     this.#native.reclaimHeld();
+    if (this.#slotCache) this.#flushCache();
     this.#finalMetrics = this.metrics();
     this.#closed = true;
     for (const state of this.#channels.values()) state.open = false;

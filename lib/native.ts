@@ -71,6 +71,23 @@ export const enum AllocOut {
   RefusedLimit = 9,
   RefusedInUse = 10,
   RefusedHandles = 11, // 0 maxBytes refused, 1 maxHandles, 2 the scope's maxAllocationSize
+  /** BufferMode.SlotCache: the JS slot-cache entry (token) of the handle's backing store. */
+  CacheToken = 12,
+  /** BufferMode.SlotCache: a slot-cache entry to drop (-1: none). */
+  CacheEvict = 13,
+}
+
+/** What `allocate` makes for revocable memory. */
+export const enum BufferMode {
+  /** No buffer (view memory, counted types). */
+  None = 0,
+  /** A fresh external ArrayBuffer over the slot. */
+  Fresh = 1,
+  /**
+   * The slot cache (non-shared managers, revocation by `ArrayBuffer.prototype.transfer()`):
+   * either a fresh ArrayBuffer, or status Ok and "take cache entry `out[CacheToken]`".
+   */
+  SlotCache = 2,
 }
 
 /** Slots of `NativeManager.out` after `lookup`, `validate` (live id), `free` (freed id). */
@@ -89,6 +106,8 @@ export const enum InfoOut {
   Owner = 11,
   ViolationMask = 12, // set by free/validate
   ClosedByChannel = 13, // 1 if a stale id was freed by its channel's close
+  /** After `free` with a slot-cache token: 1 if the caller must move the backing store into its cache. */
+  Recached = 14,
 }
 
 /** Slots of `NativeManager.out` after `channelUsage` / `typeUsage`. */
@@ -195,19 +214,22 @@ export interface NativeManager {
   drainRevocations(): Float64Array | undefined;
 
   /**
-   * Allocates. With `external` true and a memory type, returns a fresh external ArrayBuffer of
-   * exactly `size` bytes over the slot (revocable mode); otherwise returns a status (0 = ok).
+   * Allocates. With `mode` Fresh and a memory type, returns a fresh external ArrayBuffer of
+   * exactly `size` bytes over the slot (revocable mode); with SlotCache, that or status Ok and a
+   * cache entry to take (AllocOut.CacheToken); otherwise returns a status (0 = ok).
    * Results in out (AllocOut) on success, refusal details on ResourceLimit. With `expectedOwner`
    * (> 0), refuses with ChannelClosed if the channel index now belongs to another incarnation.
    */
-  allocate(type: number, size: number, channel: number, external: boolean, expectedOwner?: number): ArrayBuffer | number;
+  allocate(type: number, size: number, channel: number, mode: BufferMode, expectedOwner?: number): ArrayBuffer | number;
   /**
    * Frees `id` (presented by channel `presenter`, -1 = manager). Detaches `ab` if given and the free
    * succeeded. `keepUntilReleased` (or an `ab` that is already detached): our buffer cannot vouch
-   * for the memory, which is parked until the buffer's backing store dies. Returns status; out
-   * (InfoOut) describes the freed handle.
+   * for the memory, which is parked until the buffer's backing store dies. `cacheToken` (slot
+   * cache): the handle's cache entry; InfoOut.Recached = 1 tells the caller to revoke its buffer
+   * by moving the backing store into that entry. Returns status; out (InfoOut) describes the
+   * freed handle.
    */
-  free(id: number, presenter: number, reason: number, ab: ArrayBuffer | undefined, keepUntilReleased?: boolean): number;
+  free(id: number, presenter: number, reason: number, ab: ArrayBuffer | undefined, keepUntilReleased?: boolean, cacheToken?: number): number;
   /** Violation mask for presenting id to presenter (-1 = manager); counts them. out (InfoOut) if live. */
   validate(id: number, presenter: number): number;
   /** Status; out (InfoOut) for a live id. Counts nothing. */
@@ -235,6 +257,10 @@ export interface NativeManager {
   injectAllocationFailures(n: number): void;
   /** Frees every live handle this wrapper allocated or adopted (not those in transit); returns how many. */
   reclaimHeld(): number;
+  /** The JS slot cache dropped every entry. */
+  flushSlotCache(): void;
+  /** out[0] = slot buffers created, out[1] = allocations served by the slot cache, out[2] = cached entries. False: no slot cache (shared). */
+  slotCacheStats(): boolean;
   /** Drops the wrapper's reference to the native core (close()). Exported buffers keep memory alive. */
   release(): void;
 }

@@ -269,6 +269,20 @@ export interface ManagerMetrics {
     /** Of those, the ones whose slot was reclaimed. */
     reclaimed: number;
   };
+  /** How revocable buffers are made and revoked (README "Access modes"). */
+  revocation: {
+    /**
+     * `'transfer'` (Node >= 21, managers that are not `shared`): each slot's ArrayBuffer backing
+     * store is created once, moved into a handle's buffer with `ArrayBuffer.prototype.transfer()`
+     * and moved back out (which detaches the handle's buffer) on release. `'detach'`: a new
+     * external ArrayBuffer per allocation, detached on release.
+     */
+    method: 'transfer' | 'detach';
+    /** External ArrayBuffers created over slots (allocations and adoptions) by this thread's manager object. */
+    buffersCreated: number;
+    /** Allocations served by moving a cached backing store (`'transfer'` only). */
+    buffersReused: number;
+  };
 }
 
 /** What `closeChannel` (and `ChannelScope.close`) returns: what the channel still held. */

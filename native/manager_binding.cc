@@ -46,11 +46,16 @@ namespace {
 // --- `out` slots: keep in sync with lib/native.ts -----------------------------
 constexpr size_t kOutLength = 32;
 
+/// allocate()'s buffer modes (lib/native.ts BufferMode).
+constexpr int32_t kBufferNone = 0, kBufferFresh = 1, kBufferSlotCache = 2;
+
 namespace alloc_out {
 enum : size_t {
   kId = 0, kSlotBytes = 1, kCharged = 2, kPool = 3, kSlabKey = 4, kSlabOffset = 5,
   kSoftCrossed = 6, kLatencyNs = 7, kRefusedScope = 8, kRefusedLimit = 9,
   kRefusedInUse = 10, kRefusedHandles = 11,
+  kCacheToken = 12,  ///< slot cache: the JS cache entry of the handle's backing store
+  kCacheEvict = 13,  ///< slot cache: a JS cache entry to drop (-1: none)
 };
 }  // namespace alloc_out
 
@@ -59,6 +64,7 @@ enum : size_t {
   kType = 0, kChannel = 1, kPool = 2, kSize = 3, kSlotBytes = 4, kCharged = 5,
   kAgeNs = 6, kLatencyNs = 7, kSlabKey = 8, kSlabOffset = 9, kInTransit = 10,
   kOwner = 11, kViolationMask = 12, kClosedByChannel = 13,
+  kRecached = 14,  ///< free with a slot-cache token: 1 if JS must move the backing store to its cache
 };
 }  // namespace info_out
 
@@ -122,34 +128,122 @@ struct OutBlock {
 void FinalizeOutBlock(napi_env, void*, void* hint) { static_cast<OutBlock*>(hint)->Unref(); }
 
 // --- external ArrayBuffers over pool memory ---------------------------------------
+struct SlotCache;
+
 /// What a slot's ArrayBuffer remembers: a manager reference, and which handle and which
 /// wrapper (holder token) it exposes, so its release can return parked memory (SPEC §3).
+/// Buffers of the slot cache (below) outlive their first handle: `id` follows the handle
+/// whose buffer holds the backing store now, and is 0 while the JS cache holds it.
 struct SlotBuffer {
   Manager* manager;
   uint64_t id;
   uint32_t holder;
+  SlotCache* cache = nullptr;  ///< one reference, for slot-cache buffers only
+  const uint8_t* data = nullptr;
+  size_t length = 0;
+  uint32_t token = 0;   ///< index in SlotCache::by_token (the JS cache's index too)
+  bool cached = false;  ///< in the JS cache (then id == 0)
+};
+
+/// Revocation by `ArrayBuffer.prototype.transfer()` (Node >= 21, non-shared managers).
+/// Creating an external ArrayBuffer costs ~2 µs; moving a backing store between two
+/// ArrayBuffers costs a few hundred ns. So each slot's backing store is created once and
+/// then moves: JS transfers it from its cache into the handle's buffer at allocation, and
+/// back into its cache at deallocation (which detaches the handle's buffer: the revocation).
+/// This records, per slot, the backing store that may serve the next allocation of exactly
+/// its length, and which JS cache entry (token) holds it.
+///
+/// A backing store that is not returned (stolen by user code's own transfer(), leaked, or
+/// revoked by a plain detach on close paths) keeps the id of its last handle, so its
+/// finalizer still reports OnBufferReleased(id): parked memory and leak reclaim work as for
+/// one-off buffers. Touched only on the JS thread (Node runs these finalizers there).
+struct SlotCache {
+  uint32_t refs = 1;  ///< the wrapper + one per SlotBuffer
+  std::unordered_map<const uint8_t*, SlotBuffer*> by_slot;  ///< the newest buffer of each slot
+  std::vector<SlotBuffer*> by_token;                         ///< nullptr: free token
+  std::vector<uint32_t> free_tokens;
+  uint64_t reused = 0;   ///< allocations served by a cached backing store
+  uint64_t cached = 0;   ///< entries with `cached` set
+
+  void Unref() noexcept {
+    if (--refs == 0) delete this;
+  }
+  /// Gives `b` a token (throws std::bad_alloc, leaving nothing changed).
+  void Assign(SlotBuffer* b) {
+    if (!free_tokens.empty()) {
+      b->token = free_tokens.back();
+      free_tokens.pop_back();
+      by_token[b->token] = b;
+      return;
+    }
+    by_token.push_back(b);
+    b->token = static_cast<uint32_t>(by_token.size() - 1);
+  }
+  /// `b` is gone (its backing store died, or it was never handed out).
+  void Forget(SlotBuffer* b) noexcept {
+    if (b->cached) --cached;
+    auto it = by_slot.find(b->data);
+    if (it != by_slot.end() && it->second == b) by_slot.erase(it);
+    by_token[b->token] = nullptr;
+    try {
+      free_tokens.push_back(b->token);
+    } catch (...) {
+      // The token is simply never reused.
+    }
+  }
+  /// The JS cache drops every entry (bounded size; manager close).
+  void Flush() noexcept {
+    for (auto it = by_slot.begin(); it != by_slot.end();) {
+      if (it->second->cached) {
+        it->second->cached = false;
+        it = by_slot.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    cached = 0;
+  }
 };
 
 /// Finalizer of a slot's ArrayBuffer (after detach or GC): tells the core the holder no
-/// longer reaches the memory, then drops the manager reference it held.
+/// longer reaches the memory, then drops the references it held.
 void FinalizeSlotBuffer(napi_env, void*, void* hint) {
   SlotBuffer* b = static_cast<SlotBuffer*>(hint);
-  b->manager->OnBufferReleased(b->id, b->holder);
+  if (b->id != 0) b->manager->OnBufferReleased(b->id, b->holder);
+  if (b->cache != nullptr) {
+    b->cache->Forget(b);
+    b->cache->Unref();
+  }
   b->manager->Unref();
   delete b;
 }
 
-/// An external ArrayBuffer of `length` bytes at `data` over handle `id`, held by `holder`.
+/// An external ArrayBuffer of `length` bytes at `data` over handle `id`, held by `holder`;
+/// registered in `cache` (if not null) as its slot's buffer.
 /// Raw napi (not Napi::ArrayBuffer::New with a finalizer object): one small hint allocation.
 Napi::ArrayBuffer NewSlotBuffer(Napi::Env env, Manager* manager, uint64_t id, uint32_t holder, uint8_t* data,
-                                size_t length) {
+                                size_t length, SlotCache* cache = nullptr) {
   SlotBuffer* hint = new SlotBuffer{manager, id, holder};
+  if (cache != nullptr) {
+    hint->data = data;
+    hint->length = length;
+    try {
+      cache->Assign(hint);
+      cache->by_slot[data] = hint;  // replaces the slot's previous buffer, if any
+    } catch (...) {
+      if (cache->by_token.size() > hint->token && cache->by_token[hint->token] == hint) cache->Forget(hint);
+      delete hint;
+      throw;
+    }
+    hint->cache = cache;
+    ++cache->refs;
+  }
   manager->Ref();
   napi_value result;
   napi_status status = napi_create_external_arraybuffer(env, data, length, FinalizeSlotBuffer, hint, &result);
   if (status != napi_ok) {
-    manager->Unref();
-    delete hint;
+    hint->id = 0;
+    FinalizeSlotBuffer(env, nullptr, hint);
     NAPI_THROW_IF_FAILED(env, status, Napi::ArrayBuffer());
   }
   return Napi::ArrayBuffer(env, result);
@@ -359,6 +453,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::InjectAllocationFailures>("injectAllocationFailures"),
             InstanceMethod<&ManagerWrap::Release>("release"),
             InstanceMethod<&ManagerWrap::ReclaimHeld>("reclaimHeld"),
+            InstanceMethod<&ManagerWrap::FlushSlotCache>("flushSlotCache"),
+            InstanceMethod<&ManagerWrap::SlotCacheStats>("slotCacheStats"),
         });
   }
 
@@ -423,6 +519,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     out_ = block->values;
     shared_ = std::move(shared);
     holder_ = g_next_holder.fetch_add(1, std::memory_order_relaxed);
+    // One thread uses a non-shared manager, so its buffers' finalizers and its calls never race.
+    if (shared_.empty()) cache_ = new (std::nothrow) SlotCache();
     if (!shared_.empty()) {
       void* data = nullptr;
       if (napi_get_instance_data(env, &data) == napi_ok && data != nullptr) {
@@ -439,6 +537,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     ReleaseManager(/*reclaim=*/false);
     if (holders_ != nullptr) holders_->Unref();
     if (block_ != nullptr) block_->Unref();
+    if (cache_ != nullptr) cache_->Unref();
   }
 
  private:
@@ -684,7 +783,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       return StatusValue(env, Status::kInvalidArgument);
     }
     if (!IsIntegerIn(size_d, 1, kMaxSafeInteger)) return StatusValue(env, Status::kInvalidSize);
-    const bool external = ReadFlag(env, info[3]);
+    // Buffer mode: 0 none (view memory, counters), 1 a fresh external ArrayBuffer, 2 the slot
+    // cache (a fresh one, or "take cache entry out[kCacheToken]"); 2 is 1 without a cache.
+    int32_t mode = 0;
+    if (!ReadInt32(env, info[3], &mode)) mode = ReadFlag(env, info[3]) ? kBufferFresh : kBufferNone;
     const uint64_t size = static_cast<uint64_t>(size_d);
 
     CallContext ctx{holder_, 0};
@@ -716,9 +818,36 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     o[alloc_out::kSoftCrossed] = static_cast<double>(a.soft_crossed);
     o[alloc_out::kLatencyNs] = U64(a.latency_ns);
     o[alloc_out::kRefusedScope] = 0;
-    if (!external || a.data == nullptr) return StatusValue(env, Status::kOk);
+    if (mode == kBufferNone || a.data == nullptr) return StatusValue(env, Status::kOk);
+    SlotCache* cache = mode == kBufferSlotCache ? cache_ : nullptr;
+    if (cache != nullptr) {
+      o[alloc_out::kCacheEvict] = -1;
+      auto it = cache->by_slot.find(a.data);
+      if (it != cache->by_slot.end()) {
+        SlotBuffer* b = it->second;
+        if (b->cached && b->length == size) {
+          b->cached = false;
+          --cache->cached;
+          b->id = a.id;
+          b->holder = holder_;
+          ++cache->reused;
+          o[alloc_out::kCacheToken] = b->token;
+          return StatusValue(env, Status::kOk);
+        }
+        // Another length: ArrayBuffers are exactly `size` bytes, so this one cannot serve.
+        if (b->cached) {
+          b->cached = false;
+          --cache->cached;
+          o[alloc_out::kCacheEvict] = b->token;
+        }
+        cache->by_slot.erase(it);
+      }
+    }
     try {
-      return NewSlotBuffer(env, manager_, a.id, holder_, a.data, static_cast<size_t>(size));
+      Napi::ArrayBuffer ab = NewSlotBuffer(env, manager_, a.id, holder_, a.data, static_cast<size_t>(size), cache);
+      ++buffers_created_;
+      if (cache != nullptr) o[alloc_out::kCacheToken] = cache->by_slot[a.data]->token;
+      return ab;
     } catch (...) {
       // No buffer, no handle: undo so a failed call changes nothing.
       HandleInfo undone;
@@ -750,7 +879,21 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     uint32_t violations = 0;
     Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), ctx, &h, &violations);
     WriteInfo(h, violations);
+    out_[info_out::kRecached] = 0;
     if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
+    // Slot cache: the caller revokes its buffer by moving the backing store into its cache.
+    int32_t token = -1;
+    if (s == Status::kOk && cache_ != nullptr && info.Length() > 5 && ReadInt32(env, info[5], &token) && token >= 0 &&
+        static_cast<size_t>(token) < cache_->by_token.size() && !ctx.keep_until_released) {
+      SlotBuffer* b = cache_->by_token[token];
+      auto it = b == nullptr ? cache_->by_slot.end() : cache_->by_slot.find(b->data);
+      if (b != nullptr && b->id == id && !b->cached && it != cache_->by_slot.end() && it->second == b) {
+        b->id = 0;
+        b->cached = true;
+        ++cache_->cached;
+        out_[info_out::kRecached] = 1;
+      }
+    }
     return StatusValue(env, s);
   }
 
@@ -856,7 +999,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     Status s = manager_->Adopt(id, CallContext{holder_, 0}, external, &h);
     WriteInfo(h, 0);
     if (s != Status::kOk || !external || h.data == nullptr) return StatusValue(env, s);
-    return NewSlotBuffer(env, manager_, id, holder_, h.data, static_cast<size_t>(h.size));
+    Napi::ArrayBuffer ab = NewSlotBuffer(env, manager_, id, holder_, h.data, static_cast<size_t>(h.size));
+    ++buffers_created_;
+    return ab;
   }
 
   // --- observation ------------------------------------------------------------------------------
@@ -967,6 +1112,20 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
 
   void Release(const Napi::CallbackInfo&) { ReleaseManager(/*reclaim=*/true); }
 
+  /// The JS cache dropped every entry: none may serve an allocation any more.
+  void FlushSlotCache(const Napi::CallbackInfo&) {
+    if (cache_ != nullptr) cache_->Flush();
+  }
+
+  /// out[0] = external ArrayBuffers created over slots (allocate, adopt), out[1] = allocations served from the cache, out[2] = cached
+  /// entries. Returns false for a manager without a slot cache (shared).
+  Napi::Value SlotCacheStats(const Napi::CallbackInfo& info) {
+    out_[0] = U64(buffers_created_);
+    out_[1] = cache_ == nullptr ? 0 : U64(cache_->reused);
+    out_[2] = cache_ == nullptr ? 0 : U64(cache_->cached);
+    return Napi::Boolean::New(info.Env(), cache_ != nullptr);
+  }
+
   /// close(): frees every live handle this wrapper holds (its JS side revoked their buffers
   /// first), so the final snapshot shows everything released. Returns how many.
   Napi::Value ReclaimHeld(const Napi::CallbackInfo& info) {
@@ -981,6 +1140,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   std::string shared_;          ///< registry name, empty if not shared
   uint32_t holder_ = 0;         ///< this wrapper's holder token (CallContext::env)
   EnvHolders* holders_ = nullptr;  ///< shared attachments: this environment's holders (one reference)
+  SlotCache* cache_ = nullptr;     ///< non-shared managers: the slot cache (one reference)
+  uint64_t buffers_created_ = 0;   ///< external ArrayBuffers created over slots
 };
 
 }  // namespace

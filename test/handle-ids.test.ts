@@ -58,7 +58,7 @@ function nativeManager(): NativeManager {
 function fill(native: NativeManager, n: number): Set<number> {
   const ids = new Set<number>();
   for (let i = 0; i < n; i++) {
-    const status = native.allocate(0, 16, 0, false);
+    const status = native.allocate(0, 16, 0, 0 /* BufferMode.None */);
     if (status !== 0) throw new Error(`allocation ${i} failed with status ${String(status)}`);
     ids.add(native.out[0]);
   }

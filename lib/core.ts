@@ -27,6 +27,7 @@ import type { HandleOwner } from './handle';
 import {
   AllocOut,
   BufferMode,
+  InArgs,
   InfoOut,
   LimitsOut,
   NativeFreeReason,
@@ -185,6 +186,7 @@ function violationList(mask: number, id: number): Violation[] {
 export class Core implements HandleOwner {
   readonly #native: NativeManager;
   readonly #out: Float64Array;
+  readonly #in: Float64Array;
   readonly #poolNames: string[];
   readonly #maxAllocationSize: number;
   readonly #autoOpen: boolean;
@@ -220,6 +222,7 @@ export class Core implements HandleOwner {
   constructor(options: CoreOptions) {
     this.#native = options.native;
     this.#out = options.native.out;
+    this.#in = options.native.in;
     this.#poolNames = options.poolNames;
     this.#maxAllocationSize = options.maxAllocationSize;
     this.#autoOpen = options.autoOpenChannels;
@@ -623,9 +626,13 @@ export class Core implements HandleOwner {
 
   /** The native allocation: revocable memory comes back as its own ArrayBuffer (or a slot-cache entry). */
   #nativeAllocate(type: TypeState, size: number, channel: ChannelState | null): ArrayBuffer | number {
-    const mode = !isRevocable(type, channel) ? BufferMode.None : this.#slotCache ? BufferMode.SlotCache : BufferMode.Fresh;
-    if (channel === null) return this.#native.allocate(type.index, size, UNSCOPED_INDEX, mode, 0);
-    return this.#native.allocate(type.index, size, channel.index, mode, channel.owner);
+    const input = this.#in;
+    input[InArgs.AllocType] = type.index;
+    input[InArgs.AllocSize] = size;
+    input[InArgs.AllocChannel] = channel === null ? UNSCOPED_INDEX : channel.index;
+    input[InArgs.AllocMode] = !isRevocable(type, channel) ? BufferMode.None : this.#slotCache ? BufferMode.SlotCache : BufferMode.Fresh;
+    input[InArgs.AllocOwner] = channel === null ? 0 : channel.owner;
+    return this.#native.allocIn();
   }
 
   /** Moves the backing store of slot-cache entry `token` into a new ArrayBuffer for handle `id`. */
@@ -679,11 +686,24 @@ export class Core implements HandleOwner {
    * with `recached` from out[InfoOut.Recached].
    */
   #freeHeld(id: number, presenterIndex: number, record: LiveRecord | undefined): number {
-    const keep = unrevocable(record);
-    if (record !== undefined && record.token >= 0 && !keep) {
-      return this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, undefined, false, record.token);
+    const input = this.#in;
+    input[InArgs.FreeId] = id;
+    input[InArgs.FreePresenter] = presenterIndex;
+    input[InArgs.FreeReason] = NativeFreeReason.Deallocate;
+    if (record === undefined) {
+      // View memory, counters, or a revocable handle this thread never held a buffer for.
+      input[InArgs.FreeKeep] = 0;
+      input[InArgs.FreeToken] = -1;
+      return this.#native.freeIn();
     }
-    return this.#native.free(id, presenterIndex, NativeFreeReason.Deallocate, bufferOf(record), keep);
+    const keep = unrevocable(record);
+    input[InArgs.FreeKeep] = keep ? 1 : 0;
+    if (record.token >= 0 && !keep) {
+      input[InArgs.FreeToken] = record.token;
+      return this.#native.freeIn();
+    }
+    input[InArgs.FreeToken] = -1;
+    return this.#native.freeIn(bufferOf(record));
   }
 
   #emitPressure(type: TypeState, channel: ChannelState | null, scope: number): void {

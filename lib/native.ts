@@ -77,6 +77,20 @@ export const enum AllocOut {
   CacheEvict = 13,
 }
 
+/** Slots of `NativeManager.in`: the arguments of `allocIn()` and `freeIn()`. */
+export const enum InArgs {
+  AllocType = 0,
+  AllocSize = 1,
+  AllocChannel = 2,
+  AllocMode = 3, // BufferMode
+  AllocOwner = 4, // expected owner epoch, 0 = any
+  FreeId = 0,
+  FreePresenter = 1,
+  FreeReason = 2,
+  FreeKeep = 3, // 1: keepUntilReleased
+  FreeToken = 4, // slot-cache token, -1 = none
+}
+
 /** What `allocate` makes for revocable memory. */
 export const enum BufferMode {
   /** No buffer (view memory, counted types). */
@@ -186,6 +200,15 @@ export interface NativeSnapshot {
 export interface NativeManager {
   /** Scratch results, length >= 32. Overwritten by every call. */
   readonly out: Float64Array;
+  /** Arguments of allocIn() and freeIn() (InArgs), length 8. */
+  readonly in: Float64Array;
+  /**
+   * allocate() with its arguments in `in` (the hot path: an own function of this object, with no
+   * argument conversions). Same results.
+   */
+  allocIn(): ArrayBuffer | number;
+  /** free() with `ab` as argument and the others in `in`. Same results. */
+  freeIn(ab?: ArrayBuffer): number;
 
   /** kind 0 = memory, 1 = counter. Returns the type index (>= 0) or -status. */
   defineType(name: string, kind: number): number;

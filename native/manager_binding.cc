@@ -115,10 +115,13 @@ bool ReadLimit(napi_env env, napi_value value, uint64_t* out) noexcept {
 }
 
 // --- scratch results ------------------------------------------------------------
-/// Backing memory of `out`, co-owned by the wrapper and its ArrayBuffer.
+/// Slots of `in` (lib/native.ts InArgs): the arguments of allocIn() and freeIn().
+constexpr size_t kInLength = 8;
+
+/// Backing memory of `out` (then `in`), co-owned by the wrapper and its ArrayBuffer.
 struct OutBlock {
   std::atomic<uint32_t> refs{2};  ///< wrapper + ArrayBuffer
-  double values[kOutLength] = {};
+  double values[kOutLength + kInLength] = {};
 
   void Unref() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -126,6 +129,54 @@ struct OutBlock {
 };
 
 void FinalizeOutBlock(napi_env, void*, void* hint) { static_cast<OutBlock*>(hint)->Unref(); }
+
+// --- hot calls: per-instance functions with arguments in `in` -------------------------
+class ManagerWrap;
+
+/// What allocIn() and freeIn() reach through their data pointer: no napi_unwrap, no argument
+/// conversions (a prototype method of an ObjectWrap pays both, ~10-20% of a view round trip).
+/// Reference counted by the wrapper and each function, so a function that outlives its wrapper
+/// finds `wrap` null instead of freed memory.
+struct HotState {
+  ManagerWrap* wrap;  ///< nullptr once the wrapper is gone
+  const double* in;   ///< the `in` slots (inside the OutBlock, which the wrapper keeps alive)
+  uint32_t refs;      ///< JS thread only
+  void Unref() noexcept {
+    if (--refs == 0) delete this;
+  }
+};
+
+void FinalizeHotState(napi_env, void* data, void*) { static_cast<HotState*>(data)->Unref(); }
+
+/// An int32 from an `in` slot; false for NaN, fractions and out-of-range values.
+inline bool AsInt32(double d, int32_t* out) noexcept {
+  if (!IsIntegerIn(d, -2147483648.0, 2147483647.0)) return false;
+  *out = static_cast<int32_t>(d);
+  return true;
+}
+
+/// Runs a raw napi callback body; a C++ exception becomes a pending JS exception.
+template <typename F>
+napi_value CallHot(napi_env env, F&& body) {
+  try {
+    return body();
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    napi_throw_error(env, nullptr, e.what());
+  } catch (...) {
+    napi_throw_error(env, nullptr, "isopool: internal error");
+  }
+  return nullptr;
+}
+
+/// The HotState of a hot call without arguments (nullptr with an exception pending on failure).
+HotState* HotStateOf(napi_env env, napi_callback_info cbinfo) {
+  void* data = nullptr;
+  size_t argc = 0;
+  if (napi_get_cb_info(env, cbinfo, &argc, nullptr, nullptr, &data) != napi_ok) return nullptr;
+  return static_cast<HotState*>(data);
+}
 
 // --- external ArrayBuffers over pool memory ---------------------------------------
 struct SlotCache;
@@ -528,7 +579,23 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         holders_->Add(manager_, holder_);
       }
     }
-    info.This().As<Napi::Object>().DefineProperty(Napi::PropertyDescriptor::Value("out", out, napi_enumerable));
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.DefineProperty(Napi::PropertyDescriptor::Value("out", out, napi_enumerable));
+    self.DefineProperty(Napi::PropertyDescriptor::Value(
+        "in", Napi::Float64Array::New(env, kInLength, Napi::ArrayBuffer(env, ab), kOutLength * sizeof(double)),
+        napi_enumerable));
+    hot_ = new HotState{this, block->values + kOutLength, 1};
+    DefineHot(env, self, "allocIn", &ManagerWrap::AllocIn);
+    DefineHot(env, self, "freeIn", &ManagerWrap::FreeIn);
+  }
+
+  /// Defines own function `name` over `hot_` (one more reference, dropped when it is collected).
+  void DefineHot(Napi::Env env, Napi::Object self, const char* name, napi_callback cb) {
+    napi_value fn;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, hot_, &fn));
+    NAPI_THROW_IF_FAILED_VOID(env, napi_add_finalizer(env, fn, hot_, FinalizeHotState, nullptr, nullptr));
+    ++hot_->refs;
+    self.DefineProperty(Napi::PropertyDescriptor::Value(name, Napi::Value(env, fn), napi_enumerable));
   }
 
   ~ManagerWrap() override {
@@ -538,6 +605,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (holders_ != nullptr) holders_->Unref();
     if (block_ != nullptr) block_->Unref();
     if (cache_ != nullptr) cache_->Unref();
+    if (hot_ != nullptr) {
+      hot_->wrap = nullptr;
+      hot_->Unref();
+    }
   }
 
  private:
@@ -601,7 +672,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return manager_;
   }
 
-  void WriteInfo(const HandleInfo& info, uint32_t violations) noexcept {
+  void WriteInfo(const HandleInfo& info, uint32_t violations, bool with_age = true) noexcept {
     double* o = out_;
     o[info_out::kType] = info.type;
     o[info_out::kChannel] = info.channel;
@@ -609,7 +680,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     o[info_out::kSize] = U64(info.size);
     o[info_out::kSlotBytes] = U64(info.slot_bytes);
     o[info_out::kCharged] = U64(info.charged);
-    uint64_t now = info.alloc_time_ns != 0 ? SteadyNowNs() : 0;
+    uint64_t now = with_age && info.alloc_time_ns != 0 ? SteadyNowNs() : 0;
     o[info_out::kAgeNs] = now > info.alloc_time_ns ? U64(now - info.alloc_time_ns) : 0;
     o[info_out::kLatencyNs] = U64(info.latency_ns);
     o[info_out::kSlabKey] = U64(info.slab_key);
@@ -774,6 +845,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   }
 
   // --- handles (hot) ------------------------------------------------------------------------
+  /// allocate(type, size, channel, mode, expectedOwner?): see DoAllocate.
   Napi::Value Allocate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
@@ -782,18 +854,37 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (!ReadInt32(env, info[0], &type) || !ReadDouble(env, info[1], &size_d) || !ReadInt32(env, info[2], &channel)) {
       return StatusValue(env, Status::kInvalidArgument);
     }
-    if (!IsIntegerIn(size_d, 1, kMaxSafeInteger)) return StatusValue(env, Status::kInvalidSize);
-    // Buffer mode: 0 none (view memory, counters), 1 a fresh external ArrayBuffer, 2 the slot
-    // cache (a fresh one, or "take cache entry out[kCacheToken]"); 2 is 1 without a cache.
     int32_t mode = 0;
     if (!ReadInt32(env, info[3], &mode)) mode = ReadFlag(env, info[3]) ? kBufferFresh : kBufferNone;
-    const uint64_t size = static_cast<uint64_t>(size_d);
+    double owner_d = 0;
+    if (info.Length() <= 4 || !ReadDouble(env, info[4], &owner_d)) owner_d = 0;
+    return DoAllocate(env, type, size_d, channel, mode, owner_d);
+  }
 
+  /// allocIn(): allocate with its arguments in `in` (InArgs.Alloc*): no argument conversions.
+  static napi_value AllocIn(napi_env env, napi_callback_info cbinfo) {
+    HotState* hot = HotStateOf(env, cbinfo);
+    if (hot == nullptr) return nullptr;
+    return CallHot(env, [&]() -> Napi::Value {
+      Napi::Env e(env);
+      ManagerWrap* self = hot->wrap;
+      if (self == nullptr || self->manager_ == nullptr) return Num(e, StatusNumber(Status::kManagerClosed));
+      const double* in = hot->in;
+      int32_t type, channel, mode;
+      if (!AsInt32(in[0], &type) || !AsInt32(in[2], &channel)) return Num(e, StatusNumber(Status::kInvalidArgument));
+      if (!AsInt32(in[3], &mode)) mode = kBufferNone;
+      return self->DoAllocate(e, type, in[1], channel, mode, in[4]);
+    });
+  }
+
+  /// Allocates `size_d` of `type` in `channel`. mode: 0 no buffer (view memory, counters), 1 a
+  /// fresh external ArrayBuffer, 2 the slot cache (a fresh one, or "take cache entry
+  /// out[kCacheToken]"; 2 is 1 without a cache). owner_d > 0: the expected owner epoch.
+  Napi::Value DoAllocate(Napi::Env env, int32_t type, double size_d, int32_t channel, int32_t mode, double owner_d) {
+    if (!IsIntegerIn(size_d, 1, kMaxSafeInteger)) return StatusValue(env, Status::kInvalidSize);
+    const uint64_t size = static_cast<uint64_t>(size_d);
     CallContext ctx{holder_, 0};
-    double owner_d;
-    if (info.Length() > 4 && ReadDouble(env, info[4], &owner_d) && IsIntegerIn(owner_d, 0, 4294967295.0)) {
-      ctx.expected_owner = static_cast<uint32_t>(owner_d);
-    }
+    if (IsIntegerIn(owner_d, 0, 4294967295.0)) ctx.expected_owner = static_cast<uint32_t>(owner_d);
     Allocation a;
     Status s = manager_->Allocate(type, size, channel, ctx, &a);
     double* o = out_;
@@ -857,6 +948,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     }
   }
 
+  /// free(id, presenter, reason, ab?, keepUntilReleased?, cacheToken?): see DoFree.
   Napi::Value Free(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
@@ -864,13 +956,48 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     int32_t presenter, reason;
     napi_value ab;
     if (!ReadId(env, info[0], &id) || !ReadInt32(env, info[1], &presenter) || !ReadInt32(env, info[2], &reason) ||
-        reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak) || !ReadOptionalArrayBuffer(env, info[3], &ab)) {
+        !ReadOptionalArrayBuffer(env, info[3], &ab)) {
       return StatusValue(env, Status::kInvalidArgument);
     }
+    int32_t token = -1;
+    if (info.Length() <= 5 || !ReadInt32(env, info[5], &token)) token = -1;
+    return DoFree(env, id, presenter, reason, ab, ReadFlag(env, info[4]), token);
+  }
+
+  /// freeIn(ab?): free with the other arguments in `in` (InArgs.Free*).
+  static napi_value FreeIn(napi_env env, napi_callback_info cbinfo) {
+    size_t argc = 1;
+    napi_value argv[1];
+    void* data = nullptr;
+    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    HotState* hot = static_cast<HotState*>(data);
+    return CallHot(env, [&]() -> Napi::Value {
+      Napi::Env e(env);
+      ManagerWrap* self = hot->wrap;
+      if (self == nullptr || self->manager_ == nullptr) return Num(e, StatusNumber(Status::kManagerClosed));
+      const double* in = hot->in;
+      napi_value ab = nullptr;
+      int32_t presenter, reason, token;
+      if ((argc >= 1 && !ReadOptionalArrayBuffer(env, argv[0], &ab)) || !AsInt32(in[1], &presenter) ||
+          !AsInt32(in[2], &reason)) {
+        return Num(e, StatusNumber(Status::kInvalidArgument));
+      }
+      if (!AsInt32(in[4], &token)) token = -1;
+      const uint64_t id = IsIntegerIn(in[0], 0, kMaxSafeInteger) ? static_cast<uint64_t>(in[0]) : kMalformedId;
+      return self->DoFree(e, id, presenter, reason, ab, in[3] == 1, token);
+    });
+  }
+
+  /// Frees `id` presented by `presenter` (-1: the manager). Detaches `ab` (if given) after a
+  /// successful free. `keep`: our buffer cannot vouch for the memory (see CallContext).
+  /// `token` >= 0: the handle's slot-cache entry, to be marked cached (out[kRecached]).
+  Napi::Value DoFree(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
+                     int32_t token) {
+    if (reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak)) return StatusValue(env, Status::kInvalidArgument);
     // A buffer that is already detached was detached by other code (transfer() may hold the
     // memory): park it until its backing store dies. JS also asks for that when it only knows
     // the buffer became unreachable.
-    CallContext ctx{holder_, 0, ReadFlag(env, info[4])};
+    CallContext ctx{holder_, 0, keep};
     if (ab != nullptr) {
       bool detached = false;
       if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && detached) ctx.keep_until_released = true;
@@ -878,12 +1005,11 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     HandleInfo h;
     uint32_t violations = 0;
     Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), ctx, &h, &violations);
-    WriteInfo(h, violations);
+    WriteInfo(h, violations, /*with_age=*/false);
     out_[info_out::kRecached] = 0;
     if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
     // Slot cache: the caller revokes its buffer by moving the backing store into its cache.
-    int32_t token = -1;
-    if (s == Status::kOk && cache_ != nullptr && info.Length() > 5 && ReadInt32(env, info[5], &token) && token >= 0 &&
+    if (s == Status::kOk && cache_ != nullptr && token >= 0 &&
         static_cast<size_t>(token) < cache_->by_token.size() && !ctx.keep_until_released) {
       SlotBuffer* b = cache_->by_token[token];
       auto it = b == nullptr ? cache_->by_slot.end() : cache_->by_slot.find(b->data);
@@ -1141,6 +1267,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   uint32_t holder_ = 0;         ///< this wrapper's holder token (CallContext::env)
   EnvHolders* holders_ = nullptr;  ///< shared attachments: this environment's holders (one reference)
   SlotCache* cache_ = nullptr;     ///< non-shared managers: the slot cache (one reference)
+  HotState* hot_ = nullptr;        ///< allocIn/freeIn state (one reference)
   uint64_t buffers_created_ = 0;   ///< external ArrayBuffers created over slots
 };
 

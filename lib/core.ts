@@ -35,6 +35,7 @@ import {
   NativeStatus,
   UsageOut,
   VIOLATION_CODES,
+  readSnapshot,
 } from './native';
 import type { NativeLatency, NativeManager, NativePoolStats } from './native';
 import type {
@@ -1024,7 +1025,7 @@ export class Core implements HandleOwner {
   metrics(): ManagerMetrics {
     if (this.#finalMetrics !== null) return structuredClone(this.#finalMetrics);
     const native = this.#native;
-    const snap = native.snapshot();
+    const snap = readSnapshot(native, this.#poolNames);
     const pools: Record<string, PoolMetrics> = {};
     let poolLive = 0;
     let poolRetained = 0;

@@ -196,6 +196,70 @@ export interface NativeSnapshot {
   threadExitReclaims: number;
 }
 
+/** Layout of `NativeManager.snapshot()`'s Float64Array. */
+const enum SnapshotOut {
+  Handles = 0,
+  BytesInUse = 1,
+  RequestedBytes = 2,
+  ReservedBytes = 3,
+  Allocations = 4,
+  Deallocations = 5,
+  Refusals = 6,
+  LiveSlotBytes = 7,
+  RetainedFreeBytes = 8,
+  ParkedHandles = 9,
+  ThreadExitReclaims = 10,
+  AllocateLatency = 11, // count, p50, p99, p999
+  DeallocateLatency = 15,
+  Direct = 19, // a pool: slotSize, queueSize, reservedBytes, liveSlots, liveBytes, retainedFreeSlots, hits, misses, releasedToSystem, failures
+  Pools = 29, // one pool after another, in configuration order
+  PoolLength = 10,
+}
+
+function readLatency(v: Float64Array, at: number): NativeLatency {
+  return { count: v[at], p50: v[at + 1], p99: v[at + 2], p999: v[at + 3] };
+}
+
+function readPool(v: Float64Array, at: number, name: string): NativePoolStats {
+  return {
+    name,
+    slotSize: v[at],
+    queueSize: v[at + 1],
+    reservedBytes: v[at + 2],
+    liveSlots: v[at + 3],
+    liveBytes: v[at + 4],
+    retainedFreeSlots: v[at + 5],
+    hits: v[at + 6],
+    misses: v[at + 7],
+    releasedToSystem: v[at + 8],
+    failures: v[at + 9],
+  };
+}
+
+/** `native.snapshot()`, named; `poolNames` in configuration order. */
+export function readSnapshot(native: NativeManager, poolNames: readonly string[]): NativeSnapshot {
+  const v = native.snapshot();
+  const pools: NativePoolStats[] = [];
+  for (let i = 0; i < poolNames.length; i++) pools.push(readPool(v, SnapshotOut.Pools + i * SnapshotOut.PoolLength, poolNames[i]));
+  return {
+    pools,
+    direct: readPool(v, SnapshotOut.Direct, 'direct'),
+    handles: v[SnapshotOut.Handles],
+    bytesInUse: v[SnapshotOut.BytesInUse],
+    requestedBytes: v[SnapshotOut.RequestedBytes],
+    reservedBytes: v[SnapshotOut.ReservedBytes],
+    allocations: v[SnapshotOut.Allocations],
+    deallocations: v[SnapshotOut.Deallocations],
+    refusals: v[SnapshotOut.Refusals],
+    liveSlotBytes: v[SnapshotOut.LiveSlotBytes],
+    retainedFreeBytes: v[SnapshotOut.RetainedFreeBytes],
+    allocateLatency: readLatency(v, SnapshotOut.AllocateLatency),
+    deallocateLatency: readLatency(v, SnapshotOut.DeallocateLatency),
+    parkedHandles: v[SnapshotOut.ParkedHandles],
+    threadExitReclaims: v[SnapshotOut.ThreadExitReclaims],
+  };
+}
+
 /** The addon's `NativeManager` instance. Every method is synchronous. */
 export interface NativeManager {
   /** Scratch results, length >= 32. Overwritten by every call. */
@@ -276,7 +340,8 @@ export interface NativeManager {
   recountChannel(channel: number): void;
   /** [name, index] of every open channel. */
   openChannels(): Array<[string, number]>;
-  snapshot(): NativeSnapshot;
+  /** The statistics, flat (SnapshotOut); readSnapshot() names them. */
+  snapshot(): Float64Array;
   injectAllocationFailures(n: number): void;
   /** Frees every live handle this wrapper allocated or adopted (not those in transit); returns how many. */
   reclaimHeld(): number;

@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { loadNative } from '../lib/loader';
+import { readSnapshot } from '../lib/native';
 import type { NativeManager } from '../lib/native';
 import { gc } from './helpers';
 
@@ -20,7 +21,7 @@ function nativeManager(): NativeManager {
 }
 
 function handles(m: NativeManager): number {
-  return m.snapshot().handles;
+  return readSnapshot(m, ['s']).handles;
 }
 
 function allocIn(m: NativeManager, type: number, size: number, channel: number, mode = 0, owner = 0): ArrayBuffer | number {
@@ -53,7 +54,7 @@ describe('native hot calls (allocIn / freeIn)', () => {
 
   it('refuse NaN, fractions and out-of-range values in `in`, changing nothing', () => {
     const m = nativeManager();
-    const before = JSON.stringify(m.snapshot());
+    const before = JSON.stringify(readSnapshot(m, ['s']));
     for (const [type, channel] of [[NaN, 0], [0.5, 0], [2 ** 31, 0], [0, NaN], [0, 1.5], [0, -(2 ** 31) - 1]]) {
       expect(allocIn(m, type, 100, channel), `type ${type}, channel ${channel}`).to.equal(INVALID_ARGUMENT);
     }
@@ -65,7 +66,7 @@ describe('native hot calls (allocIn / freeIn)', () => {
     }
     expect(m.freeIn('not a buffer' as unknown as ArrayBuffer), 'a non-ArrayBuffer argument').to.equal(INVALID_ARGUMENT);
     for (const id of [NaN, -1, 1.5, 2 ** 53]) expect(freeIn(m, id), `malformed id ${id}`).to.not.equal(OK);
-    const after = JSON.parse(JSON.stringify(m.snapshot())) as Record<string, unknown>;
+    const after = JSON.parse(JSON.stringify(readSnapshot(m, ['s']))) as Record<string, unknown>;
     const expected = JSON.parse(before) as Record<string, unknown>;
     // Refusals are the only counters a refused call may move.
     delete after.refusals;

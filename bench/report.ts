@@ -143,7 +143,7 @@ export function retentionTable(rt: RoundTripResult): string {
   return table(['candidate', 'retained per round trip, job still running', 'after the job ended'], rows, [false, true, true]);
 }
 
-/** The four headline ratios of the brief. */
+/** The four headline ratios of the brief (plus transfer vs detach where both were measured). */
 export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; readonly ratio: number }> {
   const find = (label: string, name: string): CandidateResult | undefined =>
     rt.sizes.find((s) => s.label === label)?.results.find((r) => r.name === name);
@@ -157,6 +157,13 @@ export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; 
     { label: 'revocable (channel) 64 KiB / Buffer.alloc(65536)', ratio: ratio('64 KiB', CANDIDATES.revocableChannel, BASELINES.alloc) },
     { label: 'view 4 KiB / Buffer.allocUnsafe(4096)', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.allocUnsafe) },
     { label: 'view 4 KiB / JS free-list pool', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.jsPool) },
+    // Node >= 21 only: revocation by transfer() against the detach method, same run.
+    ...(find('4 KiB', CANDIDATES.revocableDetach) === undefined
+      ? []
+      : ['4 KiB', '64 KiB'].map((label) => ({
+          label: `revocable (channel) ${label}: transfer() method / detach method`,
+          ratio: ratio(label, CANDIDATES.revocableChannel, CANDIDATES.revocableDetach),
+        }))),
   ];
 }
 
@@ -310,6 +317,7 @@ export function markdownReport(report: BenchReport): string {
 const COLORS: Record<string, string> = {
   [CANDIDATES.revocableChannel]: '#1f6feb',
   [CANDIDATES.revocableUnscoped]: '#6ea8fe',
+  [CANDIDATES.revocableDetach]: '#8250df',
   [CANDIDATES.viewChannel]: '#2da44e',
   [BASELINES.alloc]: '#8c959f',
   [BASELINES.arrayBuffer]: '#afb8c1',

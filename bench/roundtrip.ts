@@ -31,7 +31,24 @@ export const CANDIDATES = {
   revocableChannel: 'isopool revocable (channel)',
   revocableUnscoped: 'isopool revocable (no channel)',
   viewChannel: 'isopool view (channel)',
+  /** Node >= 21 only: the same as revocableChannel with ISOPOOL_REVOCATION=detach (the Node 20 method). */
+  revocableDetach: 'isopool revocable (channel, detach method)',
 } as const;
+
+/** Whether revocable buffers can be revoked by transfer() here (then both methods are measured). */
+const HAS_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+
+/** A manager forced to the 'detach' revocation method (see README "Access modes"). */
+function detachManager(): ResourceManager {
+  const saved = process.env.ISOPOOL_REVOCATION;
+  process.env.ISOPOOL_REVOCATION = 'detach';
+  try {
+    return new ResourceManager({ leakDetection: 'off' });
+  } finally {
+    if (saved === undefined) delete process.env.ISOPOOL_REVOCATION;
+    else process.env.ISOPOOL_REVOCATION = saved;
+  }
+}
 
 export const BASELINES = {
   allocUnsafe: 'Buffer.allocUnsafe',
@@ -142,8 +159,22 @@ function touch(buffer: Buffer | null): void {
   sink.value ^= buffer[0];
 }
 
-function candidatesFor(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope, pool: JsBufferPool): Candidate[] {
+function candidatesFor(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope, pool: JsBufferPool, detach: ChannelScope | null): Candidate[] {
+  const viaDetach: Candidate[] = detach === null
+    ? []
+    : [
+        {
+          name: CANDIDATES.revocableDetach,
+          baseline: false,
+          fn: () => {
+            const h = detach.allocate('buffer', bytes);
+            touch(h.buffer);
+            detach.deallocate(h);
+          },
+        },
+      ];
   return [
+    ...viaDetach,
     {
       name: CANDIDATES.revocableChannel,
       baseline: false,
@@ -208,6 +239,7 @@ function candidatesFor(bytes: number, manager: ResourceManager, revocable: Chann
 
 export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<RoundTripResult> {
   const manager = new ResourceManager({ leakDetection: 'off' });
+  const detachMgr = HAS_TRANSFER ? detachManager() : null;
   const sizes: RoundTripSizeResult[] = [];
   const checks: string[] = [];
   const findings: string[] = [];
@@ -215,11 +247,12 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
   try {
     const revocable = manager.openChannel('r');
     const view = manager.openChannel('v', { access: 'view' });
+    const detach = detachMgr === null ? null : detachMgr.openChannel('r');
     for (const { label, bytes } of ROUND_TRIP_SIZES) {
       log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
       checks.push(...checkBehaviour(bytes, manager, revocable, view));
       const pool = new JsBufferPool(bytes, 8);
-      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool), config, log);
+      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, detach), config, log);
       const byName = new Map(results.map((r) => [r.name, r]));
       const ratios: RatioEntry[] = [];
       for (const candidate of results.filter((r) => !r.baseline)) {
@@ -236,7 +269,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     log('  synchronous-loop heap retention, 4 KiB');
     const small = ROUND_TRIP_SIZES[0].bytes;
     const roundTrips = config.mode === 'quick' ? 20_000 : 100_000;
-    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8)).filter(
+    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), detach).filter(
       (c) => c.name !== BASELINES.alloc && c.name !== BASELINES.arrayBuffer,
     );
     const measured: SyncRetention[] = [];
@@ -256,6 +289,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     syncRetention = measured.length === 0 ? null : measured;
   } finally {
     manager.close();
+    detachMgr?.close();
   }
   return { leakDetection: 'off', sizes, checks, findings, syncRetention };
 }

@@ -2,7 +2,7 @@
  * Entry point of the benchmark suite: `npm run bench` (full, writes bench/RESULTS.md,
  * bench/results.json and bench/ratios.svg) or `npm run bench:quick` (tiny sample counts, prints only).
  *
- * Usage: node build/ts/bench/run.js [--quick] [--only=roundtrip,operations,leak]
+ * Usage: node build/ts/bench/run.js [--quick] [--only=roundtrip,operations,leak] [--out=DIR]
  *        node build/ts/bench/run.js --render   (RESULTS.md + ratios.svg from results.json, no measuring)
  * Progress goes to stderr, the tables to stdout. `--only` is for development: a partial full run
  * prints but writes nothing.
@@ -31,6 +31,8 @@ interface Args {
   readonly suites: ReadonlySet<SuiteName>;
   /** Re-render RESULTS.md and ratios.svg from bench/results.json, measuring nothing. */
   readonly render: boolean;
+  /** Where RESULTS.md, results.json and ratios.svg go (default bench/), e.g. bench/node22 for another Node. */
+  readonly outDir: string | null;
 }
 
 function isSuiteName(name: string): name is SuiteName {
@@ -41,8 +43,11 @@ function parseArgs(argv: readonly string[]): Args {
   let config = FULL;
   let suites = new Set<SuiteName>(SUITES);
   let render = false;
+  let outDir: string | null = null;
   for (const arg of argv) {
-    if (arg === '--render') {
+    if (arg.startsWith('--out=')) {
+      outDir = path.resolve(arg.slice('--out='.length));
+    } else if (arg === '--render') {
       render = true;
     } else if (arg === '--quick') {
       config = QUICK;
@@ -52,10 +57,10 @@ function parseArgs(argv: readonly string[]): Args {
       if (unknown.length > 0) throw new Error(`unknown suite(s) ${unknown.join(', ')}; known: ${SUITES.join(', ')}`);
       suites = new Set(names.filter(isSuiteName));
     } else {
-      throw new Error(`unknown argument ${JSON.stringify(arg)}; usage: run.js [--quick] [--only=${SUITES.join(',')}] | --render`);
+      throw new Error(`unknown argument ${JSON.stringify(arg)}; usage: run.js [--quick] [--only=${SUITES.join(',')}] [--out=DIR] | --render [--out=DIR]`);
     }
   }
-  return { config, suites, render };
+  return { config, suites, render, outDir };
 }
 
 /** The source bench/ directory (build/ts/bench/run.js → <repo>/bench). */
@@ -85,8 +90,8 @@ function rerunWithGc(): boolean {
 }
 
 /** Rewrites RESULTS.md and ratios.svg from the last full run's results.json. */
-function renderOnly(): void {
-  const dir = benchDirectory();
+function renderOnly(outDir: string | null): void {
+  const dir = outDir ?? benchDirectory();
   const report = parseResultsJson(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
   fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report));
   if (report.roundTrip !== null) fs.writeFileSync(path.join(dir, 'ratios.svg'), ratiosSvg(report.roundTrip));
@@ -94,9 +99,10 @@ function renderOnly(): void {
 }
 
 async function main(): Promise<void> {
-  const { config, suites, render } = parseArgs(process.argv.slice(2));
+  const args = parseArgs(process.argv.slice(2));
+  const { config, suites, render } = args;
   if (render) {
-    renderOnly();
+    renderOnly(args.outDir);
     return;
   }
   if (rerunWithGc()) return;
@@ -155,7 +161,8 @@ async function main(): Promise<void> {
   log(`(sink ${sink.value})`);
 
   if (config.mode === 'full' && suites.size === SUITES.length) {
-    const dir = benchDirectory();
+    const dir = args.outDir ?? benchDirectory();
+    fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'results.json'), resultsJson(report));
     fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report));
     if (roundTrip !== null) fs.writeFileSync(path.join(dir, 'ratios.svg'), ratiosSvg(roundTrip));

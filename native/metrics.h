@@ -8,8 +8,8 @@
 // Invariants (at quiescence)
 //   count == sum(buckets[i] for i in 0..kLatencyBuckets-1)
 //
-// Everything here is lock-free and allocation-free: a sample costs two relaxed
-// fetch_adds on counters shared by all threads. There are no per-operation
+// Everything here is lock-free and allocation-free: a sample costs one relaxed
+// fetch_add on a bucket shared by all threads (the count is the bucket sum). There are no per-operation
 // arrays, so memory does not grow with traffic. Counters are only statistics:
 // they carry no ordering, so every atomic here is memory_order_relaxed.
 #pragma once
@@ -54,11 +54,9 @@ class LatencyHistogram {
   /// Records one sample.
   void Record(uint64_t ns) noexcept {
     buckets_[LatencyBucket(ns)].fetch_add(1, std::memory_order_relaxed);
-    count_.fetch_add(1, std::memory_order_relaxed);
   }
 
-  /// Copies the counters. Under concurrency count may differ from the bucket
-  /// sum by the samples in flight; Quantile uses the bucket sum.
+  /// Copies the counters; count is the bucket sum (so always consistent with the buckets).
   void Snapshot(LatencySnapshot* out) const noexcept {
     uint64_t sum = 0;
     for (int i = 0; i < kLatencyBuckets; ++i) {
@@ -69,7 +67,6 @@ class LatencyHistogram {
   }
 
  private:
-  std::atomic<uint64_t> count_{0};                     ///< samples recorded
   std::atomic<uint64_t> buckets_[kLatencyBuckets] = {};///< samples per log2 bucket
 };
 

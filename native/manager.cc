@@ -326,6 +326,7 @@ Status Manager::Create(const ManagerConfig& config, Manager** out) noexcept {
   } catch (...) {  // std::bad_alloc
     return Status::kPoolExhausted;
   }
+  StartStopwatchCalibration();  // latency samples (metrics.h)
   impl->types[0].kind = TypeKind::kMemory;
   impl->type_count.store(1, std::memory_order_release);
   impl->hardening = Hardening::For(config.hardened, HandleTable::RandomSecret());
@@ -492,6 +493,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
                          Allocation* out) noexcept {
   Impl& m = *impl_;
   const uint64_t t0 = NowNs();
+  const Stopwatch watch(t0);
   *out = Allocation{};
   if (!m.ValidType(type)) {
     m.refusals.Add();
@@ -597,7 +599,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   rec.pool = pool;
   rec.slot = ref.index;
   rec.access = static_cast<uint32_t>(access);
-  rec.latency_ns = NowNs() - t0;
+  rec.latency_ns = watch.ElapsedNs();
   // The holder is stored before Publish's release of kLive, so whoever later wins a
   // transition on this incarnation sees it.
   const uint32_t generation =
@@ -629,7 +631,7 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, HandleIn
 Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const CallContext& ctx,
                      HandleInfo* info, uint32_t* violations) noexcept {
   Impl& m = *impl_;
-  const uint64_t t0 = NowNs();
+  const Stopwatch watch;
   if (violations != nullptr) *violations = 0;
   for (;;) {
     const IdProbe p = m.table.Probe(id);
@@ -663,7 +665,7 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const Ca
         const uint32_t canary = m.CheckCanaryOnFree(rec, /*closing=*/false);
         if (violations != nullptr) *violations = canary;
         m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx, info);
-        m.free_latency.Record(NowNs() - t0);
+        m.free_latency.Record(watch.ElapsedNs());
         return Status::kOk;
       }
     }

@@ -12,12 +12,29 @@
 // fetch_add on a bucket shared by all threads (the count is the bucket sum). There are no per-operation
 // arrays, so memory does not grow with traffic. Counters are only statistics:
 // they carry no ordering, so every atomic here is memory_order_relaxed.
+//
+// Stopwatch (latency samples)
+//   Durations come from the x86-64 time-stamp counter when the CPU reports it invariant
+//   (constant rate in every P/C-state: CPUID 0x80000007 EDX bit 8): rdtsc costs ~10 ns,
+//   a CLOCK_MONOTONIC read ~25 ns. Ticks become ns with one process-wide factor measured
+//   against CLOCK_MONOTONIC over >= kCalibrationNs, starting when the first manager is
+//   created (StartStopwatchCalibration); until it is known, and on other CPUs, a stopwatch
+//   reads CLOCK_MONOTONIC. A stopwatch picks its source once, at Start, so a sample never
+//   mixes the two. Only durations come from the TSC: timestamps (alloc_time_ns) are always
+//   NowNs(), so ages computed against the steady clock stay exact. A negative TSC delta
+//   (a thread migrated between unsynchronised cores) is clamped to 0, like the clock's.
 #pragma once
 
 #include <time.h>
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#endif
 
 #include "manager.h"
 
@@ -29,6 +46,121 @@ inline uint64_t NowNs() noexcept {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+namespace stopwatch_detail {
+
+constexpr uint64_t kCalibrationNs = 20000000;  ///< 20 ms between the two calibration points
+
+/// ns per TSC tick as a 32.32 fixed-point number; 0 = not known (use CLOCK_MONOTONIC).
+inline std::atomic<uint64_t> ns_per_tick_q32{0};
+/// 0 = not started, 1 = anchored (calibrating), 2 = finished (ns_per_tick_q32 set or unusable).
+inline std::atomic<uint32_t> state{0};
+inline uint64_t anchor_ns = 0;     ///< written before state's release store of 1
+inline uint64_t anchor_ticks = 0;  ///< idem
+inline std::once_flag start_once;
+
+#if defined(__x86_64__)
+inline uint64_t Ticks() noexcept { return __rdtsc(); }
+/// Ticks after every earlier instruction completed (lfence: rdtsc alone may run ahead of the
+/// work it is meant to close, which would under-report the sample).
+inline uint64_t TicksAfter() noexcept {
+  _mm_lfence();
+  return __rdtsc();
+}
+
+inline bool InvariantTsc() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_max(0x80000000u, nullptr) < 0x80000007u) return false;
+  __cpuid(0x80000007u, a, b, c, d);
+  return (d >> 8) & 1u;
+}
+
+/// A (ns, ticks) pair read as close together as possible (tightest of a few brackets).
+inline void Pair(uint64_t* ns, uint64_t* ticks) noexcept {
+  uint64_t best = UINT64_MAX;
+  for (int i = 0; i < 8; ++i) {
+    const uint64_t t0 = Ticks();
+    const uint64_t n = NowNs();
+    const uint64_t t1 = Ticks();
+    if (t1 >= t0 && t1 - t0 < best) {
+      best = t1 - t0;
+      *ns = n;
+      *ticks = t0 + (t1 - t0) / 2;
+    }
+  }
+}
+
+inline uint64_t TicksToNs(uint64_t ticks, uint64_t q32) noexcept {
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(ticks) * q32) >> 32);
+}
+#else
+inline uint64_t Ticks() noexcept { return NowNs(); }
+inline uint64_t TicksAfter() noexcept { return NowNs(); }
+inline bool InvariantTsc() noexcept { return false; }
+inline void Pair(uint64_t* ns, uint64_t* ticks) noexcept { *ns = *ticks = NowNs(); }
+inline uint64_t TicksToNs(uint64_t ticks, uint64_t) noexcept { return ticks; }
+#endif
+
+/// Second calibration point, taken by whichever stopwatch first sees kCalibrationNs passed.
+inline void MaybeFinish(uint64_t now_ns) noexcept {
+  if (state.load(std::memory_order_acquire) != 1) return;
+  if (now_ns - anchor_ns < kCalibrationNs) return;
+  uint32_t expected = 1;
+  if (!state.compare_exchange_strong(expected, 2, std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return;  // another thread finishes it
+  }
+  uint64_t ns = 0, ticks = 0;
+  Pair(&ns, &ticks);
+  if (ticks <= anchor_ticks || ns <= anchor_ns) return;  // not a usable counter: stay on the clock
+  const uint64_t q32 = static_cast<uint64_t>(
+      (static_cast<unsigned __int128>(ns - anchor_ns) << 32) / (ticks - anchor_ticks));
+  // Plausible TSC rates only (0.1 to 10 GHz); anything else keeps the clock.
+  if (q32 < (uint64_t{1} << 32) / 10 || q32 > (uint64_t{10} << 32)) return;
+  ns_per_tick_q32.store(q32, std::memory_order_relaxed);
+}
+
+}  // namespace stopwatch_detail
+
+/// Called once per manager creation; the first call anchors the calibration (cold path).
+inline void StartStopwatchCalibration() noexcept {
+  namespace d = stopwatch_detail;
+  std::call_once(d::start_once, [] {
+    if (!d::InvariantTsc()) {
+      d::state.store(2, std::memory_order_release);
+      return;
+    }
+    d::Pair(&d::anchor_ns, &d::anchor_ticks);
+    d::state.store(1, std::memory_order_release);
+  });
+}
+
+/// Measures one latency sample, see the file comment.
+class Stopwatch {
+ public:
+  /// Starts now; `now_ns` is a NowNs() the caller just read (reused while uncalibrated).
+  explicit Stopwatch(uint64_t now_ns) noexcept
+      : q32_(stopwatch_detail::ns_per_tick_q32.load(std::memory_order_relaxed)),
+        start_(q32_ != 0 ? stopwatch_detail::Ticks() : now_ns) {}
+  /// Starts now.
+  Stopwatch() noexcept
+      : q32_(stopwatch_detail::ns_per_tick_q32.load(std::memory_order_relaxed)),
+        start_(q32_ != 0 ? stopwatch_detail::Ticks() : NowNs()) {}
+
+  /// Nanoseconds since the start (0 if the source went backwards).
+  uint64_t ElapsedNs() const noexcept {
+    if (__builtin_expect(q32_ != 0, 1)) {
+      const uint64_t t = stopwatch_detail::TicksAfter();
+      return t > start_ ? stopwatch_detail::TicksToNs(t - start_, q32_) : 0;
+    }
+    const uint64_t now = NowNs();
+    stopwatch_detail::MaybeFinish(now);
+    return now > start_ ? now - start_ : 0;
+  }
+
+ private:
+  uint64_t q32_;    ///< ns per tick (32.32) fixed at Start; 0 = CLOCK_MONOTONIC
+  uint64_t start_;  ///< ticks or ns
+};
 
 /// Bucket index of a sample, see the glossary.
 inline int LatencyBucket(uint64_t ns) noexcept {

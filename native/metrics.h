@@ -37,6 +37,7 @@
 #endif
 
 #include "manager.h"
+#include "mpmc_ring.h"  // kCacheLine
 
 namespace isopool {
 
@@ -180,26 +181,116 @@ class RelaxedCounter {
   std::atomic<uint64_t> v_{0};
 };
 
-/// Log2-bucket latency histogram (see LatencySnapshot in manager.h).
+// --- per-thread shards ---------------------------------------------------------------
+// Hot statistics (event counts, live bytes, latency buckets) are sharded by thread: each of
+// the first kStatShards threads that call the core owns one shard index process-wide (given
+// back when the thread exits) and adds to its own cache line of every sharded counter with a
+// relaxed load + store: no locked instruction, no cache line shared with another thread.
+// Threads beyond that share index kStatShards, whose cells take atomic fetch_adds. A read sums
+// every shard: exact at quiescence, as relaxed as before under concurrency. Cells wrap modulo
+// 2^64, so a Sub on one shard and the Add on another still sum exactly.
+// Handing an index to a new thread is ordered after its previous owner's last store (release
+// on give-back, acquire on claim), so each cell always has exactly one plain writer.
+
+constexpr uint32_t kStatShards = 32;  ///< private shards; index kStatShards is the shared one
+
+namespace shard_detail {
+inline std::atomic<uint64_t> claimed{0};  ///< bit i: shard i has an owner thread
+/// -2: not claimed yet; -1: none (shared shard, also after the thread's give-back); else owned.
+inline thread_local int32_t index = -2;
+
+struct GiveBack {
+  ~GiveBack() {
+    if (index >= 0) claimed.fetch_and(~(uint64_t{1} << index), std::memory_order_release);
+    index = -1;  // calls made later in this thread's exit use the shared shard
+  }
+};
+inline thread_local GiveBack give_back;
+
+inline uint32_t Claim() noexcept {
+  static_assert(kStatShards <= 64, "claimed is one 64-bit mask");
+  constexpr uint64_t kAll = kStatShards == 64 ? ~uint64_t{0} : (uint64_t{1} << kStatShards) - 1;
+  index = -1;
+  uint64_t bits = claimed.load(std::memory_order_relaxed);
+  while ((bits & kAll) != kAll) {
+    const int i = __builtin_ctzll(~bits);
+    // acquire: this thread's plain stores to shard i come after the previous owner's.
+    if (claimed.compare_exchange_weak(bits, bits | (uint64_t{1} << i), std::memory_order_acquire,
+                                      std::memory_order_relaxed)) {
+      (void)&give_back;  // registers the give-back at thread exit
+      index = i;
+      return static_cast<uint32_t>(i);
+    }
+    // CAS failed: `bits` reloaded; look again.
+  }
+  return kStatShards;
+}
+}  // namespace shard_detail
+
+/// This thread's shard index: 0..kStatShards-1 (owned) or kStatShards (shared).
+inline uint32_t ThisThreadShard() noexcept {
+  const int32_t i = shard_detail::index;
+  if (__builtin_expect(i >= 0, 1)) return static_cast<uint32_t>(i);
+  return i == -2 ? shard_detail::Claim() : kStatShards;
+}
+
+/// N statistics counters sharded by thread (see above); one cache line per shard and 8 counters.
+template <uint32_t N>
+class ShardedCounters {
+ public:
+  void Add(uint32_t shard, uint32_t i, uint64_t n = 1) noexcept {
+    std::atomic<uint64_t>& c = shards_[shard].v[i];
+    if (__builtin_expect(shard < kStatShards, 1)) {
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);  // sole writer
+    } else {
+      c.fetch_add(n, std::memory_order_relaxed);
+    }
+  }
+  void Sub(uint32_t shard, uint32_t i, uint64_t n = 1) noexcept { Add(shard, i, uint64_t{0} - n); }
+  uint64_t Sum(uint32_t i) const noexcept {
+    uint64_t sum = 0;
+    for (const Shard& s : shards_) sum += s.v[i].load(std::memory_order_relaxed);
+    return sum;
+  }
+
+ private:
+  struct alignas(kCacheLine) Shard {
+    std::atomic<uint64_t> v[N] = {};
+  };
+  Shard shards_[kStatShards + 1];
+};
+
+/// One statistics counter sharded by thread.
+class ShardedCounter {
+ public:
+  void Add(uint32_t shard, uint64_t n = 1) noexcept { c_.Add(shard, 0, n); }
+  void Sub(uint32_t shard, uint64_t n = 1) noexcept { c_.Sub(shard, 0, n); }
+  void Add() noexcept { Add(ThisThreadShard()); }
+  uint64_t Load() const noexcept { return c_.Sum(0); }
+
+ private:
+  ShardedCounters<1> c_;
+};
+
+/// Log2-bucket latency histogram (see LatencySnapshot in manager.h), sharded by thread.
 class LatencyHistogram {
  public:
-  /// Records one sample.
-  void Record(uint64_t ns) noexcept {
-    buckets_[LatencyBucket(ns)].fetch_add(1, std::memory_order_relaxed);
-  }
+  /// Records one sample from thread shard `shard` (ThisThreadShard()).
+  void Record(uint64_t ns, uint32_t shard) noexcept { buckets_.Add(shard, LatencyBucket(ns)); }
+  void Record(uint64_t ns) noexcept { Record(ns, ThisThreadShard()); }
 
   /// Copies the counters; count is the bucket sum (so always consistent with the buckets).
   void Snapshot(LatencySnapshot* out) const noexcept {
     uint64_t sum = 0;
     for (int i = 0; i < kLatencyBuckets; ++i) {
-      out->buckets[i] = buckets_[i].load(std::memory_order_relaxed);
+      out->buckets[i] = buckets_.Sum(i);
       sum += out->buckets[i];
     }
     out->count = sum;
   }
 
  private:
-  std::atomic<uint64_t> buckets_[kLatencyBuckets] = {};///< samples per log2 bucket
+  ShardedCounters<kLatencyBuckets> buckets_;  ///< samples per log2 bucket
 };
 
 }  // namespace isopool

@@ -27,8 +27,10 @@ uint64_t Mix64(uint64_t x) noexcept {
 }  // namespace
 
 HandleTable::HandleTable(uint64_t secret, uint32_t quarantine) noexcept : secret_(secret) {
-  // On refusal the quarantine has capacity 0 and freed indices go straight to the stack.
-  (void)quarantine_.Init(quarantine);
+  // One cell more than the delay: an index leaves a full quarantine (Reserve) only once
+  // `quarantine` later frees queue behind it. On refusal the quarantine has capacity 0
+  // and freed indices go straight to the stack.
+  (void)quarantine_.Init(quarantine == 0 ? 0 : size_t{quarantine} + 1);
 }
 
 HandleTable::~HandleTable() {
@@ -135,6 +137,17 @@ Status HandleTable::Reserve(uint32_t* index) noexcept {
   if (recycled != 0) {
     *index = recycled;
     return Status::kOk;
+  }
+  // A full quarantine: its oldest index has waited behind kQuarantine frees; take it
+  // directly (one pop here and one push in Recycle per allocate/free pair, instead of
+  // Recycle moving it to the stack for Reserve to pop).
+  const size_t cap = quarantine_.capacity();
+  if (cap > 0 && quarantine_.SizeApprox() >= cap) {
+    uint32_t oldest = 0;
+    if (quarantine_.TryPop(&oldest)) {
+      *index = oldest;
+      return Status::kOk;
+    }
   }
   uint32_t hw = high_water_.load(std::memory_order_acquire);
   for (;;) {

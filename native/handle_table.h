@@ -59,10 +59,12 @@
 //   against.)
 //
 // Free indices: a freed index first waits in a FIFO quarantine (an MpmcRing
-// of kQuarantine indices); when the quarantine is full the oldest index moves
-// to a Treiber stack with a 32-bit tag next to the top index in one 64-bit
-// word (ABA-safe: every push/pop bumps the tag). Reserve takes from the stack,
-// then a fresh index (high-water mark), then the quarantine. So a tight
+// of kQuarantine + 1 indices). Reserve takes from a Treiber stack (a 32-bit tag
+// next to the top index in one 64-bit word, ABA-safe: every push/pop bumps the
+// tag), then the oldest index of a full quarantine (it has kQuarantine frees
+// behind it), then a fresh index (high-water mark), then any quarantined index.
+// A free that finds the quarantine full moves its oldest index to the stack
+// (rare: Reserve drains a full quarantine first). So a tight
 // allocate/free loop cycles through ~kQuarantine indices instead of one, and
 // an index is reused about once per kQuarantine frees: its generation wraps
 // after ~kQuarantine * 2^20 (~4e9) allocations, not 2^20. Cost: up to

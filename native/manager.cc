@@ -80,9 +80,12 @@ struct Manager::Impl {
   std::atomic<uint64_t> revoke_count{0};    ///< ids waiting in `revoke`
   RelaxedCounter exit_reclaims;
 
+  // Hot statistics: per-thread shards (metrics.h).
   LatencyHistogram alloc_latency;
   LatencyHistogram free_latency;
-  RelaxedCounter allocations, deallocations, refusals;
+  static constexpr uint32_t kAllocations = 0, kDeallocations = 1;
+  ShardedCounters<2> events;           ///< [kAllocations], [kDeallocations]
+  RelaxedCounter refusals;
   RelaxedCounter direct_slot_bytes;    ///< charged bytes of live direct allocations
 
   int32_t PoolFor(uint64_t size) const noexcept {
@@ -98,16 +101,16 @@ struct Manager::Impl {
 
   /// Returns the handle's slot/mapping and refunds its ledgers.
   void ReleaseResources(const HandleRecord& rec) noexcept {
-    ReleaseMemory(rec);
+    ReleaseMemory(rec, ThisThreadShard());
     RefundLedgers(rec);
   }
 
   /// Returns the handle's slot or mapping to its pool (nothing for counters).
-  void ReleaseMemory(const HandleRecord& rec) noexcept {
+  void ReleaseMemory(const HandleRecord& rec, uint32_t shard) noexcept {
     SlotRef ref{static_cast<Slab*>(rec.slab), rec.slot};
     if (rec.pool >= 0) {
       PoisonSlot(ref);
-      pools[rec.pool].SubLiveBytes(rec.size);
+      pools[rec.pool].SubLiveBytes(rec.size, shard);
       ref.slab->set->Release(ref);
     } else if (rec.pool == kPoolDirect) {
       direct_slot_bytes.Sub(rec.charged);
@@ -156,7 +159,8 @@ struct Manager::Impl {
   /// to be unreferenced from JS, so a transfer()ed copy may live). Parked memory returns when
   /// the buffer's backing store dies (OnBufferReleased). Refunds the ledgers; frees the entry.
   void FinishClaimedFree(uint32_t index, uint64_t id, EntryState was, const HandleRecord& rec,
-                         FreeReason reason, const CallContext& ctx, HandleInfo* info) noexcept {
+                         FreeReason reason, const CallContext& ctx, HandleInfo* info,
+                         uint32_t shard = ThisThreadShard()) noexcept {
     bool park = false;
     uint32_t holder_env = 0;
     // In transit, nobody holds a buffer (the sender detached it; an adopter has not won yet).
@@ -172,12 +176,12 @@ struct Manager::Impl {
     if (park) {
       park = ParkOrRelease(index, id, holder_env, /*announce=*/holder_env != ctx.env, rec);
     } else {
-      ReleaseMemory(rec);
+      ReleaseMemory(rec, shard);
     }
     RefundLedgers(rec);
     if (info != nullptr) info->parked = park;
     table.FinishFree(index, reason);
-    deallocations.Add();
+    events.Add(shard, kDeallocations);
   }
 
   /// Parks `rec`'s memory for holder `env` (announcing it to that thread if `announce`), then
@@ -215,7 +219,7 @@ struct Manager::Impl {
     std::lock_guard<std::mutex> lock(parked_mu);
     auto it = parked.find(id);
     if (it == parked.end()) return false;
-    ReleaseMemory(it->second.rec);
+    ReleaseMemory(it->second.rec, ThisThreadShard());
     parked.erase(it);
     parked_count.fetch_sub(1, std::memory_order_relaxed);
     return true;
@@ -326,6 +330,7 @@ Status Manager::Create(const ManagerConfig& config, Manager** out) noexcept {
   } catch (...) {  // std::bad_alloc
     return Status::kPoolExhausted;
   }
+  StartStopwatchCalibration();  // latency samples (metrics.h)
   impl->types[0].kind = TypeKind::kMemory;
   impl->type_count.store(1, std::memory_order_release);
   impl->hardening = Hardening::For(config.hardened, HandleTable::RandomSecret());
@@ -492,6 +497,8 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
                          Allocation* out) noexcept {
   Impl& m = *impl_;
   const uint64_t t0 = NowNs();
+  const Stopwatch watch(t0);
+  const uint32_t shard = ThisThreadShard();
   *out = Allocation{};
   if (!m.ValidType(type)) {
     m.refusals.Add();
@@ -550,7 +557,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   if (memory) {
     if (pool >= 0) {
       bool hit = false;
-      s = m.pools[pool].set(access).Acquire(&ref, &hit);
+      s = m.pools[pool].set(access).Acquire(&ref, &hit, shard);
     } else {
       s = m.direct.Acquire(size, &ref, tail);
     }
@@ -575,7 +582,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
       }
       meta.owner = owner;
       meta.dirty = view ? slot_bytes : std::max(meta.dirty, size + tail);
-      m.pools[pool].AddLiveBytes(size);
+      m.pools[pool].AddLiveBytes(size, shard);
     } else {
       m.direct_slot_bytes.Add(charged);
     }
@@ -597,7 +604,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   rec.pool = pool;
   rec.slot = ref.index;
   rec.access = static_cast<uint32_t>(access);
-  rec.latency_ns = NowNs() - t0;
+  rec.latency_ns = watch.ElapsedNs();
   // The holder is stored before Publish's release of kLive, so whoever later wins a
   // transition on this incarnation sees it.
   const uint32_t generation =
@@ -606,8 +613,8 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   const uint64_t id = m.table.Publish(index, rec);
   m.ledger.Commit(type, ch, ticket);
   ChannelLedger::Exit(ch);
-  m.allocations.Add();
-  m.alloc_latency.Record(rec.latency_ns);
+  m.events.Add(shard, Impl::kAllocations);
+  m.alloc_latency.Record(rec.latency_ns, shard);
 
   out->id = id;
   out->data = rec.data;
@@ -629,7 +636,8 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, HandleIn
 Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const CallContext& ctx,
                      HandleInfo* info, uint32_t* violations) noexcept {
   Impl& m = *impl_;
-  const uint64_t t0 = NowNs();
+  const Stopwatch watch;
+  const uint32_t shard = ThisThreadShard();
   if (violations != nullptr) *violations = 0;
   for (;;) {
     const IdProbe p = m.table.Probe(id);
@@ -662,8 +670,8 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const Ca
         // Hardened: a damaged canary is reported (and counted) but the free goes ahead (hardening.h).
         const uint32_t canary = m.CheckCanaryOnFree(rec, /*closing=*/false);
         if (violations != nullptr) *violations = canary;
-        m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx, info);
-        m.free_latency.Record(NowNs() - t0);
+        m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx, info, shard);
+        m.free_latency.Record(watch.ElapsedNs(), shard);
         return Status::kOk;
       }
     }
@@ -825,7 +833,7 @@ void Manager::OnBufferReleased(uint64_t id, uint32_t env) noexcept {
   std::lock_guard<std::mutex> lock(m.parked_mu);
   auto it = m.parked.find(id);
   if (it != m.parked.end() && it->second.env == env) {
-    m.ReleaseMemory(it->second.rec);
+    m.ReleaseMemory(it->second.rec, ThisThreadShard());
     m.parked.erase(it);
     m.parked_count.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -876,7 +884,7 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
   std::lock_guard<std::mutex> lock(m.parked_mu);
   for (auto it = m.parked.begin(); it != m.parked.end();) {
     if (it->second.env == env) {
-      m.ReleaseMemory(it->second.rec);
+      m.ReleaseMemory(it->second.rec, ThisThreadShard());
       it = m.parked.erase(it);
       m.parked_count.fetch_sub(1, std::memory_order_relaxed);
     } else {
@@ -959,8 +967,8 @@ void Manager::Snapshot(ManagerSnapshot* out) const noexcept {
     out->handles += u.handles;
     if (m.types[t].kind == TypeKind::kMemory) out->bytes_in_use += u.bytes;
   }
-  out->allocations = m.allocations.Load();
-  out->deallocations = m.deallocations.Load();
+  out->allocations = m.events.Sum(Impl::kAllocations);
+  out->deallocations = m.events.Sum(Impl::kDeallocations);
   out->refusals = m.refusals.Load();
   m.alloc_latency.Snapshot(&out->allocate_latency);
   m.free_latency.Snapshot(&out->deallocate_latency);

@@ -180,20 +180,20 @@ uint64_t SlabSet::Held() const noexcept {
   return mapped > live ? mapped - live : 0;
 }
 
-Status SlabSet::Acquire(SlotRef* out, bool* hit) noexcept {
+Status SlabSet::Acquire(SlotRef* out, bool* hit, uint32_t shard) noexcept {
   if (ring_.TryPop(out)) {
     // seq_cst on both live counters: see Release (the last free must observe
     // every earlier decrement to decide on rebalancing).
     live_slots_.fetch_add(1, std::memory_order_seq_cst);
     out->slab->live.fetch_add(1, std::memory_order_seq_cst);
-    hits_.Add();
+    hits_.Add(shard);
     *hit = true;
     return Status::kOk;
   }
-  return AcquireSlow(out, hit);
+  return AcquireSlow(out, hit, shard);
 }
 
-Status SlabSet::AcquireSlow(SlotRef* out, bool* hit) noexcept {
+Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
   std::lock_guard<std::mutex> lock(mu_);
   // Fullest partially used slab first (fewest free slots), wholly free slabs last.
   for (uint32_t k = 1; k <= slots_; ++k) {
@@ -203,7 +203,7 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit) noexcept {
     out->index = PopFreeLocked(slab);
     live_slots_.fetch_add(1, std::memory_order_seq_cst);
     slab->live.fetch_add(1, std::memory_order_seq_cst);
-    hits_.Add();
+    hits_.Add(shard);
     *hit = true;
     return Status::kOk;
   }

@@ -175,8 +175,9 @@ class SlabSet {
             SlabRegistry* registry) noexcept;
 
   /// Takes a free slot. *hit: served without mapping memory. kPoolExhausted
-  /// if a new slab was needed and the system refused it.
-  Status Acquire(SlotRef* out, bool* hit) noexcept;
+  /// if a new slab was needed and the system refused it. `shard`: the calling
+  /// thread's statistics shard (metrics.h).
+  Status Acquire(SlotRef* out, bool* hit, uint32_t shard = ThisThreadShard()) noexcept;
   /// Returns a slot taken by Acquire.
   void Release(SlotRef ref) noexcept;
 
@@ -188,7 +189,7 @@ class SlabSet {
   void AddStats(PoolStats* stats) const noexcept;
 
  private:
-  Status AcquireSlow(SlotRef* out, bool* hit) noexcept;
+  Status AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept;
   void PushFreeLocked(Slab* slab, uint32_t index) noexcept;
   uint32_t PopFreeLocked(Slab* slab) noexcept;
   void BucketInsertLocked(Slab* slab) noexcept;
@@ -205,7 +206,8 @@ class SlabSet {
   SlabCounters counters_;
   std::atomic<uint64_t> mapped_slots_{0};  ///< s * non-retired slabs; written under mu_
   std::atomic<uint64_t> live_slots_{0};    ///< slots handed out
-  RelaxedCounter hits_, misses_, failures_;
+  ShardedCounter hits_;                    ///< per-thread shards: the hot path's counter
+  RelaxedCounter misses_, failures_;
 
   std::mutex mu_;
   Slab** buckets_ = nullptr;  ///< buckets_[k]: list of slabs with free_count == k, k in 0..s
@@ -218,8 +220,8 @@ class SlabPool {
   bool Init(const PoolConfig& config, SlabRegistry* registry) noexcept;
   SlabSet& set(AccessMode mode) noexcept { return mode == AccessMode::kView ? view_ : revocable_; }
   const PoolConfig& config() const noexcept { return config_; }
-  void AddLiveBytes(uint64_t n) noexcept { live_bytes_.Add(n); }
-  void SubLiveBytes(uint64_t n) noexcept { live_bytes_.Sub(n); }
+  void AddLiveBytes(uint64_t n, uint32_t shard = ThisThreadShard()) noexcept { live_bytes_.Add(shard, n); }
+  void SubLiveBytes(uint64_t n, uint32_t shard = ThisThreadShard()) noexcept { live_bytes_.Sub(shard, n); }
   /// Both sets aggregated.
   void Stats(PoolStats* out) const noexcept;
 
@@ -227,7 +229,7 @@ class SlabPool {
   PoolConfig config_;
   SlabSet revocable_;
   SlabSet view_;
-  RelaxedCounter live_bytes_;  ///< requested bytes of live slots
+  ShardedCounter live_bytes_;  ///< requested bytes of live slots (per-thread shards)
 };
 
 /// Oversize allocations: one mapping each, size rounded up to kSystemPage.

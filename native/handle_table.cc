@@ -1,6 +1,8 @@
 // handle_table.cc — see handle_table.h for the id layout and state machine.
 #include "handle_table.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <new>
 #include <random>
@@ -35,6 +37,7 @@ HandleTable::HandleTable(uint64_t secret, uint32_t quarantine) noexcept : secret
 
 HandleTable::~HandleTable() {
   for (auto& seg : segments_) delete[] seg.load(std::memory_order_relaxed);
+  for (auto& cells : census_) delete[] cells.load(std::memory_order_relaxed);
 }
 
 uint64_t HandleTable::RandomSecret() noexcept {
@@ -89,7 +92,18 @@ uint64_t HandleTable::LoadState(uint32_t index) const noexcept {
 bool HandleTable::EnsureSegment(uint32_t segment) noexcept {
   if (segments_[segment].load(std::memory_order_acquire) != nullptr) return true;
   Entry* fresh = new (std::nothrow) Entry[kSegmentSize];
-  if (fresh == nullptr) return false;
+  CensusCell* cells = new (std::nothrow) CensusCell[kSegmentSize];
+  if (fresh == nullptr || cells == nullptr) {
+    delete[] fresh;
+    delete[] cells;
+    return false;
+  }
+  // The census first: whoever reaches an entry of the segment finds its census cell too.
+  CensusCell* no_cells = nullptr;
+  if (!census_[segment].compare_exchange_strong(no_cells, cells, std::memory_order_acq_rel,
+                                                std::memory_order_acquire)) {
+    delete[] cells;  // another thread installed it first
+  }
   Entry* expected = nullptr;
   // release: the zeroed entries are visible to whoever loads the pointer.
   if (!segments_[segment].compare_exchange_strong(expected, fresh, std::memory_order_acq_rel,
@@ -194,6 +208,9 @@ uint64_t HandleTable::Publish(uint32_t index, const HandleRecord& record) noexce
   // ThreadSanitizer, which does not model atomic_thread_fence.)
   e->state.store((uses << 4) | static_cast<uint64_t>(EntryState::kFree), std::memory_order_relaxed);
   for (uint32_t i = 0; i < kRecordWords; ++i) e->words[i].store(words[i], std::memory_order_release);
+  CensusCell& cell = Census(index);
+  cell.charged.store(record.charged, std::memory_order_relaxed);
+  cell.tag.store(CensusTag(record.channel, record.owner), std::memory_order_release);
   // release: the record words happen-before any acquire load that sees kLive.
   e->state.store((uses << 4) | static_cast<uint64_t>(EntryState::kLive), std::memory_order_release);
   return MakeId(index, static_cast<uint32_t>(uses & kGenMask));
@@ -250,8 +267,34 @@ bool HandleTable::ReadRecord(uint32_t index, uint64_t state, HandleRecord* out) 
 bool HandleTable::TryTransition(uint32_t index, uint64_t expected, EntryState to) noexcept {
   const uint64_t desired = (expected & ~uint64_t{3}) | static_cast<uint64_t>(to);
   // acq_rel: the winner sees the record of this incarnation and publishes its claim.
-  return At(index)->state.compare_exchange_strong(expected, desired, std::memory_order_acq_rel,
-                                                  std::memory_order_acquire);
+  if (!At(index)->state.compare_exchange_strong(expected, desired, std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
+    return false;
+  }
+  if (to == EntryState::kFreeing) Census(index).tag.store(0, std::memory_order_relaxed);  // leaving
+  return true;
+}
+
+HandleTable::CensusCell& HandleTable::Census(uint32_t index) const noexcept {
+  return census_[index >> kSegmentBits].load(std::memory_order_acquire)[index & (kSegmentSize - 1)];
+}
+
+void HandleTable::CountChannel(int32_t channel, uint32_t owner, uint64_t* handles, uint64_t* charged) const noexcept {
+  const uint64_t tag = CensusTag(channel, owner);
+  const uint32_t high = HighWater();
+  uint64_t h = 0, c = 0;
+  for (uint32_t segment = 0; segment * kSegmentSize < high; ++segment) {
+    const CensusCell* cells = census_[segment].load(std::memory_order_acquire);
+    if (cells == nullptr) continue;
+    const uint32_t n = std::min(kSegmentSize, high - segment * kSegmentSize);
+    for (uint32_t i = 0; i < n; ++i) {
+      if (cells[i].tag.load(std::memory_order_acquire) != tag) continue;
+      ++h;
+      c += cells[i].charged.load(std::memory_order_relaxed);
+    }
+  }
+  *handles = h;
+  *charged = c;
 }
 
 void HandleTable::FinishFree(uint32_t index, FreeReason reason) noexcept {

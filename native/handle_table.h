@@ -157,6 +157,12 @@ class HandleTable {
   void FinishFree(uint32_t index, FreeReason reason) noexcept;
 
   uint32_t HighWater() const noexcept { return high_water_.load(std::memory_order_acquire); }
+
+  /// Live (or in transit) entries of `channel`'s incarnation `owner`, and their charges, from
+  /// the census: 16 dense bytes per entry instead of a seqlock read of each ~128-byte entry
+  /// (verifyResourceIsolation with 10,000 handles: ~140 µs -> a few µs). Exact when no
+  /// other thread changes the table meanwhile; a snapshot in motion otherwise.
+  void CountChannel(int32_t channel, uint32_t owner, uint64_t* handles, uint64_t* charged) const noexcept;
   uint64_t LoadState(uint32_t index) const noexcept;
 
   // --- holder (SPEC §3) ------------------------------------------------------------
@@ -196,6 +202,17 @@ class HandleTable {
     std::atomic<uint64_t> words[kRecordWords] = {};  ///< the record, relaxed words
   };
 
+  /// Per entry, dense, beside the segment: which channel incarnation holds it live (0: none),
+  /// and its charge. Set by Publish; cleared by the transition to kFreeing.
+  struct CensusCell {
+    std::atomic<uint64_t> tag{0};
+    std::atomic<uint64_t> charged{0};
+  };
+  static uint64_t CensusTag(int32_t channel, uint32_t owner) noexcept {
+    return ((uint64_t{static_cast<uint32_t>(channel)} + 1) << 32) | owner;
+  }
+  CensusCell& Census(uint32_t index) const noexcept;
+
   Entry* At(uint32_t index) const noexcept;  ///< index < high_water_
   bool EnsureSegment(uint32_t segment) noexcept;
   void PushFree(uint32_t index) noexcept;  ///< onto the stack
@@ -208,6 +225,7 @@ class HandleTable {
   std::atomic<uint64_t> free_head_{0};    ///< (tag << 32) | top index; 0 index = empty
   std::atomic<uint32_t> high_water_{1};   ///< indices [1, high_water_) were ever handed out
   std::atomic<Entry*> segments_[kSegments] = {};  ///< lazily allocated, never freed before teardown
+  std::atomic<CensusCell*> census_[kSegments] = {};  ///< installed before its segment
 };
 
 }  // namespace isopool

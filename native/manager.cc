@@ -975,21 +975,9 @@ void Manager::Snapshot(ManagerSnapshot* out) const noexcept {
 }
 
 void Manager::RecountChannel(int32_t channel, uint64_t* handles, uint64_t* charged) const noexcept {
-  const Impl& m = *impl_;
-  const uint32_t owner = OwnerOf(channel);
-  uint64_t h = 0, c = 0;
-  const uint32_t high = m.table.HighWater();
-  for (uint32_t i = 1; i < high; ++i) {
-    uint64_t state;
-    HandleRecord rec;
-    if (!m.ReadLive(i, &state, &rec)) continue;
-    if (HandleTable::StateOf(state) == EntryState::kFreeing) continue;  // already leaving
-    if (rec.channel != channel || rec.owner != owner) continue;
-    ++h;
-    c += rec.charged;
-  }
-  *handles = h;
-  *charged = c;
+  // The handle table's census: an account of live handles kept by the table itself (Publish,
+  // the claim of a free), independent of the ledgers it is compared with.
+  impl_->table.CountChannel(channel, OwnerOf(channel), handles, charged);
 }
 
 void Manager::InjectAllocationFailures(uint32_t n) noexcept { impl_->registry.InjectFailures(n); }

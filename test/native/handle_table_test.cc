@@ -108,6 +108,75 @@ TEST(TransitTransitions) {
   CHECK_EQ(int(t.Probe(id).kind), int(IdProbe::kLive));
 }
 
+TEST(CensusCountsLiveAndTransitPerIncarnation) {
+  // CountChannel (verifyResourceIsolation's recount) against a model kept by the test, over
+  // random publishes, frees, transits and adoptions across segments, channels and owners.
+  HandleTable t(HandleTable::RandomSecret(), /*quarantine=*/0);
+  struct Live {
+    uint64_t id;
+    int32_t channel;
+    uint32_t owner;
+    uint64_t charged;
+    bool transit;
+  };
+  std::vector<Live> live;
+  uint64_t seed = 12345;
+  auto next = [&seed]() {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(seed >> 33);
+  };
+  auto check = [&](int op) {
+    for (int32_t channel = 1; channel <= 3; ++channel) {
+      for (uint32_t owner = 1; owner <= 2; ++owner) {
+        uint64_t want_h = 0, want_c = 0;
+        for (const Live& l : live) {
+          if (l.channel == channel && l.owner == owner) {
+            ++want_h;
+            want_c += l.charged;
+          }
+        }
+        uint64_t h = 0, c = 0;
+        t.CountChannel(channel, owner, &h, &c);
+        CHECK_EQ(h, want_h) << "handles of channel " << channel << "/" << owner << " after op " << op;
+        CHECK_EQ(c, want_c) << "charges of channel " << channel << "/" << owner << " after op " << op;
+      }
+    }
+  };
+  for (int op = 0; op < 25000; ++op) {
+    const uint32_t r = next() % 10;
+    if (r < 5 || live.empty() || op < 5000) {  // first 5,000: fill past one segment
+      uint32_t index = 0;
+      CHECK(t.Reserve(&index) == Status::kOk);
+      if (r == 0 && op >= 5000) {  // reserved, then rolled back: never counted
+        t.Unreserve(index);
+        continue;
+      }
+      HandleRecord rec;
+      rec.channel = static_cast<int32_t>(1 + next() % 3);
+      rec.owner = 1 + next() % 2;
+      rec.charged = 4096 * (1 + next() % 16);
+      live.push_back(Live{t.Publish(index, rec), rec.channel, rec.owner, rec.charged, false});
+    } else {
+      const size_t k = next() % live.size();
+      Live& l = live[k];
+      IdProbe p = t.Probe(l.id);
+      if (r == 9) {  // in transit and back: still counted
+        CHECK(t.TryTransition(p.index, p.state, l.transit ? EntryState::kLive : EntryState::kTransit));
+        l.transit = !l.transit;
+      } else {
+        CHECK(t.TryTransition(p.index, p.state, EntryState::kFreeing));
+        live[k] = live.back();
+        live.pop_back();
+        if (r == 8) check(op);  // claimed but not finished: no longer counted
+        t.FinishFree(p.index, FreeReason::kDeallocate);
+      }
+    }
+    if (op % 97 == 0) check(op);
+  }
+  CHECK(t.HighWater() > HandleTable::kSegmentSize) << "the census spans segments";
+  check(-1);
+}
+
 TEST(QuarantineSpreadsReuse) {
   HandleTable t(HandleTable::RandomSecret());
   const uint64_t first = Publish(t, 1);

@@ -448,8 +448,11 @@ export class Core implements HandleOwner {
     // Handles whose buffers we cannot revoke ourselves go first, one by one, so their memory
     // is parked until whatever holds it now lets go.
     const out = this.#out;
-    for (const [id, record] of this.#records) {
-      if (record.channel !== state.index || !unrevocable(record)) continue;
+    const held = this.#records.size === 0 ? [] : this.#native.channelIds(state.index);
+    for (let i = 0; i < held.length; i++) {
+      const id = held[i];
+      const record = this.#records.get(id);
+      if (record === undefined || !unrevocable(record)) continue;
       if (this.#native.free(id, -1, NativeFreeReason.ChannelClose, undefined, true) !== NativeStatus.Ok) continue;
       this.#release(id, record);
       add(id, out[InfoOut.Type], out[InfoOut.Size], out[InfoOut.Charged], record);

@@ -1,6 +1,8 @@
 // channel_ledger.cc — see channel_ledger.h for scopes, invariants and the CAS protocol.
 #include "channel_ledger.h"
 
+#include <algorithm>
+
 #include <new>
 #include <thread>
 
@@ -124,7 +126,10 @@ Status ChannelLedger::Open(std::string_view name, const ChannelOptions& options,
       idx = high_water_;
       if (names_.size() <= static_cast<size_t>(idx)) names_.resize(idx + 1);
       // FinishClose must be able to push every index back without allocating.
-      free_indices_.reserve(static_cast<size_t>(idx) + 1);
+      // Geometric growth: an exact reserve would reallocate on every new index (O(n) each).
+      if (free_indices_.capacity() < static_cast<size_t>(idx) + 1) {
+        free_indices_.reserve(std::max<size_t>(static_cast<size_t>(idx) + 1, 2 * free_indices_.capacity()));
+      }
     }
     open_.emplace(key, idx);
     try {

@@ -271,7 +271,10 @@ bool HandleTable::TryTransition(uint32_t index, uint64_t expected, EntryState to
                                                std::memory_order_acquire)) {
     return false;
   }
-  if (to == EntryState::kFreeing) Census(index).tag.store(0, std::memory_order_relaxed);  // leaving
+  if (to == EntryState::kFreeing) {  // leaving: no longer counted; closeChannel still waits for it
+    CensusCell& cell = Census(index);
+    cell.tag.store(cell.tag.load(std::memory_order_relaxed) | kCensusLeaving, std::memory_order_relaxed);
+  }
   return true;
 }
 
@@ -303,6 +306,7 @@ void HandleTable::FinishFree(uint32_t index, FreeReason reason) noexcept {
   if (reason == FreeReason::kChannelClose) {
     e->close_gen.store((static_cast<uint32_t>(uses & kGenMask) << 1) | 1u, std::memory_order_relaxed);
   }
+  Census(index).tag.store(0, std::memory_order_relaxed);
   // release: every resource return before this store happens-before IsReleased readers.
   e->state.store((uses << 4) | (static_cast<uint64_t>(reason) << 2) |
                      static_cast<uint64_t>(EntryState::kFree),

@@ -73,6 +73,7 @@
 // Storage grows lazily in segments of 2^12 entries (at most 512 segments).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -163,6 +164,22 @@ class HandleTable {
   /// (verifyResourceIsolation with 10,000 handles: ~140 µs -> a few µs). Exact when no
   /// other thread changes the table meanwhile; a snapshot in motion otherwise.
   void CountChannel(int32_t channel, uint32_t owner, uint64_t* handles, uint64_t* charged) const noexcept;
+  /// Calls f(index) for every entry the census puts in `channel`'s incarnation `owner`: live,
+  /// in transit, or claimed by a free that has not finished (closeChannel waits for those).
+  /// With no concurrent allocation in the channel, that is every entry of it.
+  template <typename F>
+  void ForEachOfChannel(int32_t channel, uint32_t owner, F&& f) const {
+    const uint64_t tag = CensusTag(channel, owner);
+    const uint32_t high = HighWater();
+    for (uint32_t segment = 0; segment * kSegmentSize < high; ++segment) {
+      const CensusCell* cells = census_[segment].load(std::memory_order_acquire);
+      if (cells == nullptr) continue;
+      const uint32_t n = std::min(kSegmentSize, high - segment * kSegmentSize);
+      for (uint32_t i = 0; i < n; ++i) {
+        if ((cells[i].tag.load(std::memory_order_acquire) & ~kCensusLeaving) == tag) f(segment * kSegmentSize + i);
+      }
+    }
+  }
   uint64_t LoadState(uint32_t index) const noexcept;
 
   // --- holder (SPEC §3) ------------------------------------------------------------
@@ -203,11 +220,13 @@ class HandleTable {
   };
 
   /// Per entry, dense, beside the segment: which channel incarnation holds it live (0: none),
-  /// and its charge. Set by Publish; cleared by the transition to kFreeing.
+  /// and its charge. Set by Publish; marked leaving by the transition to kFreeing (then no
+  /// longer counted), cleared by FinishFree.
   struct CensusCell {
     std::atomic<uint64_t> tag{0};
     std::atomic<uint64_t> charged{0};
   };
+  static constexpr uint64_t kCensusLeaving = uint64_t{1} << 63;
   static uint64_t CensusTag(int32_t channel, uint32_t owner) noexcept {
     return ((uint64_t{static_cast<uint32_t>(channel)} + 1) << 32) | owner;
   }

@@ -424,8 +424,9 @@ Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
   const Status s = m.ledger.BeginClose(channel);
   if (s != Status::kOk) return s;
   const uint32_t owner = OwnerOf(channel);
-  const uint32_t high = m.table.HighWater();
-  for (uint32_t i = 1; i < high; ++i) {
+  // The census names the channel's entries (no allocation in it is in flight now), so only
+  // those are read, not the whole table.
+  m.table.ForEachOfChannel(channel, owner, [&](uint32_t i) {
     for (;;) {
       uint64_t state;
       HandleRecord rec;
@@ -452,7 +453,7 @@ Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
       }
       break;
     }
-  }
+  });
   m.ledger.FinishClose(channel);
   return Status::kOk;
 }
@@ -978,6 +979,23 @@ void Manager::RecountChannel(int32_t channel, uint64_t* handles, uint64_t* charg
   // The handle table's census: an account of live handles kept by the table itself (Publish,
   // the claim of a free), independent of the ledgers it is compared with.
   impl_->table.CountChannel(channel, OwnerOf(channel), handles, charged);
+}
+
+void Manager::ChannelIds(int32_t channel, std::vector<uint64_t>* ids) const noexcept {
+  const Impl& m = *impl_;
+  const uint32_t owner = OwnerOf(channel);
+  m.table.ForEachOfChannel(channel, owner, [&](uint32_t i) {
+    uint64_t state;
+    HandleRecord rec;
+    if (!m.ReadLive(i, &state, &rec)) return;
+    if (HandleTable::StateOf(state) == EntryState::kFreeing) return;  // already leaving
+    if (rec.channel != channel || rec.owner != owner) return;
+    try {
+      ids->push_back(m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask)));
+    } catch (...) {
+      // std::bad_alloc: the list is incomplete.
+    }
+  });
 }
 
 void Manager::InjectAllocationFailures(uint32_t n) noexcept { impl_->registry.InjectFailures(n); }

@@ -302,6 +302,9 @@ class Manager {
   /// Live handles of a channel (for isolation checks): count and charged bytes
   /// recomputed from the handle table, independent of the ledger.
   void RecountChannel(int32_t channel, uint64_t* handles, uint64_t* charged) const noexcept;
+  /// Ids of the channel's live and in-transit handles (appended to `ids`; on std::bad_alloc the
+  /// list is incomplete). A snapshot: other threads may change it meanwhile.
+  void ChannelIds(int32_t channel, std::vector<uint64_t>* ids) const noexcept;
 
   // --- test hooks --------------------------------------------------------------
   /// Makes the next `n` system allocations fail (ERR_POOL_EXHAUSTED path).

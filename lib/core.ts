@@ -459,11 +459,14 @@ export class Core implements HandleOwner {
     }
     const freed = this.#native.closeChannel(state.index);
     if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
-    for (let i = 0; i + 3 < freed.length; i += 4) {
+    for (let i = 0; i + 4 < freed.length; i += 5) {
       const id = freed[i];
       const record = this.#records.get(id);
       this.#release(id, record);
       add(id, freed[i + 1], freed[i + 2], freed[i + 3], record);
+      // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
+      // channel's counters close with it); the event names the channel.
+      if (freed[i + 4] !== 0) this.#emitViolations(freed[i + 4], id, state);
     }
     this.#forget(state);
     return report;

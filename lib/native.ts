@@ -282,7 +282,7 @@ export interface NativeManager {
   openChannel(name: string, access: number, zero: number): number;
   /** >= 0 open index (out[0] = access | zero << 1, out[1] = owner epoch); -1 unknown; -2 closed. */
   findChannel(name: string): number;
-  /** Frees the channel's live handles and closes it. Returns [id, type, size, charged] * n, or -status. */
+  /** Frees the channel's live handles and closes it. Returns [id, type, size, charged, violation mask] * n, or -status. */
   closeChannel(channel: number): Float64Array | number;
   /** Closes a channel that holds no handles as if it was never opened (undoing an auto-open). Returns status. */
   discardChannel(channel: number): number;

@@ -442,8 +442,9 @@ Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
       HandleInfo info;
       const uint64_t id = m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask));
       FillInfo(id, rec, HandleTable::StateOf(state) == EntryState::kTransit, &info);
-      m.CheckCanaryOnFree(rec, /*closing=*/true);  // hardened
+      const uint32_t violations = m.CheckCanaryOnFree(rec, /*closing=*/true);  // hardened
       m.FinishClaimedFree(i, id, HandleTable::StateOf(state), rec, FreeReason::kChannelClose, ctx, &info);
+      info.violations = violations;
       if (freed != nullptr) {
         try {
           freed->push_back(info);

@@ -133,6 +133,8 @@ struct HandleInfo {
   /// revocable buffer over it; it returns to its pool once that buffer is released
   /// (OnBufferReleased). The handle itself is freed and its ledgers refunded.
   bool parked = false;
+  /// CloseChannel only: violation bits found while freeing it (hardened: a damaged canary).
+  uint32_t violations = 0;
 };
 
 /// Snapshot of one ledger scope.

@@ -762,13 +762,14 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     std::vector<HandleInfo> freed;
     Status s = manager_->CloseChannel(channel, CallContext{holder_, 0}, &freed);
     if (s != Status::kOk) return NegStatusValue(env, s);
-    Napi::Float64Array result = Napi::Float64Array::New(env, freed.size() * 4);
+    Napi::Float64Array result = Napi::Float64Array::New(env, freed.size() * 5);
     double* d = result.Data();
     for (const HandleInfo& h : freed) {
       *d++ = U64(h.id);
       *d++ = h.type;
       *d++ = U64(h.size);
       *d++ = U64(h.charged);
+      *d++ = h.violations;
     }
     return result;
   }

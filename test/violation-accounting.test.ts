@@ -146,6 +146,22 @@ describe('violation accounting: one count and one event per violation, for every
     expectOne('deallocate (still frees)', () => expect(v.deallocate(h)).to.equal(true), 'CANARY_CORRUPTED', 'v', h.id, 'v');
   });
 
+  it('CANARY_CORRUPTED: closeChannel reports a damaged canary of a handle it frees (counted unscoped, the event names the channel)', () => {
+    const v = mgr.openChannel('v', { access: 'view' });
+    const h = v.allocate('buffer', 100);
+    const buf = bufferOf(h);
+    new Uint8Array(buf.buffer, buf.byteOffset + 100, 1)[0] ^= 0x55;
+    const before = counts(mgr)['(unscoped)']?.CANARY_CORRUPTED ?? -1;
+    const e0 = events.length;
+    const p0 = published.length;
+    const report = mgr.closeChannel('v');
+    expect(report.count, 'the close freed it').to.equal(1);
+    expect(counts(mgr)['(unscoped)']?.CANARY_CORRUPTED, 'counted once in the unscoped domain').to.equal(before + 1);
+    const event = { channelId: 'v', code: 'CANARY_CORRUPTED', handleId: h.id };
+    expect(events.slice(e0), "one 'violation' event").to.deep.equal([event]);
+    expect(published.slice(p0), 'one isopool:violation message').to.deep.equal([event]);
+  });
+
   it('OUT_OF_BOUNDS stays 0, and the sum of all counters equals the number of events', () => {
     const a = mgr.openChannel('a');
     const b = mgr.openChannel('b');

@@ -82,8 +82,9 @@ ChannelState* ChannelLedger::Get(int32_t channel) const noexcept {
   return seg == nullptr ? nullptr : seg + (channel & (kSegmentSize - 1));
 }
 
-bool ChannelLedger::Init() noexcept {
+bool ChannelLedger::Init(bool single_owner) noexcept {
   std::lock_guard<std::mutex> lock(mu_);
+  single_owner_ = single_owner;
   if (!EnsureSegment(0)) return false;
   try {
     names_.emplace_back();
@@ -244,11 +245,13 @@ void ChannelLedger::OpenChannels(std::vector<std::pair<std::string, int32_t>>* o
 Status ChannelLedger::Enter(int32_t channel, ChannelState** state) noexcept {
   ChannelState* st = Get(channel);
   if (st == nullptr) return Status::kUnknownChannel;
-  // seq_cst: Dekker handshake with BeginClose (store phase; load inflight).
-  st->inflight.fetch_add(1, std::memory_order_seq_cst);
+  // seq_cst: Dekker handshake with BeginClose (store phase; load inflight). A single owner
+  // is never concurrent with its own BeginClose: a load and a store suffice.
+  const bool single = single_owner_;
+  FetchAdd<int64_t>(st->inflight, 1, single, std::memory_order_seq_cst);
   const uint32_t phase = st->phase.load(std::memory_order_seq_cst);
   if (phase != static_cast<uint32_t>(ChannelPhase::kOpen)) {
-    st->inflight.fetch_sub(1, std::memory_order_seq_cst);
+    FetchSub<int64_t>(st->inflight, 1, single, std::memory_order_seq_cst);
     // A never-used slot has owner 0; a closed (recycled) one has had an owner.
     return st->owner.load(std::memory_order_relaxed) == 0 ? Status::kUnknownChannel
                                                           : Status::kChannelClosed;
@@ -309,6 +312,7 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
                                 ChargeTicket* ticket, Allocation* out) noexcept {
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
+  const bool single = single_owner_;  // single owner: a load and a store per update
 
   int refused = -1;
   uint64_t limit = 0, in_use = 0;
@@ -341,8 +345,8 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
         break;
       }
       // relaxed: atomicity alone keeps bytes <= max; the counter guards no data.
-      if (s->bytes.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed,
-                                         std::memory_order_relaxed)) {
+      if (CompareExchangeWeak<uint64_t>(s->bytes, cur, cur + n, single, std::memory_order_relaxed,
+                                        std::memory_order_relaxed)) {
         break;
       }
       // CAS failed: another charge/refund moved `bytes`; `cur` reloaded, re-check.
@@ -353,15 +357,15 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
       const uint64_t max = s->max_handles.load(std::memory_order_relaxed);
       if (h >= max) {
         // handles + 1 > max_handles: undo this scope's byte charge and refuse.
-        s->bytes.fetch_sub(n, std::memory_order_relaxed);
+        FetchSub<uint64_t>(s->bytes, n, single);
         refused = i;
         limit = max;
         in_use = h;
         by_handles = true;
         break;
       }
-      if (s->handles.compare_exchange_weak(h, h + 1, std::memory_order_relaxed,
-                                           std::memory_order_relaxed)) {
+      if (CompareExchangeWeak<uint64_t>(s->handles, h, h + 1, single, std::memory_order_relaxed,
+                                        std::memory_order_relaxed)) {
         break;
       }
       // CAS failed: `h` reloaded, re-check.
@@ -376,10 +380,10 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   if (refused < 0) return Status::kOk;
 
   for (int i = charged - 1; i >= 0; --i) {
-    scopes[i]->bytes.fetch_sub(n, std::memory_order_relaxed);
-    scopes[i]->handles.fetch_sub(1, std::memory_order_relaxed);
+    FetchSub<uint64_t>(scopes[i]->bytes, n, single);
+    FetchSub<uint64_t>(scopes[i]->handles, 1, single);
   }
-  for (auto* s : scopes) s->rejections.fetch_add(1, std::memory_order_relaxed);
+  for (auto* s : scopes) FetchAdd<uint64_t>(s->rejections, 1, single);
   ticket->soft = LimitScope::kNone;
   out->refused_scope = kScopeKinds[refused];
   out->refused_limit = limit;
@@ -392,12 +396,12 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
 void ChannelLedger::Commit(int32_t type, ChannelState* channel, const ChargeTicket& ticket) noexcept {
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
+  const bool single = single_owner_;
   for (int i = 0; i < 3; ++i) {
     uint64_t peak = scopes[i]->peak_bytes.load(std::memory_order_relaxed);
     while (peak < ticket.after[i] &&
-           !scopes[i]->peak_bytes.compare_exchange_weak(peak, ticket.after[i],
-                                                        std::memory_order_relaxed,
-                                                        std::memory_order_relaxed)) {
+           !CompareExchangeWeak<uint64_t>(scopes[i]->peak_bytes, peak, ticket.after[i], single,
+                                          std::memory_order_relaxed, std::memory_order_relaxed)) {
       // CAS failed: `peak` reloaded; stop once it is already >= ours.
     }
   }
@@ -406,9 +410,10 @@ void ChannelLedger::Commit(int32_t type, ChannelState* channel, const ChargeTick
 void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n) noexcept {
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
+  const bool single = single_owner_;
   for (auto* s : scopes) {
-    s->bytes.fetch_sub(n, std::memory_order_relaxed);
-    s->handles.fetch_sub(1, std::memory_order_relaxed);
+    FetchSub<uint64_t>(s->bytes, n, single);
+    FetchSub<uint64_t>(s->handles, 1, single);
   }
 }
 
@@ -439,7 +444,7 @@ void ChannelLedger::CountViolation(int32_t channel, Violation kind) noexcept {
   ChannelState* st = Get(channel);
   const uint32_t k = static_cast<uint32_t>(kind);
   if (st == nullptr || k >= kViolationKinds) return;
-  st->violations[k].fetch_add(1, std::memory_order_relaxed);
+  FetchAdd<uint64_t>(st->violations[k], 1, single_owner_);
 }
 
 }  // namespace isopool

@@ -34,6 +34,11 @@
 // Threads: charge/refund/violation counting are lock-free. Open, close, names
 // and limits updates take mu_. Channel storage grows lazily in segments and is
 // never freed before teardown, so a ChannelState* stays valid.
+//
+// Single owner (Init's `single_owner`, single_owner.h): one thread makes every call, so
+// Enter/Exit, charges, refunds, peaks and counters update the same atomics with a load and a
+// store instead of a locked read-modify-write. A limit check followed by its store is exact
+// then (nothing can move the counter in between); refusals roll back the same way.
 #pragma once
 
 #include <atomic>
@@ -47,6 +52,7 @@
 #include <vector>
 
 #include "manager.h"
+#include "single_owner.h"
 #include "status.h"
 
 namespace isopool {
@@ -104,8 +110,10 @@ class ChannelLedger {
   ChannelLedger(const ChannelLedger&) = delete;
   ChannelLedger& operator=(const ChannelLedger&) = delete;
 
-  /// Opens the unscoped channel 0. False if memory is refused.
-  bool Init() noexcept;
+  /// Opens the unscoped channel 0. False if memory is refused. `single_owner`: one thread
+  /// only will ever call this ledger (see the file comment).
+  bool Init(bool single_owner = false) noexcept;
+  bool single_owner() const noexcept { return single_owner_; }
 
   // --- channels (mutex) ---------------------------------------------------------
   Status Open(std::string_view name, const ChannelOptions& options, int32_t* index,
@@ -129,6 +137,10 @@ class ChannelLedger {
   Status Enter(int32_t channel, ChannelState** state) noexcept;
   static void Exit(ChannelState* state) noexcept {
     state->inflight.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  /// Exit for a ledger whose single_owner() is `single`.
+  static void Exit(ChannelState* state, bool single) noexcept {
+    FetchSub<int64_t>(state->inflight, 1, single, std::memory_order_seq_cst);
   }
   bool IsOpen(int32_t channel) const noexcept;
 
@@ -158,6 +170,7 @@ class ChannelLedger {
 
   LedgerScope type_totals_[kMaxTypes];
   std::atomic<ChannelState*> segments_[kSegments] = {};  ///< lazily allocated
+  bool single_owner_ = false;                            ///< fixed by Init
 
   mutable std::mutex mu_;
   // Guarded by mu_.

@@ -28,11 +28,12 @@ uint64_t Mix64(uint64_t x) noexcept {
 
 }  // namespace
 
-HandleTable::HandleTable(uint64_t secret, uint32_t quarantine) noexcept : secret_(secret) {
+HandleTable::HandleTable(uint64_t secret, uint32_t quarantine, bool single_owner) noexcept
+    : secret_(secret), single_(single_owner) {
   // One cell more than the delay: an index leaves a full quarantine (Reserve) only once
   // `quarantine` later frees queue behind it. On refusal the quarantine has capacity 0
   // and freed indices go straight to the stack.
-  (void)quarantine_.Init(quarantine == 0 ? 0 : size_t{quarantine} + 1);
+  (void)quarantine_.Init(quarantine == 0 ? 0 : size_t{quarantine} + 1, single_owner);
 }
 
 HandleTable::~HandleTable() {
@@ -81,8 +82,8 @@ uint64_t HandleTable::LoadHolder(uint32_t index) const noexcept {
 }
 
 bool HandleTable::CasHolder(uint32_t index, uint64_t expected, uint64_t desired) noexcept {
-  return At(index)->holder.compare_exchange_strong(expected, desired, std::memory_order_seq_cst,
-                                                   std::memory_order_seq_cst);
+  return CompareExchange(At(index)->holder, expected, desired, single_, std::memory_order_seq_cst,
+                         std::memory_order_seq_cst);
 }
 
 uint64_t HandleTable::LoadState(uint32_t index) const noexcept {
@@ -120,8 +121,8 @@ void HandleTable::PushFree(uint32_t index) noexcept {
     e->next.store(static_cast<uint32_t>(head), std::memory_order_relaxed);
     const uint64_t desired = ((((head >> 32) + 1) & 0xffffffffull) << 32) | index;
     // release: the entry's final state (and `next`) happen-before its popper.
-    if (free_head_.compare_exchange_weak(head, desired, std::memory_order_release,
-                                         std::memory_order_relaxed)) {
+    if (CompareExchangeWeak(free_head_, head, desired, single_, std::memory_order_release,
+                            std::memory_order_relaxed)) {
       return;
     }
     // CAS failed: `head` reloaded; relink and retry.
@@ -138,8 +139,8 @@ uint32_t HandleTable::PopFree() noexcept {
     const uint32_t next = At(top)->next.load(std::memory_order_relaxed);
     const uint64_t desired = ((((head >> 32) + 1) & 0xffffffffull) << 32) | next;
     // acquire: see the pusher's writes to the entry.
-    if (free_head_.compare_exchange_weak(head, desired, std::memory_order_acquire,
-                                         std::memory_order_acquire)) {
+    if (CompareExchangeWeak(free_head_, head, desired, single_, std::memory_order_acquire,
+                            std::memory_order_acquire)) {
       return top;
     }
     // CAS failed: another thread pushed or popped; `head` reloaded.
@@ -175,8 +176,8 @@ Status HandleTable::Reserve(uint32_t* index) noexcept {
       return Status::kPoolExhausted;
     }
     // acq_rel: the segment (installed before) is visible to readers of high_water_.
-    if (high_water_.compare_exchange_weak(hw, hw + 1, std::memory_order_acq_rel,
-                                          std::memory_order_acquire)) {
+    if (CompareExchangeWeak(high_water_, hw, hw + 1, single_, std::memory_order_acq_rel,
+                            std::memory_order_acquire)) {
       *index = hw;
       return Status::kOk;
     }
@@ -267,8 +268,8 @@ bool HandleTable::ReadRecord(uint32_t index, uint64_t state, HandleRecord* out) 
 bool HandleTable::TryTransition(uint32_t index, uint64_t expected, EntryState to) noexcept {
   const uint64_t desired = (expected & ~uint64_t{3}) | static_cast<uint64_t>(to);
   // acq_rel: the winner sees the record of this incarnation and publishes its claim.
-  if (!At(index)->state.compare_exchange_strong(expected, desired, std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
+  if (!CompareExchange(At(index)->state, expected, desired, single_, std::memory_order_acq_rel,
+                       std::memory_order_acquire)) {
     return false;
   }
   if (to == EntryState::kFreeing) {  // leaving: no longer counted; closeChannel still waits for it

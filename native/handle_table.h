@@ -71,6 +71,11 @@
 // kQuarantine extra entries. Entries are never freed while the table lives,
 // so reading `next` of a popped entry is safe.
 // Storage grows lazily in segments of 2^12 entries (at most 512 segments).
+//
+// Single owner (the constructor's `single_owner`, single_owner.h): one thread makes every
+// call, so the state transitions, the holder CAS, the free stack, the high-water mark and the
+// quarantine ring update the same atomics with a load and a store (no locked instruction).
+// The seqlock and publication orders are kept as they are (plain moves on x86).
 #pragma once
 
 #include <algorithm>
@@ -79,6 +84,7 @@
 
 #include "manager.h"
 #include "mpmc_ring.h"
+#include "single_owner.h"
 #include "status.h"
 
 namespace isopool {
@@ -129,8 +135,10 @@ class HandleTable {
                 "SPEC §2: a freed id stays invalid for over a million reuses");
 
   /// `secret` keys the check bits (use RandomSecret()). `quarantine` is the
-  /// FIFO delay in freed indices (tests use 0 for pure LIFO reuse).
-  explicit HandleTable(uint64_t secret, uint32_t quarantine = kQuarantine) noexcept;
+  /// FIFO delay in freed indices (tests use 0 for pure LIFO reuse). `single_owner`: one
+  /// thread only will ever call this table (see the file comment).
+  explicit HandleTable(uint64_t secret, uint32_t quarantine = kQuarantine,
+                       bool single_owner = false) noexcept;
   ~HandleTable();
   HandleTable(const HandleTable&) = delete;
   HandleTable& operator=(const HandleTable&) = delete;
@@ -240,6 +248,7 @@ class HandleTable {
   uint32_t Check(uint32_t index, uint32_t generation) const noexcept;
 
   const uint64_t secret_;
+  const bool single_;                     ///< single owner (see the file comment)
   MpmcRing<uint32_t> quarantine_;         ///< FIFO of recently freed indices (capacity 0 if refused)
   std::atomic<uint64_t> free_head_{0};    ///< (tag << 32) | top index; 0 index = empty
   std::atomic<uint32_t> high_water_{1};   ///< indices [1, high_water_) were ever handed out

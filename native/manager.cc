@@ -19,6 +19,12 @@
 // live/in-transit handle of that incarnation, waiting for concurrent frees of
 // the channel to finish, then FinishClose recycles the index. Hence a channel
 // index is never reused while anything may still charge or refund its ledger.
+//
+// Single owner (ManagerConfig::single_owner): the ledger, the handle table and the slab sets
+// are created in single-owner mode (single_owner.h), so the steps above update their atomics
+// with loads and stores instead of locked read-modify-writes; the steps and their rollbacks
+// are the same. The parking protocol's counters keep their atomics (they change under a
+// mutex, off the hot path); the holder word's CAS is a compare and a store like the others.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -51,7 +57,9 @@ struct TypeInfo {
 }  // namespace
 
 struct Manager::Impl {
-  Impl() : direct(&registry), table(HandleTable::RandomSecret()) {}  // may throw std::bad_alloc
+  /// May throw std::bad_alloc.
+  explicit Impl(bool single_owner)
+      : direct(&registry), table(HandleTable::RandomSecret(), HandleTable::kQuarantine, single_owner) {}
 
   ManagerConfig config;
   SlabRegistry registry;
@@ -324,7 +332,7 @@ Status Manager::Create(const ManagerConfig& config, Manager** out) noexcept {
   }
   std::unique_ptr<Impl> impl;
   try {
-    impl.reset(new Impl());
+    impl.reset(new Impl(config.single_owner));
     impl->config = config;
     impl->types[0].name = "buffer";
   } catch (...) {  // std::bad_alloc
@@ -340,10 +348,12 @@ Status Manager::Create(const ManagerConfig& config, Manager** out) noexcept {
     impl->pools.reset(new (std::nothrow) SlabPool[impl->pool_count]);
     if (!impl->pools) return Status::kPoolExhausted;
     for (size_t i = 0; i < impl->pool_count; ++i) {
-      if (!impl->pools[i].Init(config.pools[i], &impl->registry)) return Status::kPoolExhausted;
+      if (!impl->pools[i].Init(config.pools[i], &impl->registry, config.single_owner)) {
+        return Status::kPoolExhausted;
+      }
     }
   }
-  if (!impl->ledger.Init()) return Status::kPoolExhausted;
+  if (!impl->ledger.Init(config.single_owner)) return Status::kPoolExhausted;
   Manager* m = new (std::nothrow) Manager();
   if (m == nullptr) return Status::kPoolExhausted;
   m->impl_ = impl.release();
@@ -498,6 +508,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, Allocatio
 Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const CallContext& ctx,
                          Allocation* out) noexcept {
   Impl& m = *impl_;
+  const bool single = m.config.single_owner;  // single_owner.h
   const uint64_t t0 = NowNs();
   const Stopwatch watch(t0);
   const uint32_t shard = ThisThreadShard();
@@ -523,7 +534,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   const uint32_t owner = ch->owner.load(std::memory_order_relaxed);
   if (ctx.expected_owner != 0 && owner != ctx.expected_owner) {
     // The index was recycled: the caller's channel was closed (by another thread).
-    ChannelLedger::Exit(ch);
+    ChannelLedger::Exit(ch, single);
     m.refusals.Add();
     return Status::kChannelClosed;
   }
@@ -542,7 +553,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   if (s != Status::kOk) {
     out->slot_bytes = slot_bytes;  // what the refused allocation would have been charged
     out->charged = charged;
-    ChannelLedger::Exit(ch);
+    ChannelLedger::Exit(ch, single);
     m.refusals.Add();
     return s;
   }
@@ -550,7 +561,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   s = m.table.Reserve(&index);
   if (s != Status::kOk) {
     m.ledger.Refund(type, ch, charged);
-    ChannelLedger::Exit(ch);
+    ChannelLedger::Exit(ch, single);
     m.refusals.Add();
     return s;
   }
@@ -566,7 +577,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
     if (s != Status::kOk) {
       m.table.Unreserve(index);
       m.ledger.Refund(type, ch, charged);
-      ChannelLedger::Exit(ch);
+      ChannelLedger::Exit(ch, single);
       m.refusals.Add();
       return s;
     }
@@ -614,7 +625,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   m.table.StoreHolder(index, HandleTable::HolderWord(ctx.env, memory && ctx.env != 0, generation));
   const uint64_t id = m.table.Publish(index, rec);
   m.ledger.Commit(type, ch, ticket);
-  ChannelLedger::Exit(ch);
+  ChannelLedger::Exit(ch, single);
   m.events.Add(shard, Impl::kAllocations);
   m.alloc_latency.Record(rec.latency_ns, shard);
 

@@ -22,7 +22,8 @@
 //     they were; only refusal/violation counters record it.
 //   * Thread-safe: any thread may call any method concurrently. Hot paths
 //     (Allocate, Free, Validate, Lookup) are lock-free; channel open/close,
-//     type definition and limit changes may take a mutex.
+//     type definition and limit changes may take a mutex. Except with
+//     ManagerConfig::single_owner: then one thread at a time makes every call.
 //   * Limits hold exactly: usage never exceeds a hard limit, even transiently.
 //
 // Lifetime: Manager is reference counted (Ref/Unref). The binding holds one
@@ -66,6 +67,12 @@ struct ManagerConfig {
   std::vector<PoolConfig> pools;   ///< default: small 4 KiB×500, medium 64 KiB×250, large 1 MiB×125
   uint64_t max_allocation_size = 64ull << 20;  ///< bytes (or units for counters)
   bool hardened = false;           ///< hardened mode: canaries, guard pages, poisoning (hardening.h)
+  /// Single owner: the caller promises that one thread at a time calls this manager (and runs
+  /// every release paired with it, e.g. buffer finalizers); a handoff to another thread must be
+  /// ordered by synchronisation (a join, a mutex). The hot paths then update
+  /// the same atomics with plain loads and stores instead of locked read-modify-writes
+  /// (single_owner.h); results are identical. The binding sets it for non-shared managers.
+  bool single_owner = false;
 };
 
 struct Limits {

@@ -559,6 +559,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       block->Unref();
       throw;
     }
+    config.single_owner = shared.empty();  // only this JS thread calls a non-shared manager (and runs its finalizers)
     Status status = shared.empty() ? Manager::Create(config, &manager_) : Attach(shared, config);
     if (status != Status::kOk) {
       block->Unref();

@@ -26,6 +26,9 @@
 //     ring as a cache and have a slow path, so this is acceptable.
 //   * Init is the only call that allocates; it reports failure by returning
 //     false (the core never throws). Capacity 0 is allowed: every push fails.
+//   * Single owner (Init's `single_owner`, see single_owner.h): only one thread ever
+//     pushes and pops, so a position is claimed with a load and a store instead of a
+//     CAS (no locked instruction); the cells' seq words are used exactly as above.
 #pragma once
 
 #include <atomic>
@@ -34,6 +37,8 @@
 #include <cstdlib>
 #include <new>
 #include <type_traits>
+
+#include "single_owner.h"
 
 namespace isopool {
 
@@ -53,7 +58,9 @@ class MpmcRing {
   MpmcRing& operator=(const MpmcRing&) = delete;
 
   /// Allocates `capacity` cells. False if memory is refused. Call once, before any push/pop.
-  bool Init(size_t capacity) noexcept {
+  /// `single_owner`: one thread only will ever push and pop (see the contract).
+  bool Init(size_t capacity, bool single_owner = false) noexcept {
+    single_ = single_owner;
     if (capacity == 0) return true;
     void* mem = nullptr;
     if (posix_memalign(&mem, kCacheLine, capacity * sizeof(Cell)) != 0) return false;
@@ -79,8 +86,8 @@ class MpmcRing {
       const int64_t diff = static_cast<int64_t>(seq - pos);
       if (diff == 0) {
         // Our turn: claim the position. relaxed: the cell's seq carries the data ordering.
-        if (enqueue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,
-                                               std::memory_order_relaxed)) {
+        if (CompareExchangeWeak(enqueue_pos_, pos, pos + 1, single_, std::memory_order_relaxed,
+                                std::memory_order_relaxed)) {
           cell.value = value;
           // release: publishes `value` to the consumer of `pos`.
           cell.seq.store(pos + 1, std::memory_order_release);
@@ -107,8 +114,8 @@ class MpmcRing {
       const uint64_t seq = cell.seq.load(std::memory_order_acquire);
       const int64_t diff = static_cast<int64_t>(seq - (pos + 1));
       if (diff == 0) {
-        if (dequeue_pos_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed,
-                                               std::memory_order_relaxed)) {
+        if (CompareExchangeWeak(dequeue_pos_, pos, pos + 1, single_, std::memory_order_relaxed,
+                                std::memory_order_relaxed)) {
           *out = cell.value;
           // release: the next producer of this cell may overwrite `value` only after we read it.
           cell.seq.store(pos + capacity_, std::memory_order_release);
@@ -148,6 +155,7 @@ class MpmcRing {
   alignas(kCacheLine) std::atomic<uint64_t> dequeue_pos_{0};  ///< next position to pop
   alignas(kCacheLine) Cell* cells_ = nullptr;                 ///< capacity_ cells
   size_t capacity_ = 0;                                       ///< cells, fixed by Init
+  bool single_ = false;                                       ///< single owner, fixed by Init
 };
 
 static_assert(alignof(MpmcRing<uint64_t>) >= kCacheLine,

@@ -164,14 +164,15 @@ SlabSet::~SlabSet() {
 }
 
 bool SlabSet::Init(uint64_t slot_size, uint32_t queue_size, uint32_t slots_per_slab,
-                   SlabRegistry* registry) noexcept {
+                   SlabRegistry* registry, bool single_owner) noexcept {
+  single_ = single_owner;
   slot_size_ = slot_size;
   queue_size_ = queue_size;
   slots_ = slots_per_slab;
   slab_bytes_ = RoundUpPage(slot_size * slots_per_slab);
   registry_ = registry;
   buckets_ = static_cast<Slab**>(std::calloc(slots_ + 1, sizeof(Slab*)));
-  return buckets_ != nullptr && ring_.Init(queue_size);
+  return buckets_ != nullptr && ring_.Init(queue_size, single_owner);
 }
 
 uint64_t SlabSet::Held() const noexcept {
@@ -184,8 +185,8 @@ Status SlabSet::Acquire(SlotRef* out, bool* hit, uint32_t shard) noexcept {
   if (ring_.TryPop(out)) {
     // seq_cst on both live counters: see Release (the last free must observe
     // every earlier decrement to decide on rebalancing).
-    live_slots_.fetch_add(1, std::memory_order_seq_cst);
-    out->slab->live.fetch_add(1, std::memory_order_seq_cst);
+    FetchAdd<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
+    FetchAdd<uint32_t>(out->slab->live, 1, single_, std::memory_order_seq_cst);
     hits_.Add(shard);
     *hit = true;
     return Status::kOk;
@@ -201,8 +202,8 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
     if (slab == nullptr) continue;
     out->slab = slab;
     out->index = PopFreeLocked(slab);
-    live_slots_.fetch_add(1, std::memory_order_seq_cst);
-    slab->live.fetch_add(1, std::memory_order_seq_cst);
+    FetchAdd<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
+    FetchAdd<uint32_t>(slab->live, 1, single_, std::memory_order_seq_cst);
     hits_.Add(shard);
     *hit = true;
     return Status::kOk;
@@ -212,14 +213,14 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
     failures_.Add();
     return Status::kPoolExhausted;
   }
-  mapped_slots_.fetch_add(slots_, std::memory_order_seq_cst);
+  FetchAdd<uint64_t>(mapped_slots_, slots_, single_, std::memory_order_seq_cst);
   // Slot 0 is handed out; 1..s-1 go on the free list, lowest index on top.
   for (uint32_t i = slots_ - 1; i >= 1; --i) slab->free_stack[slab->free_count++] = i;
   BucketInsertLocked(slab);
   out->slab = slab;
   out->index = 0;
-  live_slots_.fetch_add(1, std::memory_order_seq_cst);
-  slab->live.fetch_add(1, std::memory_order_seq_cst);
+  FetchAdd<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
+  FetchAdd<uint32_t>(slab->live, 1, single_, std::memory_order_seq_cst);
   misses_.Add();
   *hit = false;
   return Status::kOk;
@@ -228,8 +229,8 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
 void SlabSet::Release(SlotRef ref) noexcept {
   Slab* slab = ref.slab;
   const uint64_t threshold = uint64_t{queue_size_} + slots_;  // held >= q + s: a slab too many
-  live_slots_.fetch_sub(1, std::memory_order_seq_cst);
-  const bool emptied = slab->live.fetch_sub(1, std::memory_order_seq_cst) == 1;
+  FetchSub<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
+  const bool emptied = FetchSub<uint32_t>(slab->live, 1, single_, std::memory_order_seq_cst) == 1;
   if (ring_.TryPush(ref)) {
     // Hot path. A slab just became unused but some of its slots sit in the
     // ring, so it can never become wholly free on its own: rebalance.
@@ -282,7 +283,7 @@ uint32_t SlabSet::PopFreeLocked(Slab* slab) noexcept {
 
 void SlabSet::ReleaseSlabLocked(Slab* slab) noexcept {
   BucketRemoveLocked(slab);
-  mapped_slots_.fetch_sub(slots_, std::memory_order_seq_cst);
+  FetchSub<uint64_t>(mapped_slots_, slots_, single_, std::memory_order_seq_cst);
   registry_->ReleaseOrRetire(slab);  // retired view slabs stay in reserved_bytes
 }
 
@@ -342,15 +343,15 @@ void SlabSet::AddStats(PoolStats* stats) const noexcept {
 
 // --- SlabPool -------------------------------------------------------------------
 
-bool SlabPool::Init(const PoolConfig& config, SlabRegistry* registry) noexcept {
+bool SlabPool::Init(const PoolConfig& config, SlabRegistry* registry, bool single_owner) noexcept {
   try {
     config_ = config;
   } catch (...) {  // std::bad_alloc copying the name
     return false;
   }
   const uint32_t s = ChooseSlotsPerSlab(config.slot_size, config.queue_size);
-  return revocable_.Init(config.slot_size, config.queue_size, s, registry) &&
-         view_.Init(config.slot_size, config.queue_size, s, registry);
+  return revocable_.Init(config.slot_size, config.queue_size, s, registry, single_owner) &&
+         view_.Init(config.slot_size, config.queue_size, s, registry, single_owner);
 }
 
 void SlabPool::Stats(PoolStats* out) const noexcept {

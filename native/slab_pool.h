@@ -46,6 +46,10 @@
 //   The cap q applies to each slab set; a pool serving both revocable and view
 //   channels may therefore retain up to 2q free slots (one q per set).
 //
+// Single owner (Init's `single_owner`, single_owner.h): one thread makes every call, so the
+// live counters and the ring update the same atomics with a load and a store (no locked
+// instruction); the slow paths still take the set's mutex, as they always do.
+//
 // Slot metadata (SlotMeta) lives out of band, in the slab header, never in
 // user bytes. The slot's current holder (a live handle, the ring or the free
 // list) owns it exclusively; the ring's acquire/release handoff and the set's
@@ -62,6 +66,7 @@
 #include "manager.h"
 #include "metrics.h"
 #include "mpmc_ring.h"
+#include "single_owner.h"
 #include "status.h"
 
 namespace isopool {
@@ -170,9 +175,10 @@ class SlabSet {
   SlabSet(const SlabSet&) = delete;
   SlabSet& operator=(const SlabSet&) = delete;
 
-  /// False if memory for the ring or buckets is refused.
+  /// False if memory for the ring or buckets is refused. `single_owner`: one thread only
+  /// will ever call this set (see the file comment).
   bool Init(uint64_t slot_size, uint32_t queue_size, uint32_t slots_per_slab,
-            SlabRegistry* registry) noexcept;
+            SlabRegistry* registry, bool single_owner = false) noexcept;
 
   /// Takes a free slot. *hit: served without mapping memory. kPoolExhausted
   /// if a new slab was needed and the system refused it. `shard`: the calling
@@ -202,6 +208,7 @@ class SlabSet {
   uint64_t slab_bytes_ = 0;            ///< mapping length per slab
   uint32_t queue_size_ = 0;            ///< q
   uint32_t slots_ = 1;                 ///< s
+  bool single_ = false;                ///< single owner, fixed by Init
   SlabRegistry* registry_ = nullptr;
   SlabCounters counters_;
   std::atomic<uint64_t> mapped_slots_{0};  ///< s * non-retired slabs; written under mu_
@@ -216,8 +223,8 @@ class SlabSet {
 /// One size class: a revocable and a view slab set with the same geometry.
 class SlabPool {
  public:
-  /// False if memory is refused.
-  bool Init(const PoolConfig& config, SlabRegistry* registry) noexcept;
+  /// False if memory is refused. `single_owner`: see SlabSet::Init.
+  bool Init(const PoolConfig& config, SlabRegistry* registry, bool single_owner = false) noexcept;
   SlabSet& set(AccessMode mode) noexcept { return mode == AccessMode::kView ? view_ : revocable_; }
   const PoolConfig& config() const noexcept { return config_; }
   void AddLiveBytes(uint64_t n, uint32_t shard = ThisThreadShard()) noexcept { live_bytes_.Add(shard, n); }

@@ -16,6 +16,14 @@
 //                Validate calls on random live handles, then one Free and one
 //                Allocate replacing a random handle (80% Validate).
 //
+// Single owner: the alloc-free and window workloads also run on 1 thread against a second
+// Manager created with ManagerConfig::single_owner (what the binding uses for a non-shared
+// JS manager), interleaved with 1-thread runs of the default Manager (default, single,
+// default, single, ...). The report gives both medians as ns per allocate+free pair (2 ops)
+// and their ratio. Variant names: "alloc-free/single-owner", "window/single-owner". Each
+// run's worker is a fresh thread, started after the previous one was joined: one thread at a
+// time, ordered by the join, as single_owner requires.
+//
 // An "op" is one core call (Allocate, Free or Validate). Each run gives every
 // thread the same fixed op count; the window fill and drain happen outside the
 // timed region. Throughput of a run = all threads' ops / wall time from the
@@ -401,7 +409,12 @@ int main(int argc, char** argv) {
       if (filter.empty() || v.name.find(filter) != std::string::npos) variants.push_back(v);
     }
   }
-  if (variants.empty()) {
+  std::vector<Variant> single_variants;  // 1 thread: default vs single-owner Manager
+  for (Workload w : {Workload::kAllocFree, Workload::kWindow}) {
+    Variant v{std::string(WorkloadName(w)) + "/single-owner", w, Sharing::kPerThread};
+    if (filter.empty() || v.name.find(filter) != std::string::npos) single_variants.push_back(v);
+  }
+  if (variants.empty() && single_variants.empty()) {
     std::fprintf(stderr, "throughput: no variant matches '%s'\n", filter.c_str());
     return 2;
   }
@@ -412,6 +425,20 @@ int main(int argc, char** argv) {
   if (Manager::Create(config, &bench.m) != Status::kOk) {
     std::fprintf(stderr, "throughput: Manager::Create failed\n");
     return 1;
+  }
+  ManagerConfig single_config = config;
+  single_config.single_owner = true;
+  Bench single;
+  if (Manager::Create(single_config, &single.m) != Status::kOk) {
+    std::fprintf(stderr, "throughput: Manager::Create (single owner) failed\n");
+    return 1;
+  }
+  {
+    bool created = false;
+    if (single.m->OpenChannel("bench-single", ChannelOptions{}, &single.thread_channels[0], &created) != Status::kOk) {
+      std::fprintf(stderr, "throughput: OpenChannel failed\n");
+      return 1;
+    }
   }
   for (int t = 0; t < kMaxThreads; ++t) {
     bool created = false;
@@ -469,6 +496,23 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // Single owner: 1-thread runs of the default manager and of the single-owner one, interleaved.
+  std::vector<Rows> single_rows(single_variants.size());  // one = default, two = single owner
+  for (size_t vi = 0; vi < single_variants.size(); ++vi) {
+    const Variant& v = single_variants[vi];
+    bench.Run(v, 1, std::max<uint64_t>(ops / 10, 1000));  // warm-up, as above
+    single.Run(v, 1, std::max<uint64_t>(ops / 10, 1000));
+    for (uint64_t r = 0; r < reps; ++r) {
+      for (Bench* b : {&bench, &single}) {
+        const RunResult res = b->Run(v, 1, ops);
+        (b == &bench ? single_rows[vi].one : single_rows[vi].two).push_back(res);
+        std::fprintf(stderr, "%-24s rep %llu/%llu  %-12s: %8.2f M ops/s  (%.3f s)%s\n", v.name.c_str(),
+                     static_cast<unsigned long long>(r + 1), static_cast<unsigned long long>(reps),
+                     b == &bench ? "default" : "single owner", res.ops_per_s / 1e6, res.seconds,
+                     res.ok ? "" : "  CHECK FAILED");
+      }
+    }
+  }
   const double total_s = std::chrono::duration<double>(Clock::now() - t_all).count();
 
   // --- summary ---
@@ -508,6 +552,35 @@ int main(int argc, char** argv) {
                 ok ? "ok" : "**FAILED**");
   }
 
+  // --- single owner ---
+  if (!single_variants.empty()) {
+    std::printf("\n### Single-owner manager (1 thread)\n\n");
+    std::printf("The same 1-thread workloads on a Manager created with `ManagerConfig::single_owner` (what the\n"
+                "binding uses for a non-shared JS manager: hot-path atomics updated with plain loads and stores\n"
+                "instead of locked read-modify-writes), interleaved with 1-thread runs of the default Manager.\n"
+                "A pair is one Allocate + one Free (2 ops); ns per pair = 2 / (ops/s), medians.\n\n");
+    std::printf("| variant | default, M ops/s | single owner, M ops/s | **default, ns per pair** | "
+                "**single owner, ns per pair** | single/default time | default min..max ns | "
+                "single min..max ns | checks |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for (size_t vi = 0; vi < single_variants.size(); ++vi) {
+      std::vector<double> d, o;
+      bool ok = true;
+      for (size_t i = 0; i < single_rows[vi].one.size(); ++i) {
+        d.push_back(single_rows[vi].one[i].ops_per_s);
+        o.push_back(single_rows[vi].two[i].ops_per_s);
+        ok = ok && single_rows[vi].one[i].ok && single_rows[vi].two[i].ok;
+      }
+      auto ns = [](double ops_per_s) { return ops_per_s > 0 ? 2e9 / ops_per_s : 0; };
+      const double md = Median(d), mo = Median(o);
+      std::printf("| %s | %s | %s | **%.0f** | **%.0f** | %.2f | %.0f..%.0f | %.0f..%.0f | %s |\n",
+                  single_variants[vi].name.c_str(), Mops(md).c_str(), Mops(mo).c_str(), ns(md), ns(mo),
+                  md > 0 && mo > 0 ? ns(mo) / ns(md) : 0, ns(*std::max_element(d.begin(), d.end())),
+                  ns(*std::min_element(d.begin(), d.end())), ns(*std::max_element(o.begin(), o.end())),
+                  ns(*std::min_element(o.begin(), o.end())), ok ? "ok" : "**FAILED**");
+    }
+  }
+
   // --- raw runs ---
   std::printf("\n<details><summary>All runs (in execution order per variant)</summary>\n\n");
   std::printf("| variant | rep | threads | ops | wall s | CPU s | CPU/wall | M ops/s |\n"
@@ -521,11 +594,22 @@ int main(int argc, char** argv) {
       }
     }
   }
+  for (size_t vi = 0; vi < single_variants.size(); ++vi) {
+    for (size_t i = 0; i < single_rows[vi].one.size(); ++i) {
+      for (const RunResult* r : {&single_rows[vi].one[i], &single_rows[vi].two[i]}) {
+        std::printf("| %s (%s) | %zu | %d | %llu | %.3f | %.3f | %.2f | %s |\n", single_variants[vi].name.c_str(),
+                    r == &single_rows[vi].one[i] ? "default" : "single owner", i + 1, r->threads,
+                    static_cast<unsigned long long>(r->ops), r->seconds, r->cpu_s,
+                    r->seconds > 0 ? r->cpu_s / r->seconds : 0, Mops(r->ops_per_s).c_str());
+      }
+    }
+  }
   std::printf("\n</details>\n\n");
+  const int failures = bench.failures + single.failures;
   std::printf("Measured in %.1f s; /proc/loadavg at end: %s. Correctness checks: %s.\n", total_s,
-              FirstLine("/proc/loadavg").c_str(),
-              bench.failures == 0 ? "all passed" : "FAILED (see stderr)");
+              FirstLine("/proc/loadavg").c_str(), failures == 0 ? "all passed" : "FAILED (see stderr)");
 
   bench.m->Unref();
-  return bench.failures == 0 ? 0 : 1;
+  single.m->Unref();
+  return failures == 0 ? 0 : 1;
 }

@@ -199,7 +199,11 @@ export function consoleReport(report: BenchReport): string {
 // -------------------------------------------------------------------------------------------------
 // markdown
 
-export function markdownReport(report: BenchReport): string {
+/**
+ * The report as Markdown. `optimisations` (bench/OPTIMISATIONS.md, kept by hand: each change
+ * with its before and after) is appended as its own section when given.
+ */
+export function markdownReport(report: BenchReport, optimisations?: string): string {
   const m = report.machine;
   const c = report.config;
   const out: string[] = [];
@@ -308,6 +312,9 @@ export function markdownReport(report: BenchReport): string {
   else out.push('None: every behaviour check held and no candidate threw.', '');
   if (report.findings.length > 0) out.push('## Findings', '', ...report.findings.map((p) => `- ${p}`), '');
   out.push('Raw numbers (every round, every sample): `bench/results.json`.', '');
+  if (optimisations !== undefined && optimisations.trim().length > 0) {
+    out.push('## Optimisations, before and after', '', '<!-- From bench/OPTIMISATIONS.md (kept by hand). -->', '', optimisations.trim(), '');
+  }
   return out.join('\n');
 }
 

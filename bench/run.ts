@@ -70,6 +70,12 @@ function benchDirectory(): string {
   return path.resolve(process.cwd(), 'bench');
 }
 
+/** bench/OPTIMISATIONS.md (each optimisation with its before and after), if present. */
+function optimisationLog(): string | undefined {
+  const file = path.join(benchDirectory(), 'OPTIMISATIONS.md');
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : undefined;
+}
+
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -93,7 +99,7 @@ function rerunWithGc(): boolean {
 function renderOnly(outDir: string | null): void {
   const dir = outDir ?? benchDirectory();
   const report = parseResultsJson(fs.readFileSync(path.join(dir, 'results.json'), 'utf8'));
-  fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report));
+  fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report, optimisationLog()));
   if (report.roundTrip !== null) fs.writeFileSync(path.join(dir, 'ratios.svg'), ratiosSvg(report.roundTrip));
   log(`re-rendered ${path.join(dir, 'RESULTS.md')} and ratios.svg from results.json`);
 }
@@ -164,7 +170,7 @@ async function main(): Promise<void> {
     const dir = args.outDir ?? benchDirectory();
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(path.join(dir, 'results.json'), resultsJson(report));
-    fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report));
+    fs.writeFileSync(path.join(dir, 'RESULTS.md'), markdownReport(report, optimisationLog()));
     if (roundTrip !== null) fs.writeFileSync(path.join(dir, 'ratios.svg'), ratiosSvg(roundTrip));
     log(`wrote ${path.join(dir, 'RESULTS.md')}, results.json, ratios.svg`);
   }

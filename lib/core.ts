@@ -1044,8 +1044,13 @@ export class Core implements HandleOwner {
     }
     pools.direct = poolMetrics(snap.direct);
     const channels: Record<string, ChannelMetrics> = {};
-    // From the native manager: a shared one's channels are every thread's.
-    for (const [name, index] of native.openChannels()) if (index !== UNSCOPED_INDEX) channels[name] = this.#channelMetrics(index);
+    if (this.#shared) {
+      // From the native manager: a shared one's channels are every thread's.
+      for (const [name, index] of native.openChannels()) if (index !== UNSCOPED_INDEX) channels[name] = this.#channelMetrics(index);
+    } else {
+      // A private manager's channel cache is authoritative (no JS strings made by the addon).
+      for (const state of this.#channels.values()) channels[state.name] = this.#channelMetrics(state.index);
+    }
     return {
       pools,
       channels,

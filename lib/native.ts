@@ -238,7 +238,8 @@ function readPool(v: Float64Array, at: number, name: string): NativePoolStats {
 
 /** `native.snapshot()`, named; `poolNames` in configuration order. */
 export function readSnapshot(native: NativeManager, poolNames: readonly string[]): NativeSnapshot {
-  const v = native.snapshot();
+  native.snapshot();
+  const v = native.snap;
   const pools: NativePoolStats[] = [];
   for (let i = 0; i < poolNames.length; i++) pools.push(readPool(v, SnapshotOut.Pools + i * SnapshotOut.PoolLength, poolNames[i]));
   return {
@@ -342,8 +343,10 @@ export interface NativeManager {
   channelIds(channel: number): Float64Array;
   /** [name, index] of every open channel. */
   openChannels(): Array<[string, number]>;
-  /** The statistics, flat (SnapshotOut); readSnapshot() names them. */
-  snapshot(): Float64Array;
+  /** Writes the statistics into `snap` (SnapshotOut) and returns how many values; readSnapshot() names them. */
+  snapshot(): number;
+  /** snapshot()'s values, overwritten by each call. */
+  readonly snap: Float64Array;
   injectAllocationFailures(n: number): void;
   /** Frees every live handle this wrapper allocated or adopted (not those in transit); returns how many. */
   reclaimHeld(): number;

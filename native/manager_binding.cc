@@ -586,6 +586,12 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     self.DefineProperty(Napi::PropertyDescriptor::Value(
         "in", Napi::Float64Array::New(env, kInLength, Napi::ArrayBuffer(env, ab), kOutLength * sizeof(double)),
         napi_enumerable));
+    // snapshot()'s values, written in place: no ArrayBuffer per call (its allocation was most of
+    // getResourceMetrics' tail). The property keeps the array, so `snap_` stays valid.
+    Napi::Float64Array snap = Napi::Float64Array::New(env, kSnapDirect + kSnapPool * (1 + config.pools.size()));
+    snap_ = snap.Data();
+    snap_length_ = snap.ElementLength();
+    self.DefineProperty(Napi::PropertyDescriptor::Value("snap", snap, napi_enumerable));
     hot_ = new HotState{this, block->values + kOutLength, 1};
     DefineHot(env, self, "allocIn", &ManagerWrap::AllocIn);
     DefineHot(env, self, "freeIn", &ManagerWrap::FreeIn);
@@ -1217,15 +1223,17 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return o;
   }
 
-  /// The manager's statistics as one Float64Array (lib/native.ts readSnapshot names them):
-  /// building a JS object field by field through Node-API costs ~20 µs, this ~1 µs.
+  /// Writes the manager's statistics into `snap` (lib/native.ts readSnapshot names them) and
+  /// returns how many values: building a JS object field by field through Node-API cost ~20 µs.
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Manager* m = Live(env);
     ManagerSnapshot s;
     m->Snapshot(&s);
-    Napi::Float64Array values = Napi::Float64Array::New(env, kSnapDirect + kSnapPool * (1 + s.pools.size()));
-    double* o = values.Data();
+    if (kSnapDirect + kSnapPool * (1 + s.pools.size()) > snap_length_) {
+      throw StatusError(env, Status::kInvalidArgument, "isopool: snapshot: more pools than the snap array holds");
+    }
+    double* o = snap_;
     *o++ = U64(s.handles);
     *o++ = U64(s.bytes_in_use);
     *o++ = U64(s.requested_bytes);
@@ -1241,7 +1249,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     o = WriteLatency(o, s.deallocate_latency);
     o = WritePool(o, s.direct);
     for (const PoolStats& p : s.pools) o = WritePool(o, p);
-    return values;
+    return Num(env, static_cast<double>(o - snap_));
   }
 
   void InjectAllocationFailures(const Napi::CallbackInfo& info) {
@@ -1286,6 +1294,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   EnvHolders* holders_ = nullptr;  ///< shared attachments: this environment's holders (one reference)
   SlotCache* cache_ = nullptr;     ///< non-shared managers: the slot cache (one reference)
   HotState* hot_ = nullptr;        ///< allocIn/freeIn state (one reference)
+  double* snap_ = nullptr;         ///< the `snap` Float64Array's values (kept alive by the property)
+  size_t snap_length_ = 0;
   uint64_t buffers_created_ = 0;   ///< external ArrayBuffers created over slots
 };
 

@@ -352,7 +352,7 @@ export interface NativeManager {
   reclaimHeld(): number;
   /** The JS slot cache dropped every entry. */
   flushSlotCache(): void;
-  /** out[0] = slot buffers created, out[1] = allocations served by the slot cache, out[2] = cached entries. False: no slot cache (shared). */
+  /** out[0] = slot buffers created, out[1] = allocations served by the slot cache. False: no slot cache (shared). */
   slotCacheStats(): boolean;
   /** Drops the wrapper's reference to the native core (close()). Exported buffers keep memory alive. */
   release(): void;

@@ -214,7 +214,6 @@ struct SlotCache {
   std::vector<SlotBuffer*> by_token;                         ///< nullptr: free token
   std::vector<uint32_t> free_tokens;
   uint64_t reused = 0;   ///< allocations served by a cached backing store
-  uint64_t cached = 0;   ///< entries with `cached` set
 
   void Unref() noexcept {
     if (--refs == 0) delete this;
@@ -232,7 +231,6 @@ struct SlotCache {
   }
   /// `b` is gone (its backing store died, or it was never handed out).
   void Forget(SlotBuffer* b) noexcept {
-    if (b->cached) --cached;
     auto it = by_slot.find(b->data);
     if (it != by_slot.end() && it->second == b) by_slot.erase(it);
     by_token[b->token] = nullptr;
@@ -252,7 +250,6 @@ struct SlotCache {
         ++it;
       }
     }
-    cached = 0;
   }
 };
 
@@ -819,11 +816,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (!ReadInt32(env, info[0], &type) || !ReadInt32(env, info[1], &channel)) {
       throw ArgumentTypeError(env, "isopool: getLimits(type, channel): both must be integers");
     }
-    Limits l = m->EffectiveLimits(type, channel);
-    out_[limits_out::kMaxBytes] = Limit(l.max_bytes);
-    out_[limits_out::kMaxHandles] = Limit(l.max_handles);
-    out_[limits_out::kMaxAllocationSize] = Limit(l.max_allocation_size);
-    out_[limits_out::kSoftBytes] = Limit(l.soft_bytes);
+    WriteLimits(m->EffectiveLimits(type, channel));
   }
 
   void GetScopeLimits(const Napi::CallbackInfo& info) {
@@ -833,7 +826,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (!ReadInt32(env, info[0], &type) || !ReadInt32(env, info[1], &channel)) {
       throw ArgumentTypeError(env, "isopool: getScopeLimits(type, channel): both must be integers");
     }
-    Limits l = m->ScopeLimits(type, channel);
+    WriteLimits(m->ScopeLimits(type, channel));
+  }
+
+  void WriteLimits(const Limits& l) noexcept {
     out_[limits_out::kMaxBytes] = Limit(l.max_bytes);
     out_[limits_out::kMaxHandles] = Limit(l.max_handles);
     out_[limits_out::kMaxAllocationSize] = Limit(l.max_allocation_size);
@@ -927,7 +923,6 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         SlotBuffer* b = it->second;
         if (b->cached && b->length == size) {
           b->cached = false;
-          --cache->cached;
           b->id = a.id;
           b->holder = holder_;
           ++cache->reused;
@@ -937,7 +932,6 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         // Another length: ArrayBuffers are exactly `size` bytes, so this one cannot serve.
         if (b->cached) {
           b->cached = false;
-          --cache->cached;
           o[alloc_out::kCacheEvict] = b->token;
         }
         cache->by_slot.erase(it);
@@ -1025,7 +1019,6 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       if (b != nullptr && b->id == id && !b->cached && it != cache_->by_slot.end() && it->second == b) {
         b->id = 0;
         b->cached = true;
-        ++cache_->cached;
         out_[info_out::kRecached] = 1;
       }
     }
@@ -1269,12 +1262,11 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (cache_ != nullptr) cache_->Flush();
   }
 
-  /// out[0] = external ArrayBuffers created over slots (allocate, adopt), out[1] = allocations served from the cache, out[2] = cached
-  /// entries. Returns false for a manager without a slot cache (shared).
+  /// out[0] = external ArrayBuffers created over slots (allocate, adopt), out[1] = allocations
+  /// served from the cache. Returns false for a manager without a slot cache (shared).
   Napi::Value SlotCacheStats(const Napi::CallbackInfo& info) {
     out_[0] = U64(buffers_created_);
     out_[1] = cache_ == nullptr ? 0 : U64(cache_->reused);
-    out_[2] = cache_ == nullptr ? 0 : U64(cache_->cached);
     return Napi::Boolean::New(info.Env(), cache_ != nullptr);
   }
 

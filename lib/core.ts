@@ -568,15 +568,17 @@ export class Core implements HandleOwner {
     }
     const n = size as number;
     const native = this.#native;
-    let result = this.#nativeAllocate(type, n, channel);
+    let revocable = isRevocable(type, channel);
+    let result = this.#nativeAllocate(type, n, channel, revocable);
     if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
-      // Another thread closed this incarnation (and may have reopened the name): look again.
+      // Another thread closed this incarnation (and may have reopened the name, maybe with
+      // another access mode): look again.
       this.#forget(channel);
       if (presenter !== null) throw new ChannelClosedError(channel.name);
       channel = this.#channelForWork(channel.name);
-      result = this.#nativeAllocate(type, n, channel);
+      revocable = isRevocable(type, channel);
+      result = this.#nativeAllocate(type, n, channel, revocable);
     }
-    const revocable = isRevocable(type, channel);
     const out = this.#out;
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
@@ -632,12 +634,12 @@ export class Core implements HandleOwner {
   }
 
   /** The native allocation: revocable memory comes back as its own ArrayBuffer (or a slot-cache entry). */
-  #nativeAllocate(type: TypeState, size: number, channel: ChannelState | null): ArrayBuffer | number {
+  #nativeAllocate(type: TypeState, size: number, channel: ChannelState | null, revocable: boolean): ArrayBuffer | number {
     const input = this.#in;
     input[InArgs.AllocType] = type.index;
     input[InArgs.AllocSize] = size;
     input[InArgs.AllocChannel] = channel === null ? UNSCOPED_INDEX : channel.index;
-    input[InArgs.AllocMode] = !isRevocable(type, channel) ? BufferMode.None : this.#slotCache ? BufferMode.SlotCache : BufferMode.Fresh;
+    input[InArgs.AllocMode] = !revocable ? BufferMode.None : this.#slotCache ? BufferMode.SlotCache : BufferMode.Fresh;
     input[InArgs.AllocOwner] = channel === null ? 0 : channel.owner;
     return this.#native.allocIn();
   }

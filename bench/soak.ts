@@ -20,6 +20,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
+import { mulberry32 } from '../test/random';
 
 // -------------------------------------------------------------------------------------------------
 // configuration
@@ -89,18 +90,6 @@ function parseArgs(argv: readonly string[]): Args {
 
 // -------------------------------------------------------------------------------------------------
 // small helpers
-
-/** mulberry32: a small, fast, seedable PRNG; returns [0, 1). */
-function makeRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fmtBytes(bytes: number): string {
   const sign = bytes < 0 ? '-' : '';
@@ -283,7 +272,7 @@ class Workload {
   sinkValue = 0;
 
   constructor(seed: number) {
-    this.#rand = makeRandom(seed);
+    this.#rand = mulberry32(seed);
     this.manager.on('pressure', () => this.counters.pressureEvents++);
     this.manager.on('leak', () => this.counters.leakEvents++);
     this.manager.on('violation', () => this.counters.violationEvents++);

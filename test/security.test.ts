@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import * as diagnostics from 'node:diagnostics_channel';
 import { ResourceHandle, ResourceManager, ViolationEvent } from '../lib';
+import { mulberry32 } from './random';
 import {
   SMALL_POOLS,
   bufferOf,
@@ -19,17 +20,6 @@ import {
   violations,
 } from './helpers';
 
-/** A deterministic PRNG (mulberry32) so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A uniformly random safe integer in [0, 2^53). */
 function randomSafeInteger(next: () => number): number {
@@ -52,7 +42,7 @@ describe('security', () => {
       const live: ResourceHandle[] = [];
       for (let i = 0; i < 1000; i++) live.push(mgr.allocateResource('buffer', 16, i % 2 ? 'a' : undefined));
       const liveIds = new Set(live.map((h) => h.id));
-      const next = rng(0x15090001);
+      const next = mulberry32(0x15090001);
       const before = totalViolations(mgr, 'FORGED_HANDLE');
       let tried = 0;
       for (let i = 0; i < 10000; i++) {

@@ -21,15 +21,11 @@
 #include <vector>
 
 #include "handle_table.h"
+#include "fuzz_util.h"
 
 using namespace isopool;
 
 namespace {
-
-#define REQUIRE(cond) \
-  do {                \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 struct Input {
   const uint8_t* p;

@@ -15,15 +15,11 @@
 #include <vector>
 
 #include "channel_ledger.h"
+#include "fuzz_util.h"
 
 using namespace isopool;
 
 namespace {
-
-#define REQUIRE(cond) \
-  do {                \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 constexpr int kTypes = 4;
 constexpr int kNames = 4;

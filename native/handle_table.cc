@@ -217,6 +217,31 @@ uint64_t HandleTable::Publish(uint32_t index, const HandleRecord& record) noexce
   return MakeId(index, static_cast<uint32_t>(uses & kGenMask));
 }
 
+uint64_t HandleTable::NextId(uint32_t index) const noexcept {
+  const uint64_t uses = UsesOf(At(index)->state.load(std::memory_order_relaxed)) + 1;
+  return MakeId(index, static_cast<uint32_t>(uses & kGenMask));  // as Publish
+}
+
+uint64_t HandleTable::PublishFreed(uint32_t index, const HandleRecord& record, FreeReason reason) noexcept {
+  Entry* e = At(index);
+  uint64_t words[kRecordWords];
+  std::memcpy(words, &record, sizeof(words));
+  const uint64_t uses = UsesOf(e->state.load(std::memory_order_relaxed)) + 1;
+  // Seqlock writer as in Publish, with kFreeing as the writing mark: a reader of the old
+  // or the marked state re-checks the word after reading the record and retries. The
+  // census cell stays 0: the incarnation was never live here.
+  e->state.store((uses << 4) | static_cast<uint64_t>(EntryState::kFreeing), std::memory_order_relaxed);
+  for (uint32_t i = 0; i < kRecordWords; ++i) e->words[i].store(words[i], std::memory_order_release);
+  if (reason == FreeReason::kChannelClose) {
+    e->close_gen.store((static_cast<uint32_t>(uses & kGenMask) << 1) | 1u, std::memory_order_relaxed);
+  }
+  // release: the record words happen-before any acquire load that sees the final state.
+  e->state.store((uses << 4) | (static_cast<uint64_t>(reason) << 2) | static_cast<uint64_t>(EntryState::kFree),
+                 std::memory_order_release);
+  Recycle(index);
+  return MakeId(index, static_cast<uint32_t>(uses & kGenMask));
+}
+
 IdProbe HandleTable::Probe(uint64_t id) const noexcept {
   IdProbe probe;
   if (id >> 53) return probe;  // not a safe integer

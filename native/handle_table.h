@@ -49,7 +49,9 @@
 //   kFree --Publish--> kLive --TryTransition--> kFreeing --FinishFree--> kFree
 //                      kLive <--Adopt-- kTransit <--BeginTransfer-- kLive
 //                                       kTransit --TryTransition--> kFreeing
-//   Publish bumps uses; other transitions keep it, so a CAS with an expected
+//   kFree --PublishFreed--> kFree (uses + 1: an incarnation issued and freed at once, the
+//   binding's fast lane; its id is stale from then on)
+//   Publish and PublishFreed bump uses; other transitions keep it, so a CAS with an expected
 //   state word can never succeed on a later incarnation (no ABA). Publish
 //   first stores kFree with the new uses (the seqlock "writing" mark), then
 //   the record words, then kLive.
@@ -153,6 +155,14 @@ class HandleTable {
   void Unreserve(uint32_t index) noexcept;
   /// Writes the record of a reserved index and makes it live; returns the id.
   uint64_t Publish(uint32_t index, const HandleRecord& record) noexcept;
+  /// The id the next Publish of the reserved `index` will return: generation
+  /// (uses + 1) mod 2^20, which is 0 once in every 2^20 publishes (the wrap).
+  uint64_t NextId(uint32_t index) const noexcept;
+  /// A reserved index counts as published and freed at once (an allocation and
+  /// deallocation the caller did elsewhere): uses + 1, `record`, state free with
+  /// `reason`, census untouched, index recycled through the quarantine. Returns
+  /// the id, which probes as stale (same generation) from now on, never forged.
+  uint64_t PublishFreed(uint32_t index, const HandleRecord& record, FreeReason reason) noexcept;
 
   /// Classifies `id` (no side effects).
   IdProbe Probe(uint64_t id) const noexcept;

@@ -20,6 +20,14 @@
 // the channel to finish, then FinishClose recycles the index. Hence a channel
 // index is never reused while anything may still charge or refund its ledger.
 //
+// Fast lane (ReserveIds, Reissue, Burn; single owner and not hardened): replays what the
+// binding's JS side did without calling in (a view-mode slot freed and handed to the next
+// allocation of the same channel, type and pool). Reissue is the Free above and an Allocate
+// on the same slot in one step: the entry of the old id goes freeing -> free (recycled), the
+// reserved index is published with the old record, and the ledgers, slot and slot metadata
+// are left as they are (same charge, same owner). Burn publishes and frees a reserved index
+// at once (HandleTable::PublishFreed). Both count the allocation, the deallocation and a hit.
+//
 // Single owner (ManagerConfig::single_owner): the ledger, the handle table and the slab sets
 // are created in single-owner mode (single_owner.h), so the steps above update their atomics
 // with loads and stores instead of locked read-modify-writes; the steps and their rollbacks
@@ -95,6 +103,25 @@ struct Manager::Impl {
   ShardedCounters<2> events;           ///< [kAllocations], [kDeallocations]
   RelaxedCounter refusals;
   RelaxedCounter direct_slot_bytes;    ///< charged bytes of live direct allocations
+
+  // Fast lane (ReserveIds/Reissue/Burn; single owner only, so plain data): bit i set while
+  // handle index i is reserved for the binding's JS fast lane and not yet consumed.
+  std::vector<uint64_t> fast_reserved;
+
+  bool FastLaneAllowed() const noexcept { return config.single_owner && !config.hardened; }
+
+  /// True (with *index) if `id` is exactly the id a ReserveIds call handed out and no
+  /// Reissue/Burn consumed yet.
+  bool FastReserved(uint64_t id, uint32_t* index) const noexcept {
+    if ((id >> 53) != 0) return false;
+    const uint32_t i = static_cast<uint32_t>(id >> 32);
+    const size_t word = i >> 6;
+    if (word >= fast_reserved.size() || ((fast_reserved[word] >> (i & 63)) & 1u) == 0) return false;
+    if (table.NextId(i) != id) return false;
+    *index = i;
+    return true;
+  }
+  void ClearFastReserved(uint32_t index) noexcept { fast_reserved[index >> 6] &= ~(uint64_t{1} << (index & 63)); }
 
   int32_t PoolFor(uint64_t size) const noexcept {
     for (size_t i = 0; i < pool_count; ++i) {
@@ -914,6 +941,101 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
 
 Limits Manager::ScopeLimits(int32_t type, int32_t channel) const noexcept {
   return impl_->ledger.Scope(type, channel);
+}
+
+// --- fast lane --------------------------------------------------------------------------------------
+
+Status Manager::ReserveIds(uint32_t n, uint64_t* ids, uint32_t* got) noexcept {
+  Impl& m = *impl_;
+  *got = 0;
+  if (!m.FastLaneAllowed()) return Status::kInvalidArgument;
+  constexpr size_t kWords = (size_t{HandleTable::kMaxIndex} >> 6) + 1;
+  uint32_t k = 0;
+  for (; k < n; ++k) {
+    uint32_t index = 0;
+    if (m.table.Reserve(&index) != Status::kOk) break;  // table full
+    const size_t word = index >> 6;
+    if (word >= m.fast_reserved.size()) {
+      try {
+        m.fast_reserved.resize(std::min(kWords, std::max(word + 1, m.fast_reserved.size() * 2)));
+      } catch (...) {  // std::bad_alloc: fewer ids
+        m.table.Unreserve(index);
+        break;
+      }
+    }
+    m.fast_reserved[word] |= uint64_t{1} << (index & 63);
+    ids[k] = m.table.NextId(index);
+  }
+  *got = k;
+  return Status::kOk;
+}
+
+Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcept {
+  Impl& m = *impl_;
+  if (!m.FastLaneAllowed()) return Status::kInvalidArgument;
+  uint32_t new_index = 0;
+  if (!m.FastReserved(new_id, &new_index)) return Status::kInvalidArgument;
+  const IdProbe p = m.table.Probe(old_id);
+  if (p.kind != IdProbe::kLive) return Status::kInvalidArgument;  // forged, stale, in transit, freeing
+  HandleRecord rec;
+  if (!m.table.ReadRecord(p.index, p.state, &rec)) return Status::kInvalidArgument;  // single owner: stable
+  if (rec.pool < 0 || rec.data == nullptr || rec.access != static_cast<uint32_t>(AccessMode::kView)) {
+    return Status::kInvalidArgument;  // counters, direct memory, revocable slabs
+  }
+  if (size == 0 || size > m.config.max_allocation_size || m.PoolFor(size + m.hardening.Tail()) != rec.pool) {
+    return Status::kInvalidArgument;
+  }
+  const ChannelState* ch = m.ledger.Get(rec.channel);
+  if (ch == nullptr || ch->owner.load(std::memory_order_relaxed) != rec.owner) return Status::kInvalidArgument;
+  // The Allocate half's size caps (TryCharge step 1). Its byte and handle checks always pass
+  // right after the Free half refunded the same charge, unless a limit was lowered below the
+  // usage meanwhile: the caller must not reuse a slot then (see the binding's fast lane).
+  if (size > m.ledger.Effective(rec.type, rec.channel).max_allocation_size) return Status::kResourceLimit;
+
+  // The Free half: claim, then free the entry (the slot and the ledger charge move on).
+  if (!m.table.TryTransition(p.index, p.state, EntryState::kFreeing)) return Status::kInvalidArgument;
+  const uint32_t shard = ThisThreadShard();
+  const uint32_t env = HandleTable::HolderEnv(m.table.LoadHolder(p.index));
+  m.pools[rec.pool].AddLiveBytes(size, shard);
+  m.pools[rec.pool].SubLiveBytes(rec.size, shard);
+  m.table.FinishFree(p.index, FreeReason::kDeallocate);
+  // The Allocate half: the same slot, owner and charge (slot metadata unchanged: dirty ==
+  // slot_bytes in a view set, owner the same incarnation, so no zeroing would happen).
+  HandleRecord fresh = rec;
+  fresh.size = size;
+  fresh.alloc_time_ns = NowNs();
+  fresh.latency_ns = 0;
+  m.table.StoreHolder(new_index, HandleTable::HolderWord(env, env != 0, Impl::GenerationOf(new_id)));
+  m.table.Publish(new_index, fresh);  // returns new_id (FastReserved checked NextId)
+  m.ClearFastReserved(new_index);
+  m.events.Add(shard, Impl::kAllocations);
+  m.events.Add(shard, Impl::kDeallocations);
+  m.pools[rec.pool].set(AccessMode::kView).CountHit(shard);
+  return Status::kOk;
+}
+
+Status Manager::Burn(uint64_t id, int32_t pool) noexcept {
+  Impl& m = *impl_;
+  if (!m.FastLaneAllowed()) return Status::kInvalidArgument;
+  if (pool < 0 || static_cast<size_t>(pool) >= m.pool_count) return Status::kInvalidArgument;
+  uint32_t index = 0;
+  if (!m.FastReserved(id, &index)) return Status::kInvalidArgument;
+  // What is known of the incarnation: its pool. Channel -1: a stale presentation to the
+  // manager counts against the unscoped domain (StaleTarget).
+  HandleRecord rec;
+  rec.slot_bytes = m.pools[pool].config().slot_size;
+  rec.charged = rec.slot_bytes;
+  rec.pool = pool;
+  rec.access = static_cast<uint32_t>(AccessMode::kView);
+  rec.alloc_time_ns = NowNs();
+  m.table.StoreHolder(index, HandleTable::HolderWord(0, false, Impl::GenerationOf(id)));
+  m.table.PublishFreed(index, rec, FreeReason::kDeallocate);
+  m.ClearFastReserved(index);
+  const uint32_t shard = ThisThreadShard();
+  m.events.Add(shard, Impl::kAllocations);
+  m.events.Add(shard, Impl::kDeallocations);
+  m.pools[pool].set(AccessMode::kView).CountHit(shard);
+  return Status::kOk;
 }
 
 // --- view mode ------------------------------------------------------------------------------------

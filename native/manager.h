@@ -295,6 +295,43 @@ class Manager {
   /// as thread-exit reclaims. Returns how many were freed.
   uint64_t ReclaimEnv(uint32_t env, FreeReason reason) noexcept;
 
+  // --- fast lane (single owner, not hardened) ------------------------------------------
+  // The binding's JS side may reuse the slot of a deallocated view-mode handle for the next
+  // allocation of the same channel, type and pool without calling in here, under an id it
+  // reserved beforehand; it reports what happened (a journal) before anything observes the
+  // manager. These three calls replay that journal so ledgers, statistics and the handle
+  // table end exactly as the plain Free/Allocate calls would have left them. Each refuses
+  // (kInvalidArgument, nothing changed) unless config().single_owner && !config().hardened.
+  //
+  // Reserved-for-the-fast-lane indices are remembered (a bitmap by index) until consumed by
+  // Reissue or Burn; unconsumed ones are dropped at teardown. Their ids probe as forged (or,
+  // after the index's generation wrapped, as stale) until consumed.
+
+  /// Takes up to `n` free handle indices and writes to ids[0..*got) the id each will carry
+  /// when published (exactly what HandleTable::Publish returns, generation wrap included).
+  /// *got < n when the table is full.
+  Status ReserveIds(uint32_t n, uint64_t* ids, uint32_t* got) noexcept;
+  /// As if Free(old_id, -1, kDeallocate) and an Allocate of `size` that landed on the same
+  /// slot happened at once: old_id becomes stale (its index recycled through the
+  /// quarantine), new_id (unconsumed, from ReserveIds) is published live with old_id's
+  /// record but size `size`, alloc_time now, latency 0, and the holder env of old_id.
+  /// Ledgers unchanged (net zero); pool live bytes += size - old size; allocations,
+  /// deallocations and the pool's hits + 1; no latency samples, no zeroing.
+  /// Refused (nothing changed): kInvalidArgument unless old_id is live (not in transit),
+  /// pooled memory of a view slab set, new_id is unconsumed, 1 <= size <=
+  /// max_allocation_size and size picks the same pool; kResourceLimit if a limit's
+  /// max_allocation_size is below `size`. Byte and handle limits are not checked: the
+  /// charge is the same, so usage does not grow (a plain Free + Allocate would refuse only
+  /// where a limit was lowered below the usage; the caller must not reuse then).
+  Status Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcept;
+  /// `id` (unconsumed, from ReserveIds) counts as allocated from `pool` and deallocated
+  /// (reason kDeallocate): it probes as stale from now on, never live or forged; its index
+  /// is recycled through the quarantine. Allocations, deallocations and the pool's hits + 1;
+  /// no ledger change, no latency samples. kInvalidArgument (nothing changed) for another
+  /// id or a bad pool. A stale presentation of a burned id to the manager (presenter -1)
+  /// counts against the unscoped domain: the channel is not known here.
+  Status Burn(uint64_t id, int32_t pool) noexcept;
+
   // --- view mode -------------------------------------------------------------
   /// Base address and byte length of the slab `slab_key` so the binding can
   /// export one ArrayBuffer per slab. Increments the slab's export count; the

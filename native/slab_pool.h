@@ -186,6 +186,9 @@ class SlabSet {
   Status Acquire(SlotRef* out, bool* hit, uint32_t shard = ThisThreadShard()) noexcept;
   /// Returns a slot taken by Acquire.
   void Release(SlotRef ref) noexcept;
+  /// Counts an allocation served from a slot its caller already held (single-owner fast
+  /// lane: a freed slot handed straight to the next allocation, Manager::Reissue/Burn).
+  void CountHit(uint32_t shard = ThisThreadShard()) noexcept { hits_.Add(shard); }
 
   uint64_t slot_size() const noexcept { return slot_size_; }
   uint32_t slots_per_slab() const noexcept { return slots_; }

@@ -275,6 +275,37 @@ export interface NativeManager {
   /** free() with `ab` as argument and the others in `in`. Same results. */
   freeIn(ab?: ArrayBuffer): number;
 
+  /**
+   * Fast lane (single-owner managers, view-mode memory): the ids reserveIds() wrote, length 256.
+   * Each is the id the handle table will publish for its index; until applyJournal() consumes it
+   * (Reissue or Burn) it is unissued (validate reports it forged).
+   */
+  readonly fastIds: Float64Array;
+  /**
+   * Fast lane: applyJournal()'s ops, 4 doubles each, [op, a, b, c], up to 1024 ops (length 4096):
+   * - op 1 Reissue: a = old id, b = new id (from fastIds), c = size. As a free of the old id and an
+   *   allocation of `size` landing on its slot: the old id becomes stale, the new one live with the
+   *   same slot, channel and type; ledgers unchanged; allocations, deallocations and the pool's hits
+   *   + 1. The old id must be a live view-mode pooled handle and `size` must pick the same pool.
+   * - op 2 Free: a = id. Exactly freeIn() with in = [id, -1, 0 (Deallocate), 0, -1] and no buffer.
+   * - op 3 Burn: a = id (from fastIds), b = pool index. The id counts as allocated and freed (it is
+   *   stale from now on); allocations, deallocations and that pool's hits + 1; ledgers unchanged.
+   */
+  readonly journal: Float64Array;
+  /**
+   * Reserves min(n, 256) ids for the fast lane into fastIds[0..got) and returns got (fewer when the
+   * handle table is full; 0 when refused: a shared or hardened manager, after release(), or n not a
+   * non-negative integer).
+   */
+  reserveIds(n: number): number;
+  /**
+   * Applies journal ops 0..count-1 in order. Returns -1 when all succeeded; else the index of the
+   * first op that failed (the ops before it are applied, it and the later ones are not), with its
+   * status in out[0]. -2 (nothing applied) if count is not an integer in 0..1024; -3 after release()
+   * (out[0] = ManagerClosed).
+   */
+  applyJournal(count: number): number;
+
   /** kind 0 = memory, 1 = counter. Returns the type index (>= 0) or -status. */
   defineType(name: string, kind: number): number;
   /** Type index or -1; out[0] = kind (0 memory, 1 counter) when found. */

@@ -23,6 +23,7 @@
 //     holds one reference while at least one wrapper in any thread uses it.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -118,10 +119,27 @@ bool ReadLimit(napi_env env, napi_value value, uint64_t* out) noexcept {
 /// Slots of `in` (lib/native.ts InArgs): the arguments of allocIn() and freeIn().
 constexpr size_t kInLength = 8;
 
-/// Backing memory of `out` (then `in`), co-owned by the wrapper and its ArrayBuffer.
+// --- fast lane (single-owner view memory; lib/native.ts fastIds, journal) -------------------
+/// `fastIds`: the ids reserveIds() hands out.
+constexpr size_t kFastIdsLength = 256;
+/// `journal`: applyJournal()'s ops, kJournalOpLength doubles each: [op, a, b, c].
+constexpr size_t kJournalOps = 1024, kJournalOpLength = 4;
+constexpr size_t kJournalLength = kJournalOps * kJournalOpLength;
+namespace journal_op {
+enum : int32_t {
+  kReissue = 1,  ///< a = old id, b = new id (from fastIds), c = size: Manager::Reissue
+  kFree = 2,     ///< a = id: freeIn(id) with presenter -1, reason Deallocate, no buffer, keep 0, token -1
+  kBurn = 3,     ///< a = id (from fastIds), b = pool index: Manager::Burn
+};
+}  // namespace journal_op
+/// applyJournal()'s results besides the index of the failed op.
+constexpr double kJournalApplied = -1, kJournalBadCount = -2, kJournalClosed = -3;
+
+/// Backing memory of `out`, then `in`, `fastIds` and `journal`, co-owned by the wrapper and
+/// its ArrayBuffer (so a transfer() of that buffer by user code cannot free it under us).
 struct OutBlock {
   std::atomic<uint32_t> refs{2};  ///< wrapper + ArrayBuffer
-  double values[kOutLength + kInLength] = {};
+  double values[kOutLength + kInLength + kFastIdsLength + kJournalLength] = {};
 
   void Unref() noexcept {
     if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -583,6 +601,15 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     self.DefineProperty(Napi::PropertyDescriptor::Value(
         "in", Napi::Float64Array::New(env, kInLength, Napi::ArrayBuffer(env, ab), kOutLength * sizeof(double)),
         napi_enumerable));
+    constexpr size_t kFastIdsAt = kOutLength + kInLength, kJournalAt = kFastIdsAt + kFastIdsLength;
+    fast_ids_ = block->values + kFastIdsAt;
+    journal_ = block->values + kJournalAt;
+    self.DefineProperty(Napi::PropertyDescriptor::Value(
+        "fastIds", Napi::Float64Array::New(env, kFastIdsLength, Napi::ArrayBuffer(env, ab), kFastIdsAt * sizeof(double)),
+        napi_enumerable));
+    self.DefineProperty(Napi::PropertyDescriptor::Value(
+        "journal", Napi::Float64Array::New(env, kJournalLength, Napi::ArrayBuffer(env, ab), kJournalAt * sizeof(double)),
+        napi_enumerable));
     // snapshot()'s values, written in place: no ArrayBuffer per call (its allocation was most of
     // getResourceMetrics' tail). The property keeps the array, so `snap_` stays valid.
     Napi::Float64Array snap = Napi::Float64Array::New(env, kSnapDirect + kSnapPool * (1 + config.pools.size()));
@@ -592,6 +619,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     hot_ = new HotState{this, block->values + kOutLength, 1};
     DefineHot(env, self, "allocIn", &ManagerWrap::AllocIn);
     DefineHot(env, self, "freeIn", &ManagerWrap::FreeIn);
+    DefineHot(env, self, "reserveIds", &ManagerWrap::ReserveIdsHot);
+    DefineHot(env, self, "applyJournal", &ManagerWrap::ApplyJournalHot);
   }
 
   /// Defines own function `name` over `hot_` (one more reference, dropped when it is collected).
@@ -996,7 +1025,13 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   /// `token` >= 0: the handle's slot-cache entry, to be marked cached (out[kRecached]).
   Napi::Value DoFree(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
                      int32_t token) {
-    if (reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak)) return StatusValue(env, Status::kInvalidArgument);
+    return StatusValue(env, FreeStatus(env, id, presenter, reason, ab, keep, token));
+  }
+
+  /// DoFree's work; returns the status instead of a JS number (applyJournal's FREE ops).
+  Status FreeStatus(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
+                    int32_t token) {
+    if (reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak)) return Status::kInvalidArgument;
     // A buffer that is already detached was detached by other code (transfer() may hold the
     // memory): park it until its backing store dies. JS also asks for that when it only knows
     // the buffer became unreachable.
@@ -1022,7 +1057,87 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         out_[info_out::kRecached] = 1;
       }
     }
-    return StatusValue(env, s);
+    return s;
+  }
+
+  // --- fast lane (single-owner view memory) ----------------------------------------------------
+  /// reserveIds(n): reserves min(n, 256) handle ids for the JS fast lane and writes them to
+  /// fastIds[0..got); returns got (0 when refused: a shared or hardened manager, released, or
+  /// n not a non-negative integer). See Manager::ReserveIds.
+  static napi_value ReserveIdsHot(napi_env env, napi_callback_info cbinfo) {
+    size_t argc = 1;
+    napi_value argv[1];
+    void* data = nullptr;
+    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    HotState* hot = static_cast<HotState*>(data);
+    return CallHot(env, [&]() -> Napi::Value {
+      Napi::Env e(env);
+      ManagerWrap* self = hot->wrap;
+      double n_d = 0;
+      if (self == nullptr || self->manager_ == nullptr || argc < 1 || !ReadDouble(env, argv[0], &n_d) ||
+          !IsIntegerIn(n_d, 0, kMaxSafeInteger)) {
+        return Num(e, 0);
+      }
+      const uint32_t n = static_cast<uint32_t>(std::min<double>(n_d, kFastIdsLength));
+      uint64_t ids[kFastIdsLength];
+      uint32_t got = 0;
+      if (self->manager_->ReserveIds(n, ids, &got) != Status::kOk) return Num(e, 0);
+      for (uint32_t i = 0; i < got; ++i) self->fast_ids_[i] = U64(ids[i]);
+      return Num(e, got);
+    });
+  }
+
+  /// applyJournal(count): applies journal ops 0..count-1 in order (journal_op). Returns -1 when
+  /// all succeeded, else the index of the first that failed (the ones before it are applied,
+  /// it and the later ones are not) with its status in out[0]; -2 (nothing applied) if count is
+  /// not an integer in 0..1024; -3 (out[0] = ManagerClosed) after release().
+  static napi_value ApplyJournalHot(napi_env env, napi_callback_info cbinfo) {
+    size_t argc = 1;
+    napi_value argv[1];
+    void* data = nullptr;
+    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
+    HotState* hot = static_cast<HotState*>(data);
+    return CallHot(env, [&]() -> Napi::Value {
+      Napi::Env e(env);
+      ManagerWrap* self = hot->wrap;
+      if (self == nullptr) return Num(e, kJournalClosed);
+      if (self->manager_ == nullptr) {
+        self->out_[0] = StatusNumber(Status::kManagerClosed);
+        return Num(e, kJournalClosed);
+      }
+      double count = 0;
+      if (argc < 1 || !ReadDouble(env, argv[0], &count) || !IsIntegerIn(count, 0, kJournalOps)) {
+        return Num(e, kJournalBadCount);
+      }
+      return Num(e, self->ApplyJournal(e, static_cast<uint32_t>(count)));
+    });
+  }
+
+  double ApplyJournal(Napi::Env env, uint32_t count) {
+    for (uint32_t i = 0; i < count; ++i) {
+      const double* op = journal_ + size_t{i} * kJournalOpLength;
+      int32_t kind = 0, pool = 0;
+      Status s = Status::kInvalidArgument;
+      const bool a_ok = IsIntegerIn(op[1], 0, kMaxSafeInteger);
+      const uint64_t a = a_ok ? static_cast<uint64_t>(op[1]) : kMalformedId;
+      if (!AsInt32(op[0], &kind)) {
+        // not an op: refused
+      } else if (kind == journal_op::kReissue) {
+        if (a_ok && IsIntegerIn(op[2], 0, kMaxSafeInteger) && IsIntegerIn(op[3], 1, kMaxSafeInteger)) {
+          s = manager_->Reissue(a, static_cast<uint64_t>(op[2]), static_cast<uint64_t>(op[3]));
+        }
+      } else if (kind == journal_op::kFree) {
+        // Exactly freeIn() with in = [id, -1, Deallocate, 0, -1] and no buffer.
+        s = FreeStatus(env, a, -1, static_cast<int32_t>(FreeReason::kDeallocate), nullptr, false, -1);
+      } else if (kind == journal_op::kBurn) {
+        if (a_ok && AsInt32(op[2], &pool)) s = manager_->Burn(a, pool);
+      }
+      if (s != Status::kOk) {
+        out_[0] = StatusNumber(s);
+        return i;
+      }
+    }
+    return kJournalApplied;
   }
 
   Napi::Value Validate(const Napi::CallbackInfo& info) {
@@ -1280,7 +1395,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
 
   Manager* manager_ = nullptr;  ///< nullptr after release()
   OutBlock* block_ = nullptr;   ///< backing of `out`; one reference is ours
-  double* out_ = nullptr;       ///< block_->values
+  double* out_ = nullptr;          ///< block_->values
+  double* fast_ids_ = nullptr;     ///< `fastIds` (kFastIdsLength), inside block_
+  const double* journal_ = nullptr;  ///< `journal` (kJournalLength), inside block_
   std::string shared_;          ///< registry name, empty if not shared
   uint32_t holder_ = 0;         ///< this wrapper's holder token (CallContext::env)
   EnvHolders* holders_ = nullptr;  ///< shared attachments: this environment's holders (one reference)

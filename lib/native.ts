@@ -288,8 +288,9 @@ export interface NativeManager {
    *   same slot, channel and type; ledgers unchanged; allocations, deallocations and the pool's hits
    *   + 1. The old id must be a live view-mode pooled handle and `size` must pick the same pool.
    * - op 2 Free: a = id. Exactly freeIn() with in = [id, -1, 0 (Deallocate), 0, -1] and no buffer.
-   * - op 3 Burn: a = id (from fastIds), b = pool index. The id counts as allocated and freed (it is
-   *   stale from now on); allocations, deallocations and that pool's hits + 1; ledgers unchanged.
+   * - op 3 Burn: a = id (from fastIds), b = source id, c = size. The id counts as an allocation of
+   *   `size` over the slot of live handle `source` (same channel, type and pool), freed again: it is
+   *   stale from now on; allocations, deallocations and that pool's hits + 1; ledgers unchanged.
    */
   readonly journal: Float64Array;
   /**

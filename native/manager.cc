@@ -26,7 +26,7 @@
 // on the same slot in one step: the entry of the old id goes freeing -> free (recycled), the
 // reserved index is published with the old record, and the ledgers, slot and slot metadata
 // are left as they are (same charge, same owner). Burn publishes and frees a reserved index
-// at once (HandleTable::PublishFreed). Both count the allocation, the deallocation and a hit.
+// at once (HandleTable::PublishFreed), with the record of the live handle whose slot it used. Both count the allocation, the deallocation and a hit.
 //
 // Single owner (ManagerConfig::single_owner): the ledger, the handle table and the slab sets
 // are created in single-owner mode (single_owner.h), so the steps above update their atomics
@@ -122,6 +122,32 @@ struct Manager::Impl {
     return true;
   }
   void ClearFastReserved(uint32_t index) noexcept { fast_reserved[index >> 6] &= ~(uint64_t{1} << (index & 63)); }
+
+  /// The slot record of `id` for a fast-lane journal op that re-uses its slot for `size` bytes:
+  /// live (not in transit), pooled view memory of an open channel incarnation, `size` picking the
+  /// same pool. kInvalidArgument otherwise; kResourceLimit when a limit's max_allocation_size is
+  /// below `size` (where a plain Allocate would refuse). Its state word goes to *state.
+  Status FastLaneSource(uint64_t id, uint64_t size, uint32_t* index, uint64_t* state, HandleRecord* rec) const noexcept {
+    const Impl& m = *this;
+    const IdProbe p = m.table.Probe(id);
+    if (p.kind != IdProbe::kLive) return Status::kInvalidArgument;  // forged, stale, in transit, freeing
+    if (!m.table.ReadRecord(p.index, p.state, rec)) return Status::kInvalidArgument;  // single owner: stable
+    if (rec->pool < 0 || rec->data == nullptr || rec->access != static_cast<uint32_t>(AccessMode::kView)) {
+      return Status::kInvalidArgument;  // counters, direct memory, revocable slabs
+    }
+    if (size == 0 || size > m.config.max_allocation_size || m.PoolFor(size + m.hardening.Tail()) != rec->pool) {
+      return Status::kInvalidArgument;
+    }
+    const ChannelState* ch = m.ledger.Get(rec->channel);
+    if (ch == nullptr || ch->owner.load(std::memory_order_relaxed) != rec->owner) return Status::kInvalidArgument;
+    // The Allocate half's size caps (TryCharge step 1). Its byte and handle checks always pass
+    // right after the Free half refunded the same charge, unless a limit was lowered below the
+    // usage meanwhile: the caller must not reuse a slot then (see lib/fast-lane.ts).
+    if (size > m.ledger.Effective(rec->type, rec->channel).max_allocation_size) return Status::kResourceLimit;
+    *index = p.index;
+    *state = p.state;
+    return Status::kOk;
+  }
 
   int32_t PoolFor(uint64_t size) const noexcept {
     for (size_t i = 0; i < pool_count; ++i) {
@@ -975,30 +1001,19 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   if (!m.FastLaneAllowed()) return Status::kInvalidArgument;
   uint32_t new_index = 0;
   if (!m.FastReserved(new_id, &new_index)) return Status::kInvalidArgument;
-  const IdProbe p = m.table.Probe(old_id);
-  if (p.kind != IdProbe::kLive) return Status::kInvalidArgument;  // forged, stale, in transit, freeing
+  uint32_t index = 0;
+  uint64_t state = 0;
   HandleRecord rec;
-  if (!m.table.ReadRecord(p.index, p.state, &rec)) return Status::kInvalidArgument;  // single owner: stable
-  if (rec.pool < 0 || rec.data == nullptr || rec.access != static_cast<uint32_t>(AccessMode::kView)) {
-    return Status::kInvalidArgument;  // counters, direct memory, revocable slabs
-  }
-  if (size == 0 || size > m.config.max_allocation_size || m.PoolFor(size + m.hardening.Tail()) != rec.pool) {
-    return Status::kInvalidArgument;
-  }
-  const ChannelState* ch = m.ledger.Get(rec.channel);
-  if (ch == nullptr || ch->owner.load(std::memory_order_relaxed) != rec.owner) return Status::kInvalidArgument;
-  // The Allocate half's size caps (TryCharge step 1). Its byte and handle checks always pass
-  // right after the Free half refunded the same charge, unless a limit was lowered below the
-  // usage meanwhile: the caller must not reuse a slot then (see the binding's fast lane).
-  if (size > m.ledger.Effective(rec.type, rec.channel).max_allocation_size) return Status::kResourceLimit;
+  const Status s = m.FastLaneSource(old_id, size, &index, &state, &rec);
+  if (s != Status::kOk) return s;
 
   // The Free half: claim, then free the entry (the slot and the ledger charge move on).
-  if (!m.table.TryTransition(p.index, p.state, EntryState::kFreeing)) return Status::kInvalidArgument;
+  if (!m.table.TryTransition(index, state, EntryState::kFreeing)) return Status::kInvalidArgument;
   const uint32_t shard = ThisThreadShard();
-  const uint32_t env = HandleTable::HolderEnv(m.table.LoadHolder(p.index));
+  const uint32_t env = HandleTable::HolderEnv(m.table.LoadHolder(index));
   m.pools[rec.pool].AddLiveBytes(size, shard);
   m.pools[rec.pool].SubLiveBytes(rec.size, shard);
-  m.table.FinishFree(p.index, FreeReason::kDeallocate);
+  m.table.FinishFree(index, FreeReason::kDeallocate);
   // The Allocate half: the same slot, owner and charge (slot metadata unchanged: dirty ==
   // slot_bytes in a view set, owner the same incarnation, so no zeroing would happen).
   HandleRecord fresh = rec;
@@ -1014,27 +1029,29 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   return Status::kOk;
 }
 
-Status Manager::Burn(uint64_t id, int32_t pool) noexcept {
+Status Manager::Burn(uint64_t id, uint64_t source_id, uint64_t size) noexcept {
   Impl& m = *impl_;
   if (!m.FastLaneAllowed()) return Status::kInvalidArgument;
-  if (pool < 0 || static_cast<size_t>(pool) >= m.pool_count) return Status::kInvalidArgument;
   uint32_t index = 0;
   if (!m.FastReserved(id, &index)) return Status::kInvalidArgument;
-  // What is known of the incarnation: its pool. Channel -1: a stale presentation to the
-  // manager counts against the unscoped domain (StaleTarget).
+  uint32_t source = 0;
+  uint64_t state = 0;
   HandleRecord rec;
-  rec.slot_bytes = m.pools[pool].config().slot_size;
-  rec.charged = rec.slot_bytes;
-  rec.pool = pool;
-  rec.access = static_cast<uint32_t>(AccessMode::kView);
+  const Status s = m.FastLaneSource(source_id, size, &source, &state, &rec);
+  if (s != Status::kOk) return s;
+  // The burned incarnation was a handle over the source's slot: the same record but its size,
+  // so a stale presentation is counted against the same channel as after a plain free
+  // (StaleTarget reads the record).
+  rec.size = size;
   rec.alloc_time_ns = NowNs();
+  rec.latency_ns = 0;
   m.table.StoreHolder(index, HandleTable::HolderWord(0, false, Impl::GenerationOf(id)));
   m.table.PublishFreed(index, rec, FreeReason::kDeallocate);
   m.ClearFastReserved(index);
   const uint32_t shard = ThisThreadShard();
   m.events.Add(shard, Impl::kAllocations);
   m.events.Add(shard, Impl::kDeallocations);
-  m.pools[pool].set(AccessMode::kView).CountHit(shard);
+  m.pools[rec.pool].set(AccessMode::kView).CountHit(shard);
   return Status::kOk;
 }
 

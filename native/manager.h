@@ -324,13 +324,15 @@ class Manager {
   /// charge is the same, so usage does not grow (a plain Free + Allocate would refuse only
   /// where a limit was lowered below the usage; the caller must not reuse then).
   Status Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcept;
-  /// `id` (unconsumed, from ReserveIds) counts as allocated from `pool` and deallocated
-  /// (reason kDeallocate): it probes as stale from now on, never live or forged; its index
+  /// `id` (unconsumed, from ReserveIds) counts as an allocation of `size` bytes over the slot of
+  /// live handle `source_id`, deallocated again (reason kDeallocate): the JS side issued and
+  /// freed it between two journals while `source_id` held the slot natively. It probes as
+  /// stale from now on, never live or forged, and its record is the source's (channel, type,
+  /// pool) with `size`, so a stale presentation is counted as after a plain free. Its index
   /// is recycled through the quarantine. Allocations, deallocations and the pool's hits + 1;
-  /// no ledger change, no latency samples. kInvalidArgument (nothing changed) for another
-  /// id or a bad pool. A stale presentation of a burned id to the manager (presenter -1)
-  /// counts against the unscoped domain: the channel is not known here.
-  Status Burn(uint64_t id, int32_t pool) noexcept;
+  /// no ledger change, no latency samples. Refused (nothing changed) as Reissue refuses
+  /// `source_id` and `size`, and kInvalidArgument for an `id` that is not unconsumed.
+  Status Burn(uint64_t id, uint64_t source_id, uint64_t size) noexcept;
 
   // --- view mode -------------------------------------------------------------
   /// Base address and byte length of the slab `slab_key` so the binding can

@@ -129,7 +129,7 @@ namespace journal_op {
 enum : int32_t {
   kReissue = 1,  ///< a = old id, b = new id (from fastIds), c = size: Manager::Reissue
   kFree = 2,     ///< a = id: freeIn(id) with presenter -1, reason Deallocate, no buffer, keep 0, token -1
-  kBurn = 3,     ///< a = id (from fastIds), b = pool index: Manager::Burn
+  kBurn = 3,     ///< a = id (from fastIds), b = source id (holds the slot), c = size: Manager::Burn
 };
 }  // namespace journal_op
 /// applyJournal()'s results besides the index of the failed op.
@@ -1116,7 +1116,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   double ApplyJournal(Napi::Env env, uint32_t count) {
     for (uint32_t i = 0; i < count; ++i) {
       const double* op = journal_ + size_t{i} * kJournalOpLength;
-      int32_t kind = 0, pool = 0;
+      int32_t kind = 0;
       Status s = Status::kInvalidArgument;
       const bool a_ok = IsIntegerIn(op[1], 0, kMaxSafeInteger);
       const uint64_t a = a_ok ? static_cast<uint64_t>(op[1]) : kMalformedId;
@@ -1130,7 +1130,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         // Exactly freeIn() with in = [id, -1, Deallocate, 0, -1] and no buffer.
         s = FreeStatus(env, a, -1, static_cast<int32_t>(FreeReason::kDeallocate), nullptr, false, -1);
       } else if (kind == journal_op::kBurn) {
-        if (a_ok && AsInt32(op[2], &pool)) s = manager_->Burn(a, pool);
+        if (a_ok && IsIntegerIn(op[2], 0, kMaxSafeInteger) && IsIntegerIn(op[3], 1, kMaxSafeInteger)) {
+          s = manager_->Burn(a, static_cast<uint64_t>(op[2]), static_cast<uint64_t>(op[3]));
+        }
       }
       if (s != Status::kOk) {
         out_[0] = StatusNumber(s);

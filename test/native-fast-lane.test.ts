@@ -16,7 +16,6 @@ const MANAGER_CLOSED = 11;
 const REISSUE = 1;
 const FREE = 2;
 const BURN = 3;
-const SMALL = 0; // the default pools' index of 'small'
 
 /** A ResourceManager and the raw native manager behind it (captured at construction). */
 function managerWithNative(options: ConstructorParameters<typeof ResourceManager>[0] = {}): { mgr: ResourceManager; native: NativeManager } {
@@ -89,28 +88,36 @@ describe('native fast lane (reserveIds / applyJournal)', () => {
     mgr.close();
   });
 
-  it('burns: the id is stale, and the allocation and deallocation show in the totals', () => {
+  it('burns: the id is stale (counted against its slot\'s channel), and the allocation and deallocation show in the totals', () => {
     const { mgr, native } = managerWithNative();
+    mgr.openChannel('v', { access: 'view' });
+    const source = mgr.allocateResource('buffer', 100, 'v');
     const before = mgr.getResourceMetrics();
     expect(native.reserveIds(1)).to.equal(1);
     const id = native.fastIds[0]!;
-    journal(native, [[BURN, id, SMALL]]);
+    journal(native, [[BURN, id, source.id, 200]]);
     expect(native.applyJournal(1), 'applied').to.equal(-1);
     const after = mgr.getResourceMetrics();
     expect(after.totals.allocations, 'allocations + 1').to.equal(before.totals.allocations + 1);
     expect(after.totals.deallocations, 'deallocations + 1').to.equal(before.totals.deallocations + 1);
     expect(after.totals.handles, 'no handle').to.equal(before.totals.handles);
     expect(after.totals.bytesInUse, 'no charge').to.equal(before.totals.bytesInUse);
+    expect(after.totals.requestedBytes, 'no requested bytes').to.equal(before.totals.requestedBytes);
     expect(after.pools['small']!.hits, 'a small-pool hit').to.equal(before.pools['small']!.hits + 1);
     expect(codes(mgr, id), 'stale, not forged').to.deep.equal(['STALE_HANDLE']);
     expect(mgr.verifyCleanupCompletion(id), 'issued and released').to.equal(true);
+    expect(mgr.deallocateResource(id), 'a second free').to.equal(false);
+    expect(mgr.getResourceMetrics().channels['v']!.violations.STALE_HANDLE, "counted against the slot's channel").to.equal(2);
+    expect(mgr.validateSecurityBoundaries(source).valid, 'the source is untouched').to.equal(true);
     mgr.close();
   });
 
   it('refuses a bad count with -2 and applies nothing', () => {
     const { mgr, native } = managerWithNative();
+    mgr.openChannel('v', { access: 'view' });
+    const source = mgr.allocateResource('buffer', 100, 'v');
     expect(native.reserveIds(1)).to.equal(1);
-    journal(native, [[BURN, native.fastIds[0]!, SMALL]]);
+    journal(native, [[BURN, native.fastIds[0]!, source.id, 100]]);
     const before = stateOf(mgr);
     const allocations = mgr.getResourceMetrics().totals.allocations;
     for (const count of [NaN, -1, 1.5, 1025, Infinity, '1', undefined]) {
@@ -131,9 +138,9 @@ describe('native fast lane (reserveIds / applyJournal)', () => {
     const [a, b, c] = [native.fastIds[0]!, native.fastIds[1]!, native.fastIds[2]!];
     const allocations = mgr.getResourceMetrics().totals.allocations;
     journal(native, [
-      [BURN, a, SMALL],
-      [BURN, a, SMALL], // consumed already
-      [BURN, b, SMALL],
+      [BURN, a, h.id, 100],
+      [BURN, a, h.id, 100], // consumed already
+      [BURN, b, h.id, 100],
     ]);
     expect(native.applyJournal(3), 'op 1 failed').to.equal(1);
     expect(native.out[0], 'with its status').to.equal(INVALID_ARGUMENT);
@@ -152,7 +159,7 @@ describe('native fast lane (reserveIds / applyJournal)', () => {
     journal(native, [
       [REISSUE, h.id, b, 100],
       [FREE, h.id], // stale now
-      [BURN, c, SMALL],
+      [BURN, c, b, 100],
     ]);
     expect(native.applyJournal(3), 'a FREE of a stale id fails').to.equal(1);
     expect(native.out[0], 'as freeIn would: ERR_STALE_HANDLE').to.equal(STALE_HANDLE);

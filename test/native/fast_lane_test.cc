@@ -202,7 +202,7 @@ struct Twin {
           ++reissues;
           break;
         case Op::kBurn:
-          s = m[1]->Burn(op.a, static_cast<int32_t>(op.b));
+          s = m[1]->Burn(op.a, op.b, op.c);
           ++burns;
           break;
         case Op::kFree: {
@@ -291,7 +291,7 @@ struct Twin {
     CHECK(m[0]->Free(h.a, ch[h.c], FreeReason::kDeallocate, &info[0], &v) == Status::kOk) << Where();
     if (h.pending) {
       // Issued and freed entirely in JS: burned; the slot stays parked under its anchor.
-      journal.push_back(Op{Op::kBurn, h.b, static_cast<uint64_t>(h.pool), 0});
+      journal.push_back(Op{Op::kBurn, h.b, h.anchor, h.size});
       parked.push_back(Parked{h.anchor, h.c, h.type, h.pool});
       return;
     }
@@ -478,9 +478,11 @@ TEST(ReissuedIdLiveOldAndBurnedStale) {
   CHECK_EQ(o.m->ChannelUsage(o.view).handles, 0u);
   CHECK_EQ(o.m->ChannelUsage(o.view).bytes, 0u);
 
-  // Burn: issued and freed in JS. Stale, never forged or live; released.
+  // Burn: issued and freed in JS over the slot of a live handle. Stale, never forged or live;
+  // released; a stale presentation counts against the source's channel, as after a plain free.
+  const uint64_t medium = o.Alloc(o.view, 5000);
   o.m->Snapshot(&before);
-  CHECK(o.m->Burn(ids[2], 1) == Status::kOk);
+  CHECK(o.m->Burn(ids[2], medium, 6000) == Status::kOk);
   o.m->Snapshot(&after);
   CHECK_EQ(after.allocations, before.allocations + 1);
   CHECK_EQ(after.deallocations, before.deallocations + 1);
@@ -490,14 +492,18 @@ TEST(ReissuedIdLiveOldAndBurnedStale) {
   CHECK_EQ(after.pools[1].live_bytes, before.pools[1].live_bytes);
   CHECK_EQ(o.m->Validate(ids[2], -1, &info), ViolationBit(Violation::kStaleHandle));
   CHECK(o.m->Lookup(ids[2], &info) == Status::kStaleHandle);
+  const uint64_t stale_before = o.m->ChannelUsage(o.view).violations[static_cast<int>(Violation::kStaleHandle)];
   CHECK(o.m->Free(ids[2], -1, FreeReason::kDeallocate, &info, &v) == Status::kStaleHandle);
+  CHECK_EQ(o.m->ChannelUsage(o.view).violations[static_cast<int>(Violation::kStaleHandle)], stale_before + 1)
+      << "counted against the source's channel";
   CHECK(o.m->IsReleased(ids[2]));
+  CHECK(o.m->Lookup(medium, &info) == Status::kOk && info.size == 5000) << "the source is untouched";
   // Consumed ids are no longer reserved.
   const uint64_t b = o.Alloc(o.view, 10);
   CHECK(o.m->Reissue(b, ids[0], 10) == Status::kInvalidArgument);
   CHECK(o.m->Reissue(b, ids[2], 10) == Status::kInvalidArgument);
-  CHECK(o.m->Burn(ids[1], 0) == Status::kInvalidArgument);
-  CHECK(o.m->Burn(ids[2], 0) == Status::kInvalidArgument);
+  CHECK(o.m->Burn(ids[1], b, 10) == Status::kInvalidArgument);
+  CHECK(o.m->Burn(ids[2], b, 10) == Status::kInvalidArgument);
   // The last reserved id still works, and old indices are recycled like a plain free's.
   CHECK(o.m->Reissue(b, ids[3], 20) == Status::kOk);
   CHECK(o.m->Lookup(ids[3], &info) == Status::kOk);
@@ -515,7 +521,7 @@ TEST(ReserveIdsArePublishIds) {
     for (uint32_t i = 0; i < got; ++i) {
       const uint64_t a = o.Alloc(o.view, 1 + i);
       if (i % 3 == 0) {
-        CHECK(o.m->Burn(ids[i], 0) == Status::kOk);
+        CHECK(o.m->Burn(ids[i], a, 3 + i) == Status::kOk);
         CHECK(o.m->Free(a, o.view, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
         continue;
       }
@@ -550,7 +556,7 @@ TEST(RefusedPreconditionsChangeNothing) {
   uint32_t got = 0;
   CHECK(o.m->ReserveIds(3, ids, &got) == Status::kOk);
   CHECK_EQ(got, 3u);
-  CHECK(o.m->Burn(ids[2], 0) == Status::kOk);  // consumed
+  CHECK(o.m->Burn(ids[2], view_small, 100) == Status::kOk);  // consumed
   const uint64_t fresh = ids[0];
 
   const std::vector<uint64_t> base = o.Fingerprint();
@@ -576,11 +582,17 @@ TEST(RefusedPreconditionsChangeNothing) {
       {"new id of another generation", o.m->Reissue(view_small, fresh + (1u << 12), 100), Status::kInvalidArgument},
       {"unsafe new id", o.m->Reissue(view_small, fresh | (1ull << 60), 100), Status::kInvalidArgument},
       {"size above a channel cap", o.m->Reissue(capped, fresh, 101), Status::kResourceLimit},
-      {"burn: bad pool -1", o.m->Burn(fresh, -1), Status::kInvalidArgument},
-      {"burn: bad pool 3", o.m->Burn(fresh, 3), Status::kInvalidArgument},
-      {"burn: live id", o.m->Burn(view_small, 0), Status::kInvalidArgument},
-      {"burn: consumed id", o.m->Burn(ids[2], 0), Status::kInvalidArgument},
-      {"burn: forged id", o.m->Burn(fresh ^ 2, 0), Status::kInvalidArgument},
+      {"burn: revocable source", o.m->Burn(fresh, rev, 100), Status::kInvalidArgument},
+      {"burn: counter source", o.m->Burn(fresh, units, 10), Status::kInvalidArgument},
+      {"burn: direct source", o.m->Burn(fresh, direct, 100), Status::kInvalidArgument},
+      {"burn: size of another pool", o.m->Burn(fresh, view_small, 4097), Status::kInvalidArgument},
+      {"burn: size 0", o.m->Burn(fresh, view_small, 0), Status::kInvalidArgument},
+      {"burn: in-transit source", o.m->Burn(fresh, transit, 200), Status::kInvalidArgument},
+      {"burn: stale source", o.m->Burn(fresh, stale, 300), Status::kInvalidArgument},
+      {"burn: size above a channel cap", o.m->Burn(fresh, capped, 101), Status::kResourceLimit},
+      {"burn: live id", o.m->Burn(view_small, view_medium, 5000), Status::kInvalidArgument},
+      {"burn: consumed id", o.m->Burn(ids[2], view_small, 100), Status::kInvalidArgument},
+      {"burn: forged id", o.m->Burn(fresh ^ 2, view_small, 100), Status::kInvalidArgument},
   };
   for (const Case& c : cases) CHECK(c.got == c.want) << c.what << ": status " << static_cast<int>(c.got);
   CHECK_EQ(FirstDiff(base, o.Fingerprint()), -1L) << "a refused call changed the state";
@@ -601,7 +613,7 @@ TEST(RefusedPreconditionsChangeNothing) {
     CHECK_EQ(n, 0u);
     // An id of the next index, as ReserveIds would have made it, is refused too.
     CHECK(x.m->Reissue(a, a + (uint64_t{1} << 32), 100) == Status::kInvalidArgument);
-    CHECK(x.m->Burn(a + (uint64_t{1} << 32), 0) == Status::kInvalidArgument);
+    CHECK(x.m->Burn(a + (uint64_t{1} << 32), a, 100) == Status::kInvalidArgument);
     CHECK_EQ(FirstDiff(before, x.Fingerprint()), -1L);
   }
 }

@@ -28,12 +28,12 @@ export class Scope implements ChannelScope {
   }
 
   allocate(resourceType: string, size: number): ResourceHandle {
-    this.#core.checkOpen('ChannelScope.allocate');
+    this.#core.checkOpenHot('ChannelScope.allocate');
     return this.#core.allocate(resourceType, size, undefined, this.#state);
   }
 
   deallocate(handle: ResourceHandle | number): boolean {
-    this.#core.checkOpen('ChannelScope.deallocate');
+    this.#core.checkOpenHot('ChannelScope.deallocate');
     return this.#core.deallocate(handle, this.#state);
   }
 

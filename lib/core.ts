@@ -22,6 +22,8 @@ import {
 } from './errors';
 import type { LimitScopeName } from './errors';
 import type { EventSink } from './events';
+import { FastLane } from './fast-lane';
+import type { FastLaneNative } from './fast-lane';
 import { Handle, handleIdOf, isWellFormedId } from './handle';
 import type { HandleOwner } from './handle';
 import {
@@ -75,6 +77,8 @@ export interface ChannelState {
   open: boolean;
   /** The scope object handed out for this incarnation (created lazily by the manager). */
   scope: unknown;
+  /** View slots of this channel parked by the fast lane (lib/fast-lane.ts). */
+  parked: number;
 }
 
 /** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
@@ -146,6 +150,9 @@ interface LeakHeld {
 export interface CoreOptions {
   native: NativeManager;
   poolNames: string[];
+  /** Slot sizes of the pools, in pool index order. */
+  slotSizes: number[];
+  hardened: boolean;
   maxAllocationSize: number;
   autoOpenChannels: boolean;
   channelDefaults: CheckedChannelOptions;
@@ -217,6 +224,8 @@ export class Core implements HandleOwner {
   #cache: Array<Transferable | undefined> = [];
   #cached = 0;
   #cacheLimit = SLOT_CACHE_MIN;
+  /** View-mode fast lane (lib/fast-lane.ts); null for shared and hardened managers and 'paranoid' leak detection. */
+  readonly #fast: FastLane | null;
   #closed = false;
   #finalMetrics: ManagerMetrics | null = null;
 
@@ -234,6 +243,7 @@ export class Core implements HandleOwner {
     this.#shared = options.shared;
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
+    this.#fast = fastLaneFor(options);
     this.#addType({ name: 'buffer', index: 0, memory: true });
   }
 
@@ -244,7 +254,18 @@ export class Core implements HandleOwner {
   // ---------------------------------------------------------------------------------------------
   // guards and lookups
 
+  /**
+   * Every public operation starts here. It also makes the native side exact for what follows
+   * (the fast lane's sync), except for allocate and deallocate: see {@link Core.checkOpenHot}.
+   */
   checkOpen(operation: string): void {
+    if (this.#closed) throw new ManagerClosedError(operation);
+    if (this.#shared) this.#drainRevocations();
+    else this.#fast?.sync();
+  }
+
+  /** checkOpen for allocate and deallocate, which sync the fast lane themselves when they go native. */
+  checkOpenHot(operation: string): void {
     if (this.#closed) throw new ManagerClosedError(operation);
     if (this.#shared) this.#drainRevocations();
   }
@@ -313,6 +334,7 @@ export class Core implements HandleOwner {
       zero: bits & 2 ? 'always' : 'cross-channel',
       open: true,
       scope: undefined,
+      parked: 0,
     };
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
@@ -416,7 +438,7 @@ export class Core implements HandleOwner {
   /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
   #lookupChannelUncached(name: string, index: number, access: AccessMode, zero: ZeroMode): ChannelState {
     this.#native.findChannel(name);
-    const state: ChannelState = { name, index, owner: this.#out[1], access, zero, open: true, scope: undefined };
+    const state: ChannelState = { name, index, owner: this.#out[1], access, zero, open: true, scope: undefined, parked: 0 };
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
     return state;
@@ -463,12 +485,14 @@ export class Core implements HandleOwner {
       const id = freed[i];
       const record = this.#records.get(id);
       this.#release(id, record);
+      this.#fast?.forget(id);
       add(id, freed[i + 1], freed[i + 2], freed[i + 3], record);
       // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
       // channel's counters close with it); the event names the channel.
       if (freed[i + 4] !== 0) this.#emitViolations(freed[i + 4], id, state);
     }
     this.#forget(state);
+    this.#fast?.channelClosed(state);
     return report;
   }
 
@@ -494,6 +518,7 @@ export class Core implements HandleOwner {
 
   /** Sets the given fields on one scope; the others keep the values the native manager has. */
   #applyLimits(type: number, channel: number, update: Partial<LimitFields>): void {
+    this.#fast?.limitsChanged(update, channel === -1, this.#channelsByIndex[channel] ?? null);
     const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, {});
@@ -568,6 +593,18 @@ export class Core implements HandleOwner {
     }
     const n = size as number;
     const native = this.#native;
+    const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount % this.#leakRate === 0);
+    const fast = this.#fast;
+    if (fast !== null) {
+      if (!watched && channel !== null && channel.access === 'view' && type.memory) {
+        const taken = fast.take(channel, type.index, n);
+        if (taken !== null) {
+          this.#allocationCount++;
+          return new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'view');
+        }
+      }
+      fast.beforeNativeAllocation(channel);
+    }
     let revocable = isRevocable(type, channel);
     let result = this.#nativeAllocate(type, n, channel, revocable);
     if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
@@ -610,12 +647,13 @@ export class Core implements HandleOwner {
         throw new PoolExhaustedError(n);
       }
       buffer = Buffer.from(slab, offset, n);
+      if (fast !== null && !watched && pool >= 0 && channel !== null) fast.adopt(id, channel, type.index, pool, slotBytes, slab, offset, n, buffer);
     }
     const channelName = channel === null ? null : channel.name;
     const access: AccessMode | null = type.memory ? (revocable ? 'revocable' : 'view') : null;
     const handle = new Handle(this, id, type.name, n, channelName, buffer, this.#poolName(pool), slotBytes, access);
 
-    const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount++ % this.#leakRate === 0);
+    this.#allocationCount++;
     if (watched || ab !== null) {
       const site = watched ? captureSite() : undefined;
       const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
@@ -804,9 +842,14 @@ export class Core implements HandleOwner {
       this.#countMalformed(presenter, id);
       return false;
     }
+    const fast = this.#fast;
+    if (fast !== null && fast.release(id, presenter)) return true;
     const record = this.#records.get(id);
+    // The native side must know every fast-lane id first (this one may be parked or burned).
+    if (fast !== null && record === undefined) fast.sync();
     const status = this.#freeHeld(id, presenterIndex, record);
     if (status === NativeStatus.Ok) {
+      fast?.forget(id);
       // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
       const ownerIndex = this.#out[InfoOut.Channel];
@@ -820,9 +863,15 @@ export class Core implements HandleOwner {
 
   disposeHandle(id: number): void {
     if (this.#closed) return;
-    if (this.#native.lookup(id) !== NativeStatus.Ok) return;
+    const fast = this.#fast;
+    if (fast !== null && fast.release(id, null)) return;
     const record = this.#records.get(id);
-    if (this.#freeHeld(id, -1, record) === NativeStatus.Ok) this.#release(id, record, this.#out[InfoOut.Recached] === 1);
+    if (fast !== null && record === undefined) fast.sync();
+    if (this.#native.lookup(id) !== NativeStatus.Ok) return;
+    if (this.#freeHeld(id, -1, record) === NativeStatus.Ok) {
+      fast?.forget(id);
+      this.#release(id, record, this.#out[InfoOut.Recached] === 1);
+    }
   }
 
   #countMalformed(presenter: ChannelState | null, id: number): void {
@@ -981,6 +1030,7 @@ export class Core implements HandleOwner {
     }
     const status = this.#native.beginTransfer(id, bufferOf(record));
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { id });
+    this.#fast?.forget(id);
     this.#release(id, record);
     return id;
   }
@@ -1032,6 +1082,7 @@ export class Core implements HandleOwner {
 
   metrics(): ManagerMetrics {
     if (this.#finalMetrics !== null) return structuredClone(this.#finalMetrics);
+    this.#fast?.sync();
     const native = this.#native;
     const snap = readSnapshot(native, this.#poolNames);
     const pools: Record<string, PoolMetrics> = {};
@@ -1079,12 +1130,19 @@ export class Core implements HandleOwner {
         reclaimed: this.#leaksReclaimed + snap.threadExitReclaims,
       },
       revocation: this.#revocationMetrics(),
+      fastLane: this.#fastLaneMetrics(),
     };
   }
 
   #revocationMetrics(): ManagerMetrics['revocation'] {
     this.#native.slotCacheStats();
     return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[0], buffersReused: this.#out[1] };
+  }
+
+  #fastLaneMetrics(): ManagerMetrics['fastLane'] {
+    const fast = this.#fast;
+    if (fast === null) return { enabled: false, allocations: 0, deallocations: 0, syncs: 0 };
+    return { enabled: fast.enabled, allocations: fast.allocations, deallocations: fast.deallocations, syncs: fast.syncs };
   }
 
   #channelMetrics(index: number): ChannelMetrics {
@@ -1106,6 +1164,7 @@ export class Core implements HandleOwner {
 
   close(): void {
     if (this.#closed) return;
+    this.#fast?.sync();
     // Revoke every buffer, then free what this manager (this thread's attachment) holds, so the
     // final snapshot shows everything released.
     for (const [id, record] of this.#records) {
@@ -1149,6 +1208,19 @@ export class Core implements HandleOwner {
         return new InvalidArgumentError('arguments', `the native core refused the arguments (status ${status})`);
     }
   }
+}
+
+/**
+ * The view-mode fast lane, where it applies: a private manager (one JS thread), not hardened
+ * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
+ * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
+ */
+function fastLaneFor(options: CoreOptions): FastLane | null {
+  if (options.shared || options.hardened || options.leakDetection === 'paranoid') return null;
+  if (process.env.ISOPOOL_FASTLANE === 'off') return null;
+  const native = options.native as NativeManager & Partial<FastLaneNative>;
+  if (typeof native.reserveIds !== 'function' || typeof native.applyJournal !== 'function') return null;
+  return new FastLane(native as NativeManager & FastLaneNative, options.slotSizes);
 }
 
 /** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */

@@ -79,6 +79,8 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
     this.#core = new Core({
       native,
       poolNames: parsed.pools.map((p) => p.name),
+      slotSizes: parsed.pools.map((p) => p.slotSize),
+      hardened: parsed.hardened,
       maxAllocationSize: parsed.maxAllocationSize,
       autoOpenChannels: parsed.autoOpenChannels,
       channelDefaults: parsed.channelDefaults,
@@ -94,13 +96,13 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
    * (opened on first use unless `autoOpenChannels` is false) or to the unscoped domain.
    */
   allocateResource(resourceType: string, size: number, channelId?: string): ResourceHandle {
-    this.#core.checkOpen('allocateResource');
+    this.#core.checkOpenHot('allocateResource');
     return this.#core.allocate(resourceType, size, channelId, null);
   }
 
   /** Frees a live handle: true once; false for a double free, stale, forged or foreign handle. */
   deallocateResource(handle: ResourceHandle | number): boolean {
-    this.#core.checkOpen('deallocateResource');
+    this.#core.checkOpenHot('deallocateResource');
     return this.#core.deallocate(handle, null);
   }
 

@@ -283,6 +283,21 @@ export interface ManagerMetrics {
     /** Allocations served by moving a cached backing store (`'transfer'` only). */
     buffersReused: number;
   };
+  /**
+   * The view-mode fast lane (README "Access modes"): view allocations and deallocations served in
+   * JavaScript from slots the same channel freed, applied to the native ledgers before anything
+   * observes them. Included in `totals` and the pools' `hits`; not in `latencyNs` (not timed).
+   */
+  fastLane: {
+    /** False for `shared` and `hardened` managers, `leakDetection: 'paranoid'`, `ISOPOOL_FASTLANE=off`, and once any `softBytes` limit is set. */
+    enabled: boolean;
+    /** Allocations served by the lane. */
+    allocations: number;
+    /** Deallocations that parked their slot in the lane. */
+    deallocations: number;
+    /** Times the lane's journal was applied and its parked slots freed (before observations). */
+    syncs: number;
+  };
 }
 
 /** What `closeChannel` (and `ChannelScope.close`) returns: what the channel still held. */

@@ -158,7 +158,9 @@ describe('handle ids', function () {
       }
       expect(sameSlot, 'the same memory slot served every allocation').to.equal(1_000_000);
       expect(reissued, 'the freed id was never issued again').to.equal(0);
-      expect(sameIndex, 'its table index was reused (once per ~4096 frees: the quarantine)').to.be.within(200, 1_000_000 / 4096 + 1);
+      // About once per 4096 frees (the quarantine); a little less often with the view fast lane,
+      // which holds up to 256 reserved indices out of rotation.
+      expect(sameIndex, 'its table index was reused').to.be.within(150, 1_000_000 / 4096 + 1);
       expect(sameIndexSameGeneration, 'always with a new generation').to.equal(0);
       expect(notStale, 'stale at each of the 100 checks').to.equal(0);
       expect(scope.validate(first).violations.map((v) => v.code), 'still stale').to.deep.equal(['STALE_HANDLE']);

@@ -1,0 +1,336 @@
+/**
+ * The view-mode fast lane of a private (not `shared`) manager: allocation and deallocation of
+ * pooled view memory without a native call, with exact ledgers whenever anything looks.
+ *
+ * How it works
+ * - A view handle's deallocation parks its slot in a JS free list of its (channel, type, pool)
+ *   instead of freeing it natively. Natively, the slot stays allocated under the id the native
+ *   side last issued for it (`nativeId`).
+ * - An allocation of the same (channel, type, pool) takes a parked slot and hands it out under a
+ *   fresh id that the native handle table reserved for this purpose in advance (`reserveIds`,
+ *   256 per call). Same channel: no zeroing is due (SPEC §1 "Zeroing"), except with
+ *   `zero: 'always'`, which is done here with `fill(0)`.
+ * - What happened is journaled and applied natively in one call (`applyJournal`):
+ *   an id handed out and freed again in JS is "burned" (counted as one allocation and one
+ *   deallocation, and stale from then on); a slot that ends live under a new id is "reissued"
+ *   (its native id is freed, the new one published over the same slot); a slot that ends
+ *   parked is freed.
+ * - {@link FastLane.sync} applies everything and frees every parked slot. The manager calls it
+ *   before every operation that reads or changes native state other than these fast paths, so
+ *   every observation (metrics, usage, validation, isolation checks, closeChannel...) sees exactly
+ *   what it would have seen without the lane.
+ *
+ * Why limits still hold exactly without a native check: a parked slot stays charged natively, so
+ * re-issuing it changes no ledger. The true usage after a fast allocation equals the native
+ * usage, which the last native allocation admitted (native allocations in a channel with parked
+ * slots, or of a type whose total is limited, sync first). Limits that changed since a slot's
+ * native allocation make it ineligible (per-channel and type-total epochs), and a limit on the
+ * allocation size makes a slot serve only sizes up to the one natively admitted. Soft limits
+ * turn the lane off (a pressure event needs the exact crossing).
+ *
+ * Not timed: fast allocations record no latency sample, and their handles report the time of the
+ * sync as their allocation time (README "Access modes").
+ * @internal
+ * @packageDocumentation
+ */
+import type { ChannelState } from './core';
+import type { LimitFields } from './types';
+
+/** What the native manager provides for the lane (manager_binding.cc). */
+export interface FastLaneNative {
+  readonly out: Float64Array;
+  readonly fastIds: Float64Array;
+  readonly journal: Float64Array;
+  reserveIds(n: number): number;
+  applyJournal(count: number): number;
+}
+
+/** Journal ops (manager_binding.cc ApplyJournal): 4 doubles each, `[op, a, b, c]`. */
+const enum Op {
+  /** a: native id, b: new id, c: requested size. */
+  Reissue = 1,
+  /** a: native id. */
+  Free = 2,
+  /** a: id, b: the id that holds the slot natively, c: requested size. */
+  Burn = 3,
+}
+
+const JOURNAL_OPS = 1024;
+const ID_BATCH = 256;
+/** Parked slots are memory held back from the native pools until the next sync. */
+const PARKED_BYTES_MAX = 16 * 1024 * 1024;
+const PARKED_SLOTS_MAX = 4096;
+
+/** One pooled view-mode slot the lane knows. */
+interface FastSlot {
+  /** The id the native side has live for this slot. */
+  nativeId: number;
+  /** The id of the slot's current (live) or last (parked) JS handle. */
+  id: number;
+  live: boolean;
+  /** In the dirty list: the native side does not know its current state. */
+  dirty: boolean;
+  readonly channel: ChannelState;
+  readonly key: number;
+  readonly pool: number;
+  readonly slotBytes: number;
+  readonly slab: ArrayBuffer;
+  readonly offset: number;
+  /** The requested size the native side admitted for this slot. */
+  readonly admitted: number;
+  /** Limit epochs at that admission. */
+  readonly channelEpoch: number;
+  readonly typeEpoch: number;
+  size: number;
+  buffer: Buffer;
+}
+
+/** What a fast allocation hands back. */
+export interface FastAllocation {
+  readonly id: number;
+  readonly pool: number;
+  readonly slotBytes: number;
+  readonly buffer: Buffer;
+}
+
+export class FastLane {
+  readonly #native: FastLaneNative;
+  readonly #journal: Float64Array;
+  readonly #slotSizes: readonly number[];
+  #ops = 0;
+  readonly #ids = new Float64Array(ID_BATCH);
+  #idCount = 0;
+  /** Live view handles the lane may park, by id. */
+  readonly #live = new Map<number, FastSlot>();
+  /** Parked slots by key (channel, type, pool). */
+  readonly #parked = new Map<number, FastSlot[]>();
+  #parkedSlots = 0;
+  #parkedBytes = 0;
+  readonly #dirty: FastSlot[] = [];
+  /** Bumped by a limit change on a type's total (channel changes bump that channel's epoch). */
+  #typeEpoch = 0;
+  readonly #channelEpochs = new Map<ChannelState, number>();
+  #sizeLimited = false;
+  #softLimited = false;
+  #typeTotalLimited = false;
+  allocations = 0;
+  deallocations = 0;
+  syncs = 0;
+
+  constructor(native: FastLaneNative, slotSizes: readonly number[]) {
+    this.#native = native;
+    this.#journal = native.journal;
+    this.#slotSizes = slotSizes;
+  }
+
+  get enabled(): boolean {
+    return !this.#softLimited;
+  }
+
+  /** Smallest pool that fits `n` bytes, or -1 (direct). */
+  #poolOf(n: number): number {
+    const sizes = this.#slotSizes;
+    for (let i = 0; i < sizes.length; i++) if (n <= sizes[i]) return i;
+    return -1;
+  }
+
+  #key(channel: ChannelState, type: number, pool: number): number {
+    return (channel.index * 16 + type) * 64 + pool;
+  }
+
+  #epochOf(channel: ChannelState): number {
+    return this.#channelEpochs.get(channel) ?? 0;
+  }
+
+  /**
+   * A parked slot of (channel, type) that fits `n` bytes, handed out under a fresh id, or null
+   * (then the caller allocates natively).
+   */
+  take(channel: ChannelState, type: number, n: number): FastAllocation | null {
+    if (this.#parkedSlots === 0) return null;
+    const pool = this.#poolOf(n);
+    if (pool < 0) return null;
+    const stack = this.#parked.get(this.#key(channel, type, pool));
+    if (stack === undefined || stack.length === 0) return null;
+    const slot = stack[stack.length - 1];
+    if (this.#sizeLimited && n > slot.admitted) return null;
+    if (this.#idCount === 0 && !this.#refill()) return null;
+    stack.pop();
+    this.#parkedSlots--;
+    this.#parkedBytes -= slot.slotBytes;
+    channel.parked--;
+    const id = this.#ids[--this.#idCount];
+    slot.id = id;
+    slot.live = true;
+    if (slot.size !== n) {
+      slot.size = n;
+      slot.buffer = Buffer.from(slot.slab, slot.offset, n);
+    }
+    if (channel.zero === 'always') slot.buffer.fill(0);
+    this.#live.set(id, slot);
+    this.allocations++;
+    return slot;
+  }
+
+  /** Registers a view handle the native path just allocated, so its deallocation can park it. */
+  adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer): void {
+    if (this.#softLimited) return;
+    this.#live.set(id, {
+      nativeId: id,
+      id,
+      live: true,
+      dirty: false,
+      channel,
+      key: this.#key(channel, type, pool),
+      pool,
+      slotBytes,
+      slab,
+      offset,
+      admitted: size,
+      channelEpoch: this.#epochOf(channel),
+      typeEpoch: this.#typeEpoch,
+      size,
+      buffer,
+    });
+  }
+
+  /**
+   * Parks live handle `id` (presented by `presenter`, null: the manager). False when the lane
+   * cannot take it: not one of its handles, another channel's scope presented it, limits changed
+   * since its allocation, or the parking space is full. The caller then syncs and frees natively.
+   */
+  release(id: number, presenter: ChannelState | null): boolean {
+    const slot = this.#live.get(id);
+    if (slot === undefined) return false;
+    const channel = slot.channel;
+    if ((presenter !== null && presenter !== channel) || !channel.open) return false;
+    if (slot.typeEpoch !== this.#typeEpoch || slot.channelEpoch !== this.#epochOf(channel)) return false;
+    if (this.#parkedSlots >= PARKED_SLOTS_MAX || this.#parkedBytes + slot.slotBytes > PARKED_BYTES_MAX) return false;
+    this.#live.delete(id);
+    slot.live = false;
+    if (id !== slot.nativeId) this.#push(Op.Burn, id, slot.nativeId, slot.size);
+    if (!slot.dirty) {
+      slot.dirty = true;
+      this.#dirty.push(slot);
+    }
+    let stack = this.#parked.get(slot.key);
+    if (stack === undefined) this.#parked.set(slot.key, (stack = []));
+    stack.push(slot);
+    this.#parkedSlots++;
+    this.#parkedBytes += slot.slotBytes;
+    channel.parked++;
+    this.deallocations++;
+    return true;
+  }
+
+  /** The native side freed or moved `id` (closeChannel, transferHandle, a native deallocation). */
+  forget(id: number): void {
+    this.#live.delete(id);
+  }
+
+  /**
+   * Before a native allocation in `channel` (null: unscoped): parked slots stay charged
+   * natively, which would over-count the ledgers that allocation is checked against and whose
+   * peaks it updates. Frees the channel's parked slots natively (all of them when a type's total
+   * has a hard limit: every channel counts there).
+   */
+  beforeNativeAllocation(channel: ChannelState | null): void {
+    if (this.#parkedSlots === 0) return;
+    if (this.#typeTotalLimited) this.sync();
+    else if (channel !== null && channel.parked > 0) this.#freeParked(channel);
+  }
+
+  /** Frees `channel`'s parked slots natively (a partial sync: the rest of the lane stays). */
+  #freeParked(channel: ChannelState): void {
+    const dirty = this.#dirty;
+    let kept = 0;
+    for (let i = 0; i < dirty.length; i++) {
+      const slot = dirty[i];
+      if (!slot.live && slot.channel === channel) {
+        slot.dirty = false;
+        this.#push(Op.Free, slot.nativeId, 0, 0);
+        this.#parkedSlots--;
+        this.#parkedBytes -= slot.slotBytes;
+      } else {
+        dirty[kept++] = slot;
+      }
+    }
+    dirty.length = kept;
+    for (const [key, stack] of this.#parked) if (stack.length > 0 && stack[0].channel === channel) this.#parked.delete(key);
+    channel.parked = 0;
+    this.#apply();
+  }
+
+  /**
+   * A limit changed (`update` on a type's total when `typeTotal`, else on `channel`'s scopes).
+   * Syncs first: parked slots are freed under the old limits.
+   */
+  limitsChanged(update: Partial<LimitFields>, typeTotal: boolean, channel: ChannelState | null): void {
+    this.sync();
+    if (typeTotal) this.#typeEpoch++;
+    else if (channel !== null) this.#channelEpochs.set(channel, this.#epochOf(channel) + 1);
+    if (update.maxAllocationSize !== undefined && update.maxAllocationSize !== Infinity) this.#sizeLimited = true;
+    if (update.softBytes !== undefined && update.softBytes !== Infinity) this.#softLimited = true;
+    if (typeTotal && ((update.maxBytes !== undefined && update.maxBytes !== Infinity) || (update.maxHandles !== undefined && update.maxHandles !== Infinity))) {
+      this.#typeTotalLimited = true;
+    }
+    if (this.#softLimited) this.#live.clear();
+  }
+
+  /** The channel closed (after a sync): its epoch entry goes. */
+  channelClosed(channel: ChannelState): void {
+    this.#channelEpochs.delete(channel);
+  }
+
+  /** Makes the native side exact: applies the journal and frees every parked slot. */
+  sync(): void {
+    if (this.#dirty.length === 0 && this.#ops === 0) return;
+    const dirty = this.#dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      const slot = dirty[i];
+      slot.dirty = false;
+      if (!slot.live) {
+        this.#push(Op.Free, slot.nativeId, 0, 0);
+        slot.channel.parked = 0;
+      } else if (slot.id !== slot.nativeId) {
+        this.#push(Op.Reissue, slot.nativeId, slot.id, slot.size);
+        slot.nativeId = slot.id;
+      }
+    }
+    dirty.length = 0;
+    this.#parked.clear();
+    this.#parkedSlots = 0;
+    this.#parkedBytes = 0;
+    this.#apply();
+    this.syncs++;
+  }
+
+  #push(op: Op, a: number, b: number, c: number): void {
+    if (this.#ops === JOURNAL_OPS) this.#apply();
+    const j = this.#journal;
+    const at = this.#ops++ * 4;
+    j[at] = op;
+    j[at + 1] = a;
+    j[at + 2] = b;
+    j[at + 3] = c;
+  }
+
+  #apply(): void {
+    const count = this.#ops;
+    if (count === 0) return;
+    this.#ops = 0;
+    const failed = this.#native.applyJournal(count);
+    if (failed !== -1) {
+      // Never expected: the lane and the native table disagree. Nothing safe can continue.
+      throw new Error(`isopool internal error: fast-lane journal op ${failed} of ${count} failed (native status ${this.#native.out[0]})`);
+    }
+  }
+
+  #refill(): boolean {
+    const got = this.#native.reserveIds(ID_BATCH);
+    const ids = this.#native.fastIds;
+    for (let i = 0; i < got; i++) this.#ids[i] = ids[i];
+    this.#idCount = got;
+    return got > 0;
+  }
+}

@@ -1,0 +1,397 @@
+/**
+ * The view-mode fast lane (lib/fast-lane.ts): view allocations and deallocations served in JS
+ * from slots the same channel freed, applied natively before anything observes them.
+ *
+ * The main test is an equivalence test: one random workload runs on two managers, one with the
+ * lane and one without (`ISOPOOL_FASTLANE=off`). Every answer (handles or error codes, booleans,
+ * validation results, usage, isolation results, close reports) and, at random observation points,
+ * every ledger figure of getResourceMetrics() must be equal. Observations are sparse, so most
+ * allocations between them are served by the lane; the test checks that they were.
+ *
+ * Not compared: ids (random per manager), latency (the lane is not timed), and pool statistics
+ * that depend on which slot the native ring hands out (hits, misses, reserved and retained
+ * memory): parked slots are held back from the native pools until the next sync.
+ */
+import { expect } from 'chai';
+import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
+import type { ChannelScope, ResourceManagerOptions } from '../lib';
+import { KiB, MiB, SMALL_POOLS, allZero, expectCode } from './helpers';
+import { mulberry32 } from './random';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+function withoutLane(options: ResourceManagerOptions): ResourceManager {
+  const saved = process.env.ISOPOOL_FASTLANE;
+  process.env.ISOPOOL_FASTLANE = 'off';
+  try {
+    return new ResourceManager(options);
+  } finally {
+    if (saved === undefined) delete process.env.ISOPOOL_FASTLANE;
+    else process.env.ISOPOOL_FASTLANE = saved;
+  }
+}
+
+/** getResourceMetrics() minus what legitimately differs with the lane (see the file comment). */
+function ledgers(mgr: ResourceManager): Json {
+  const m = JSON.parse(JSON.stringify(mgr.getResourceMetrics())) as { [key: string]: { [key: string]: Json } };
+  const pools: { [key: string]: Json } = {};
+  for (const [name, p] of Object.entries(m.pools)) {
+    const pool = p as { [key: string]: Json };
+    pools[name] = { liveSlots: pool.liveSlots, liveBytes: pool.liveBytes };
+  }
+  const totals = { ...m.totals };
+  delete totals.reservedBytes;
+  return { pools, channels: m.channels, unscoped: m.unscoped, totals, internal: m.fragmentation.internal, leaks: m.leaks };
+}
+
+/** A result with ids taken out, comparable across managers. */
+function outcome(fn: () => unknown): Json {
+  try {
+    const r = fn();
+    return r === undefined ? 'ok' : strip(r);
+  } catch (e) {
+    if (e instanceof IsopoolError) return { error: e.code };
+    throw e;
+  }
+}
+
+function strip(v: unknown): Json {
+  if (v === null || typeof v !== 'object') return v as Json;
+  if (Array.isArray(v)) return v.map(strip);
+  const out: { [key: string]: Json } = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k === 'handleId' || k === 'id' || k === 'message' || k === 'ageMs' || k === 'allocationLatencyNs' || k === 'buffer') continue;
+    out[k] = strip(x);
+  }
+  return out;
+}
+
+const CHANNELS = [
+  { name: 'v1', options: { access: 'view' as const } },
+  { name: 'v2', options: { access: 'view' as const } },
+  { name: 'vz', options: { access: 'view' as const, zero: 'always' as const } },
+  { name: 'r1', options: { access: 'revocable' as const } },
+];
+const SIZES = [1, 100, 4000, 4096, 4096, 4096, 3000, 5000, 65536, 70000, 2 * MiB];
+
+interface Pair {
+  readonly a: ResourceHandle; // with the lane
+  readonly b: ResourceHandle; // without
+  readonly channel: number; // index in CHANNELS, -1 unscoped
+  readonly tag: number;
+}
+
+/** Runs `ops` random operations on both managers, comparing as it goes. Returns the lane manager's metrics. */
+function runWorkload(seed: number, ops: number, options: ResourceManagerOptions): ReturnType<ResourceManager['getResourceMetrics']> {
+  const rand = mulberry32(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+  const A = new ResourceManager(options);
+  const B = withoutLane(options);
+  const scopes: Array<[ChannelScope, ChannelScope]> = CHANNELS.map((c) => [A.openChannel(c.name, c.options), B.openChannel(c.name, c.options)]);
+  const live: Pair[] = [];
+  const freed: Pair[] = [];
+  let nextTag = 1;
+  const same = (what: string, fa: () => unknown, fb: () => unknown): Json => {
+    const ra = outcome(fa);
+    const rb = outcome(fb);
+    expect(ra, `seed ${seed}: ${what}`).to.deep.equal(rb);
+    return ra;
+  };
+  const tagOf = (channel: number, tag: number): number => ((channel + 2) << 24) | tag;
+  const check = (step: number): void => {
+    expect(ledgers(A), `seed ${seed}, step ${step}: metrics`).to.deep.equal(ledgers(B));
+  };
+  for (let step = 0; step < ops; step++) {
+    const r = rand();
+    if (r < 0.05) {
+      // A burst of round trips in one channel (a connection's traffic): mostly the lane's work.
+      const c = Math.floor(rand() * CHANNELS.length);
+      const size = pick([100, 4096, 4096, 65536]);
+      const n = 1 + Math.floor(rand() * 30);
+      for (let k = 0; k < n; k++) {
+        let ha: ResourceHandle | undefined;
+        let hb: ResourceHandle | undefined;
+        same(`burst allocate ${size} in ${CHANNELS[c].name}`, () => void (ha = scopes[c][0].allocate('buffer', size)), () => void (hb = scopes[c][1].allocate('buffer', size)));
+        if (ha === undefined || hb === undefined) break;
+        same('burst deallocate', () => scopes[c][0].deallocate(ha as ResourceHandle), () => scopes[c][1].deallocate(hb as ResourceHandle));
+      }
+    } else if (r < 0.45 || live.length === 0) {
+      // allocate
+      const channel = rand() < 0.1 ? -1 : Math.floor(rand() * CHANNELS.length);
+      const size = pick(SIZES);
+      const viaScope = channel >= 0 && rand() < 0.5;
+      let ha: ResourceHandle | undefined;
+      let hb: ResourceHandle | undefined;
+      const name = channel >= 0 ? CHANNELS[channel].name : undefined;
+      same(
+        `allocate ${size} in ${name ?? 'unscoped'}`,
+        () => {
+          ha = viaScope ? scopes[channel][0].allocate('buffer', size) : A.allocateResource('buffer', size, name);
+        },
+        () => {
+          hb = viaScope ? scopes[channel][1].allocate('buffer', size) : B.allocateResource('buffer', size, name);
+        },
+      );
+      if (ha !== undefined && hb !== undefined) {
+        expect(ha.buffer?.length, 'buffer length').to.equal(size);
+        const buf = ha.buffer as Buffer;
+        if (channel >= 0 && CHANNELS[channel].options.zero === 'always') expect(allZero(buf), `seed ${seed}: zero 'always'`).to.equal(true);
+        if (size >= 4) {
+          // No bytes of another channel: a slot changing owners is zeroed.
+          const found = buf.readUInt32LE(0);
+          expect(found === 0 || found >>> 24 === channel + 2, `seed ${seed}, step ${step}: bytes of another owner (${found.toString(16)})`).to.equal(true);
+          buf.writeUInt32LE(tagOf(channel, nextTag), 0);
+        }
+        live.push({ a: ha, b: hb, channel, tag: nextTag++ });
+      }
+    } else if (r < 0.85) {
+      // deallocate, through the manager, the owner's scope or dispose
+      const i = Math.floor(rand() * live.length);
+      const p = live[i];
+      live.splice(i, 1);
+      freed.push(p);
+      if (p.a.size >= 4) expect(p.a.buffer?.length === 0 || p.a.buffer?.readUInt32LE(0) === tagOf(p.channel, p.tag), `seed ${seed}: handle's bytes intact until its free`).to.equal(true);
+      const how = rand();
+      if (how < 0.2) {
+        p.a[Symbol.dispose]();
+        p.b[Symbol.dispose]();
+      } else if (how < 0.5 && p.channel >= 0) {
+        same('scope deallocate', () => scopes[p.channel][0].deallocate(p.a), () => scopes[p.channel][1].deallocate(p.b));
+      } else {
+        same('deallocate', () => A.deallocateResource(rand() < 0.5 ? p.a : p.a.id), () => B.deallocateResource(p.b));
+      }
+    } else if (r < 0.88 && freed.length > 0) {
+      const p = pick(freed);
+      same('double deallocate', () => A.deallocateResource(p.a), () => B.deallocateResource(p.b));
+    } else if (r < 0.9 && live.length > 0) {
+      // another channel's scope presents a live handle
+      const p = pick(live);
+      const other = (p.channel + 1 + Math.floor(rand() * (CHANNELS.length - 1))) % CHANNELS.length;
+      if (other !== p.channel) same('cross-channel deallocate', () => scopes[other][0].deallocate(p.a), () => scopes[other][1].deallocate(p.b));
+    } else if (r < 0.93) {
+      const p = rand() < 0.5 && freed.length > 0 ? pick(freed) : pick(live);
+      same('validate', () => A.validateSecurityBoundaries(p.a), () => B.validateSecurityBoundaries(p.b));
+      same('trackResourceUsage', () => A.trackResourceUsage(p.a), () => B.trackResourceUsage(p.b));
+      same('verifyCleanupCompletion', () => A.verifyCleanupCompletion(p.a), () => B.verifyCleanupCompletion(p.b));
+    } else if (r < 0.95) {
+      const c = pick(CHANNELS).name;
+      same('verifyResourceIsolation', () => A.verifyResourceIsolation(c), () => B.verifyResourceIsolation(c));
+    } else if (r < 0.97) {
+      // limits: a channel's total, a type's total, or an allocation size
+      const c = Math.floor(rand() * CHANNELS.length);
+      const kind = rand();
+      const unlimited = rand() < 0.3;
+      const held = live.filter((p) => p.channel === c).length;
+      const maxHandles = unlimited ? Infinity : Math.max(0, held + Math.floor(rand() * 4) - 1);
+      const maxBytes = unlimited ? Infinity : (live.length + 8) * 64 * KiB;
+      const name = CHANNELS[c].name;
+      const set = (m: ResourceManager): void => {
+        if (kind < 0.4) m.setResourceLimits('*', { maxHandles }, name);
+        else if (kind < 0.7) m.setResourceLimits('buffer', { maxBytes });
+        else m.setResourceLimits('buffer', { maxAllocationSize: unlimited ? Infinity : 4000 }, name);
+      };
+      same('setResourceLimits', () => set(A), () => set(B));
+    } else if (r < 0.98) {
+      // close a channel and reopen it
+      const c = Math.floor(rand() * CHANNELS.length);
+      const { name, options: opts } = CHANNELS[c];
+      same(`closeChannel ${name}`, () => sortReport(A.closeChannel(name)), () => sortReport(B.closeChannel(name)));
+      for (let i = live.length - 1; i >= 0; i--) {
+        if (live[i].channel === c) {
+          freed.push(live[i]);
+          live.splice(i, 1);
+        }
+      }
+      scopes[c] = [A.openChannel(name, opts), B.openChannel(name, opts)];
+    } else {
+      check(step);
+    }
+  }
+  check(ops);
+  for (const p of live) {
+    A.deallocateResource(p.a);
+    B.deallocateResource(p.b);
+  }
+  check(ops + 1);
+  const metrics = A.getResourceMetrics();
+  A.close();
+  B.close();
+  return metrics;
+}
+
+/** A close report with its handles in a stable order (ids differ per manager). */
+function sortReport(report: ReturnType<ResourceManager['closeChannel']>): Json {
+  const handles = report.handles.map((h) => `${h.resourceType}:${h.size}`).sort();
+  return { channelId: report.channelId, count: report.count, bytes: report.bytes, handles };
+}
+
+describe('view-mode fast lane', () => {
+  for (const [label, options] of [
+    ['leak detection off', { pools: SMALL_POOLS, leakDetection: 'off' }],
+    ['sampled leak detection (1 in 5)', { pools: SMALL_POOLS, leakDetection: 'sampled', leakSampleRate: 5 }],
+    ['default pools', { leakDetection: 'off' }],
+  ] as const) {
+    it(`answers and ledgers equal a manager without the lane (${label})`, function () {
+      this.timeout(60_000);
+      let laneAllocations = 0;
+      let allocations = 0;
+      for (const seed of [1, 2, 3, 4, 5]) {
+        const m = runWorkload(seed, 3000, options);
+        laneAllocations += m.fastLane.allocations;
+        allocations += m.totals.allocations;
+      }
+      // The lane must have served a real share of the allocations, or this proves nothing.
+      expect(laneAllocations / allocations, 'share of allocations served by the lane').to.be.greaterThan(0.2);
+    });
+  }
+});
+
+describe('view-mode fast lane: targeted cases', () => {
+  function viewManager(options: ResourceManagerOptions = {}): { mgr: ResourceManager; v: ChannelScope } {
+    const mgr = new ResourceManager({ pools: SMALL_POOLS, leakDetection: 'off', ...options });
+    return { mgr, v: mgr.openChannel('v', { access: 'view' }) };
+  }
+
+  it('reuses the slot under a fresh id; the old id is stale (not forged) and its second free is refused', () => {
+    const { mgr, v } = viewManager();
+    const h1 = v.allocate('buffer', 4096);
+    expect(v.deallocate(h1)).to.equal(true);
+    const h2 = v.allocate('buffer', 4096);
+    expect(h2.id, 'a fresh id').to.not.equal(h1.id);
+    // The same slot (view mode's documented stale-reference risk shows it): zero-copy reuse.
+    h2.buffer?.writeUInt32LE(0xfeedface, 0);
+    expect(h1.buffer?.readUInt32LE(0)).to.equal(0xfeedface);
+    const m = mgr.getResourceMetrics();
+    expect(m.fastLane, 'served by the lane').to.deep.include({ enabled: true, allocations: 1, deallocations: 1 });
+    expect(m.totals).to.deep.include({ handles: 1, allocations: 2, deallocations: 1, bytesInUse: 4096, requestedBytes: 4096 });
+    expect(m.latencyNs.allocate.count, 'lane allocations are not timed').to.equal(1);
+    expect(m.pools.s.hits, 'a lane allocation is a pool hit').to.be.at.least(1);
+    const stale = mgr.validateSecurityBoundaries(h1);
+    expect(stale.valid).to.equal(false);
+    expect(stale.violations.map((x) => x.code)).to.deep.equal(['STALE_HANDLE']);
+    expect(v.deallocate(h1), 'a second free of the old id').to.equal(false);
+    expect(mgr.validateSecurityBoundaries(h2).valid, 'the new id is live').to.equal(true);
+    expect(mgr.trackResourceUsage(h2)).to.deep.include({ channelId: 'v', requestedBytes: 4096, slotBytes: 4096, channelBytesInUse: 4096 });
+    mgr.close();
+  });
+
+  it('a lane id freed and never observed is stale afterwards, counted against its channel', () => {
+    const { mgr, v } = viewManager();
+    v.deallocate(v.allocate('buffer', 100));
+    const h = v.allocate('buffer', 100); // lane
+    expect(v.deallocate(h)).to.equal(true); // lane again: the id is burned at the next sync
+    expect(mgr.deallocateResource(h)).to.equal(false);
+    expect(mgr.verifyCleanupCompletion(h)).to.equal(true);
+    const m = mgr.getResourceMetrics();
+    expect(m.channels.v.violations.STALE_HANDLE).to.equal(1);
+    expect(m.totals).to.deep.include({ handles: 0, allocations: 2, deallocations: 2, bytesInUse: 0 });
+    expect(m.fastLane.allocations).to.equal(1);
+    mgr.close();
+  });
+
+  it("zeroes a reused slot in a zero: 'always' channel, and never hands a parked slot to another channel", () => {
+    const mgr = new ResourceManager({ pools: SMALL_POOLS, leakDetection: 'off' });
+    const z = mgr.openChannel('z', { access: 'view', zero: 'always' });
+    const other = mgr.openChannel('o', { access: 'view' });
+    const h1 = z.allocate('buffer', 4096);
+    h1.buffer?.fill(0xaa);
+    z.deallocate(h1);
+    const h2 = z.allocate('buffer', 4096);
+    expect(mgr.getResourceMetrics().fastLane.allocations).to.equal(1);
+    expect(allZero(h2.buffer as Buffer), 'zeroed on reuse').to.equal(true);
+    h2.buffer?.fill(0xbb);
+    z.deallocate(h2);
+    const h3 = other.allocate('buffer', 4096);
+    expect(allZero(h3.buffer as Buffer), "another channel never sees z's bytes").to.equal(true);
+    expect(mgr.getResourceMetrics().fastLane.allocations, 'not from the lane').to.equal(1);
+    mgr.close();
+  });
+
+  it('holds hard limits exactly, including a limit lowered below current usage', () => {
+    const { mgr, v } = viewManager();
+    mgr.setResourceLimits('*', { maxHandles: 1 }, 'v');
+    const h1 = v.allocate('buffer', 4096);
+    v.deallocate(h1);
+    const h2 = v.allocate('buffer', 4096); // lane
+    expectCode(() => v.allocate('buffer', 4096), 'ERR_RESOURCE_LIMIT', 'a second handle');
+    v.deallocate(h2);
+    mgr.setResourceLimits('*', { maxHandles: Infinity }, 'v');
+    const held = [v.allocate('buffer', 4096), v.allocate('buffer', 4096), v.allocate('buffer', 4096)];
+    mgr.setResourceLimits('*', { maxHandles: 1 }, 'v');
+    v.deallocate(held[0]);
+    // Two are still live against a limit of one: the freed slot must not come back.
+    expectCode(() => v.allocate('buffer', 4096), 'ERR_RESOURCE_LIMIT', 'over a lowered limit');
+    expect(mgr.getResourceMetrics().channels.v).to.deep.include({ handles: 2, bytesInUse: 2 * 4096 });
+    mgr.close();
+  });
+
+  it('serves larger sizes of the same pool only as far as a maxAllocationSize limit allows', () => {
+    const { mgr, v } = viewManager();
+    mgr.setResourceLimits('buffer', { maxAllocationSize: 2000 }, 'v');
+    v.deallocate(v.allocate('buffer', 1000));
+    expectCode(() => v.allocate('buffer', 3000), 'ERR_RESOURCE_LIMIT', 'above the size limit');
+    v.deallocate(v.allocate('buffer', 1000));
+    v.deallocate(v.allocate('buffer', 900)); // at most the admitted size: the lane
+    expect(mgr.getResourceMetrics().fastLane.allocations).to.equal(1);
+    v.deallocate(v.allocate('buffer', 1000));
+    v.deallocate(v.allocate('buffer', 1500)); // more than admitted (still within the limit): native
+    expect(mgr.getResourceMetrics().fastLane.allocations).to.equal(1);
+    expect(mgr.getResourceMetrics().totals.allocations).to.equal(5);
+    mgr.close();
+  });
+
+  it('turns off once a soft limit exists (each crossing must raise its pressure event)', () => {
+    const { mgr, v } = viewManager();
+    let events = 0;
+    mgr.on('pressure', () => events++);
+    mgr.setResourceLimits('*', { softBytes: 4096 }, 'v');
+    for (let i = 0; i < 3; i++) {
+      const a = v.allocate('buffer', 4096);
+      const b = v.allocate('buffer', 4096);
+      v.deallocate(b);
+      v.deallocate(a);
+    }
+    const m = mgr.getResourceMetrics();
+    expect(m.fastLane).to.deep.include({ enabled: false, allocations: 0 });
+    expect(events, 'one crossing per round').to.equal(3);
+    mgr.close();
+  });
+
+  it('closeChannel reports and revokes lane-issued handles', () => {
+    const { mgr, v } = viewManager();
+    v.deallocate(v.allocate('buffer', 4096));
+    const h = v.allocate('buffer', 4096); // lane
+    const kept = v.allocate('buffer', 100);
+    const report = mgr.closeChannel('v');
+    expect(report.count).to.equal(2);
+    expect(report.handles.map((x) => x.id).sort()).to.deep.equal([h.id, kept.id].sort());
+    expect(mgr.validateSecurityBoundaries(h).violations.map((x) => x.code)).to.deep.equal(['CHANNEL_CLOSED']);
+    expect(mgr.deallocateResource(h)).to.equal(false);
+    expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+    mgr.close();
+  });
+
+  it('a handle moved by transferHandle leaves the lane', () => {
+    const { mgr, v } = viewManager();
+    v.deallocate(v.allocate('buffer', 4096));
+    const h = v.allocate('buffer', 4096); // lane
+    const id = mgr.transferHandle(h);
+    expect(mgr.deallocateResource(h), 'in transit: freed through the native path').to.equal(true);
+    expect(mgr.getResourceMetrics().fastLane.deallocations, 'not parked').to.equal(1);
+    expect(mgr.validateSecurityBoundaries(id).valid).to.equal(false);
+    mgr.close();
+  });
+
+  it('is off with ISOPOOL_FASTLANE=off, for shared and hardened managers and with paranoid leak detection', () => {
+    const check = (mgr: ResourceManager, what: string): void => {
+      const v = mgr.openChannel('v', { access: 'view' });
+      for (let i = 0; i < 3; i++) v.deallocate(v.allocate('buffer', 4096));
+      expect(mgr.getResourceMetrics().fastLane, what).to.deep.include({ enabled: false, allocations: 0 });
+      mgr.close();
+    };
+    check(withoutLane({ leakDetection: 'off' }), 'ISOPOOL_FASTLANE=off');
+    check(new ResourceManager({ hardened: true, leakDetection: 'off' }), 'hardened');
+    check(new ResourceManager({ leakDetection: 'paranoid' }), 'paranoid');
+    check(new ResourceManager({ shared: `fast-lane-test-${process.pid}`, leakDetection: 'off' }), 'shared');
+  });
+});

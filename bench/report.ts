@@ -157,6 +157,7 @@ export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; 
     { label: 'revocable (channel) 64 KiB / Buffer.alloc(65536)', ratio: ratio('64 KiB', CANDIDATES.revocableChannel, BASELINES.alloc) },
     { label: 'view 4 KiB / Buffer.allocUnsafe(4096)', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.allocUnsafe) },
     { label: 'view 4 KiB / JS free-list pool', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.jsPool) },
+    { label: 'view 4 KiB: fast lane / no fast lane', ratio: ratio('4 KiB', CANDIDATES.viewChannel, CANDIDATES.viewNoLane) },
     // Node >= 21 only: revocation by transfer() against the detach method, same run.
     ...(find('4 KiB', CANDIDATES.revocableDetach) === undefined
       ? []
@@ -326,6 +327,7 @@ const COLORS: Record<string, string> = {
   [CANDIDATES.revocableUnscoped]: '#6ea8fe',
   [CANDIDATES.revocableDetach]: '#8250df',
   [CANDIDATES.viewChannel]: '#2da44e',
+  [CANDIDATES.viewNoLane]: '#7ee2a8',
   [BASELINES.alloc]: '#8c959f',
   [BASELINES.arrayBuffer]: '#afb8c1',
   [BASELINES.jsPool]: '#bf8700',

@@ -33,20 +33,25 @@ export const CANDIDATES = {
   viewChannel: 'isopool view (channel)',
   /** Node >= 21 only: the same as revocableChannel with ISOPOOL_REVOCATION=detach (the Node 20 method). */
   revocableDetach: 'isopool revocable (channel, detach method)',
+  /** viewChannel with ISOPOOL_FASTLANE=off: every allocation and deallocation calls native. */
+  viewNoLane: 'isopool view (channel, no fast lane)',
 } as const;
 
 /** Whether revocable buffers can be revoked by transfer() here (then both methods are measured). */
 const HAS_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
 
-/** A manager forced to the 'detach' revocation method (see README "Access modes"). */
-function detachManager(): ResourceManager {
-  const saved = process.env.ISOPOOL_REVOCATION;
-  process.env.ISOPOOL_REVOCATION = 'detach';
+/**
+ * A manager created with one of the diagnostic switches of README "Access modes" set:
+ * ISOPOOL_REVOCATION=detach or ISOPOOL_FASTLANE=off.
+ */
+function managerWith(variable: 'ISOPOOL_REVOCATION' | 'ISOPOOL_FASTLANE', value: string): ResourceManager {
+  const saved = process.env[variable];
+  process.env[variable] = value;
   try {
     return new ResourceManager({ leakDetection: 'off' });
   } finally {
-    if (saved === undefined) delete process.env.ISOPOOL_REVOCATION;
-    else process.env.ISOPOOL_REVOCATION = saved;
+    if (saved === undefined) delete process.env[variable];
+    else process.env[variable] = saved;
   }
 }
 
@@ -159,7 +164,15 @@ function touch(buffer: Buffer | null): void {
   sink.value ^= buffer[0];
 }
 
-function candidatesFor(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope, pool: JsBufferPool, detach: ChannelScope | null): Candidate[] {
+function candidatesFor(
+  bytes: number,
+  manager: ResourceManager,
+  revocable: ChannelScope,
+  view: ChannelScope,
+  pool: JsBufferPool,
+  detach: ChannelScope | null,
+  viewNoLane: ChannelScope,
+): Candidate[] {
   const viaDetach: Candidate[] = detach === null
     ? []
     : [
@@ -203,6 +216,15 @@ function candidatesFor(bytes: number, manager: ResourceManager, revocable: Chann
       },
     },
     {
+      name: CANDIDATES.viewNoLane,
+      baseline: false,
+      fn: () => {
+        const h = viewNoLane.allocate('buffer', bytes);
+        touch(h.buffer);
+        viewNoLane.deallocate(h);
+      },
+    },
+    {
       name: BASELINES.allocUnsafe,
       baseline: true,
       fn: () => {
@@ -239,7 +261,8 @@ function candidatesFor(bytes: number, manager: ResourceManager, revocable: Chann
 
 export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<RoundTripResult> {
   const manager = new ResourceManager({ leakDetection: 'off' });
-  const detachMgr = HAS_TRANSFER ? detachManager() : null;
+  const detachMgr = HAS_TRANSFER ? managerWith('ISOPOOL_REVOCATION', 'detach') : null;
+  const noLaneMgr = managerWith('ISOPOOL_FASTLANE', 'off');
   const sizes: RoundTripSizeResult[] = [];
   const checks: string[] = [];
   const findings: string[] = [];
@@ -248,11 +271,12 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     const revocable = manager.openChannel('r');
     const view = manager.openChannel('v', { access: 'view' });
     const detach = detachMgr === null ? null : detachMgr.openChannel('r');
+    const viewNoLane = noLaneMgr.openChannel('v', { access: 'view' });
     for (const { label, bytes } of ROUND_TRIP_SIZES) {
       log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
       checks.push(...checkBehaviour(bytes, manager, revocable, view));
       const pool = new JsBufferPool(bytes, 8);
-      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, detach), config, log);
+      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, detach, viewNoLane), config, log);
       const byName = new Map(results.map((r) => [r.name, r]));
       const ratios: RatioEntry[] = [];
       for (const candidate of results.filter((r) => !r.baseline)) {
@@ -269,7 +293,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     log('  synchronous-loop heap retention, 4 KiB');
     const small = ROUND_TRIP_SIZES[0].bytes;
     const roundTrips = config.mode === 'quick' ? 20_000 : 100_000;
-    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), detach).filter(
+    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), detach, viewNoLane).filter(
       (c) => c.name !== BASELINES.alloc && c.name !== BASELINES.arrayBuffer,
     );
     const measured: SyncRetention[] = [];
@@ -290,6 +314,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
   } finally {
     manager.close();
     detachMgr?.close();
+    noLaneMgr.close();
   }
   return { leakDetection: 'off', sizes, checks, findings, syncRetention };
 }

@@ -22,8 +22,8 @@ import {
 } from './errors';
 import type { LimitScopeName } from './errors';
 import type { EventSink } from './events';
-import { FastLane } from './fast-lane';
-import type { FastLaneNative } from './fast-lane';
+import { FastLane, newChannelLane } from './fast-lane';
+import type { ChannelLane, FastLaneNative } from './fast-lane';
 import { Handle, handleIdOf, isWellFormedId } from './handle';
 import type { HandleOwner } from './handle';
 import {
@@ -77,8 +77,8 @@ export interface ChannelState {
   open: boolean;
   /** The scope object handed out for this incarnation (created lazily by the manager). */
   scope: unknown;
-  /** View slots of this channel parked by the fast lane (lib/fast-lane.ts). */
-  parked: number;
+  /** This incarnation's part of the view-mode fast lane (lib/fast-lane.ts). */
+  readonly lane: ChannelLane;
 }
 
 /** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
@@ -164,6 +164,8 @@ export interface CoreOptions {
 }
 
 const UNSCOPED_INDEX = 0;
+/** The built-in memory type (native index 0). */
+const BUFFER_TYPE: TypeState = Object.freeze({ name: 'buffer', index: 0, memory: true });
 const SCOPE_NAMES: Record<number, LimitScopeName> = {
   [NativeLimitScope.Type]: 'type',
   [NativeLimitScope.Channel]: 'channel',
@@ -206,6 +208,7 @@ export class Core implements HandleOwner {
 
   readonly #types = new Map<string, TypeState>();
   readonly #typesByIndex: TypeState[] = [];
+  #lastType: TypeState = BUFFER_TYPE;
   readonly #channels = new Map<string, ChannelState>();
   readonly #channelsByIndex: Array<ChannelState | undefined> = [];
   readonly #records = new Map<number, LiveRecord>();
@@ -244,7 +247,7 @@ export class Core implements HandleOwner {
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
     this.#fast = fastLaneFor(options);
-    this.#addType({ name: 'buffer', index: 0, memory: true });
+    this.#addType(BUFFER_TYPE);
   }
 
   get closed(): boolean {
@@ -293,9 +296,13 @@ export class Core implements HandleOwner {
   }
 
   #type(resourceType: unknown): TypeState {
+    // The last type looked up, without validation or hashing (most calls name one type).
+    const last = this.#lastType;
+    if (resourceType === last.name) return last;
     const name = checkTypeName(resourceType);
     const type = this.#types.get(name) ?? this.#nativeType(name);
     if (type === undefined) throw new UnknownResourceTypeError(name);
+    this.#lastType = type;
     return type;
   }
 
@@ -334,7 +341,7 @@ export class Core implements HandleOwner {
       zero: bits & 2 ? 'always' : 'cross-channel',
       open: true,
       scope: undefined,
-      parked: 0,
+      lane: newChannelLane(),
     };
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
@@ -438,7 +445,7 @@ export class Core implements HandleOwner {
   /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
   #lookupChannelUncached(name: string, index: number, access: AccessMode, zero: ZeroMode): ChannelState {
     this.#native.findChannel(name);
-    const state: ChannelState = { name, index, owner: this.#out[1], access, zero, open: true, scope: undefined, parked: 0 };
+    const state: ChannelState = { name, index, owner: this.#out[1], access, zero, open: true, scope: undefined, lane: newChannelLane() };
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
     return state;
@@ -492,7 +499,6 @@ export class Core implements HandleOwner {
       if (freed[i + 4] !== 0) this.#emitViolations(freed[i + 4], id, state);
     }
     this.#forget(state);
-    this.#fast?.channelClosed(state);
     return report;
   }
 

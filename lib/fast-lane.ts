@@ -61,6 +61,21 @@ const ID_BATCH = 256;
 const PARKED_BYTES_MAX = 16 * 1024 * 1024;
 const PARKED_SLOTS_MAX = 4096;
 
+/** A channel incarnation's part of the lane (kept on its ChannelState: no hashing on the hot path). */
+export interface ChannelLane {
+  /** Parked slots of the channel. */
+  parked: number;
+  /** Bumped by a limit change on one of the channel's scopes. */
+  epoch: number;
+  /** Parked slots by type * pools + pool (see FastLane.take). */
+  stacks: Array<FastSlot[] | undefined>;
+}
+
+/** A new channel incarnation's lane state. */
+export function newChannelLane(): ChannelLane {
+  return { parked: 0, epoch: 0, stacks: [] };
+}
+
 /** One pooled view-mode slot the lane knows. */
 interface FastSlot {
   /** The id the native side has live for this slot. */
@@ -71,7 +86,8 @@ interface FastSlot {
   /** In the dirty list: the native side does not know its current state. */
   dirty: boolean;
   readonly channel: ChannelState;
-  readonly key: number;
+  /** Index of its stack in channel.lane.stacks. */
+  readonly stack: number;
   readonly pool: number;
   readonly slotBytes: number;
   readonly slab: ArrayBuffer;
@@ -93,6 +109,11 @@ export interface FastAllocation {
   readonly buffer: Buffer;
 }
 
+/** The handle-table index of an id (native/handle_table.h: index * 2^32 + generation * 2^12 + check). */
+function indexOf(id: number): number {
+  return Math.floor(id / 4294967296);
+}
+
 export class FastLane {
   readonly #native: FastLaneNative;
   readonly #journal: Float64Array;
@@ -100,16 +121,18 @@ export class FastLane {
   #ops = 0;
   readonly #ids = new Float64Array(ID_BATCH);
   #idCount = 0;
-  /** Live view handles the lane may park, by id. */
-  readonly #live = new Map<number, FastSlot>();
-  /** Parked slots by key (channel, type, pool). */
-  readonly #parked = new Map<number, FastSlot[]>();
+  /**
+   * Live view handles the lane may park, by table index (id / 2^32, native/handle_table.h): a
+   * dense array, no hashing and no Map churn (a Map that empties and refills on every round
+   * trip reallocates its table each time). An entry names its handle's id, so a slot whose
+   * handle was freed is `undefined` or names another id.
+   */
+  readonly #live: Array<FastSlot | undefined> = [];
   #parkedSlots = 0;
   #parkedBytes = 0;
   readonly #dirty: FastSlot[] = [];
   /** Bumped by a limit change on a type's total (channel changes bump that channel's epoch). */
   #typeEpoch = 0;
-  readonly #channelEpochs = new Map<ChannelState, number>();
   #sizeLimited = false;
   #softLimited = false;
   #typeTotalLimited = false;
@@ -134,12 +157,8 @@ export class FastLane {
     return -1;
   }
 
-  #key(channel: ChannelState, type: number, pool: number): number {
-    return (channel.index * 16 + type) * 64 + pool;
-  }
-
-  #epochOf(channel: ChannelState): number {
-    return this.#channelEpochs.get(channel) ?? 0;
+  #stackOf(type: number, pool: number): number {
+    return type * this.#slotSizes.length + pool;
   }
 
   /**
@@ -150,7 +169,8 @@ export class FastLane {
     if (this.#parkedSlots === 0) return null;
     const pool = this.#poolOf(n);
     if (pool < 0) return null;
-    const stack = this.#parked.get(this.#key(channel, type, pool));
+    const lane = channel.lane;
+    const stack = lane.stacks[this.#stackOf(type, pool)];
     if (stack === undefined || stack.length === 0) return null;
     const slot = stack[stack.length - 1];
     if (this.#sizeLimited && n > slot.admitted) return null;
@@ -158,7 +178,7 @@ export class FastLane {
     stack.pop();
     this.#parkedSlots--;
     this.#parkedBytes -= slot.slotBytes;
-    channel.parked--;
+    lane.parked--;
     const id = this.#ids[--this.#idCount];
     slot.id = id;
     slot.live = true;
@@ -167,7 +187,7 @@ export class FastLane {
       slot.buffer = Buffer.from(slot.slab, slot.offset, n);
     }
     if (channel.zero === 'always') slot.buffer.fill(0);
-    this.#live.set(id, slot);
+    this.#setLive(id, slot);
     this.allocations++;
     return slot;
   }
@@ -175,19 +195,19 @@ export class FastLane {
   /** Registers a view handle the native path just allocated, so its deallocation can park it. */
   adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer): void {
     if (this.#softLimited) return;
-    this.#live.set(id, {
+    this.#setLive(id, {
       nativeId: id,
       id,
       live: true,
       dirty: false,
       channel,
-      key: this.#key(channel, type, pool),
+      stack: this.#stackOf(type, pool),
       pool,
       slotBytes,
       slab,
       offset,
       admitted: size,
-      channelEpoch: this.#epochOf(channel),
+      channelEpoch: channel.lane.epoch,
       typeEpoch: this.#typeEpoch,
       size,
       buffer,
@@ -200,32 +220,46 @@ export class FastLane {
    * since its allocation, or the parking space is full. The caller then syncs and frees natively.
    */
   release(id: number, presenter: ChannelState | null): boolean {
-    const slot = this.#live.get(id);
-    if (slot === undefined) return false;
+    const index = indexOf(id);
+    const slot = this.#live[index];
+    if (slot === undefined || slot.id !== id) return false;
     const channel = slot.channel;
     if ((presenter !== null && presenter !== channel) || !channel.open) return false;
-    if (slot.typeEpoch !== this.#typeEpoch || slot.channelEpoch !== this.#epochOf(channel)) return false;
+    const lane = channel.lane;
+    if (slot.typeEpoch !== this.#typeEpoch || slot.channelEpoch !== lane.epoch) return false;
     if (this.#parkedSlots >= PARKED_SLOTS_MAX || this.#parkedBytes + slot.slotBytes > PARKED_BYTES_MAX) return false;
-    this.#live.delete(id);
+    this.#live[index] = undefined;
     slot.live = false;
     if (id !== slot.nativeId) this.#push(Op.Burn, id, slot.nativeId, slot.size);
     if (!slot.dirty) {
       slot.dirty = true;
       this.#dirty.push(slot);
     }
-    let stack = this.#parked.get(slot.key);
-    if (stack === undefined) this.#parked.set(slot.key, (stack = []));
+    let stack = lane.stacks[slot.stack];
+    if (stack === undefined) {
+      while (lane.stacks.length < slot.stack) lane.stacks.push(undefined);
+      lane.stacks[slot.stack] = stack = [];
+    }
     stack.push(slot);
     this.#parkedSlots++;
     this.#parkedBytes += slot.slotBytes;
-    channel.parked++;
+    lane.parked++;
     this.deallocations++;
     return true;
   }
 
   /** The native side freed or moved `id` (closeChannel, transferHandle, a native deallocation). */
   forget(id: number): void {
-    this.#live.delete(id);
+    const index = indexOf(id);
+    if (this.#live[index]?.id === id) this.#live[index] = undefined;
+  }
+
+  #setLive(id: number, slot: FastSlot): void {
+    const index = indexOf(id);
+    const live = this.#live;
+    // Grow densely (a write far past the end would turn the array into a dictionary).
+    while (live.length < index) live.push(undefined);
+    live[index] = slot;
   }
 
   /**
@@ -237,7 +271,7 @@ export class FastLane {
   beforeNativeAllocation(channel: ChannelState | null): void {
     if (this.#parkedSlots === 0) return;
     if (this.#typeTotalLimited) this.sync();
-    else if (channel !== null && channel.parked > 0) this.#freeParked(channel);
+    else if (channel !== null && channel.lane.parked > 0) this.#freeParked(channel);
   }
 
   /** Frees `channel`'s parked slots natively (a partial sync: the rest of the lane stays). */
@@ -256,8 +290,8 @@ export class FastLane {
       }
     }
     dirty.length = kept;
-    for (const [key, stack] of this.#parked) if (stack.length > 0 && stack[0].channel === channel) this.#parked.delete(key);
-    channel.parked = 0;
+    channel.lane.stacks.length = 0;
+    channel.lane.parked = 0;
     this.#apply();
   }
 
@@ -268,18 +302,13 @@ export class FastLane {
   limitsChanged(update: Partial<LimitFields>, typeTotal: boolean, channel: ChannelState | null): void {
     this.sync();
     if (typeTotal) this.#typeEpoch++;
-    else if (channel !== null) this.#channelEpochs.set(channel, this.#epochOf(channel) + 1);
+    else if (channel !== null) channel.lane.epoch++;
     if (update.maxAllocationSize !== undefined && update.maxAllocationSize !== Infinity) this.#sizeLimited = true;
     if (update.softBytes !== undefined && update.softBytes !== Infinity) this.#softLimited = true;
     if (typeTotal && ((update.maxBytes !== undefined && update.maxBytes !== Infinity) || (update.maxHandles !== undefined && update.maxHandles !== Infinity))) {
       this.#typeTotalLimited = true;
     }
-    if (this.#softLimited) this.#live.clear();
-  }
-
-  /** The channel closed (after a sync): its epoch entry goes. */
-  channelClosed(channel: ChannelState): void {
-    this.#channelEpochs.delete(channel);
+    if (this.#softLimited) this.#live.length = 0;
   }
 
   /** Makes the native side exact: applies the journal and frees every parked slot. */
@@ -291,14 +320,14 @@ export class FastLane {
       slot.dirty = false;
       if (!slot.live) {
         this.#push(Op.Free, slot.nativeId, 0, 0);
-        slot.channel.parked = 0;
+        slot.channel.lane.parked = 0;
+        slot.channel.lane.stacks.length = 0;
       } else if (slot.id !== slot.nativeId) {
         this.#push(Op.Reissue, slot.nativeId, slot.id, slot.size);
         slot.nativeId = slot.id;
       }
     }
     dirty.length = 0;
-    this.#parked.clear();
     this.#parkedSlots = 0;
     this.#parkedBytes = 0;
     this.#apply();

@@ -107,6 +107,13 @@ struct Manager::Impl {
   // Fast lane (ReserveIds/Reissue/Burn; single owner only, so plain data): bit i set while
   // handle index i is reserved for the binding's JS fast lane and not yet consumed.
   std::vector<uint64_t> fast_reserved;
+  /// Burn's last source (see Burn).
+  struct BurnSource {
+    uint64_t id = 0;
+    uint32_t index = 0;
+    uint64_t state = 0;
+    HandleRecord rec;
+  } burn_source;
 
   bool FastLaneAllowed() const noexcept { return config.single_owner && !config.hardened; }
 
@@ -127,7 +134,8 @@ struct Manager::Impl {
   /// live (not in transit), pooled view memory of an open channel incarnation, `size` picking the
   /// same pool. kInvalidArgument otherwise; kResourceLimit when a limit's max_allocation_size is
   /// below `size` (where a plain Allocate would refuse). Its state word goes to *state.
-  Status FastLaneSource(uint64_t id, uint64_t size, uint32_t* index, uint64_t* state, HandleRecord* rec) const noexcept {
+  Status FastLaneSource(uint64_t id, uint64_t size, bool size_cap, uint32_t* index, uint64_t* state,
+                        HandleRecord* rec) const noexcept {
     const Impl& m = *this;
     const IdProbe p = m.table.Probe(id);
     if (p.kind != IdProbe::kLive) return Status::kInvalidArgument;  // forged, stale, in transit, freeing
@@ -143,7 +151,7 @@ struct Manager::Impl {
     // The Allocate half's size caps (TryCharge step 1). Its byte and handle checks always pass
     // right after the Free half refunded the same charge, unless a limit was lowered below the
     // usage meanwhile: the caller must not reuse a slot then (see lib/fast-lane.ts).
-    if (size > m.ledger.Effective(rec->type, rec->channel).max_allocation_size) return Status::kResourceLimit;
+    if (size_cap && size > m.ledger.Effective(rec->type, rec->channel).max_allocation_size) return Status::kResourceLimit;
     *index = p.index;
     *state = p.state;
     return Status::kOk;
@@ -1004,7 +1012,7 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   uint32_t index = 0;
   uint64_t state = 0;
   HandleRecord rec;
-  const Status s = m.FastLaneSource(old_id, size, &index, &state, &rec);
+  const Status s = m.FastLaneSource(old_id, size, /*size_cap=*/true, &index, &state, &rec);
   if (s != Status::kOk) return s;
 
   // The Free half: claim, then free the entry (the slot and the ledger charge move on).
@@ -1034,16 +1042,29 @@ Status Manager::Burn(uint64_t id, uint64_t source_id, uint64_t size) noexcept {
   if (!m.FastLaneAllowed()) return Status::kInvalidArgument;
   uint32_t index = 0;
   if (!m.FastReserved(id, &index)) return Status::kInvalidArgument;
-  uint32_t source = 0;
-  uint64_t state = 0;
+  // The source of the previous Burn, while its entry is unchanged (same state word: the same
+  // live incarnation), skips the probe and the record read: a slot cycling through the lane
+  // burns one id per round trip, all over the same source.
+  Impl::BurnSource& cached = m.burn_source;
   HandleRecord rec;
-  const Status s = m.FastLaneSource(source_id, size, &source, &state, &rec);
-  if (s != Status::kOk) return s;
+  if (cached.id == source_id && cached.id != 0 && m.table.LoadState(cached.index) == cached.state) {
+    if (size == 0 || size > m.config.max_allocation_size || m.PoolFor(size + m.hardening.Tail()) != cached.rec.pool) {
+      return Status::kInvalidArgument;
+    }
+    rec = cached.rec;
+  } else {
+    // No allocation-size cap here: the id is dead once burned, so nothing lasting depends on
+    // the size; the JS side applies the cap before it reuses a slot.
+    uint32_t source = 0;
+    uint64_t state = 0;
+    const Status s = m.FastLaneSource(source_id, size, /*size_cap=*/false, &source, &state, &rec);
+    if (s != Status::kOk) return s;
+    cached = Impl::BurnSource{source_id, source, state, rec};
+  }
   // The burned incarnation was a handle over the source's slot: the same record but its size,
   // so a stale presentation is counted against the same channel as after a plain free
-  // (StaleTarget reads the record).
+  // (StaleTarget reads the record). Its age is never read (a stale id reports none).
   rec.size = size;
-  rec.alloc_time_ns = NowNs();
   rec.latency_ns = 0;
   m.table.StoreHolder(index, HandleTable::HolderWord(0, false, Impl::GenerationOf(id)));
   m.table.PublishFreed(index, rec, FreeReason::kDeallocate);

@@ -330,8 +330,10 @@ class Manager {
   /// stale from now on, never live or forged, and its record is the source's (channel, type,
   /// pool) with `size`, so a stale presentation is counted as after a plain free. Its index
   /// is recycled through the quarantine. Allocations, deallocations and the pool's hits + 1;
-  /// no ledger change, no latency samples. Refused (nothing changed) as Reissue refuses
-  /// `source_id` and `size`, and kInvalidArgument for an `id` that is not unconsumed.
+  /// no ledger change, no latency samples. Refused (nothing changed, kInvalidArgument) as
+  /// Reissue refuses `source_id` and `size`, except that no limit's max_allocation_size is
+  /// checked (the id is dead once burned; the JS side applies it before reuse), and for an `id`
+  /// that is not unconsumed.
   Status Burn(uint64_t id, uint64_t source_id, uint64_t size) noexcept;
 
   // --- view mode -------------------------------------------------------------

@@ -589,7 +589,7 @@ TEST(RefusedPreconditionsChangeNothing) {
       {"burn: size 0", o.m->Burn(fresh, view_small, 0), Status::kInvalidArgument},
       {"burn: in-transit source", o.m->Burn(fresh, transit, 200), Status::kInvalidArgument},
       {"burn: stale source", o.m->Burn(fresh, stale, 300), Status::kInvalidArgument},
-      {"burn: size above a channel cap", o.m->Burn(fresh, capped, 101), Status::kResourceLimit},
+      {"burn: capped source, size of another pool", o.m->Burn(fresh, capped, 5000), Status::kInvalidArgument},
       {"burn: live id", o.m->Burn(view_small, view_medium, 5000), Status::kInvalidArgument},
       {"burn: consumed id", o.m->Burn(ids[2], view_small, 100), Status::kInvalidArgument},
       {"burn: forged id", o.m->Burn(fresh ^ 2, view_small, 100), Status::kInvalidArgument},

@@ -129,6 +129,12 @@ struct Manager::Impl {
     return true;
   }
   void ClearFastReserved(uint32_t index) noexcept { fast_reserved[index >> 6] &= ~(uint64_t{1} << (index & 63)); }
+  /// A slot reused by the fast lane: one allocation, one deallocation, one hit of its pool.
+  void CountReuse(int32_t pool, uint32_t shard) noexcept {
+    events.Add(shard, kAllocations);
+    events.Add(shard, kDeallocations);
+    pools[pool].set(AccessMode::kView).CountHit(shard);
+  }
 
   /// The slot record of `id` for a fast-lane journal op that re-uses its slot for `size` bytes:
   /// live (not in transit), pooled view memory of an open channel incarnation, `size` picking the
@@ -1031,9 +1037,7 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   m.table.StoreHolder(new_index, HandleTable::HolderWord(env, env != 0, Impl::GenerationOf(new_id)));
   m.table.Publish(new_index, fresh);  // returns new_id (FastReserved checked NextId)
   m.ClearFastReserved(new_index);
-  m.events.Add(shard, Impl::kAllocations);
-  m.events.Add(shard, Impl::kDeallocations);
-  m.pools[rec.pool].set(AccessMode::kView).CountHit(shard);
+  m.CountReuse(rec.pool, shard);
   return Status::kOk;
 }
 
@@ -1070,9 +1074,7 @@ Status Manager::Burn(uint64_t id, uint64_t source_id, uint64_t size) noexcept {
   m.table.PublishFreed(index, rec, FreeReason::kDeallocate);
   m.ClearFastReserved(index);
   const uint32_t shard = ThisThreadShard();
-  m.events.Add(shard, Impl::kAllocations);
-  m.events.Add(shard, Impl::kDeallocations);
-  m.pools[rec.pool].set(AccessMode::kView).CountHit(shard);
+  m.CountReuse(rec.pool, shard);
   return Status::kOk;
 }
 

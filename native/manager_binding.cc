@@ -196,6 +196,15 @@ HotState* HotStateOf(napi_env env, napi_callback_info cbinfo) {
   return static_cast<HotState*>(data);
 }
 
+/// As HotStateOf, for a hot function of one optional argument: *arg (nullptr if absent) and *argc.
+HotState* HotStateOf(napi_env env, napi_callback_info cbinfo, napi_value* arg, size_t* argc) {
+  void* data = nullptr;
+  *argc = 1;
+  *arg = nullptr;
+  if (napi_get_cb_info(env, cbinfo, argc, arg, nullptr, &data) != napi_ok) return nullptr;
+  return static_cast<HotState*>(data);
+}
+
 // --- external ArrayBuffers over pool memory ---------------------------------------
 struct SlotCache;
 
@@ -998,11 +1007,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
 
   /// freeIn(ab?): free with the other arguments in `in` (InArgs.Free*).
   static napi_value FreeIn(napi_env env, napi_callback_info cbinfo) {
-    size_t argc = 1;
+    size_t argc = 0;
     napi_value argv[1];
-    void* data = nullptr;
-    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
-    HotState* hot = static_cast<HotState*>(data);
+    HotState* hot = HotStateOf(env, cbinfo, &argv[0], &argc);
+    if (hot == nullptr) return nullptr;
     return CallHot(env, [&]() -> Napi::Value {
       Napi::Env e(env);
       ManagerWrap* self = hot->wrap;
@@ -1065,11 +1073,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   /// fastIds[0..got); returns got (0 when refused: a shared or hardened manager, released, or
   /// n not a non-negative integer). See Manager::ReserveIds.
   static napi_value ReserveIdsHot(napi_env env, napi_callback_info cbinfo) {
-    size_t argc = 1;
+    size_t argc = 0;
     napi_value argv[1];
-    void* data = nullptr;
-    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
-    HotState* hot = static_cast<HotState*>(data);
+    HotState* hot = HotStateOf(env, cbinfo, &argv[0], &argc);
+    if (hot == nullptr) return nullptr;
     return CallHot(env, [&]() -> Napi::Value {
       Napi::Env e(env);
       ManagerWrap* self = hot->wrap;
@@ -1092,11 +1099,10 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   /// it and the later ones are not) with its status in out[0]; -2 (nothing applied) if count is
   /// not an integer in 0..1024; -3 (out[0] = ManagerClosed) after release().
   static napi_value ApplyJournalHot(napi_env env, napi_callback_info cbinfo) {
-    size_t argc = 1;
+    size_t argc = 0;
     napi_value argv[1];
-    void* data = nullptr;
-    if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) != napi_ok) return nullptr;
-    HotState* hot = static_cast<HotState*>(data);
+    HotState* hot = HotStateOf(env, cbinfo, &argv[0], &argc);
+    if (hot == nullptr) return nullptr;
     return CallHot(env, [&]() -> Napi::Value {
       Napi::Env e(env);
       ManagerWrap* self = hot->wrap;

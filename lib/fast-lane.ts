@@ -25,8 +25,9 @@
  * usage, which the last native allocation admitted (native allocations in a channel with parked
  * slots, or of a type whose total is limited, sync first). Limits that changed since a slot's
  * native allocation make it ineligible (per-channel and type-total epochs), and a limit on the
- * allocation size makes a slot serve only sizes up to the one natively admitted. Soft limits
- * turn the lane off (a pressure event needs the exact crossing).
+ * allocation size makes a slot serve only sizes up to the one natively admitted. A soft limit
+ * keeps the lane out of its channel (or, on a type's total, out of the manager): a pressure event
+ * needs the exact crossing.
  *
  * Not timed: fast allocations record no latency sample, and their handles report the time of the
  * sync as their allocation time (README "Access modes").
@@ -67,13 +68,15 @@ export interface ChannelLane {
   parked: number;
   /** Bumped by a limit change on one of the channel's scopes. */
   epoch: number;
+  /** A `softBytes` limit on one of the channel's scopes: the lane leaves the channel alone. */
+  soft: boolean;
   /** Parked slots by type * pools + pool (see FastLane.take). */
   stacks: Array<FastSlot[] | undefined>;
 }
 
 /** A new channel incarnation's lane state. */
 export function newChannelLane(): ChannelLane {
-  return { parked: 0, epoch: 0, stacks: [] };
+  return { parked: 0, epoch: 0, soft: false, stacks: [] };
 }
 
 /** One pooled view-mode slot the lane knows. */
@@ -170,6 +173,7 @@ export class FastLane {
     const pool = this.#poolOf(n);
     if (pool < 0) return null;
     const lane = channel.lane;
+    if (lane.soft) return null;
     const stack = lane.stacks[this.#stackOf(type, pool)];
     if (stack === undefined || stack.length === 0) return null;
     const slot = stack[stack.length - 1];
@@ -194,7 +198,7 @@ export class FastLane {
 
   /** Registers a view handle the native path just allocated, so its deallocation can park it. */
   adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer): void {
-    if (this.#softLimited) return;
+    if (this.#softLimited || channel.lane.soft) return;
     this.#setLive(id, {
       nativeId: id,
       id,
@@ -304,7 +308,11 @@ export class FastLane {
     if (typeTotal) this.#typeEpoch++;
     else if (channel !== null) channel.lane.epoch++;
     if (update.maxAllocationSize !== undefined && update.maxAllocationSize !== Infinity) this.#sizeLimited = true;
-    if (update.softBytes !== undefined && update.softBytes !== Infinity) this.#softLimited = true;
+    if (update.softBytes !== undefined && update.softBytes !== Infinity) {
+      // A type's total covers every channel; a channel's scopes only that channel.
+      if (typeTotal) this.#softLimited = true;
+      else if (channel !== null) channel.lane.soft = true;
+    }
     if (typeTotal && ((update.maxBytes !== undefined && update.maxBytes !== Infinity) || (update.maxHandles !== undefined && update.maxHandles !== Infinity))) {
       this.#typeTotalLimited = true;
     }

@@ -289,7 +289,11 @@ export interface ManagerMetrics {
    * observes them. Included in `totals` and the pools' `hits`; not in `latencyNs` (not timed).
    */
   fastLane: {
-    /** False for `shared` and `hardened` managers, `leakDetection: 'paranoid'`, `ISOPOOL_FASTLANE=off`, and once any `softBytes` limit is set. */
+    /**
+     * False for `shared` and `hardened` managers, `leakDetection: 'paranoid'`,
+     * `ISOPOOL_FASTLANE=off`, and once a type's total has a `softBytes` limit. (A channel with a
+     * `softBytes` limit on one of its scopes is left to the native path; others keep the lane.)
+     */
     enabled: boolean;
     /** Allocations served by the lane. */
     allocations: number;

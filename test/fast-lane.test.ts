@@ -82,11 +82,14 @@ interface Pair {
 }
 
 /** Runs `ops` random operations on both managers, comparing as it goes. Returns the lane manager's metrics. */
-function runWorkload(seed: number, ops: number, options: ResourceManagerOptions): ReturnType<ResourceManager['getResourceMetrics']> {
+function runWorkload(seed: number, ops: number, options: ResourceManagerOptions): { metrics: ReturnType<ResourceManager['getResourceMetrics']>; pressureEvents: number } {
   const rand = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const A = new ResourceManager(options);
   const B = withoutLane(options);
+  const pressure = { a: [] as string[], b: [] as string[] };
+  A.on('pressure', (e) => pressure.a.push(`${e.channelId}:${e.scope}:${e.bytesInUse}`));
+  B.on('pressure', (e) => pressure.b.push(`${e.channelId}:${e.scope}:${e.bytesInUse}`));
   const scopes: Array<[ChannelScope, ChannelScope]> = CHANNELS.map((c) => [A.openChannel(c.name, c.options), B.openChannel(c.name, c.options)]);
   const live: Pair[] = [];
   const freed: Pair[] = [];
@@ -100,6 +103,7 @@ function runWorkload(seed: number, ops: number, options: ResourceManagerOptions)
   const tagOf = (channel: number, tag: number): number => ((channel + 2) << 24) | tag;
   const check = (step: number): void => {
     expect(ledgers(A), `seed ${seed}, step ${step}: metrics`).to.deep.equal(ledgers(B));
+    expect(pressure.a, `seed ${seed}, step ${step}: pressure events`).to.deep.equal(pressure.b);
   };
   for (let step = 0; step < ops; step++) {
     const r = rand();
@@ -187,6 +191,7 @@ function runWorkload(seed: number, ops: number, options: ResourceManagerOptions)
       const name = CHANNELS[c].name;
       const set = (m: ResourceManager): void => {
         if (kind < 0.4) m.setResourceLimits('*', { maxHandles }, name);
+        else if (kind < 0.45) m.setResourceLimits('*', { softBytes: unlimited ? Infinity : 8 * 4096 }, name);
         else if (kind < 0.7) m.setResourceLimits('buffer', { maxBytes });
         else m.setResourceLimits('buffer', { maxAllocationSize: unlimited ? Infinity : 4000 }, name);
       };
@@ -216,7 +221,7 @@ function runWorkload(seed: number, ops: number, options: ResourceManagerOptions)
   const metrics = A.getResourceMetrics();
   A.close();
   B.close();
-  return metrics;
+  return { metrics, pressureEvents: pressure.a.length };
 }
 
 /** A close report with its handles in a stable order (ids differ per manager). */
@@ -235,11 +240,14 @@ describe('view-mode fast lane', () => {
       this.timeout(60_000);
       let laneAllocations = 0;
       let allocations = 0;
+      let pressureEvents = 0;
       for (const seed of [1, 2, 3, 4, 5]) {
-        const m = runWorkload(seed, 3000, options);
+        const { metrics: m, pressureEvents: events } = runWorkload(seed, 3000, options);
         laneAllocations += m.fastLane.allocations;
         allocations += m.totals.allocations;
+        pressureEvents += events;
       }
+      expect(pressureEvents, 'soft limits were crossed (and compared)').to.be.greaterThan(0);
       // The lane must have served a real share of the allocations, or this proves nothing.
       expect(laneAllocations / allocations, 'share of allocations served by the lane').to.be.greaterThan(0.2);
     });
@@ -340,8 +348,9 @@ describe('view-mode fast lane: targeted cases', () => {
     mgr.close();
   });
 
-  it('turns off once a soft limit exists (each crossing must raise its pressure event)', () => {
+  it('leaves a channel with a soft limit to the native path (each crossing raises its event); a type total with one turns the lane off', () => {
     const { mgr, v } = viewManager();
+    const w = mgr.openChannel('w', { access: 'view' });
     let events = 0;
     mgr.on('pressure', () => events++);
     mgr.setResourceLimits('*', { softBytes: 4096 }, 'v');
@@ -351,9 +360,13 @@ describe('view-mode fast lane: targeted cases', () => {
       v.deallocate(b);
       v.deallocate(a);
     }
-    const m = mgr.getResourceMetrics();
-    expect(m.fastLane).to.deep.include({ enabled: false, allocations: 0 });
     expect(events, 'one crossing per round').to.equal(3);
+    expect(mgr.getResourceMetrics().fastLane, 'not in v').to.deep.include({ enabled: true, allocations: 0 });
+    for (let i = 0; i < 3; i++) w.deallocate(w.allocate('buffer', 4096));
+    expect(mgr.getResourceMetrics().fastLane, 'still in w').to.deep.include({ enabled: true, allocations: 2 });
+    mgr.setResourceLimits('buffer', { softBytes: 1 << 30 });
+    for (let i = 0; i < 3; i++) w.deallocate(w.allocate('buffer', 4096));
+    expect(mgr.getResourceMetrics().fastLane, 'off').to.deep.include({ enabled: false, allocations: 2 });
     mgr.close();
   });
 

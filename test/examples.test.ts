@@ -9,11 +9,17 @@ import path from 'node:path';
 const EXAMPLES = path.join(__dirname, '..', 'examples');
 
 function run(script: string, args: string[] = []): string {
-  return execFileSync(process.execPath, [path.join(EXAMPLES, script), ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: 60000,
-  });
+  try {
+    return execFileSync(process.execPath, [path.join(EXAMPLES, script), ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60000,
+    });
+  } catch (error) {
+    // Show what the child printed: a bare "Command failed" cannot be diagnosed afterwards.
+    const e = error as { message?: string; stdout?: string; stderr?: string; signal?: string };
+    throw new Error(`${script} ${args.join(' ')} failed (${e.signal ?? e.message ?? 'unknown'})\n--- stdout\n${e.stdout ?? ''}\n--- stderr\n${e.stderr ?? ''}`);
+  }
 }
 
 describe('examples', function () {

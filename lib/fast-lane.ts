@@ -22,8 +22,9 @@
  *
  * Why limits still hold exactly without a native check: a parked slot stays charged natively, so
  * re-issuing it changes no ledger. The true usage after a fast allocation equals the native
- * usage, which the last native allocation admitted (native allocations in a channel with parked
- * slots, or of a type whose total is limited, sync first). Limits that changed since a slot's
+ * usage, which the last native allocation admitted (a native allocation first frees the parked
+ * slots of its channel, or all of them when a type's total has a hard limit: see
+ * {@link FastLane.beforeNativeAllocation}). Limits that changed since a slot's
  * native allocation make it ineligible (per-channel and type-total epochs), and a limit on the
  * allocation size makes a slot serve only sizes up to the one natively admitted. A soft limit
  * keeps the lane out of its channel (or, on a type's total, out of the manager): a pressure event

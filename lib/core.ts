@@ -23,7 +23,7 @@ import {
 import type { LimitScopeName } from './errors';
 import type { EventSink } from './events';
 import { FastLane, newChannelLane } from './fast-lane';
-import type { ChannelLane, FastLaneNative } from './fast-lane';
+import type { ChannelLane } from './fast-lane';
 import { Handle, handleIdOf, isWellFormedId } from './handle';
 import type { HandleOwner } from './handle';
 import {
@@ -262,9 +262,8 @@ export class Core implements HandleOwner {
    * (the fast lane's sync), except for allocate and deallocate: see {@link Core.checkOpenHot}.
    */
   checkOpen(operation: string): void {
-    if (this.#closed) throw new ManagerClosedError(operation);
-    if (this.#shared) this.#drainRevocations();
-    else this.#fast?.sync();
+    this.checkOpenHot(operation);
+    this.#fast?.sync(); // null for shared managers
   }
 
   /** checkOpen for allocate and deallocate, which sync the fast lane themselves when they go native. */
@@ -524,10 +523,11 @@ export class Core implements HandleOwner {
 
   /** Sets the given fields on one scope; the others keep the values the native manager has. */
   #applyLimits(type: number, channel: number, update: Partial<LimitFields>): void {
-    this.#fast?.limitsChanged(update, channel === -1, this.#channelsByIndex[channel] ?? null);
+    this.#fast?.sync();
     const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, {});
+    this.#fast?.limitsChanged(update, channel === -1, this.#channelsByIndex[channel] ?? null);
   }
 
   /** The limits set on exactly one scope (type -1: a channel's total; channel -1: a type's total). */
@@ -1224,9 +1224,7 @@ export class Core implements HandleOwner {
 function fastLaneFor(options: CoreOptions): FastLane | null {
   if (options.shared || options.hardened || options.leakDetection === 'paranoid') return null;
   if (process.env.ISOPOOL_FASTLANE === 'off') return null;
-  const native = options.native as NativeManager & Partial<FastLaneNative>;
-  if (typeof native.reserveIds !== 'function' || typeof native.applyJournal !== 'function') return null;
-  return new FastLane(native as NativeManager & FastLaneNative, options.slotSizes);
+  return new FastLane(options.native, options.slotSizes);
 }
 
 /** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */

@@ -113,6 +113,11 @@ export interface FastAllocation {
   readonly buffer: Buffer;
 }
 
+/** A limit field that is set and finite. */
+function isLimited(value: number | undefined): boolean {
+  return value !== undefined && value !== Infinity;
+}
+
 /** The handle-table index of an id (native/handle_table.h: index * 2^32 + generation * 2^12 + check). */
 function indexOf(id: number): number {
   return Math.floor(id / 4294967296);
@@ -301,22 +306,20 @@ export class FastLane {
   }
 
   /**
-   * A limit changed (`update` on a type's total when `typeTotal`, else on `channel`'s scopes).
-   * Syncs first: parked slots are freed under the old limits.
+   * The native side accepted a limit change (`update` on a type's total when `typeTotal`, else
+   * on `channel`'s scopes). The caller synced before making it, so parked slots were freed under
+   * the old limits; slots allocated before it become ineligible here.
    */
   limitsChanged(update: Partial<LimitFields>, typeTotal: boolean, channel: ChannelState | null): void {
-    this.sync();
     if (typeTotal) this.#typeEpoch++;
     else if (channel !== null) channel.lane.epoch++;
-    if (update.maxAllocationSize !== undefined && update.maxAllocationSize !== Infinity) this.#sizeLimited = true;
-    if (update.softBytes !== undefined && update.softBytes !== Infinity) {
+    if (isLimited(update.maxAllocationSize)) this.#sizeLimited = true;
+    if (isLimited(update.softBytes)) {
       // A type's total covers every channel; a channel's scopes only that channel.
       if (typeTotal) this.#softLimited = true;
       else if (channel !== null) channel.lane.soft = true;
     }
-    if (typeTotal && ((update.maxBytes !== undefined && update.maxBytes !== Infinity) || (update.maxHandles !== undefined && update.maxHandles !== Infinity))) {
-      this.#typeTotalLimited = true;
-    }
+    if (typeTotal && (isLimited(update.maxBytes) || isLimited(update.maxHandles))) this.#typeTotalLimited = true;
     if (this.#softLimited) this.#live.length = 0;
   }
 

@@ -91,7 +91,7 @@ interface LiveRecord {
    */
   readonly ab: ArrayBuffer | WeakRef<ArrayBuffer> | null;
   /** Allocation site, when recorded. */
-  readonly site: string | undefined;
+  readonly site: AllocationSite | undefined;
   /** Registered with the leak registry (this record is the unregister token). */
   readonly watched: boolean;
   /** Native index of the handle's channel (0: unscoped). */
@@ -144,7 +144,7 @@ interface LeakHeld {
   readonly resourceType: string;
   readonly size: number;
   readonly channelId: string | null;
-  readonly site: string | undefined;
+  readonly site: AllocationSite | undefined;
 }
 
 export interface CoreOptions {
@@ -468,7 +468,7 @@ export class Core implements HandleOwner {
     const report: ChannelCloseReport = { channelId: state.name, count: 0, bytes: 0, handles: [] };
     const add = (id: number, type: number, size: number, charged: number, record: LiveRecord | undefined): void => {
       const entry: ChannelCloseReport['handles'][number] = { id, resourceType: this.#typesByIndex[type]?.name ?? 'unknown', size };
-      if (record?.site !== undefined) entry.site = record.site;
+      if (record?.site !== undefined) entry.site = record.site.text;
       report.handles.push(entry);
       report.count++;
       report.bytes += charged;
@@ -482,17 +482,17 @@ export class Core implements HandleOwner {
       const record = this.#records.get(id);
       if (record === undefined || !unrevocable(record)) continue;
       if (this.#native.free(id, -1, NativeFreeReason.ChannelClose, undefined, true) !== NativeStatus.Ok) continue;
+      add(id, out[InfoOut.Type], out[InfoOut.Size], out[InfoOut.Charged], record); // before #release: it drops the site
       this.#release(id, record);
-      add(id, out[InfoOut.Type], out[InfoOut.Size], out[InfoOut.Charged], record);
     }
     const freed = this.#native.closeChannel(state.index);
     if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
     for (let i = 0; i + 4 < freed.length; i += 5) {
       const id = freed[i];
       const record = this.#records.get(id);
+      add(id, freed[i + 1], freed[i + 2], freed[i + 3], record);
       this.#release(id, record);
       this.#fast?.forget(id);
-      add(id, freed[i + 1], freed[i + 2], freed[i + 3], record);
       // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
       // channel's counters close with it); the event names the channel.
       if (freed[i + 4] !== 0) this.#emitViolations(freed[i + 4], id, state);
@@ -661,7 +661,7 @@ export class Core implements HandleOwner {
 
     this.#allocationCount++;
     if (watched || ab !== null) {
-      const site = watched ? captureSite() : undefined;
+      const site = watched ? new AllocationSite() : undefined;
       const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
       this.#records.set(id, record);
       if (watched) {
@@ -834,7 +834,10 @@ export class Core implements HandleOwner {
   #release(id: number, record: LiveRecord | undefined, recached = false): void {
     if (record === undefined) return;
     this.#records.delete(id);
-    if (record.watched) this.#leaks.unregister(record);
+    if (record.watched) {
+      this.#leaks.unregister(record);
+      record.site?.drop();
+    }
     const ab = bufferOf(record);
     if (ab === undefined || ab.byteLength === 0) return;
     if (recached) this.#recache(record.token, ab);
@@ -1079,7 +1082,7 @@ export class Core implements HandleOwner {
       this.#leaksReclaimed++;
     }
     if (this.#events.wants('leak')) {
-      this.#events.leak({ handleId: held.id, resourceType: held.resourceType, size: held.size, channelId: held.channelId, site: held.site });
+      this.#events.leak({ handleId: held.id, resourceType: held.resourceType, size: held.size, channelId: held.channelId, site: held.site?.text });
     }
   }
 
@@ -1258,11 +1261,51 @@ export function mergeChannelOptions(defaults: CheckedChannelOptions, options: Ch
   };
 }
 
-/** The allocation site: the caller's stack without isopool's own frames. */
-function captureSite(): string {
-  const holder: { stack?: string } = {};
-  Error.captureStackTrace(holder, captureSite);
-  const lines = (holder.stack ?? '').split('\n').slice(1);
-  const outside = lines.filter((line) => !/[\\/]lib[\\/](core|manager|channel)\.[jt]s/.test(line) && !/[\\/]dist[\\/]/.test(line));
-  return (outside.length > 0 ? outside : lines).map((l) => l.trim()).join('\n');
+/** Sites captured in this turn of the event loop and not formatted yet. */
+const unformattedSites: AllocationSite[] = [];
+
+/** Formats the sites of this turn's watched allocations that are still live. */
+function formatSites(): void {
+  for (let i = 0; i < unformattedSites.length; i++) unformattedSites[i].format();
+  unformattedSites.length = 0;
+}
+
+/**
+ * A watched allocation's site: the caller's stack without isopool's own frames.
+ *
+ * Capturing a stack costs about a quarter of capturing and formatting it (V8 formats lazily, on
+ * the first read of `stack`: bench/OPTIMISATIONS.md), and most handles are freed soon after
+ * their allocation. So formatting waits for the first read of {@link AllocationSite.text} or
+ * the end of the current turn of the event loop, whichever comes first, and the site of a
+ * handle freed before then is never formatted. The captured frames hold their receivers, and a
+ * receiver may hold the handle's buffer: keeping them past that turn could keep a leak from
+ * being collected, so they are not kept.
+ */
+class AllocationSite {
+  #trace: { stack?: string } | null = {};
+  #text = '';
+
+  constructor() {
+    Error.captureStackTrace(this.#trace as object, AllocationSite);
+    if (unformattedSites.push(this) === 1) setImmediate(formatSites).unref();
+  }
+
+  get text(): string {
+    this.format();
+    return this.#text;
+  }
+
+  format(): void {
+    const trace = this.#trace;
+    if (trace === null) return;
+    this.#trace = null;
+    const lines = (trace.stack ?? '').split('\n').slice(1);
+    const outside = lines.filter((line) => !/[\\/]lib[\\/](core|manager|channel)\.[jt]s/.test(line) && !/[\\/]dist[\\/](core|manager|channel)\.js/.test(line));
+    this.#text = (outside.length > 0 ? outside : lines).map((l) => l.trim()).join('\n');
+  }
+
+  /** The handle was freed: its site is not needed any more. */
+  drop(): void {
+    this.#trace = null;
+  }
 }

@@ -1,12 +1,13 @@
 /**
- * Suite 3: what leak detection costs. A 4 KiB revocable round trip through a channel scope, in three
- * managers that differ only in `leakDetection`: 'off' (the baseline), 'sampled' (default rate,
- * 1 in 128 allocations watched) and 'paranoid' (every allocation watched, allocation site recorded).
- * `Buffer.allocUnsafe(4096)` runs in the same rounds for scale.
+ * Suite 3: what leak detection costs. A 4 KiB round trip through a channel scope, revocable and
+ * view mode, in managers that differ only in `leakDetection`: 'off' (the baseline of its access
+ * mode), 'sampled' (default rate, 1 in 128 allocations watched, with its allocation site) and
+ * 'paranoid' (every allocation watched). `Buffer.allocUnsafe(4096)` runs in the same rounds for
+ * scale. A watched view allocation takes the native path, not the fast lane (lib/fast-lane.ts).
  * @packageDocumentation
  */
 import { DEFAULT_LEAK_SAMPLE_RATE, ResourceManager } from '../lib';
-import type { ChannelScope, LeakDetectionMode } from '../lib';
+import type { AccessMode, ChannelScope, LeakDetectionMode } from '../lib';
 import { endJob, medianRatio, runInterleaved, sink } from './harness';
 import type { BenchConfig, CandidateResult, Logger } from './harness';
 
@@ -16,37 +17,41 @@ export interface LeakOverheadResult {
   readonly bytes: number;
   readonly leakSampleRate: number;
   readonly results: CandidateResult[];
-  /** Each mode (and allocUnsafe) against 'off', median over rounds. */
+  /** Each candidate's baseline: 'off' in the same access mode (revocable 'off' for allocUnsafe). */
+  readonly baselines: Record<string, string>;
+  /** Each mode (and allocUnsafe) against its baseline, median over rounds. */
   readonly vsOff: Array<{ readonly candidate: string; readonly ratio: number }>;
-  /** Extra ns per round trip over 'off' (difference of the median ns/op). */
+  /** Extra ns per round trip over its baseline (difference of the median ns/op). */
   readonly extraNs: Array<{ readonly candidate: string; readonly ns: number }>;
 }
 
 const MODES: readonly LeakDetectionMode[] = ['off', 'sampled', 'paranoid'];
+const ACCESS: readonly AccessMode[] = ['revocable', 'view'];
 
-export function modeName(mode: LeakDetectionMode): string {
-  return `leakDetection '${mode}'`;
+export function modeName(access: AccessMode, mode: LeakDetectionMode): string {
+  return `${access}, leakDetection '${mode}'`;
 }
 
 export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise<LeakOverheadResult> {
   const managers = MODES.map((mode) => new ResourceManager({ leakDetection: mode }));
   try {
-    const scopes: ChannelScope[] = managers.map((m) => m.openChannel('leak-bench'));
-    const candidates = MODES.map((mode, i) => {
-      const scope = scopes[i];
-      return {
-        name: modeName(mode),
-        baseline: mode === 'off',
-        fn: (): void => {
-          const h = scope.allocate('buffer', LEAK_BYTES);
-          const b = h.buffer;
-          if (b === null) throw new Error('memory handle without a buffer');
-          b[0] = 1;
-          sink.value ^= b[0];
-          scope.deallocate(h);
-        },
-      };
-    });
+    const candidates = ACCESS.flatMap((access) =>
+      MODES.map((mode, i) => {
+        const scope: ChannelScope = managers[i].openChannel(`leak-bench-${access}`, { access });
+        return {
+          name: modeName(access, mode),
+          baseline: mode === 'off',
+          fn: (): void => {
+            const h = scope.allocate('buffer', LEAK_BYTES);
+            const b = h.buffer;
+            if (b === null) throw new Error('memory handle without a buffer');
+            b[0] = 1;
+            sink.value ^= b[0];
+            scope.deallocate(h);
+          },
+        };
+      }),
+    );
     candidates.push({
       name: 'Buffer.allocUnsafe',
       baseline: true,
@@ -56,18 +61,22 @@ export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise
         sink.value ^= b[0];
       },
     });
-    log(`leak-detection overhead, 4 KiB revocable (${config.rounds} interleaved rounds)`);
+    log(`leak-detection overhead, 4 KiB revocable and view (${config.rounds} interleaved rounds)`);
     const results = await runInterleaved('leak detection', candidates, config, log);
-    const off = results[0];
-    const others = results.slice(1);
+    const baselines: Record<string, string> = { 'Buffer.allocUnsafe': modeName('revocable', 'off') };
+    for (const access of ACCESS) for (const mode of MODES) baselines[modeName(access, mode)] = modeName(access, 'off');
+    const byName = new Map(results.map((r) => [r.name, r]));
+    const others = results.filter((r) => baselines[r.name] !== r.name);
+    const baseOf = (r: CandidateResult): CandidateResult => byName.get(baselines[r.name]) ?? r;
     // Let pending finalizers run before the managers close.
     await endJob();
     return {
       bytes: LEAK_BYTES,
       leakSampleRate: DEFAULT_LEAK_SAMPLE_RATE,
       results,
-      vsOff: others.map((r) => ({ candidate: r.name, ratio: medianRatio(r, off) })),
-      extraNs: others.map((r) => ({ candidate: r.name, ns: r.medianNs - off.medianNs })),
+      baselines,
+      vsOff: others.map((r) => ({ candidate: r.name, ratio: medianRatio(r, baseOf(r)) })),
+      extraNs: others.map((r) => ({ candidate: r.name, ns: r.medianNs - baseOf(r).medianNs })),
     };
   } finally {
     for (const m of managers) m.close();

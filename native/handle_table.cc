@@ -222,7 +222,7 @@ uint64_t HandleTable::NextId(uint32_t index) const noexcept {
   return MakeId(index, static_cast<uint32_t>(uses & kGenMask));  // as Publish
 }
 
-uint64_t HandleTable::PublishFreed(uint32_t index, const HandleRecord& record, FreeReason reason) noexcept {
+void HandleTable::PublishFreed(uint32_t index, const HandleRecord& record, FreeReason reason) noexcept {
   Entry* e = At(index);
   uint64_t words[kRecordWords];
   std::memcpy(words, &record, sizeof(words));
@@ -239,7 +239,6 @@ uint64_t HandleTable::PublishFreed(uint32_t index, const HandleRecord& record, F
   e->state.store((uses << 4) | (static_cast<uint64_t>(reason) << 2) | static_cast<uint64_t>(EntryState::kFree),
                  std::memory_order_release);
   Recycle(index);
-  return MakeId(index, static_cast<uint32_t>(uses & kGenMask));
 }
 
 IdProbe HandleTable::Probe(uint64_t id) const noexcept {

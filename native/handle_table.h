@@ -160,9 +160,10 @@ class HandleTable {
   uint64_t NextId(uint32_t index) const noexcept;
   /// A reserved index counts as published and freed at once (an allocation and
   /// deallocation the caller did elsewhere): uses + 1, `record`, state free with
-  /// `reason`, census untouched, index recycled through the quarantine. Returns
-  /// the id, which probes as stale (same generation) from now on, never forged.
-  uint64_t PublishFreed(uint32_t index, const HandleRecord& record, FreeReason reason) noexcept;
+  /// `reason`, census untouched, index recycled through the quarantine. The id
+  /// NextId announced probes as stale (same generation) from now on, never forged.
+  /// (No id is returned: the caller has it, and computing it costs a keyed hash.)
+  void PublishFreed(uint32_t index, const HandleRecord& record, FreeReason reason) noexcept;
 
   /// Classifies `id` (no side effects).
   IdProbe Probe(uint64_t id) const noexcept;

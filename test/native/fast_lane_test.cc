@@ -650,7 +650,9 @@ TEST(GenerationWrap) {
     const uint64_t next = t.NextId(i);
     uint64_t id;
     if (n == wrap - 5 || n == wrap) {
-      id = t.PublishFreed(i, rec, FreeReason::kDeallocate);  // a burn at the wrap, and before it
+      // A burn at the wrap, and before it: the id NextId announced is stale (same generation) now.
+      t.PublishFreed(i, rec, FreeReason::kDeallocate);
+      id = next;
       const IdProbe p = t.Probe(id);
       CHECK(p.kind == IdProbe::kStale && p.same_generation) << "burned id at n=" << n;
     } else {

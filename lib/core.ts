@@ -1263,6 +1263,8 @@ export function mergeChannelOptions(defaults: CheckedChannelOptions, options: Ch
 
 /** Sites captured in this turn of the event loop and not formatted yet. */
 const unformattedSites: AllocationSite[] = [];
+/** Past this many, the pending sites are formatted at once (a long synchronous run holds no more traces). */
+const UNFORMATTED_SITES_MAX = 1024;
 
 /** Formats the sites of this turn's watched allocations that are still live. */
 function formatSites(): void {
@@ -1275,11 +1277,12 @@ function formatSites(): void {
  *
  * Capturing a stack costs about a quarter of capturing and formatting it (V8 formats lazily, on
  * the first read of `stack`: bench/OPTIMISATIONS.md), and most handles are freed soon after
- * their allocation. So formatting waits for the first read of {@link AllocationSite.text} or
- * the end of the current turn of the event loop, whichever comes first, and the site of a
- * handle freed before then is never formatted. The captured frames hold their receivers, and a
- * receiver may hold the handle's buffer: keeping them past that turn could keep a leak from
- * being collected, so they are not kept.
+ * their allocation. So formatting waits for the first read of {@link AllocationSite.text}, the
+ * end of the current turn of the event loop or the 1,024th site captured in that turn,
+ * whichever comes first, and the site of a handle freed before then is never formatted.
+ *
+ * The captured frames hold their receivers, and a receiver may hold the handle's buffer:
+ * keeping them past that turn could keep a leak from being collected, so they are not kept.
  */
 class AllocationSite {
   #trace: { stack?: string } | null = {};
@@ -1287,6 +1290,7 @@ class AllocationSite {
 
   constructor() {
     Error.captureStackTrace(this.#trace as object, AllocationSite);
+    if (unformattedSites.length >= UNFORMATTED_SITES_MAX) formatSites();
     if (unformattedSites.push(this) === 1) setImmediate(formatSites).unref();
   }
 

@@ -1225,7 +1225,8 @@ export class Core implements HandleOwner {
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */
 function fastLaneFor(options: CoreOptions): FastLane | null {
-  if (options.shared || options.hardened || options.leakDetection === 'paranoid') return null;
+  // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
+  if (options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid') return null;
   if (process.env.ISOPOOL_FASTLANE === 'off') return null;
   return new FastLane(options.native, options.slotSizes);
 }

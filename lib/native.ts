@@ -276,6 +276,12 @@ export interface NativeManager {
   freeIn(ab?: ArrayBuffer): number;
 
   /**
+   * Whether the manager is hardened: created with `hardened: true`, or any manager of an addon
+   * built with -DISOPOOL_HARDENED=1 (native/hardening.h), which the options cannot tell.
+   */
+  readonly hardened: boolean;
+
+  /**
    * Fast lane (single-owner managers, view-mode memory): the ids reserveIds() wrote, length 256.
    * Each is the id the handle table will publish for its index; until applyJournal() consumes it
    * (Reissue or Burn) it is unissued (validate reports it forged).

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "binding_util.h"
+#include "hardening.h"
 #include "manager.h"
 #include "status.h"
 
@@ -607,6 +608,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     }
     Napi::Object self = info.This().As<Napi::Object>();
     self.DefineProperty(Napi::PropertyDescriptor::Value("out", out, napi_enumerable));
+    // A hardened build hardens every manager, whatever its options say (the fast lane must know).
+    self.DefineProperty(Napi::PropertyDescriptor::Value(
+        "hardened", Napi::Boolean::New(env, manager_->config().hardened || kHardenedBuild), napi_enumerable));
     self.DefineProperty(Napi::PropertyDescriptor::Value(
         "in", Napi::Float64Array::New(env, kInLength, Napi::ArrayBuffer(env, ab), kOutLength * sizeof(double)),
         napi_enumerable));

@@ -15,6 +15,8 @@
 import { expect } from 'chai';
 import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
+import { loadNative } from '../lib/loader';
+import type { NativeAddon } from '../lib/native';
 import { KiB, MiB, SMALL_POOLS, allZero, expectCode } from './helpers';
 import { mulberry32 } from './random';
 
@@ -406,5 +408,41 @@ describe('view-mode fast lane: targeted cases', () => {
     check(new ResourceManager({ hardened: true, leakDetection: 'off' }), 'hardened');
     check(new ResourceManager({ leakDetection: 'paranoid' }), 'paranoid');
     check(new ResourceManager({ shared: `fast-lane-test-${process.pid}`, leakDetection: 'off' }), 'shared');
+  });
+
+  it('is off when the native manager is hardened though the options do not say so (a -DISOPOOL_HARDENED=1 build)', () => {
+    // Such a build hardens every manager; here its native side is simulated by a manager whose
+    // `hardened` reads true. With the lane on, deallocations would park slots and the canary
+    // checks of their frees would wait for a sync.
+    const addon = loadNative() as { NativeManager: NativeAddon['NativeManager'] };
+    const Original = addon.NativeManager;
+    addon.NativeManager = class extends (Original as unknown as new (config: unknown) => object) {
+      constructor(config: unknown) {
+        super(config);
+        // (A proxy over another object: `hardened` is a read-only own property of the real one.)
+        const real = this as Record<string | symbol, unknown>;
+        return new Proxy(
+          {},
+          {
+            get: (_target, key) => {
+              if (key === 'hardened') return true;
+              const value = real[key];
+              return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(real) : value;
+            },
+          },
+        );
+      }
+    } as unknown as NativeAddon['NativeManager'];
+    let mgr: ResourceManager;
+    try {
+      mgr = new ResourceManager({ leakDetection: 'off' });
+    } finally {
+      addon.NativeManager = Original;
+    }
+    const v = mgr.openChannel('v', { access: 'view' });
+    for (let i = 0; i < 3; i++) v.deallocate(v.allocate('buffer', 4096));
+    expect(mgr.getResourceMetrics().fastLane, 'lane off').to.deep.include({ enabled: false, allocations: 0, deallocations: 0 });
+    expect(mgr.getResourceMetrics().totals.allocations, 'served natively').to.equal(3);
+    mgr.close();
   });
 });

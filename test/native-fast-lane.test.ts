@@ -187,7 +187,11 @@ describe('native fast lane (reserveIds / applyJournal)', () => {
     ] as const) {
       const m = new Ctor(c);
       expect(m.reserveIds(4), `${what}: refused`).to.equal(0);
+      expect(m.hardened, `${what}: hardened says so`).to.equal(what === 'hardened');
       m.release();
     }
+    const plain = new Ctor(config);
+    expect(plain.hardened, 'a plain manager of this (not hardened) build').to.equal(false);
+    plain.release();
   });
 });

@@ -3,14 +3,28 @@
  * while, samples RSS, JS heap, native reserved bytes, live handles and pool fragmentation, and fits
  * the growth per hour after a warm-up. `npm run soak -- --minutes N`.
  *
+ * With `--cycles`, the same workload is cut into identical cycles instead: every cycle replays the
+ * same seed (same sizes, channel ids, limits, lifetimes, frees and closes) and ends with a drain,
+ * so the manager returns to the same logical state; the growth is fitted over the samples taken at
+ * the cycle boundaries (after the drain and a forced GC), which are far less noisy than samples of
+ * a live, random working set. `npm run soak -- --minutes N --cycles`.
+ *
  * Usage: node --expose-gc build/ts/bench/soak.js [--minutes N] [--seed S] [--report PATH]
- *   --minutes N   run time of the workload, fractional allowed (default 1)
- *   --seed S      PRNG seed (unsigned 32-bit integer; default: derived from the clock, printed)
- *   --report PATH write (or update) a Markdown report; one section per --minutes value is kept
+ *          [--cycles [--cycle-seconds S | --cycle-rounds R] [--cycle-count C]]
+ *   --minutes N         run time of the workload, fractional allowed (default 1)
+ *   --seed S            PRNG seed (unsigned 32-bit integer; default: derived from the clock, printed)
+ *   --report PATH       write (or update) a Markdown report; one section per --minutes value and
+ *                       mode (random or cycles) is kept
+ *   --cycles            the cycles mode (above)
+ *   --cycle-seconds S   cycles mode: the first cycle runs S seconds (default 30); its round count
+ *                       is then the length of every cycle
+ *   --cycle-rounds R    cycles mode: R rounds per cycle (instead of --cycle-seconds)
+ *   --cycle-count C     cycles mode: stop after C cycles even if --minutes is not over
  *
  * Progress goes to stderr, the summary to stdout. The exit code is 0 whatever the numbers are; it is
  * 1 only on a crash or an invariant violation (ledgers or counters that disagree with what the
- * workload did, handles or charged bytes left after the drain).
+ * workload did, handles or charged bytes left after the drain; in the cycles mode also a cycle whose
+ * counts differ from the first cycle's).
  * @packageDocumentation
  */
 import { spawnSync } from 'node:child_process';
@@ -46,16 +60,29 @@ interface Args {
   readonly minutes: number;
   readonly seed: number;
   readonly report: string | null;
+  readonly cycles: boolean;
+  readonly cycleSeconds: number;
+  readonly cycleRounds: number | null;
+  readonly cycleCount: number | null;
 }
 
 function usage(): string {
-  return 'usage: soak.js [--minutes N] [--seed S] [--report PATH]';
+  return 'usage: soak.js [--minutes N] [--seed S] [--report PATH] [--cycles [--cycle-seconds S | --cycle-rounds R] [--cycle-count C]]';
 }
 
 function parseArgs(argv: readonly string[]): Args {
   let minutes = 1;
   let seed = (Date.now() ^ (process.pid << 16)) >>> 0;
   let report: string | null = null;
+  let cycles = false;
+  let cycleSeconds = 30;
+  let cycleRounds: number | null = null;
+  let cycleCount: number | null = null;
+  const positiveInt = (flag: string, text: string): number => {
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(text)}`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const eq = arg.indexOf('=');
@@ -78,6 +105,17 @@ function parseArgs(argv: readonly string[]): Args {
       seed = s >>> 0;
     } else if (name === '--report') {
       report = value();
+    } else if (name === '--cycles') {
+      if (eq >= 0) throw new Error(`--cycles takes no value; ${usage()}`);
+      cycles = true;
+    } else if (name === '--cycle-seconds') {
+      const text = value();
+      cycleSeconds = Number(text);
+      if (!Number.isFinite(cycleSeconds) || cycleSeconds <= 0) throw new Error(`--cycle-seconds must be a positive number, got ${JSON.stringify(text)}`);
+    } else if (name === '--cycle-rounds') {
+      cycleRounds = positiveInt(name, value());
+    } else if (name === '--cycle-count') {
+      cycleCount = positiveInt(name, value());
     } else if (name === '--help' || name === '-h') {
       process.stdout.write(`${usage()}\n`);
       process.exit(0);
@@ -85,7 +123,9 @@ function parseArgs(argv: readonly string[]): Args {
       throw new Error(`unknown argument ${JSON.stringify(arg)}; ${usage()}`);
     }
   }
-  return { minutes, seed, report };
+  const cycleOnly = argv.some((a) => /^--cycle-(seconds|rounds|count)(=|$)/.test(a));
+  if (cycleOnly && !cycles) throw new Error(`--cycle-seconds, --cycle-rounds and --cycle-count need --cycles; ${usage()}`);
+  return { minutes, seed, report, cycles, cycleSeconds, cycleRounds, cycleCount };
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -266,19 +306,54 @@ class Workload {
   round = 0;
   #nextChannel = 0;
   readonly #wheel: Live[][] = Array.from({ length: WHEEL }, () => []);
-  readonly #rand: () => number;
+  #rand: () => number;
+  readonly #seed: number;
+  /**
+   * Cycles mode: every cycle replays the same workload, so what a handle's id decided in the random
+   * mode (how it is freed, whether it is spot-checked) comes from a per-cycle free sequence instead
+   * (the native handle ids differ from cycle to cycle).
+   */
+  readonly #cycles: boolean;
+  #freeSeq = 0;
   /** Written into every buffer so the pages are really touched. */
   #stamp = 1;
   sinkValue = 0;
 
-  constructor(seed: number) {
+  constructor(seed: number, cycles = false) {
+    this.#seed = seed;
+    this.#cycles = cycles;
     this.#rand = mulberry32(seed);
     this.manager.on('pressure', () => this.counters.pressureEvents++);
     this.manager.on('leak', () => this.counters.leakEvents++);
     this.manager.on('violation', () => this.counters.violationEvents++);
     // Counted resources (say, upstream connections): a type-wide cap and a small per-channel cap.
     this.manager.defineResourceType(COUNTER, { kind: 'counter', limits: { maxBytes: CHANNELS * 6 } });
+    if (!cycles) for (let i = 0; i < CHANNELS; i++) this.channels.push(this.#openChannel());
+  }
+
+  /**
+   * Cycles mode: starts a cycle from the drained state with the same PRNG seed, round 0 and channel
+   * numbering as every other cycle, so it makes the same calls with the same sizes, channel ids,
+   * options, limits and lifetimes. Channel ids closed by the previous cycle are reopened with
+   * `openChannel` (SPEC §1: a fresh ledger).
+   */
+  beginCycle(): void {
+    if (!this.#cycles) throw new Error('beginCycle() is for the cycles mode');
+    if (this.liveHandles() !== 0 || Object.keys(this.manager.getResourceMetrics().channels).length !== 0) {
+      throw new Error('beginCycle() needs a drained workload (no live handles, no open channel)');
+    }
+    this.#rand = mulberry32(this.#seed);
+    this.round = 0;
+    this.#nextChannel = 0;
+    this.#freeSeq = 0;
+    this.#stamp = 1;
+    this.channels.length = 0;
     for (let i = 0; i < CHANNELS; i++) this.channels.push(this.#openChannel());
+  }
+
+  /** Distinct channel ids a cycle has used so far (they are reused by every cycle). */
+  get channelIdsUsed(): number {
+    return this.#nextChannel;
   }
 
   #problem(text: string): void {
@@ -386,7 +461,8 @@ class Workload {
     live.freed = true;
     const { handle, chan } = live;
     this.counters.ops++;
-    const way = handle.id % 3;
+    const key = this.#cycles ? this.#freeSeq++ : handle.id;
+    const way = key % 3;
     let ok = true;
     if (way === 0) handle[Symbol.dispose]();
     else if (way === 1 && chan !== null) ok = chan.scope.deallocate(handle);
@@ -400,7 +476,7 @@ class Workload {
       chan.charged -= handle.slotBytes;
     }
     // Spot checks, 1 in 64 frees: the release is complete and a revocable buffer is revoked.
-    if ((handle.id & 63) === 7) {
+    if ((key & 63) === 7) {
       this.counters.ops++;
       this.counters.checks++;
       const access = chan === null ? 'revocable' : chan.access;
@@ -542,11 +618,18 @@ class Progress {
   #drawn = false;
 
   update(fraction: number, elapsed: number, total: number, s: Sample): void {
+    this.text(
+      fraction,
+      `${elapsed.toFixed(0)}/${total.toFixed(0)} s  ` +
+        `rss ${fmtBytes(s.rss)}  heap ${fmtBytes(s.heapUsed)}  reserved ${fmtBytes(s.reserved)}  ` +
+        `handles ${s.handles}  frag ${fmtPct(s.fragPool)}  ${fmtInt(s.opsPerSec)} ops/s`,
+    );
+  }
+
+  /** The bar (on a TTY) or one line per 10% (otherwise), with `detail` after the percentage. */
+  text(fraction: number, detail: string): void {
     const pct = Math.min(1, fraction);
-    const text =
-      `${(pct * 100).toFixed(0).padStart(3)}% ${elapsed.toFixed(0)}/${total.toFixed(0)} s  ` +
-      `rss ${fmtBytes(s.rss)}  heap ${fmtBytes(s.heapUsed)}  reserved ${fmtBytes(s.reserved)}  ` +
-      `handles ${s.handles}  frag ${fmtPct(s.fragPool)}  ${fmtInt(s.opsPerSec)} ops/s`;
+    const text = `${(pct * 100).toFixed(0).padStart(3)}% ${detail}`;
     if (this.#tty) {
       const width = 24;
       const full = Math.round(pct * width);
@@ -864,7 +947,8 @@ function consoleSummary(r: SoakResult): string {
   return `${out.join('\n')}\n`;
 }
 
-const SECTION_START = /^<!-- soak-run minutes=([0-9.e+-]+) -->$/;
+/** A run's section: one per --minutes value and mode (the random mode has no `mode=`). */
+const SECTION_START = /^<!-- soak-run minutes=([0-9.e+-]+)(?: mode=(cycles))? -->$/;
 const SECTION_END = '<!-- /soak-run -->';
 
 function runSection(r: SoakResult): string {
@@ -904,12 +988,11 @@ function runSection(r: SoakResult): string {
   return out.join('\n');
 }
 
-function reportHeader(r: SoakResult): string {
-  const m = r.machine;
+function reportHeader(m: SoakResult['machine']): string {
   return [
     '# isopool soak results',
     '',
-    '<!-- Generated by `npm run soak -- --minutes N --report bench/SOAK.md` (bench/soak.ts). Each run replaces the section of its --minutes value. -->',
+    '<!-- Generated by `npm run soak -- --minutes N --report bench/SOAK.md` (bench/soak.ts), or with `--cycles` added. Each run replaces the section of its --minutes value and mode. -->',
     '',
     '## Machine',
     '',
@@ -945,11 +1028,26 @@ function reportHeader(r: SoakResult): string {
     '- Then the drain: half the channels free their handles one by one (their ledgers must read 0 while still open), all',
     '  channels are closed, and the run checks totals.handles = 0, every bytesInUse = 0, and the manager\'s allocation,',
     '  deallocation and refusal counters against the workload\'s own. Only such an invariant violation (or a crash) exits 1.',
+    '- Cycles mode (`--cycles`, sections marked "--cycles"): the same workload cut into identical cycles. Every cycle',
+    '  starts from the drained manager with the same seed, round 0 and channel numbering, so it makes the same calls',
+    '  with the same sizes, channel options, limits, lifetimes, frees and closes (how a handle is freed and whether it is',
+    '  spot-checked follow a per-cycle sequence instead of the native handle id, which differs between cycles). The first',
+    '  cycle runs `--cycle-seconds` (default 30) and its round count becomes the length of every cycle (or `--cycle-rounds`).',
+    '  Each cycle ends with the drain above, a forced GC and a boundary sample: `totals.reservedBytes`, RSS, `heapUsed`,',
+    '  `external`, live handles and bytesInUse (must both be 0), `fragmentation.pool`, each pool\'s reserved bytes and',
+    '  retained slots. A cycle whose counts (allocations, refusals, frees, closes, pressure events, the manager\'s totals)',
+    '  differ from the first cycle\'s is an invariant violation, as is anything left after its drain.',
+    '- The cycles reuse their channel ids: every cycle closes `conn-0`, `conn-1`, … and the next reopens them with',
+    '  `openChannel` (SPEC §1: a closed id refuses work until `openChannel` opens it again, with a fresh ledger), so the',
+    '  by-design memory of unique closed ids (below) is not part of what the cycles measure. The manager still appends',
+    '  one entry per close, reused id or not, to its FIFO of the last 65,536 closes (bounded); before the first cycle the',
+    '  run fills that FIFO with 65,536 open + close of the cycle ids, the state a service reaches after 65,536 closes,',
+    '  and reports the RSS that took ("closed-id FIFO filled first").',
     '',
     '## Reading the growth figures',
     '',
-    '- The fits are least-squares lines over the samples after the warm-up: the first 20% of the run, and at least 10 s',
-    '  when the run is long enough (at most half of it). The `±` is one standard error of the slope.',
+    '- Random mode: the fits are least-squares lines over the samples after the warm-up: the first 20% of the run, and at',
+    '  least 10 s when the run is long enough (at most half of it). The `±` is one standard error of the slope.',
     '- Over a few minutes RSS is dominated by warm-up, not by leaks: V8 grows its heap (new space, old space, code space',
     '  for optimised code) until GC settles at a steady size, glibc malloc keeps freed arenas and trims them lazily, and',
     '  the pools fill up to their retained `queueSize` (up to 500 × 4 KiB + 250 × 64 KiB + 125 × 1 MiB ≈ 143 MiB by',
@@ -958,12 +1056,24 @@ function reportHeader(r: SoakResult): string {
     '- Even after warm-up, short runs cannot resolve the target: 64 KiB/hour is 18 bytes per second, i.e. 3 KiB over a',
     '  3-minute window, below a single page of RSS and far below the noise of a GC sawtooth or of 1–4 MiB direct',
     '  buffers coming and going. A PASS/INFO line says whether the fitted slope is under the target; the `±` (and',
-    '  the "cannot resolve" note) says how much that means. Only an hours-long run can confirm < 64 KiB/hour.',
+    '  the "cannot resolve" note) says how much that means. Only an hours-long run of the random mode could confirm',
+    '  < 64 KiB/hour; a 60-minute one resolves about ±2 MiB/hour.',
+    '- The cycles mode resolves growth far better in the same time. Its samples are taken at the same point of the same',
+    '  work, with nothing live and after a forced GC, so the random live set, the direct buffers in flight and the GC',
+    '  sawtooth that make the random mode\'s noise are absent: the difference between two boundaries is what the cycles',
+    '  in between kept. `totals.reservedBytes` is an exact native count: byte-identical at every fitted boundary means',
+    '  pool memory grew by exactly zero, not by less than some bound. RSS, `heapUsed` and `external` are fitted over',
+    '  the boundaries after a warm-up of max(3, 20%) cycles (least squares against time, `±` one standard error). A',
+    '  PASS line needs slope + 2 SE < 64 KiB/hour, i.e. it is resolved, not merely a small noisy slope; "not resolved"',
+    '  means the `±` is too wide to tell, "above the target" that slope − 2 SE > 64 KiB/hour. "max − min" is the',
+    '  worst-case spread of the fitted boundaries, whatever its shape. What the cycles cannot see is growth that needs',
+    '  new state (new channel ids, new resource types, a live set that only grows); the random mode covers those.',
     '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
-    '  until it is reopened), natively, up to 2^20 ids. Measured separately on this machine at ~200 B of RSS per',
-    '  unique closed id, so a service that closes N connections an hour grows by ~200·N B/hour until the cap',
-    '  (~200 MiB); at this soak\'s churn (the "channels" row) that is several MiB/hour, far above 64 KiB/hour, and',
-    '  invisible in `reservedBytes`. Reusing channel ids (reopening them) does not grow it.',
+    '  until it is reopened), natively, for the last 65,536 closes (native/channel_ledger.h). Measured separately on',
+    '  this machine at ~200 B of RSS per unique closed id, so a service that closes N connections an hour grows by',
+    '  ~200·N B/hour until the cap (~13 MiB); at this soak\'s churn (the "channels" row) that is several MiB/hour, far',
+    '  above 64 KiB/hour, and invisible in `reservedBytes`. Reusing channel ids (reopening them) does not add names;',
+    '  each close still takes one entry of the bounded FIFO until it holds 65,536 (see the cycles mode above).',
     '- Fragmentation "after drain" and "after a burst" test SPEC §1: after everything is freed, reserved memory should',
     '  be about the retained free slots, so `fragmentation.pool` < 5%. The drain frees the soak\'s own live set; the',
     '  burst then allocates 2 × queueSize slots of every pool at once in a fresh revocable and a fresh view-mode channel,',
@@ -974,29 +1084,464 @@ function reportHeader(r: SoakResult): string {
   ].join('\n');
 }
 
-function writeReport(file: string, r: SoakResult): void {
-  const sections = new Map<number, string>();
+/**
+ * Writes `section` into the report at `file`, replacing the section of the same --minutes value and
+ * mode and keeping the others (random-mode sections first, each mode by --minutes).
+ */
+function writeReport(file: string, machine: SoakResult['machine'], minutes: number, mode: 'random' | 'cycles', section: string): void {
+  const sections = new Map<string, { minutes: number; mode: string; text: string }>();
+  const key = (min: number, md: string): string => `${md} ${min}`;
   if (fs.existsSync(file)) {
     const lines = fs.readFileSync(file, 'utf8').split('\n');
-    let current: { minutes: number; lines: string[] } | null = null;
+    let current: { minutes: number; mode: string; lines: string[] } | null = null;
     for (const line of lines) {
       const m = SECTION_START.exec(line);
       if (m !== null) {
-        current = { minutes: Number(m[1]), lines: [line] };
+        current = { minutes: Number(m[1]), mode: m[2] ?? 'random', lines: [line] };
       } else if (current !== null) {
         current.lines.push(line);
         if (line === SECTION_END) {
-          sections.set(current.minutes, current.lines.join('\n'));
+          sections.set(key(current.minutes, current.mode), { minutes: current.minutes, mode: current.mode, text: current.lines.join('\n') });
           current = null;
         }
       }
     }
   }
-  sections.set(r.args.minutes, runSection(r));
-  const ordered = [...sections.entries()].sort((a, b) => a[0] - b[0]).map(([, text]) => text);
+  sections.set(key(minutes, mode), { minutes, mode, text: section });
+  const ordered = [...sections.values()]
+    .sort((a, b) => (a.mode === b.mode ? a.minutes - b.minutes : a.mode === 'random' ? -1 : 1))
+    .map((x) => x.text);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  fs.writeFileSync(file, `${reportHeader(r)}\n# Runs\n\n${ordered.join('\n\n')}\n`);
+  fs.writeFileSync(file, `${reportHeader(machine)}\n# Runs\n\n${ordered.join('\n\n')}\n`);
   process.stderr.write(`wrote ${file}\n`);
+}
+
+// -------------------------------------------------------------------------------------------------
+// the cycles mode
+
+/**
+ * How many closed channel ids the manager remembers (native/channel_ledger.h, kMaxClosedNames): a
+ * FIFO of the last closes, one entry per close even when an id is closed again. The cycles mode
+ * fills it before the first cycle (see `runCycles`).
+ */
+const CLOSED_IDS_REMEMBERED = 1 << 16;
+/** Boundary samples kept (preallocated, so that keeping them does not grow the heap). */
+const MAX_BOUNDARIES = 8192;
+
+/** What a cycle did, by the workload's counters and the manager's: identical in every cycle. */
+const CYCLE_COUNTS = [
+  'ops',
+  'allocations',
+  'refusals',
+  'explicitFrees',
+  'closeFrees',
+  'channelsOpened',
+  'channelsClosed',
+  'viewChannels',
+  'directAllocations',
+  'counterAllocations',
+  'checks',
+  'pressureEvents',
+  'manager allocations',
+  'manager deallocations',
+  'manager refusals',
+  'rounds',
+  'channel ids',
+] as const;
+type CycleCounts = Record<(typeof CYCLE_COUNTS)[number], number>;
+
+/** Per-boundary series in preallocated arrays: index i = after cycle i's drain and a forced GC. */
+const SERIES = ['t', 'cycleSeconds', 'rss', 'heapUsed', 'external', 'arrayBuffers', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
+type SeriesName = (typeof SERIES)[number];
+
+interface CycleResult {
+  readonly args: Args;
+  readonly machine: SoakResult['machine'];
+  readonly durationSeconds: number;
+  readonly roundsPerCycle: number;
+  /** Cycles run (= boundary samples). */
+  readonly cycles: number;
+  /** Boundaries excluded from the fits. */
+  readonly warmup: number;
+  readonly series: Record<SeriesName, Float64Array>;
+  readonly poolNames: readonly string[];
+  /** Per pool: reserved bytes and retained free slots at each boundary. */
+  readonly poolReserved: readonly Float64Array[];
+  readonly poolRetained: readonly Float64Array[];
+  readonly perCycle: CycleCounts;
+  readonly counters: Counters;
+  /** Before the first cycle: RSS after a GC, before and after filling the closed-id FIFO. */
+  readonly fill: { readonly closes: number; readonly rssBefore: number; readonly rssAfter: number; readonly seconds: number };
+  /** Fresh manager (after the fill), after a GC. */
+  readonly start: { readonly rss: number; readonly heapUsed: number; readonly reserved: number };
+  readonly fits: Record<'reserved' | 'rss' | 'heapUsed' | 'external', Fit>;
+  readonly leaks: ManagerMetrics['leaks'];
+  readonly problems: string[];
+}
+
+function cycleCounts(w: Workload, m: ManagerMetrics): CycleCounts {
+  const c = w.counters;
+  return {
+    ops: c.ops,
+    allocations: c.allocations,
+    refusals: c.refusals,
+    explicitFrees: c.explicitFrees,
+    closeFrees: c.closeFrees,
+    channelsOpened: c.channelsOpened,
+    channelsClosed: c.channelsClosed,
+    viewChannels: c.viewChannels,
+    directAllocations: c.directAllocations,
+    counterAllocations: c.counterAllocations,
+    checks: c.checks,
+    pressureEvents: c.pressureEvents,
+    'manager allocations': m.totals.allocations,
+    'manager deallocations': m.totals.deallocations,
+    'manager refusals': m.totals.refusals,
+    rounds: w.round,
+    'channel ids': w.channelIdsUsed,
+  };
+}
+
+/** The manager after a drain: nothing live, nothing charged, no channel open, counters = the workload's. */
+function checkDrained(w: Workload, m: ManagerMetrics, where: string): void {
+  const p = w.problems;
+  const c = w.counters;
+  if (m.totals.handles !== 0) p.push(`${where}: totals.handles is ${m.totals.handles}, expected 0`);
+  if (m.totals.bytesInUse !== 0) p.push(`${where}: totals.bytesInUse is ${m.totals.bytesInUse}, expected 0`);
+  if (m.unscoped.bytesInUse !== 0 || m.unscoped.handles !== 0) p.push(`${where}: the unscoped domain has bytesInUse ${m.unscoped.bytesInUse}, handles ${m.unscoped.handles}`);
+  const open = Object.keys(m.channels);
+  if (open.length !== 0) p.push(`${where}: ${open.length} channel(s) still open (${open.slice(0, 5).join(', ')})`);
+  for (const [name, pool] of Object.entries(m.pools)) if (pool.liveSlots !== 0) p.push(`${where}: pool ${name} has ${pool.liveSlots} live slots`);
+  if (m.totals.allocations !== c.allocations) p.push(`${where}: totals.allocations ${m.totals.allocations}, workload made ${c.allocations}`);
+  const expectedFrees = c.explicitFrees + c.closeFrees + m.leaks.reclaimed;
+  if (m.totals.deallocations !== expectedFrees) {
+    p.push(`${where}: totals.deallocations ${m.totals.deallocations}, expected ${expectedFrees} (${c.explicitFrees} explicit + ${c.closeFrees} by close + ${m.leaks.reclaimed} leak reclaims)`);
+  }
+  if (m.totals.refusals !== c.refusals) p.push(`${where}: totals.refusals ${m.totals.refusals}, workload saw ${c.refusals} ResourceLimitErrors`);
+  if (m.leaks.detected !== 0) p.push(`${where}: ${m.leaks.detected} leak(s) reported, but the workload held or freed every handle (false positives)`);
+  if (c.violationEvents !== 0) p.push(`${where}: ${c.violationEvents} 'violation' event(s), but the workload never misused a handle`);
+}
+
+/** Warm-up of the cycles mode: the first 20% of the boundaries, at least 3, leaving at least 3 to fit. */
+function cycleWarmup(n: number): number {
+  return Math.max(0, Math.min(Math.max(3, Math.ceil(0.2 * n)), n - 3));
+}
+
+async function runCycles(args: Args, progress: Progress): Promise<{ result: CycleResult; manager: ResourceManager }> {
+  const totalMs = args.minutes * 60_000;
+  const loadStart = os.loadavg();
+  const workload = new Workload(args.seed, true);
+  const manager = workload.manager;
+  const problems = workload.problems;
+  const series = Object.fromEntries(SERIES.map((name) => [name, new Float64Array(MAX_BOUNDARIES).fill(NaN)])) as Record<SeriesName, Float64Array>;
+  const poolNames = Object.keys(manager.getResourceMetrics().pools);
+  const poolReserved = poolNames.map(() => new Float64Array(MAX_BOUNDARIES).fill(NaN));
+  const poolRetained = poolNames.map(() => new Float64Array(MAX_BOUNDARIES).fill(NaN));
+  const start = performance.now();
+
+  // The closed-id FIFO (a bounded, by-design structure) fills by one entry per close, reused id or
+  // not, until it holds CLOSED_IDS_REMEMBERED entries. Fill it first with the ids the cycles reuse,
+  // as a service has after that many closes, so that the fits measure the steady state.
+  await collect();
+  const rssBeforeFill = process.memoryUsage().rss;
+  const fillStart = performance.now();
+  for (let i = 0; i < CLOSED_IDS_REMEMBERED; i++) {
+    const id = `conn-${i % CHANNELS}`;
+    manager.openChannel(id);
+    manager.closeChannel(id);
+  }
+  const fillSeconds = (performance.now() - fillStart) / 1000;
+  await collect();
+  const startMem = process.memoryUsage();
+  const startReserved = manager.getResourceMetrics().totals.reservedBytes;
+
+  let roundsPerCycle = args.cycleRounds ?? 0; // 0: set by the first cycle (--cycle-seconds)
+  let reference: CycleCounts | null = null;
+  let before = cycleCounts(workload, manager.getResourceMetrics());
+  let n = 0;
+  let lastCycleMs = 0;
+  let lastBoundary = 'no boundary yet';
+  let lastProgress = 0;
+  const estimate = (): string => {
+    if (n === 0 || lastCycleMs === 0) return args.cycleCount !== null ? String(args.cycleCount) : '?';
+    const byTime = n + Math.max(0, Math.floor((totalMs - (performance.now() - start)) / lastCycleMs));
+    return String(args.cycleCount !== null ? Math.min(args.cycleCount, byTime) : byTime);
+  };
+  for (;;) {
+    const cycleStart = performance.now();
+    const timeLimit = roundsPerCycle === 0 ? cycleStart + args.cycleSeconds * 1000 : Infinity;
+    const roundLimit = roundsPerCycle === 0 ? Infinity : roundsPerCycle;
+    workload.beginCycle();
+    for (;;) {
+      const sliceEnd = performance.now() + SLICE_MS;
+      let now: number;
+      do {
+        workload.step();
+        now = performance.now();
+      } while (now < sliceEnd && workload.round < roundLimit && now < timeLimit);
+      if (now - lastProgress >= 1000) {
+        lastProgress = now;
+        const mem = process.memoryUsage();
+        progress.text(
+          (now - start) / totalMs,
+          `${((now - start) / 1000).toFixed(0)}/${(totalMs / 1000).toFixed(0)} s  cycle ${n + 1} of ~${estimate()}  live: rss ${fmtBytes(mem.rss)}, ` +
+            `${fmtInt(workload.liveHandles())} handles  |  ${lastBoundary}`,
+        );
+      }
+      if (workload.round >= roundLimit || now >= timeLimit || problems.length >= 50) break;
+      await endJob();
+    }
+    if (roundsPerCycle === 0) roundsPerCycle = workload.round;
+
+    // The boundary: drain, GC, sample, check.
+    const drainedOpen = workload.drain();
+    for (const d of drainedOpen) {
+      if (d.bytesInUse !== 0 || d.handles !== 0) problems.push(`cycle ${n}: after freeing all its handles, channel ${d.id} still has bytesInUse ${d.bytesInUse}, handles ${d.handles}`);
+    }
+    await collect();
+    const m = manager.getResourceMetrics();
+    const mem = process.memoryUsage();
+    const now = performance.now();
+    lastCycleMs = now - cycleStart;
+    checkDrained(workload, m, `after cycle ${n}`);
+    const after = cycleCounts(workload, m);
+    const delta = Object.fromEntries(CYCLE_COUNTS.map((k) => [k, after[k] - (k === 'rounds' || k === 'channel ids' ? 0 : before[k])])) as CycleCounts;
+    before = after;
+    if (reference === null) {
+      reference = delta;
+    } else {
+      const differ = CYCLE_COUNTS.filter((k) => delta[k] !== reference?.[k]);
+      if (differ.length > 0) problems.push(`cycle ${n} differs from cycle 0: ${differ.map((k) => `${k} ${delta[k]} vs ${reference?.[k]}`).join(', ')}`);
+    }
+    const values: Record<SeriesName, number> = {
+      t: (now - start) / 1000,
+      cycleSeconds: lastCycleMs / 1000,
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      external: mem.external,
+      arrayBuffers: mem.arrayBuffers,
+      reserved: m.totals.reservedBytes,
+      handles: m.totals.handles,
+      bytesInUse: m.totals.bytesInUse,
+      fragPool: m.fragmentation.pool,
+      openChannels: Object.keys(m.channels).length,
+    };
+    for (const name of SERIES) series[name][n] = values[name];
+    poolNames.forEach((name, i) => {
+      poolReserved[i][n] = m.pools[name].reservedBytes;
+      poolRetained[i][n] = m.pools[name].retainedFreeSlots;
+    });
+    n++;
+    lastBoundary = `boundary ${n}: reserved ${fmtBytes(values.reserved)}, rss ${fmtBytes(values.rss)}, heap ${fmtBytes(values.heapUsed)}, handles ${values.handles}`;
+    progress.text((now - start) / totalMs, `${(values.t).toFixed(0)}/${(totalMs / 1000).toFixed(0)} s  cycle ${n} of ~${estimate()} done  |  ${lastBoundary}`);
+    if (problems.length >= 50) break;
+    if (args.cycleCount !== null && n >= args.cycleCount) break;
+    if (n >= MAX_BOUNDARIES) break;
+    if (now - start + lastCycleMs > totalMs) break;
+  }
+  progress.done();
+  const durationSeconds = (performance.now() - start) / 1000;
+  const final = manager.getResourceMetrics();
+
+  const warmup = cycleWarmup(n);
+  const xs: number[] = [];
+  for (let i = warmup; i < n; i++) xs.push(series.t[i] / 3600); // hours → slopes in bytes/hour
+  const fitOf = (name: SeriesName): Fit => fitLine(xs, Array.from(series[name].subarray(warmup, n)));
+  const cpus = os.cpus();
+  const result: CycleResult = {
+    args: { ...args, cycleRounds: roundsPerCycle },
+    machine: {
+      cpu: cpus[0]?.model.trim() ?? 'unknown',
+      cores: cpus.length,
+      memory: os.totalmem(),
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      node: process.version,
+      date: new Date().toISOString(),
+      load: loadStart,
+    },
+    durationSeconds,
+    roundsPerCycle,
+    cycles: n,
+    warmup,
+    series,
+    poolNames,
+    poolReserved,
+    poolRetained,
+    perCycle: reference ?? cycleCounts(workload, final),
+    counters: workload.counters,
+    fill: { closes: CLOSED_IDS_REMEMBERED, rssBefore: rssBeforeFill, rssAfter: startMem.rss, seconds: fillSeconds },
+    start: { rss: startMem.rss, heapUsed: startMem.heapUsed, reserved: startReserved },
+    fits: { reserved: fitOf('reserved'), rss: fitOf('rss'), heapUsed: fitOf('heapUsed'), external: fitOf('external') },
+    leaks: final.leaks,
+    problems,
+  };
+  process.stderr.write(`(sink ${workload.sinkValue})\n`);
+  return { result, manager };
+}
+
+/** Min and max of `a[from..to)`. */
+function range(a: Float64Array, from: number, to: number): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = from; i < to; i++) {
+    if (a[i] < min) min = a[i];
+    if (a[i] > max) max = a[i];
+  }
+  return { min, max };
+}
+
+function cycleGrowthLine(label: string, f: Fit, spread: { min: number; max: number }, exact: boolean): string {
+  const span = `max − min over the fitted boundaries ${fmtBytes(spread.max - spread.min)}`;
+  if (exact && spread.max === spread.min) {
+    return `PASS ${label}: byte-identical (${fmtBytes(spread.max)}, ${fmtInt(spread.max)} B) at all ${f.n} fitted boundaries: zero growth`;
+  }
+  if (!Number.isFinite(f.slope) || !Number.isFinite(f.slopeStdErr)) return `INFO ${label}: not enough boundaries after the warm-up to fit (${span})`;
+  const upper = f.slope + 2 * f.slopeStdErr;
+  const lower = f.slope - 2 * f.slopeStdErr;
+  const fit = `${fmtRate(f.slope)} ± ${fmtRate(f.slopeStdErr)}`;
+  if (upper < GROWTH_TARGET) return `PASS ${label}: ${fit}; slope + 2 SE = ${fmtRate(upper)} < ${fmtRate(GROWTH_TARGET)} (${span})`;
+  if (lower > GROWTH_TARGET) return `INFO ${label}: ${fit}; growth above the target: slope − 2 SE = ${fmtRate(lower)} > ${fmtRate(GROWTH_TARGET)} (${span})`;
+  return `INFO ${label}: ${fit}; not resolved against ${fmtRate(GROWTH_TARGET)}: slope + 2 SE = ${fmtRate(upper)} (${span})`;
+}
+
+function cycleVerdictLines(r: CycleResult): string[] {
+  const from = r.warmup;
+  const to = r.cycles;
+  const lines = [
+    cycleGrowthLine('native reserved (totals.reservedBytes)', r.fits.reserved, range(r.series.reserved, from, to), true),
+    cycleGrowthLine('RSS growth', r.fits.rss, range(r.series.rss, from, to), false),
+    cycleGrowthLine('JS heapUsed growth', r.fits.heapUsed, range(r.series.heapUsed, from, to), false),
+    cycleGrowthLine('external memory growth', r.fits.external, range(r.series.external, from, to), false),
+  ];
+  const frag = range(r.series.fragPool, 0, to);
+  lines.push(`${verdict(frag.max < FRAGMENTATION_TARGET)} pool fragmentation at every boundary: ${fmtPct(frag.min)}–${fmtPct(frag.max)} (target < 5%)`);
+  lines.push(
+    r.problems.length === 0
+      ? `PASS invariants: 0 handles and 0 bytesInUse after every drain, counters agree with the workload, every cycle made the same calls as the first`
+      : `FAIL invariants: ${r.problems.length} violation(s)`,
+  );
+  return lines;
+}
+
+function cycleSummaryRows(r: CycleResult): string[][] {
+  const pc = r.perCycle;
+  const s = r.series;
+  const from = r.warmup;
+  const to = r.cycles;
+  const mean = r.cycles > 0 ? s.cycleSeconds.subarray(0, to).reduce((a, b) => a + b, 0) / r.cycles : NaN;
+  const fitted = to - from;
+  const fitSpan = fitted > 0 ? s.t[to - 1] - (from > 0 ? s.t[from - 1] : 0) : 0;
+  const reserved = range(s.reserved, from, to);
+  const rss = range(s.rss, from, to);
+  const heap = range(s.heapUsed, from, to);
+  const ext = range(s.external, from, to);
+  const handles = range(s.handles, 0, to);
+  const inUse = range(s.bytesInUse, 0, to);
+  const fitRow = (f: Fit): string => (Number.isFinite(f.slope) ? `${fitCell(f)} (R² ${Number.isFinite(f.r2) ? f.r2.toFixed(2) : 'n/a'})` : 'n/a');
+  return [
+    [
+      'duration',
+      `${r.durationSeconds.toFixed(1)} s: ${r.cycles} cycles of ${fmtInt(r.roundsPerCycle)} rounds (mean ${mean.toFixed(1)} s per cycle, boundary included); ` +
+        `warm-up ${from} cycles excluded, ${fitted} boundaries fitted over ${(fitSpan / 60).toFixed(1)} min`,
+    ],
+    [
+      'every cycle',
+      `${fmtInt(pc.ops)} ops, ${fmtInt(pc.allocations)} allocations (${fmtInt(pc.directAllocations)} direct, ${fmtInt(pc.counterAllocations)} counter), ` +
+        `${fmtInt(pc.refusals)} refused by quotas; ${fmtInt(pc.explicitFrees)} explicit frees, ${fmtInt(pc.closeFrees)} by closeChannel; ` +
+        `${fmtInt(pc.channelsClosed)} channel closes over ${fmtInt(pc['channel ids'])} ids (${fmtInt(pc.viewChannels)} view-mode), the same ids every cycle`,
+    ],
+    ['total ops', `${fmtInt(r.counters.ops)} (${fmtInt(r.counters.ops / r.durationSeconds)}/s)`],
+    [
+      'closed-id FIFO filled first',
+      `${fmtInt(r.fill.closes)} open + close of the cycle ids in ${r.fill.seconds.toFixed(1)} s; RSS ${fmtBytes(r.fill.rssBefore)} → ${fmtBytes(r.fill.rssAfter)} (after GC)`,
+    ],
+    ['native reserved at fitted boundaries', `min ${fmtInt(reserved.min)} B, max ${fmtInt(reserved.max)} B (max − min ${fmtBytes(reserved.max - reserved.min)})${reserved.min === reserved.max ? ': byte-identical' : ''}`],
+    ['native reserved growth (fit)', fitRow(r.fits.reserved)],
+    ['RSS growth (fit)', `${fitRow(r.fits.rss)}; fitted boundaries ${fmtBytes(rss.min)}–${fmtBytes(rss.max)} (max − min ${fmtBytes(rss.max - rss.min)})`],
+    ['JS heapUsed growth (fit)', `${fitRow(r.fits.heapUsed)}; fitted boundaries ${fmtBytes(heap.min)}–${fmtBytes(heap.max)} (max − min ${fmtBytes(heap.max - heap.min)})`],
+    ['external memory growth (fit)', `${fitRow(r.fits.external)}; fitted boundaries ${fmtBytes(ext.min)}–${fmtBytes(ext.max)} (max − min ${fmtBytes(ext.max - ext.min)})`],
+    ['handles / bytesInUse at every boundary', `${handles.min === handles.max ? fmtInt(handles.max) : `${fmtInt(handles.min)}–${fmtInt(handles.max)}`} / ${inUse.min === inUse.max ? fmtInt(inUse.max) : `${fmtInt(inUse.min)}–${fmtInt(inUse.max)}`}`],
+    ['start (after the fill, GC)', `RSS ${fmtBytes(r.start.rss)}, heap ${fmtBytes(r.start.heapUsed)}, reserved ${fmtBytes(r.start.reserved)}`],
+    ['leaks detected', `${r.leaks.detected} (reclaimed ${r.leaks.reclaimed})`],
+  ];
+}
+
+function cyclePoolRows(r: CycleResult): string[][] {
+  return r.poolNames.map((name, i) => {
+    const res = range(r.poolReserved[i], r.warmup, r.cycles);
+    const ret = range(r.poolRetained[i], r.warmup, r.cycles);
+    return [name, `${fmtInt(res.min)} B`, `${fmtInt(res.max)} B`, ret.min === ret.max ? fmtInt(ret.min) : `${fmtInt(ret.min)}–${fmtInt(ret.max)}`];
+  });
+}
+
+const CYCLE_POOL_HEADERS = ['pool', 'reserved min', 'reserved max', 'retained free slots'];
+
+function cycleSeriesRows(r: CycleResult, max: number): string[][] {
+  const s = r.series;
+  const rows: string[][] = [];
+  const step = Math.max(1, Math.ceil(r.cycles / max));
+  for (let i = 0; i < r.cycles; i++) {
+    if (i % step !== 0 && i !== r.cycles - 1 && i !== r.warmup) continue;
+    rows.push([
+      `${i + 1}${i < r.warmup ? ' (w)' : ''}`,
+      s.t[i].toFixed(1),
+      s.cycleSeconds[i].toFixed(1),
+      fmtBytes(s.rss[i]),
+      fmtBytes(s.heapUsed[i]),
+      fmtBytes(s.external[i]),
+      fmtInt(s.reserved[i]),
+      fmtInt(s.handles[i]),
+      fmtPct(s.fragPool[i]),
+    ]);
+  }
+  return rows;
+}
+
+const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'heapUsed', 'external', 'reserved (B)', 'handles', 'pool frag'];
+
+function cycleConsoleSummary(r: CycleResult): string {
+  const out: string[] = [
+    '',
+    `isopool soak, cycles — ${r.args.minutes} min, seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle; ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}`,
+    '',
+    mdTable(['', ''], cycleSummaryRows(r)),
+    '',
+    'Pools at the fitted boundaries:',
+    mdTable(CYCLE_POOL_HEADERS, cyclePoolRows(r), [false, true, true, true]),
+    '',
+    ...cycleVerdictLines(r),
+  ];
+  if (r.problems.length > 0) out.push('', 'Invariant violations:', ...r.problems.map((p) => `- ${p}`));
+  return `${out.join('\n')}\n`;
+}
+
+function cycleRunSection(r: CycleResult): string {
+  const out: string[] = [
+    `<!-- soak-run minutes=${r.args.minutes} mode=cycles -->`,
+    `## \`--minutes ${r.args.minutes} --cycles\` (seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle)`,
+    '',
+    `Run on ${r.machine.date}, load average at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}. ` +
+      'Identical cycles, channel ids reused every cycle (closed, then reopened with `openChannel`); each boundary ' +
+      'sample is taken after the drain and a forced GC.',
+    '',
+    mdTable(['', ''], cycleSummaryRows(r)),
+    '',
+    '```',
+    ...cycleVerdictLines(r),
+    '```',
+    '',
+    'Pools at the fitted boundaries:',
+    '',
+    mdTable(CYCLE_POOL_HEADERS, cyclePoolRows(r), [false, true, true, true]),
+    '',
+    'Boundary samples (thinned; (w) = warm-up, not fitted; t counts from the start of the run, including the FIFO fill):',
+    '',
+    mdTable(CYCLE_SERIES_HEADERS, cycleSeriesRows(r, 20), [false, true, true, true, true, true, true, true, true]),
+    '',
+  ];
+  if (r.problems.length > 0) out.push('Invariant violations:', '', ...r.problems.map((p) => `- ${p}`), '');
+  out.push(SECTION_END);
+  return out.join('\n');
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -1018,10 +1563,20 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (rerunWithGc()) return;
   if (typeof globalThis.gc !== 'function') process.stderr.write('warning: no --expose-gc; the final sample is taken without a forced GC\n');
+  if (args.cycles) {
+    const rounds = args.cycleRounds !== null ? `${args.cycleRounds} rounds` : `the rounds of ${args.cycleSeconds} s`;
+    process.stderr.write(`isopool soak, cycles: ${args.minutes} min, seed ${args.seed}, cycles of ${rounds}\n`);
+    const { result, manager } = await runCycles(args, new Progress());
+    process.stdout.write(cycleConsoleSummary(result));
+    if (args.report !== null) writeReport(args.report, result.machine, args.minutes, 'cycles', cycleRunSection(result));
+    if (result.problems.length > 0) process.exitCode = 1;
+    manager.close(); // last: the report is out even if close() throws (a crash, exit 1)
+    return;
+  }
   process.stderr.write(`isopool soak: ${args.minutes} min, seed ${args.seed}\n`);
   const { result, manager } = await run(args, new Progress());
   process.stdout.write(consoleSummary(result));
-  if (args.report !== null) writeReport(args.report, result);
+  if (args.report !== null) writeReport(args.report, result.machine, args.minutes, 'random', runSection(result));
   if (result.problems.length > 0) process.exitCode = 1;
   manager.close(); // last: the report is out even if close() throws (a crash, exit 1)
 }

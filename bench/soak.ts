@@ -790,18 +790,9 @@ async function run(args: Args, progress: Progress): Promise<{ result: SoakResult
     workload.problems.push(`after the burst, totals.handles ${afterBurst.totals.handles}, bytesInUse ${afterBurst.totals.bytesInUse}, expected 0 / 0`);
   }
 
-  const cpus = os.cpus();
   const result: SoakResult = {
     args,
-    machine: {
-      cpu: cpus[0]?.model.trim() ?? 'unknown',
-      cores: cpus.length,
-      memory: os.totalmem(),
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
-      node: process.version,
-      date: new Date().toISOString(),
-      load: loadStart,
-    },
+    machine: machineInfo(loadStart),
     durationSeconds,
     warmupSeconds: warmupMs / 1000,
     sampleIntervalSeconds: intervalMs / 1000,
@@ -1084,6 +1075,20 @@ function reportHeader(m: SoakResult['machine']): string {
   ].join('\n');
 }
 
+/** The machine a run's report names (load: the load average when the run started). */
+function machineInfo(load: number[]): SoakResult['machine'] {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    memory: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    date: new Date().toISOString(),
+    load,
+  };
+}
+
 /**
  * Writes `section` into the report at `file`, replacing the section of the same --minutes value and
  * mode and keeping the others (random-mode sections first, each mode by --minutes).
@@ -1347,18 +1352,9 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
   const xs: number[] = [];
   for (let i = warmup; i < n; i++) xs.push(series.t[i] / 3600); // hours → slopes in bytes/hour
   const fitOf = (name: SeriesName): Fit => fitLine(xs, Array.from(series[name].subarray(warmup, n)));
-  const cpus = os.cpus();
   const result: CycleResult = {
     args: { ...args, cycleRounds: roundsPerCycle },
-    machine: {
-      cpu: cpus[0]?.model.trim() ?? 'unknown',
-      cores: cpus.length,
-      memory: os.totalmem(),
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
-      node: process.version,
-      date: new Date().toISOString(),
-      load: loadStart,
-    },
+    machine: machineInfo(loadStart),
     durationSeconds,
     roundsPerCycle,
     cycles: n,

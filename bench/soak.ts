@@ -35,6 +35,7 @@ import { performance } from 'node:perf_hooks';
 import { ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
 import { mulberry32 } from '../test/random';
+import { machineInfo as benchMachineInfo } from './report';
 
 // -------------------------------------------------------------------------------------------------
 // configuration
@@ -948,17 +949,7 @@ function runSection(r: SoakResult): string {
     .map(([k, v]) => `${k} ${fmtInt(v)}`)
     .join(', ');
   const out: string[] = [
-    `<!-- soak-run minutes=${r.args.minutes} -->`,
-    `## \`--minutes ${r.args.minutes}\` (seed ${r.args.seed})`,
-    '',
-    `Run on ${r.machine.date}, load average at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}.`,
-    '',
-    mdTable(['', ''], summaryRows(r)),
-    '',
-    '```',
-    ...verdictLines(r),
-    '```',
-    '',
+    ...sectionOpening(`minutes=${r.args.minutes}`, `\`--minutes ${r.args.minutes}\` (seed ${r.args.seed})`, r, '', summaryRows(r), verdictLines(r)),
     `Quota refusals by scope: ${scopes.length > 0 ? scopes : 'none'}. 'pressure' events: ${fmtInt(c.pressureEvents)}.`,
     '',
     'Pools after the drain:',
@@ -1077,16 +1068,25 @@ function reportHeader(m: SoakResult['machine']): string {
 
 /** The machine a run's report names (load: the load average when the run started). */
 function machineInfo(load: number[]): SoakResult['machine'] {
-  const cpus = os.cpus();
-  return {
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    memory: os.totalmem(),
-    os: `${os.type()} ${os.release()} ${os.arch()}`,
-    node: process.version,
-    date: new Date().toISOString(),
-    load,
-  };
+  const m = benchMachineInfo();
+  return { cpu: m.cpuModel, cores: m.cores, memory: m.totalMemoryBytes, os: m.os, node: m.node, date: m.date, load };
+}
+
+/** A run section's opening: its marker, title, "Run on..." line, summary table and verdict lines. */
+function sectionOpening(marker: string, title: string, r: { machine: SoakResult['machine'] }, note: string, rows: string[][], verdicts: string[]): string[] {
+  return [
+    `<!-- soak-run ${marker} -->`,
+    `## ${title}`,
+    '',
+    `Run on ${r.machine.date}, load average at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}.${note}`,
+    '',
+    mdTable(['', ''], rows),
+    '',
+    '```',
+    ...verdicts,
+    '```',
+    '',
+  ];
 }
 
 /**
@@ -1513,19 +1513,15 @@ function cycleConsoleSummary(r: CycleResult): string {
 
 function cycleRunSection(r: CycleResult): string {
   const out: string[] = [
-    `<!-- soak-run minutes=${r.args.minutes} mode=cycles -->`,
-    `## \`--minutes ${r.args.minutes} --cycles\` (seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle)`,
-    '',
-    `Run on ${r.machine.date}, load average at start ${r.machine.load.map((l) => l.toFixed(2)).join(' / ')}. ` +
-      'Identical cycles, channel ids reused every cycle (closed, then reopened with `openChannel`); each boundary ' +
-      'sample is taken after the drain and a forced GC.',
-    '',
-    mdTable(['', ''], cycleSummaryRows(r)),
-    '',
-    '```',
-    ...cycleVerdictLines(r),
-    '```',
-    '',
+    ...sectionOpening(
+      `minutes=${r.args.minutes} mode=cycles`,
+      `\`--minutes ${r.args.minutes} --cycles\` (seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle)`,
+      r,
+      ' Identical cycles, channel ids reused every cycle (closed, then reopened with `openChannel`); each boundary ' +
+        'sample is taken after the drain and a forced GC.',
+      cycleSummaryRows(r),
+      cycleVerdictLines(r),
+    ),
     'Pools at the fitted boundaries:',
     '',
     mdTable(CYCLE_POOL_HEADERS, cyclePoolRows(r), [false, true, true, true]),

@@ -661,7 +661,9 @@ export class Core implements HandleOwner {
 
     this.#allocationCount++;
     if (watched || ab !== null) {
-      const site = watched ? new AllocationSite() : undefined;
+      // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
+      // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
+      const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
       const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
       this.#records.set(id, record);
       if (watched) {

@@ -32,6 +32,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import * as v8 from 'node:v8';
 import { ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
 import { mulberry32 } from '../test/random';
@@ -1015,7 +1016,8 @@ function reportHeader(m: SoakResult['machine']): string {
     '  with the same sizes, channel options, limits, lifetimes, frees and closes (how a handle is freed and whether it is',
     '  spot-checked follow a per-cycle sequence instead of the native handle id, which differs between cycles). The first',
     '  cycle runs `--cycle-seconds` (default 30) and its round count becomes the length of every cycle (or `--cycle-rounds`).',
-    '  Each cycle ends with the drain above, a forced GC and a boundary sample: `totals.reservedBytes`, RSS, `heapUsed`,',
+    '  Each cycle ends with the drain above, a forced GC and a boundary sample: `totals.reservedBytes`, RSS (whole, and',
+    '  split into the V8 heap\'s resident pages, `v8.getHeapStatistics().total_physical_size`, and the rest), `heapUsed`,',
     '  `external`, live handles and bytesInUse (must both be 0), `fragmentation.pool`, each pool\'s reserved bytes and',
     '  retained slots. A cycle whose counts (allocations, refusals, frees, closes, pressure events, the manager\'s totals)',
     '  differ from the first cycle\'s is an invariant violation, as is anything left after its drain.',
@@ -1048,7 +1050,12 @@ function reportHeader(m: SoakResult['machine']): string {
     '  the boundaries after a warm-up of max(3, 20%) cycles (least squares against time, `±` one standard error). A',
     '  PASS line needs slope + 2 SE < 64 KiB/hour, i.e. it is resolved, not merely a small noisy slope; "not resolved"',
     '  means the `±` is too wide to tell, "above the target" that slope − 2 SE > 64 KiB/hour. "max − min" is the',
-    '  worst-case spread of the fitted boundaries, whatever its shape. What the cycles cannot see is growth that needs',
+    '  worst-case spread of the fitted boundaries, whatever its shape.',
+    '- RSS is split in two at each boundary. The V8 heap\'s resident pages move in 256 KiB steps as the GC resizes its',
+    '  spaces, up and down by a few MiB with no trend, so they dominate the RSS fit\'s noise. "RSS outside the V8 heap"',
+    '  is the rest: the pools\' slabs, the native tables, the addon\'s and Node\'s malloc, code and stacks. Its fit is',
+    '  what says whether native memory grows; the V8 heap\'s own growth is `heapUsed` (live objects), fitted too.',
+    '- What the cycles cannot see is growth that needs',
     '  new state (new channel ids, new resource types, a live set that only grows); the random mode covers those.',
     '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
     '  until it is reopened), natively, for the last 65,536 closes (native/channel_ledger.h). Measured separately on',
@@ -1156,7 +1163,7 @@ const CYCLE_COUNTS = [
 type CycleCounts = Record<(typeof CYCLE_COUNTS)[number], number>;
 
 /** Per-boundary series in preallocated arrays: index i = after cycle i's drain and a forced GC. */
-const SERIES = ['t', 'cycleSeconds', 'rss', 'heapUsed', 'external', 'arrayBuffers', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
+const SERIES = ['t', 'cycleSeconds', 'rss', 'v8Heap', 'outsideV8', 'heapUsed', 'external', 'arrayBuffers', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
 type SeriesName = (typeof SERIES)[number];
 
 interface CycleResult {
@@ -1179,7 +1186,7 @@ interface CycleResult {
   readonly fill: { readonly closes: number; readonly rssBefore: number; readonly rssAfter: number; readonly seconds: number };
   /** Fresh manager (after the fill), after a GC. */
   readonly start: { readonly rss: number; readonly heapUsed: number; readonly reserved: number };
-  readonly fits: Record<'reserved' | 'rss' | 'heapUsed' | 'external', Fit>;
+  readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external', Fit>;
   readonly leaks: ManagerMetrics['leaks'];
   readonly problems: string[];
 }
@@ -1306,6 +1313,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
     await collect();
     const m = manager.getResourceMetrics();
     const mem = process.memoryUsage();
+    const v8Heap = v8.getHeapStatistics().total_physical_size;
     const now = performance.now();
     lastCycleMs = now - cycleStart;
     checkDrained(workload, m, `after cycle ${n}`);
@@ -1322,6 +1330,8 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       t: (now - start) / 1000,
       cycleSeconds: lastCycleMs / 1000,
       rss: mem.rss,
+      v8Heap,
+      outsideV8: mem.rss - v8Heap,
       heapUsed: mem.heapUsed,
       external: mem.external,
       arrayBuffers: mem.arrayBuffers,
@@ -1367,7 +1377,14 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
     counters: workload.counters,
     fill: { closes: CLOSED_IDS_REMEMBERED, rssBefore: rssBeforeFill, rssAfter: startMem.rss, seconds: fillSeconds },
     start: { rss: startMem.rss, heapUsed: startMem.heapUsed, reserved: startReserved },
-    fits: { reserved: fitOf('reserved'), rss: fitOf('rss'), heapUsed: fitOf('heapUsed'), external: fitOf('external') },
+    fits: {
+      reserved: fitOf('reserved'),
+      rss: fitOf('rss'),
+      outsideV8: fitOf('outsideV8'),
+      v8Heap: fitOf('v8Heap'),
+      heapUsed: fitOf('heapUsed'),
+      external: fitOf('external'),
+    },
     leaks: final.leaks,
     problems,
   };
@@ -1406,6 +1423,8 @@ function cycleVerdictLines(r: CycleResult): string[] {
   const lines = [
     cycleGrowthLine('native reserved (totals.reservedBytes)', r.fits.reserved, range(r.series.reserved, from, to), true),
     cycleGrowthLine('RSS growth', r.fits.rss, range(r.series.rss, from, to), false),
+    cycleGrowthLine('RSS outside the V8 heap', r.fits.outsideV8, range(r.series.outsideV8, from, to), false),
+    cycleGrowthLine('V8 heap, resident', r.fits.v8Heap, range(r.series.v8Heap, from, to), false),
     cycleGrowthLine('JS heapUsed growth', r.fits.heapUsed, range(r.series.heapUsed, from, to), false),
     cycleGrowthLine('external memory growth', r.fits.external, range(r.series.external, from, to), false),
   ];
@@ -1429,6 +1448,8 @@ function cycleSummaryRows(r: CycleResult): string[][] {
   const fitSpan = fitted > 0 ? s.t[to - 1] - (from > 0 ? s.t[from - 1] : 0) : 0;
   const reserved = range(s.reserved, from, to);
   const rss = range(s.rss, from, to);
+  const outside = range(s.outsideV8, from, to);
+  const v8Heap = range(s.v8Heap, from, to);
   const heap = range(s.heapUsed, from, to);
   const ext = range(s.external, from, to);
   const handles = range(s.handles, 0, to);
@@ -1454,6 +1475,8 @@ function cycleSummaryRows(r: CycleResult): string[][] {
     ['native reserved at fitted boundaries', `min ${fmtInt(reserved.min)} B, max ${fmtInt(reserved.max)} B (max − min ${fmtBytes(reserved.max - reserved.min)})${reserved.min === reserved.max ? ': byte-identical' : ''}`],
     ['native reserved growth (fit)', fitRow(r.fits.reserved)],
     ['RSS growth (fit)', `${fitRow(r.fits.rss)}; fitted boundaries ${fmtBytes(rss.min)}–${fmtBytes(rss.max)} (max − min ${fmtBytes(rss.max - rss.min)})`],
+    ['RSS outside the V8 heap (fit)', `${fitRow(r.fits.outsideV8)}; fitted boundaries ${fmtBytes(outside.min)}–${fmtBytes(outside.max)} (max − min ${fmtBytes(outside.max - outside.min)})`],
+    ['V8 heap, resident (fit)', `${fitRow(r.fits.v8Heap)}; fitted boundaries ${fmtBytes(v8Heap.min)}–${fmtBytes(v8Heap.max)} (max − min ${fmtBytes(v8Heap.max - v8Heap.min)})`],
     ['JS heapUsed growth (fit)', `${fitRow(r.fits.heapUsed)}; fitted boundaries ${fmtBytes(heap.min)}–${fmtBytes(heap.max)} (max − min ${fmtBytes(heap.max - heap.min)})`],
     ['external memory growth (fit)', `${fitRow(r.fits.external)}; fitted boundaries ${fmtBytes(ext.min)}–${fmtBytes(ext.max)} (max − min ${fmtBytes(ext.max - ext.min)})`],
     ['handles / bytesInUse at every boundary', `${handles.min === handles.max ? fmtInt(handles.max) : `${fmtInt(handles.min)}–${fmtInt(handles.max)}`} / ${inUse.min === inUse.max ? fmtInt(inUse.max) : `${fmtInt(inUse.min)}–${fmtInt(inUse.max)}`}`],
@@ -1483,6 +1506,8 @@ function cycleSeriesRows(r: CycleResult, max: number): string[][] {
       s.t[i].toFixed(1),
       s.cycleSeconds[i].toFixed(1),
       fmtBytes(s.rss[i]),
+      fmtBytes(s.outsideV8[i]),
+      fmtBytes(s.v8Heap[i]),
       fmtBytes(s.heapUsed[i]),
       fmtBytes(s.external[i]),
       fmtInt(s.reserved[i]),
@@ -1493,7 +1518,7 @@ function cycleSeriesRows(r: CycleResult, max: number): string[][] {
   return rows;
 }
 
-const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'heapUsed', 'external', 'reserved (B)', 'handles', 'pool frag'];
+const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'RSS outside V8', 'V8 heap', 'heapUsed', 'external', 'reserved (B)', 'handles', 'pool frag'];
 
 function cycleConsoleSummary(r: CycleResult): string {
   const out: string[] = [

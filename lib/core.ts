@@ -22,7 +22,7 @@ import {
 } from './errors';
 import type { LimitScopeName } from './errors';
 import type { EventSink } from './events';
-import { FastLane, newChannelLane } from './fast-lane';
+import { FastLane, newChannelLane, Parked } from './fast-lane';
 import type { ChannelLane } from './fast-lane';
 import { Handle, handleIdOf, isWellFormedId } from './handle';
 import type { HandleOwner } from './handle';
@@ -602,11 +602,13 @@ export class Core implements HandleOwner {
     const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount % this.#leakRate === 0);
     const fast = this.#fast;
     if (fast !== null) {
-      if (!watched && channel !== null && channel.access === 'view' && type.memory) {
-        const taken = fast.take(channel, type.index, n);
+      if (channel !== null && channel.access === 'view' && type.memory) {
+        const taken = fast.take(channel, type.index, n, watched);
         if (taken !== null) {
           this.#allocationCount++;
-          return new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'view');
+          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'view');
+          if (watched) this.#track(taken.id, type, n, channel, null, taken.buffer, handle, true, -1);
+          return handle;
         }
       }
       fast.beforeNativeAllocation(channel);
@@ -653,30 +655,36 @@ export class Core implements HandleOwner {
         throw new PoolExhaustedError(n);
       }
       buffer = Buffer.from(slab, offset, n);
-      if (fast !== null && !watched && pool >= 0 && channel !== null) fast.adopt(id, channel, type.index, pool, slotBytes, slab, offset, n, buffer);
+      if (fast !== null && pool >= 0 && channel !== null) fast.adopt(id, channel, type.index, pool, slotBytes, slab, offset, n, buffer, watched);
     }
     const channelName = channel === null ? null : channel.name;
     const access: AccessMode | null = type.memory ? (revocable ? 'revocable' : 'view') : null;
     const handle = new Handle(this, id, type.name, n, channelName, buffer, this.#poolName(pool), slotBytes, access);
 
     this.#allocationCount++;
-    if (watched || ab !== null) {
-      // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
-      // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
-      const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
-      const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
-      this.#records.set(id, record);
-      if (watched) {
-        // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
-        // View: the Buffer view (a stale view may still reach the slab: view mode's documented risk).
-        const target: object = ab ?? buffer ?? handle;
-        this.#leaks.register(target, { id, resourceType: type.name, size: n, channelId: channelName, site }, record);
-      }
-    }
+    if (watched || ab !== null) this.#track(id, type, n, channel, ab, buffer, handle, watched, token);
     if (softCrossed !== NativeLimitScope.None && this.#events.wants('pressure')) {
       this.#emitPressure(type, channel, softCrossed);
     }
     return handle;
+  }
+
+  /**
+   * Records a new handle that needs a {@link LiveRecord}: one watched for leaks, or one with its
+   * own ArrayBuffer (revocable) to revoke when it is freed by id.
+   */
+  #track(id: number, type: TypeState, n: number, channel: ChannelState | null, ab: ArrayBuffer | null, buffer: Buffer | null, handle: Handle, watched: boolean, token: number): void {
+    // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
+    // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
+    const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
+    const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
+    this.#records.set(id, record);
+    if (watched) {
+      // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
+      // View: the Buffer view (a stale view may still reach the slab: view mode's documented risk).
+      const target: object = ab ?? buffer ?? handle;
+      this.#leaks.register(target, { id, resourceType: type.name, size: n, channelId: channel === null ? null : channel.name, site }, record);
+    }
   }
 
   /** The native allocation: revocable memory comes back as its own ArrayBuffer (or a slot-cache entry). */
@@ -854,10 +862,17 @@ export class Core implements HandleOwner {
       return false;
     }
     const fast = this.#fast;
-    if (fast !== null && fast.release(id, presenter)) return true;
+    if (fast !== null) {
+      const parked = fast.release(id, presenter);
+      if (parked !== Parked.No) {
+        if (parked === Parked.Watched) this.#release(id, this.#records.get(id));
+        return true;
+      }
+    }
     const record = this.#records.get(id);
-    // The native side must know every fast-lane id first (this one may be parked or burned).
-    if (fast !== null && record === undefined) fast.sync();
+    // The native side must know every fast-lane id first (this one may be parked or burned, or a
+    // watched lane handle, which has a record, presented by another channel).
+    if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
     const status = this.#freeHeld(id, presenterIndex, record);
     if (status === NativeStatus.Ok) {
       fast?.forget(id);
@@ -875,9 +890,15 @@ export class Core implements HandleOwner {
   disposeHandle(id: number): void {
     if (this.#closed) return;
     const fast = this.#fast;
-    if (fast !== null && fast.release(id, null)) return;
+    if (fast !== null) {
+      const parked = fast.release(id, null);
+      if (parked !== Parked.No) {
+        if (parked === Parked.Watched) this.#release(id, this.#records.get(id));
+        return;
+      }
+    }
     const record = this.#records.get(id);
-    if (fast !== null && record === undefined) fast.sync();
+    if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
     if (this.#native.lookup(id) !== NativeStatus.Ok) return;
     if (this.#freeHeld(id, -1, record) === NativeStatus.Ok) {
       fast?.forget(id);
@@ -1074,7 +1095,10 @@ export class Core implements HandleOwner {
 
   #onCollected(held: LeakHeld): void {
     if (this.#closed) return;
+    // A watched view handle may be a fast-lane one that the native side does not know yet.
+    this.#fast?.sync();
     if (this.#native.lookup(held.id) !== NativeStatus.Ok) return;
+    this.#fast?.forget(held.id);
     this.#leaksDetected++;
     const record = this.#records.get(held.id);
     this.#records.delete(held.id);

@@ -32,11 +32,28 @@
  *
  * Not timed: fast allocations record no latency sample, and their handles report the time of the
  * sync as their allocation time (README "Access modes").
+ *
+ * Watched handles (`'sampled'` leak detection; `'paranoid'` keeps the lane off) go through the lane
+ * too. The leak registry watches the handle's Buffer, so the lane must not keep it: a watched slot
+ * holds {@link NO_BUFFER} while it is live, and its next unwatched allocation makes a new view.
+ * Its release says so ({@link Parked.Watched}), and the manager then unregisters it.
  * @internal
  * @packageDocumentation
  */
 import type { ChannelState } from './core';
 import type { LimitFields } from './types';
+
+/** What {@link FastLane.release} did with a handle. */
+export const enum Parked {
+  /** Not parked: not the lane's, or not eligible. The caller frees it natively. */
+  No = 0,
+  Yes = 1,
+  /** Parked, and the handle was watched for leaks: the caller unregisters it. */
+  Watched = 2,
+}
+
+/** A slot's `buffer` while no view of it may be kept by the lane (a watched handle's). */
+const NO_BUFFER = Buffer.alloc(0);
 
 /** What the native manager provides for the lane (manager_binding.cc). */
 export interface FastLaneNative {
@@ -102,7 +119,10 @@ interface FastSlot {
   readonly channelEpoch: number;
   readonly typeEpoch: number;
   size: number;
+  /** A view of `size` bytes kept for the next handle, or {@link NO_BUFFER}. */
   buffer: Buffer;
+  /** Its live handle is watched for leaks (its Buffer must stay collectable). */
+  watched: boolean;
 }
 
 /** What a fast allocation hands back. */
@@ -172,9 +192,10 @@ export class FastLane {
 
   /**
    * A parked slot of (channel, type) that fits `n` bytes, handed out under a fresh id, or null
-   * (then the caller allocates natively).
+   * (then the caller allocates natively). `watched`: the handle is watched for leaks; its view is
+   * a new one that the lane does not keep.
    */
-  take(channel: ChannelState, type: number, n: number): FastAllocation | null {
+  take(channel: ChannelState, type: number, n: number, watched: boolean): FastAllocation | null {
     if (this.#parkedSlots === 0) return null;
     const pool = this.#poolOf(n);
     if (pool < 0) return null;
@@ -192,18 +213,29 @@ export class FastLane {
     const id = this.#ids[--this.#idCount];
     slot.id = id;
     slot.live = true;
-    if (slot.size !== n) {
+    this.#setLive(id, slot);
+    this.allocations++;
+    if (watched) {
+      slot.size = n;
+      slot.buffer = NO_BUFFER;
+      slot.watched = true;
+      const buffer = Buffer.from(slot.slab, slot.offset, n);
+      if (channel.zero === 'always') buffer.fill(0);
+      return { id, pool, slotBytes: slot.slotBytes, buffer };
+    }
+    if (slot.size !== n || slot.buffer === NO_BUFFER) {
       slot.size = n;
       slot.buffer = Buffer.from(slot.slab, slot.offset, n);
     }
     if (channel.zero === 'always') slot.buffer.fill(0);
-    this.#setLive(id, slot);
-    this.allocations++;
     return slot;
   }
 
-  /** Registers a view handle the native path just allocated, so its deallocation can park it. */
-  adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer): void {
+  /**
+   * Registers a view handle the native path just allocated, so its deallocation can park it.
+   * `watched`: the lane does not keep its `buffer`.
+   */
+  adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer, watched: boolean): void {
     if (this.#softLimited || channel.lane.soft) return;
     this.#setLive(id, {
       nativeId: id,
@@ -220,24 +252,26 @@ export class FastLane {
       channelEpoch: channel.lane.epoch,
       typeEpoch: this.#typeEpoch,
       size,
-      buffer,
+      buffer: watched ? NO_BUFFER : buffer,
+      watched,
     });
   }
 
   /**
-   * Parks live handle `id` (presented by `presenter`, null: the manager). False when the lane
-   * cannot take it: not one of its handles, another channel's scope presented it, limits changed
-   * since its allocation, or the parking space is full. The caller then syncs and frees natively.
+   * Parks live handle `id` (presented by `presenter`, null: the manager). {@link Parked.No} when
+   * the lane cannot take it: not one of its handles, another channel's scope presented it, limits
+   * changed since its allocation, or the parking space is full. The caller then syncs and frees
+   * natively. {@link Parked.Watched}: parked, and the caller unregisters the handle's leak watch.
    */
-  release(id: number, presenter: ChannelState | null): boolean {
+  release(id: number, presenter: ChannelState | null): Parked {
     const index = indexOf(id);
     const slot = this.#live[index];
-    if (slot === undefined || slot.id !== id) return false;
+    if (slot === undefined || slot.id !== id) return Parked.No;
     const channel = slot.channel;
-    if ((presenter !== null && presenter !== channel) || !channel.open) return false;
+    if ((presenter !== null && presenter !== channel) || !channel.open) return Parked.No;
     const lane = channel.lane;
-    if (slot.typeEpoch !== this.#typeEpoch || slot.channelEpoch !== lane.epoch) return false;
-    if (this.#parkedSlots >= PARKED_SLOTS_MAX || this.#parkedBytes + slot.slotBytes > PARKED_BYTES_MAX) return false;
+    if (slot.typeEpoch !== this.#typeEpoch || slot.channelEpoch !== lane.epoch) return Parked.No;
+    if (this.#parkedSlots >= PARKED_SLOTS_MAX || this.#parkedBytes + slot.slotBytes > PARKED_BYTES_MAX) return Parked.No;
     this.#live[index] = undefined;
     slot.live = false;
     if (id !== slot.nativeId) this.#push(Op.Burn, id, slot.nativeId, slot.size);
@@ -255,7 +289,17 @@ export class FastLane {
     this.#parkedBytes += slot.slotBytes;
     lane.parked++;
     this.deallocations++;
-    return true;
+    if (slot.watched) {
+      slot.watched = false;
+      return Parked.Watched;
+    }
+    return Parked.Yes;
+  }
+
+  /** `id` is a live handle the lane handed out, which the native side learns only at the next sync. */
+  handedOut(id: number): boolean {
+    const slot = this.#live[indexOf(id)];
+    return slot !== undefined && slot.id === id && slot.nativeId !== id;
   }
 
   /** The native side freed or moved `id` (closeChannel, transferHandle, a native deallocation). */

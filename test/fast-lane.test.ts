@@ -17,7 +17,7 @@ import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
 import { loadNative } from '../lib/loader';
 import type { NativeAddon } from '../lib/native';
-import { KiB, MiB, SMALL_POOLS, allZero, expectCode } from './helpers';
+import { KiB, MiB, SMALL_POOLS, allZero, collectUntil, expectCode, gc, tick } from './helpers';
 import { mulberry32 } from './random';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -384,6 +384,80 @@ describe('view-mode fast lane: targeted cases', () => {
     expect(mgr.deallocateResource(h)).to.equal(false);
     expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
     mgr.close();
+  });
+
+  describe("watched handles ('sampled' leak detection) go through the lane too", () => {
+    // leakSampleRate 1: every allocation is watched, so every lane allocation here is a watched one.
+    function watchedManager(zero: 'cross-channel' | 'always' = 'cross-channel'): { mgr: ResourceManager; v: ChannelScope; w: ChannelScope } {
+      const mgr = new ResourceManager({ pools: SMALL_POOLS, leakDetection: 'sampled', leakSampleRate: 1 });
+      return { mgr, v: mgr.openChannel('v', { access: 'view', zero }), w: mgr.openChannel('w', { access: 'view' }) };
+    }
+
+    it('a dropped watched lane handle is found and reclaimed (the native side learns its id first)', async () => {
+      const { mgr, v } = watchedManager();
+      const leaks: number[] = [];
+      mgr.on('leak', (e: { handleId: number }) => leaks.push(e.handleId));
+      try {
+        v.deallocate(v.allocate('buffer', 100)); // native, adopted; parked by its deallocation
+        const dropped = ((): number => {
+          const h = v.allocate('buffer', 100); // lane, watched
+          (h.buffer as Buffer).fill(7);
+          return h.id;
+        })();
+        expect(await collectUntil(() => leaks.length > 0), 'leak found').to.equal(true);
+        expect(leaks, 'the lane handle').to.deep.equal([dropped]);
+        const m = mgr.getResourceMetrics();
+        expect(m.fastLane, 'it was a lane allocation').to.deep.include({ allocations: 1, deallocations: 1 });
+        expect(m.leaks, 'reclaimed').to.deep.equal({ detected: 1, reclaimed: 1 });
+        expect(m.channels.v, 'refunded').to.deep.include({ handles: 0, bytesInUse: 0 });
+        expect(m.totals).to.deep.include({ handles: 0, allocations: 2, deallocations: 2 });
+        expect(mgr.validateSecurityBoundaries(dropped).valid, 'its id is dead').to.equal(false);
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('a watched lane handle freed normally is unwatched: never a leak, its id stale, its view zeroed with zero: always', async () => {
+      const { mgr, v } = watchedManager('always');
+      const leaks: number[] = [];
+      mgr.on('leak', (e: { handleId: number }) => leaks.push(e.handleId));
+      try {
+        const first = v.allocate('buffer', 100);
+        (first.buffer as Buffer).fill(9);
+        v.deallocate(first);
+        const h = v.allocate('buffer', 100); // lane, watched: a view of its own, zeroed
+        expect(h.buffer, 'a new view (the lane keeps none of a watched handle)').to.not.equal(first.buffer);
+        expect(allZero(h.buffer as Buffer), 'zero: always').to.equal(true);
+        expect(v.deallocate(h), 'parked').to.equal(true);
+        expect(mgr.deallocateResource(h), 'second free').to.equal(false);
+        const m = mgr.getResourceMetrics();
+        expect(m.channels.v.violations, 'stale, not forged: the record went with the watch').to.deep.include({ STALE_HANDLE: 1, FORGED_HANDLE: 0 });
+        expect(m.fastLane, 'both deallocations parked').to.deep.include({ allocations: 1, deallocations: 2 });
+        for (let i = 0; i < 5; i++) {
+          gc();
+          await tick();
+        }
+        expect(leaks, 'no leak').to.deep.equal([]);
+        expect(mgr.getResourceMetrics().leaks).to.deep.equal({ detected: 0, reclaimed: 0 });
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it("a watched lane handle presented by another channel's scope is a CROSS_CHANNEL violation (not forged)", () => {
+      const { mgr, v, w } = watchedManager();
+      try {
+        v.deallocate(v.allocate('buffer', 100));
+        const h = v.allocate('buffer', 100); // lane, watched
+        expect(w.deallocate(h), 'refused').to.equal(false);
+        const m = mgr.getResourceMetrics();
+        expect(m.channels.w.violations, 'counted against the presenter').to.deep.include({ CROSS_CHANNEL: 1, FORGED_HANDLE: 0 });
+        expect(v.deallocate(h), 'its own channel frees it').to.equal(true);
+        expect(mgr.getResourceMetrics().channels.v).to.deep.include({ handles: 0, bytesInUse: 0 });
+      } finally {
+        mgr.close();
+      }
+    });
   });
 
   it('a handle moved by transferHandle leaves the lane', () => {

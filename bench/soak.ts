@@ -1023,10 +1023,8 @@ function reportHeader(m: SoakResult['machine']): string {
     '  differ from the first cycle\'s is an invariant violation, as is anything left after its drain.',
     '- The cycles reuse their channel ids: every cycle closes `conn-0`, `conn-1`, … and the next reopens them with',
     '  `openChannel` (SPEC §1: a closed id refuses work until `openChannel` opens it again, with a fresh ledger), so the',
-    '  by-design memory of unique closed ids (below) is not part of what the cycles measure. The manager still appends',
-    '  one entry per close, reused id or not, to its FIFO of the last 65,536 closes (bounded); before the first cycle the',
-    '  run fills that FIFO with 65,536 open + close of the cycle ids, the state a service reaches after 65,536 closes,',
-    '  and reports the RSS that took ("closed-id FIFO filled first").',
+    '  by-design memory of unique closed ids (below) is not part of what the cycles measure: a reopened id leaves the',
+    '  manager\'s list of closed ids.',
     '',
     '## Reading the growth figures',
     '',
@@ -1058,11 +1056,11 @@ function reportHeader(m: SoakResult['machine']): string {
     '- What the cycles cannot see is growth that needs',
     '  new state (new channel ids, new resource types, a live set that only grows); the random mode covers those.',
     '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
-    '  until it is reopened), natively, for the last 65,536 closes (native/channel_ledger.h). Measured separately on',
+    '  until it is reopened), natively: the 65,536 most recently closed ids still closed (native/channel_ledger.h). Measured separately on',
     '  this machine at ~200 B of RSS per unique closed id, so a service that closes N connections an hour grows by',
     '  ~200·N B/hour until the cap (~13 MiB); at this soak\'s churn (the "channels" row) that is several MiB/hour, far',
-    '  above 64 KiB/hour, and invisible in `reservedBytes`. Reusing channel ids (reopening them) does not add names;',
-    '  each close still takes one entry of the bounded FIFO until it holds 65,536 (see the cycles mode above).',
+    '  above 64 KiB/hour, and invisible in `reservedBytes`. Reusing channel ids (reopening them) adds nothing: a',
+    '  reopened id leaves the list.',
     '- Fragmentation "after drain" and "after a burst" test SPEC §1: after everything is freed, reserved memory should',
     '  be about the retained free slots, so `fragmentation.pool` < 5%. The drain frees the soak\'s own live set; the',
     '  burst then allocates 2 × queueSize slots of every pool at once in a fresh revocable and a fresh view-mode channel,',
@@ -1131,12 +1129,6 @@ function writeReport(file: string, machine: SoakResult['machine'], minutes: numb
 // -------------------------------------------------------------------------------------------------
 // the cycles mode
 
-/**
- * How many closed channel ids the manager remembers (native/channel_ledger.h, kMaxClosedNames): a
- * FIFO of the last closes, one entry per close even when an id is closed again. The cycles mode
- * fills it before the first cycle (see `runCycles`).
- */
-const CLOSED_IDS_REMEMBERED = 1 << 16;
 /** Boundary samples kept (preallocated, so that keeping them does not grow the heap). */
 const MAX_BOUNDARIES = 8192;
 
@@ -1182,9 +1174,7 @@ interface CycleResult {
   readonly poolRetained: readonly Float64Array[];
   readonly perCycle: CycleCounts;
   readonly counters: Counters;
-  /** Before the first cycle: RSS after a GC, before and after filling the closed-id FIFO. */
-  readonly fill: { readonly closes: number; readonly rssBefore: number; readonly rssAfter: number; readonly seconds: number };
-  /** Fresh manager (after the fill), after a GC. */
+  /** Fresh manager, after a GC. */
   readonly start: { readonly rss: number; readonly heapUsed: number; readonly reserved: number };
   readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external', Fit>;
   readonly leaks: ManagerMetrics['leaks'];
@@ -1251,18 +1241,6 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
   const poolRetained = poolNames.map(() => new Float64Array(MAX_BOUNDARIES).fill(NaN));
   const start = performance.now();
 
-  // The closed-id FIFO (a bounded, by-design structure) fills by one entry per close, reused id or
-  // not, until it holds CLOSED_IDS_REMEMBERED entries. Fill it first with the ids the cycles reuse,
-  // as a service has after that many closes, so that the fits measure the steady state.
-  await collect();
-  const rssBeforeFill = process.memoryUsage().rss;
-  const fillStart = performance.now();
-  for (let i = 0; i < CLOSED_IDS_REMEMBERED; i++) {
-    const id = `conn-${i % CHANNELS}`;
-    manager.openChannel(id);
-    manager.closeChannel(id);
-  }
-  const fillSeconds = (performance.now() - fillStart) / 1000;
   await collect();
   const startMem = process.memoryUsage();
   const startReserved = manager.getResourceMetrics().totals.reservedBytes;
@@ -1375,7 +1353,6 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
     poolRetained,
     perCycle: reference ?? cycleCounts(workload, final),
     counters: workload.counters,
-    fill: { closes: CLOSED_IDS_REMEMBERED, rssBefore: rssBeforeFill, rssAfter: startMem.rss, seconds: fillSeconds },
     start: { rss: startMem.rss, heapUsed: startMem.heapUsed, reserved: startReserved },
     fits: {
       reserved: fitOf('reserved'),
@@ -1468,10 +1445,6 @@ function cycleSummaryRows(r: CycleResult): string[][] {
         `${fmtInt(pc.channelsClosed)} channel closes over ${fmtInt(pc['channel ids'])} ids (${fmtInt(pc.viewChannels)} view-mode), the same ids every cycle`,
     ],
     ['total ops', `${fmtInt(r.counters.ops)} (${fmtInt(r.counters.ops / r.durationSeconds)}/s)`],
-    [
-      'closed-id FIFO filled first',
-      `${fmtInt(r.fill.closes)} open + close of the cycle ids in ${r.fill.seconds.toFixed(1)} s; RSS ${fmtBytes(r.fill.rssBefore)} → ${fmtBytes(r.fill.rssAfter)} (after GC)`,
-    ],
     ['native reserved at fitted boundaries', `min ${fmtInt(reserved.min)} B, max ${fmtInt(reserved.max)} B (max − min ${fmtBytes(reserved.max - reserved.min)})${reserved.min === reserved.max ? ': byte-identical' : ''}`],
     ['native reserved growth (fit)', fitRow(r.fits.reserved)],
     ['RSS growth (fit)', `${fitRow(r.fits.rss)}; fitted boundaries ${fmtBytes(rss.min)}–${fmtBytes(rss.max)} (max − min ${fmtBytes(rss.max - rss.min)})`],
@@ -1480,7 +1453,7 @@ function cycleSummaryRows(r: CycleResult): string[][] {
     ['JS heapUsed growth (fit)', `${fitRow(r.fits.heapUsed)}; fitted boundaries ${fmtBytes(heap.min)}–${fmtBytes(heap.max)} (max − min ${fmtBytes(heap.max - heap.min)})`],
     ['external memory growth (fit)', `${fitRow(r.fits.external)}; fitted boundaries ${fmtBytes(ext.min)}–${fmtBytes(ext.max)} (max − min ${fmtBytes(ext.max - ext.min)})`],
     ['handles / bytesInUse at every boundary', `${handles.min === handles.max ? fmtInt(handles.max) : `${fmtInt(handles.min)}–${fmtInt(handles.max)}`} / ${inUse.min === inUse.max ? fmtInt(inUse.max) : `${fmtInt(inUse.min)}–${fmtInt(inUse.max)}`}`],
-    ['start (after the fill, GC)', `RSS ${fmtBytes(r.start.rss)}, heap ${fmtBytes(r.start.heapUsed)}, reserved ${fmtBytes(r.start.reserved)}`],
+    ['start (fresh manager, GC)', `RSS ${fmtBytes(r.start.rss)}, heap ${fmtBytes(r.start.heapUsed)}, reserved ${fmtBytes(r.start.reserved)}`],
     ['leaks detected', `${r.leaks.detected} (reclaimed ${r.leaks.reclaimed})`],
   ];
 }
@@ -1551,7 +1524,7 @@ function cycleRunSection(r: CycleResult): string {
     '',
     mdTable(CYCLE_POOL_HEADERS, cyclePoolRows(r), [false, true, true, true]),
     '',
-    'Boundary samples (thinned; (w) = warm-up, not fitted; t counts from the start of the run, including the FIFO fill):',
+    'Boundary samples (thinned; (w) = warm-up, not fitted; t counts from the start of the run):',
     '',
     mdTable(CYCLE_SERIES_HEADERS, cycleSeriesRows(r, 20), [false, true, true, true, true, true, true, true, true]),
     '',

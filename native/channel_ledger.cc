@@ -2,6 +2,7 @@
 #include "channel_ledger.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include <new>
 #include <thread>
@@ -145,7 +146,11 @@ Status ChannelLedger::Open(std::string_view name, const ChannelOptions& options,
     } else {
       ++high_water_;
     }
-    closed_.erase(key);  // reopened: no longer "closed" (stale FIFO entries are skipped)
+    auto closed = closed_.find(key);  // reopened: no longer "closed"
+    if (closed != closed_.end()) {
+      closed_order_.erase(closed->second);
+      closed_.erase(closed);
+    }
   } catch (...) {  // std::bad_alloc: the system refused memory; nothing changed
     return Status::kPoolExhausted;
   }
@@ -214,13 +219,16 @@ void ChannelLedger::FinishClose(int32_t channel, bool remember) noexcept {
   open_.erase(name);
   if (remember) {
     try {
-      const uint64_t seq = ++close_seq_;
-      closed_[name] = seq;
-      closed_order_.emplace_back(name, seq);
+      // An open name is never in closed_ (Open removed it), so this is a new entry.
+      closed_order_.push_back(name);
+      try {
+        closed_.emplace(name, std::prev(closed_order_.end()));
+      } catch (...) {
+        closed_order_.pop_back();
+        throw;
+      }
       while (closed_order_.size() > kMaxClosedNames) {
-        auto& oldest = closed_order_.front();
-        auto it = closed_.find(oldest.first);
-        if (it != closed_.end() && it->second == oldest.second) closed_.erase(it);
+        closed_.erase(closed_order_.front());
         closed_order_.pop_front();
       }
     } catch (...) {

@@ -43,7 +43,7 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -101,8 +101,10 @@ class ChannelLedger {
   static constexpr int32_t kSegmentBits = 8;
   static constexpr int32_t kSegmentSize = 1 << kSegmentBits;
   static constexpr int32_t kSegments = kMaxChannels >> kSegmentBits;
-  /// Remembered closed names (FIFO): ~200 bytes each, so at most ~13 MiB however many
-  /// channels a long-running service opens and closes.
+  /// Remembered closed names: the most recently closed names that are still closed (a reopened
+  /// name leaves the list, so closing and reopening the same ids never pushes other closed
+  /// names out). ~200 bytes each, so at most ~13 MiB however many channels a long-running
+  /// service opens and closes.
   static constexpr size_t kMaxClosedNames = 1u << 16;
 
   ChannelLedger() = default;
@@ -178,9 +180,9 @@ class ChannelLedger {
   std::vector<int32_t> free_indices_;               ///< recycled indices
   std::vector<std::string> names_;                  ///< name of each open index
   std::unordered_map<std::string, int32_t> open_;   ///< open name -> index
-  std::unordered_map<std::string, uint64_t> closed_;///< closed name -> close sequence
-  std::deque<std::pair<std::string, uint64_t>> closed_order_;  ///< FIFO for the cap
-  uint64_t close_seq_ = 0;
+  std::list<std::string> closed_order_;             ///< closed names, oldest close first
+  /// closed name -> its place in closed_order_ (so a reopen removes it in O(1))
+  std::unordered_map<std::string, std::list<std::string>::iterator> closed_;
   uint32_t next_owner_ = 1;                         ///< owner epochs handed out
 };
 

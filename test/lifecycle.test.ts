@@ -163,6 +163,25 @@ describe('lifecycle', () => {
       }
     });
 
+    it('closing and reopening one id again and again never makes the manager forget another closed id', function () {
+      this.timeout(60_000);
+      const mgr = new ResourceManager();
+      try {
+        mgr.openChannel('kept');
+        mgr.closeChannel('kept');
+        // More closes than the 65,536 closed ids remembered, all of one reused id.
+        for (let i = 0; i < 70_000; i++) {
+          mgr.openChannel('churn');
+          mgr.closeChannel('churn');
+        }
+        expectCode(() => mgr.allocateResource('buffer', 10, 'kept'), 'ERR_CHANNEL_CLOSED', 'still remembered as closed');
+        expectCode(() => mgr.allocateResource('buffer', 10, 'churn'), 'ERR_CHANNEL_CLOSED', 'churn is closed too');
+        expect(Object.keys(mgr.getResourceMetrics().channels), 'nothing was auto-opened').to.deep.equal([]);
+      } finally {
+        mgr.close();
+      }
+    });
+
     it('autoOpenChannels: false refuses unknown channels with ERR_UNKNOWN_CHANNEL', () => {
       const mgr = new ResourceManager({ autoOpenChannels: false });
       try {

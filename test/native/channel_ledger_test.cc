@@ -3,6 +3,7 @@
 // threaded run that never sees usage above a hard limit.
 #include "channel_ledger.h"
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -55,6 +56,30 @@ TEST(OpenFindCloseReopen) {
   std::vector<std::pair<std::string, int32_t>> open;
   ledger.OpenChannels(&open);
   CHECK_EQ(open.size(), size_t{2}) << "a and b are open";
+}
+
+TEST(ClosedNamesAreDistinct) {
+  ChannelLedger ledger;
+  CHECK(ledger.Init());
+  auto open_close = [&](const std::string& name) {
+    int32_t index = -1;
+    bool created = false;
+    CHECK(ledger.Open(name, ChannelOptions{}, &index, &created) == Status::kOk && created);
+    CHECK(ledger.BeginClose(index) == Status::kOk);
+    ledger.FinishClose(index);
+  };
+  const size_t cap = ChannelLedger::kMaxClosedNames;
+  open_close("kept");
+  for (size_t i = 0; i < 2 * cap; i++) open_close("churn");
+  CHECK_EQ(ledger.Find("kept"), -2) << "closing and reopening one id never pushes another closed id out";
+  CHECK_EQ(ledger.Find("churn"), -2);
+  for (size_t i = 0; i + 2 < cap; i++) open_close("n" + std::to_string(i));
+  CHECK_EQ(ledger.Find("kept"), -2) << "kMaxClosedNames distinct closed names are all remembered";
+  CHECK_EQ(ledger.Find("n0"), -2);
+  open_close("one-more");
+  CHECK_EQ(ledger.Find("kept"), -1) << "the oldest closed name is forgotten first";
+  CHECK_EQ(ledger.Find("churn"), -2);
+  CHECK_EQ(ledger.Find("one-more"), -2);
 }
 
 TEST(ChargeRefuseRollback) {

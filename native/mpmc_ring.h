@@ -57,11 +57,16 @@ class MpmcRing {
   MpmcRing(const MpmcRing&) = delete;
   MpmcRing& operator=(const MpmcRing&) = delete;
 
-  /// Allocates `capacity` cells. False if memory is refused. Call once, before any push/pop.
-  /// `single_owner`: one thread only will ever push and pop (see the contract).
+  /// Allocates `capacity` cells (2 when `capacity` is 1, see below). False if memory is refused.
+  /// Call once, before any push/pop. `single_owner`: one thread only will ever push and pop (see
+  /// the contract).
   bool Init(size_t capacity, bool single_owner = false) noexcept {
     single_ = single_owner;
     if (capacity == 0) return true;
+    // One cell cannot tell "full" from "empty": a full cell's seq (pos + 1) is what the next lap's
+    // producer waits for (pos + capacity), so a second push would overwrite the first value and
+    // the consumer would spin forever. Two cells are the minimum the algorithm needs.
+    if (capacity == 1) capacity = 2;
     void* mem = nullptr;
     if (posix_memalign(&mem, kCacheLine, capacity * sizeof(Cell)) != 0) return false;
     cells_ = static_cast<Cell*>(mem);

@@ -3,6 +3,8 @@
  * allocations, slot reuse, retention capped at queueSize, fragmentation figures.
  */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { ResourceHandle, ResourceManager } from '../lib';
 import { KiB, MiB, SMALL_POOLS, bufferOf, expectCode, poolMetrics } from './helpers';
 
@@ -245,5 +247,34 @@ describe('pools', () => {
         mgr.close();
       }
     });
+  });
+
+  it('queueSize 1 pools survive bursts in both access modes (a one-cell ring used to hang the second free)', function () {
+    this.timeout(60_000);
+    // In a child process with a timeout: the bug was an infinite loop, which would block mocha.
+    const lib = path.join(__dirname, '..', 'lib');
+    const script = `
+      const { ResourceManager } = require(${JSON.stringify(lib)});
+      const m = new ResourceManager({ pools: [{ name: 'one', slotSize: 4096, queueSize: 1 }], leakDetection: 'off' });
+      for (const access of ['revocable', 'view']) {
+        const s = m.openChannel(access, { access });
+        for (let round = 0; round < 3; round++) {
+          const hs = [];
+          for (let i = 0; i < 5; i++) hs.push(s.allocate('buffer', 4096));
+          for (const h of hs) if (!s.deallocate(h)) throw new Error('deallocate refused');
+        }
+        s.close();
+      }
+      const p = m.getResourceMetrics().pools.one;
+      console.log(JSON.stringify({ live: p.liveSlots, retained: p.retainedFreeSlots, handles: m.getResourceMetrics().totals.handles }));
+      m.close();
+    `;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(run.signal, `no hang (stderr: ${run.stderr})`).to.equal(null);
+    expect(run.status, run.stderr).to.equal(0);
+    const out = JSON.parse(run.stdout.trim()) as { live: number; retained: number; handles: number };
+    expect(out.live, 'nothing live').to.equal(0);
+    expect(out.handles).to.equal(0);
+    expect(out.retained, 'queueSize 1 keeps at most one free slot (per access mode)').to.be.within(1, 2);
   });
 });

@@ -29,6 +29,26 @@ TEST(CapacityIsExactAndFifo) {
   CHECK(!ring.TryPop(&v)) << "empty ring pops nothing";
 }
 
+TEST(CapacityOneHoldsTwoAndNeverOverwrites) {
+  // Vyukov's sequence numbers need two cells: with one, a second push overwrote the first value
+  // and the next pop spun forever. Capacity 1 is rounded up to 2.
+  MpmcRing<uint64_t> ring;
+  CHECK(ring.Init(1));
+  CHECK(ring.TryPush(1));
+  CHECK(ring.TryPush(2)) << "two cells";
+  CHECK(!ring.TryPush(3)) << "a third push is refused, not written over the first";
+  for (uint64_t lap = 0; lap < 4; ++lap) {
+    uint64_t v = 0;
+    CHECK(ring.TryPop(&v)) << "lap " << lap;
+    CHECK_EQ(v, lap + 1) << "FIFO, nothing lost";
+    CHECK(ring.TryPush(lap + 3));
+  }
+  uint64_t v = 0;
+  CHECK(ring.TryPop(&v) && v == 5);
+  CHECK(ring.TryPop(&v) && v == 6);
+  CHECK(!ring.TryPop(&v)) << "empty";
+}
+
 TEST(ZeroCapacity) {
   MpmcRing<uint32_t> ring;
   CHECK(ring.Init(0));

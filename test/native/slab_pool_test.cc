@@ -102,6 +102,28 @@ TEST(FragmentationAfterRandomBursts) {
   BurstCase(4096, 500, 300, 7);       // burst below the queue
 }
 
+TEST(QueueOneBurstsFreeAndReturn) {
+  // queueSize 1 (a one-cell ring) used to hang the second free of a burst: see mpmc_ring_test.
+  for (const AccessMode mode : {AccessMode::kRevocable, AccessMode::kView}) {
+    SlabRegistry registry;
+    SlabPool pool;
+    CHECK(pool.Init(PoolConfig{"one", 4096, 1}, &registry));
+    for (int round = 0; round < 3; ++round) {
+      std::vector<SlotRef> refs(5);
+      bool hit;
+      for (auto& r : refs) CHECK(pool.set(mode).Acquire(&r, &hit) == Status::kOk);
+      std::set<uint8_t*> distinct;
+      for (auto& r : refs) distinct.insert(r.data());
+      CHECK_EQ(distinct.size(), refs.size()) << "no slot handed out twice";
+      for (auto& r : refs) pool.set(mode).Release(r);
+      const PoolStats s = StatsOf(pool);
+      CHECK_EQ(s.live_slots, uint64_t{0});
+      CHECK_EQ(s.retained_free_slots, uint64_t{1}) << "round " << round;
+      CHECK(s.reserved_bytes <= 2 * 4096) << "about queueSize slots kept: " << s.reserved_bytes;
+    }
+  }
+}
+
 TEST(QueueZeroReturnsEverything) {
   SlabRegistry registry;
   SlabPool pool;

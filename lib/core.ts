@@ -862,13 +862,7 @@ export class Core implements HandleOwner {
       return false;
     }
     const fast = this.#fast;
-    if (fast !== null) {
-      const parked = fast.release(id, presenter);
-      if (parked !== Parked.No) {
-        if (parked === Parked.Watched) this.#release(id, this.#records.get(id));
-        return true;
-      }
-    }
+    if (fast !== null && this.#park(fast, id, presenter)) return true;
     const record = this.#records.get(id);
     // The native side must know every fast-lane id first (this one may be parked or burned, or a
     // watched lane handle, which has a record, presented by another channel).
@@ -887,16 +881,18 @@ export class Core implements HandleOwner {
     return false;
   }
 
+  /** Parks `id` in the fast lane if it can take it (and drops a watched handle's leak watch). */
+  #park(fast: FastLane, id: number, presenter: ChannelState | null): boolean {
+    const parked = fast.release(id, presenter);
+    if (parked === Parked.No) return false;
+    if (parked === Parked.Watched) this.#release(id, this.#records.get(id));
+    return true;
+  }
+
   disposeHandle(id: number): void {
     if (this.#closed) return;
     const fast = this.#fast;
-    if (fast !== null) {
-      const parked = fast.release(id, null);
-      if (parked !== Parked.No) {
-        if (parked === Parked.Watched) this.#release(id, this.#records.get(id));
-        return;
-      }
-    }
+    if (fast !== null && this.#park(fast, id, null)) return;
     const record = this.#records.get(id);
     if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
     if (this.#native.lookup(id) !== NativeStatus.Ok) return;
@@ -1096,7 +1092,7 @@ export class Core implements HandleOwner {
   #onCollected(held: LeakHeld): void {
     if (this.#closed) return;
     // A watched view handle may be a fast-lane one that the native side does not know yet.
-    this.#fast?.sync();
+    if (this.#fast?.handedOut(held.id) === true) this.#fast.sync();
     if (this.#native.lookup(held.id) !== NativeStatus.Ok) return;
     this.#fast?.forget(held.id);
     this.#leaksDetected++;

@@ -119,10 +119,11 @@ interface FastSlot {
   readonly channelEpoch: number;
   readonly typeEpoch: number;
   size: number;
-  /** A view of `size` bytes kept for the next handle, or {@link NO_BUFFER}. */
+  /**
+   * A view of `size` bytes kept for the next handle, or {@link NO_BUFFER}: while the slot is live,
+   * that means its handle is watched for leaks (its Buffer must stay collectable).
+   */
   buffer: Buffer;
-  /** Its live handle is watched for leaks (its Buffer must stay collectable). */
-  watched: boolean;
 }
 
 /** What a fast allocation hands back. */
@@ -218,7 +219,6 @@ export class FastLane {
     if (watched) {
       slot.size = n;
       slot.buffer = NO_BUFFER;
-      slot.watched = true;
       const buffer = Buffer.from(slot.slab, slot.offset, n);
       if (channel.zero === 'always') buffer.fill(0);
       return { id, pool, slotBytes: slot.slotBytes, buffer };
@@ -253,7 +253,6 @@ export class FastLane {
       typeEpoch: this.#typeEpoch,
       size,
       buffer: watched ? NO_BUFFER : buffer,
-      watched,
     });
   }
 
@@ -289,11 +288,7 @@ export class FastLane {
     this.#parkedBytes += slot.slotBytes;
     lane.parked++;
     this.deallocations++;
-    if (slot.watched) {
-      slot.watched = false;
-      return Parked.Watched;
-    }
-    return Parked.Yes;
+    return slot.buffer === NO_BUFFER ? Parked.Watched : Parked.Yes;
   }
 
   /** `id` is a live handle the lane handed out, which the native side learns only at the next sync. */

@@ -797,6 +797,7 @@ export class Core implements HandleOwner {
   #slab(key: number): ArrayBuffer | null {
     const cached = this.#slabs.get(key)?.deref();
     if (cached !== undefined) return cached;
+    this.#releaseRetiredSlabs();
     const exported = this.#native.exportSlab(key);
     if (typeof exported === 'number') return null;
     if (this.#slabs.size >= this.#slabSweepAt) {
@@ -805,6 +806,21 @@ export class Core implements HandleOwner {
     }
     this.#slabs.set(key, new WeakRef(exported));
     return exported;
+  }
+
+  /**
+   * Detaches the exports of slabs the native side has retired (emptied and given back while
+   * exported), so they are unmapped now rather than when the garbage collector finds them: the
+   * cache's WeakRef keeps each one alive at least to the end of the current job, and a loop that
+   * keeps emptying new slabs (small `queueSize`, no fast lane) would otherwise hold every slab
+   * it ever mapped until then. Stale views of freed handles on those slabs become empty.
+   * Runs before each new export, so at most the slabs of one burst wait.
+   */
+  #releaseRetiredSlabs(): void {
+    for (let key = this.#native.takeRetiredSlab(); key >= 0; key = this.#native.takeRetiredSlab()) {
+      this.#native.releaseSlab(this.#slabs.get(key)?.deref());
+      this.#slabs.delete(key);
+    }
   }
 
   #allocationError(status: number, type: TypeState, size: number, channel: ChannelState | null): IsopoolError {

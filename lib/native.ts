@@ -366,6 +366,14 @@ export interface NativeManager {
   detach(ab: ArrayBuffer): void;
   /** External ArrayBuffer over a whole slab (view mode), or -status. */
   exportSlab(slabKey: number): ArrayBuffer | number;
+  /** The key of a slab this thread exported that has been retired since (emptied and given back), or -1. */
+  takeRetiredSlab(): number;
+  /**
+   * If `ab` is this thread's attached export of a retired slab: detaches it and releases the
+   * export now (the slab is unmapped once no export holds it) rather than when `ab` is collected.
+   * True if released.
+   */
+  releaseSlab(ab: ArrayBuffer | undefined): boolean;
 
   /** Live -> in transit; detaches `ab` if given. Returns status. */
   beginTransfer(id: number, ab: ArrayBuffer | undefined): number;

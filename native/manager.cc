@@ -1086,6 +1086,10 @@ Status Manager::ExportSlab(uint64_t slab_key, uint8_t** base, uint64_t* length) 
 
 void Manager::ReleaseSlabExport(uint64_t slab_key) noexcept { impl_->registry.ReleaseExport(slab_key); }
 
+uint64_t Manager::SlabRetireEpoch() const noexcept { return impl_->registry.RetireEpoch(); }
+
+bool Manager::SlabRetired(uint64_t slab_key) noexcept { return impl_->registry.IsRetired(slab_key); }
+
 // --- observation ----------------------------------------------------------------------------------
 
 LedgerUsage Manager::ChannelUsage(int32_t channel) const noexcept { return impl_->ledger.ChannelUsage(channel); }

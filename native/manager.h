@@ -342,6 +342,10 @@ class Manager {
   /// slab's memory stays mapped until every export is released.
   Status ExportSlab(uint64_t slab_key, uint8_t** base, uint64_t* length) noexcept;
   void ReleaseSlabExport(uint64_t slab_key) noexcept;
+  /// Changes whenever an exported slab is retired (emptied and given up while exported).
+  uint64_t SlabRetireEpoch() const noexcept;
+  /// True while `slab_key` is retired: mapped only until its exports are released.
+  bool SlabRetired(uint64_t slab_key) noexcept;
 
   // --- observation -----------------------------------------------------------
   LedgerUsage ChannelUsage(int32_t channel) const noexcept;             ///< over all types

@@ -15,7 +15,9 @@
 //     ArrayBuffer can still reach it. Node 20 runs the finalizer when the
 //     backing store is freed (after detach or GC), on the JS thread.
 //   * An exported slab additionally holds the slab's export count
-//     (ExportSlab / ReleaseSlabExport).
+//     (ExportSlab / ReleaseSlabExport). When the slab is retired (emptied and given back while
+//     exported), the JS side detaches its still-attached export and gives the count back at
+//     once (TakeRetiredSlab / ReleaseSlab), rather than when the collector frees it.
 //   * `out` is backed by an OutBlock shared by the wrapper and the ArrayBuffer:
 //     whichever goes last frees it, so neither a transferred `out` nor a
 //     collected wrapper can leave the other writing freed memory.
@@ -374,14 +376,40 @@ void FinalizeEnvHolders(napi_env, void* data, void*) {
   holders->Unref();
 }
 
+/// One environment's slab exports that still hold their slab's export count, by slab key, so
+/// TakeRetiredSlab can find those whose slab was retired. JS thread only. One reference is the
+/// wrapper's, one each export's (its finalizer may run after the wrapper is gone).
+struct ExportBook {
+  uint32_t refs = 1;
+  uint64_t seen_epoch = 0;                       ///< Manager::SlabRetireEpoch at the last scan
+  std::unordered_map<uint64_t, uint32_t> held;  ///< slab key -> exports not yet released
+  std::vector<uint64_t> retired;                 ///< keys found retired by the last scan, not yet taken
+
+  void Add(uint64_t key) { ++held[key]; }  // may throw std::bad_alloc
+  void Drop(uint64_t key) noexcept {
+    auto it = held.find(key);
+    if (it != held.end() && --it->second == 0) held.erase(it);
+  }
+  void Unref() noexcept {
+    if (--refs == 0) delete this;
+  }
+};
+
+/// The finalizer hint of an exported slab ArrayBuffer, also napi_wrap'ed on it (ReleaseSlab).
 struct SlabExport {
   Manager* manager;
   uint64_t slab_key;
+  ExportBook* book;       ///< one reference; nullptr if the export is not listed
+  bool released = false;  ///< the export count was given back early (ReleaseSlab)
 };
 
 void FinalizeSlabExport(napi_env, void*, void* hint) {
   SlabExport* e = static_cast<SlabExport*>(hint);
-  e->manager->ReleaseSlabExport(e->slab_key);
+  if (!e->released) {
+    if (e->book != nullptr) e->book->Drop(e->slab_key);
+    e->manager->ReleaseSlabExport(e->slab_key);
+  }
+  if (e->book != nullptr) e->book->Unref();
   e->manager->Unref();
   delete e;
 }
@@ -519,6 +547,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::CountViolation>("countViolation"),
             InstanceMethod<&ManagerWrap::Detach>("detach"),
             InstanceMethod<&ManagerWrap::ExportSlab>("exportSlab"),
+            InstanceMethod<&ManagerWrap::TakeRetiredSlab>("takeRetiredSlab"),
+            InstanceMethod<&ManagerWrap::ReleaseSlab>("releaseSlab"),
             InstanceMethod<&ManagerWrap::BeginTransfer>("beginTransfer"),
             InstanceMethod<&ManagerWrap::Adopt>("adopt"),
             InstanceMethod<&ManagerWrap::ChannelUsage>("channelUsage"),
@@ -599,6 +629,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     holder_ = g_next_holder.fetch_add(1, std::memory_order_relaxed);
     // One thread uses a non-shared manager, so its buffers' finalizers and its calls never race.
     if (shared_.empty()) cache_ = new (std::nothrow) SlotCache();
+    book_ = new (std::nothrow) ExportBook();  // nullptr: slab exports are only released by GC
     if (!shared_.empty()) {
       void* data = nullptr;
       if (napi_get_instance_data(env, &data) == napi_ok && data != nullptr) {
@@ -652,6 +683,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (holders_ != nullptr) holders_->Unref();
     if (block_ != nullptr) block_->Unref();
     if (cache_ != nullptr) cache_->Unref();
+    if (book_ != nullptr) book_->Unref();
     if (hot_ != nullptr) {
       hot_->wrap = nullptr;
       hot_->Unref();
@@ -1218,14 +1250,75 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     Status s = manager_->ExportSlab(key, &base, &length);
     if (s != Status::kOk) return NegStatusValue(env, s);
     manager_->Ref();
-    SlabExport* hint = new SlabExport{manager_, key};
+    SlabExport* hint = new SlabExport{manager_, key, nullptr};
     napi_value ab;
     napi_status ns = napi_create_external_arraybuffer(env, base, static_cast<size_t>(length), FinalizeSlabExport, hint, &ab);
     if (ns != napi_ok) {
       FinalizeSlabExport(env, nullptr, hint);
       NAPI_THROW_IF_FAILED(env, ns, Napi::Value());
     }
+    // Listed (so ReleaseSlab can give it back early) only if both steps succeed; else it is
+    // released by its finalizer, as before early release existed.
+    if (book_ != nullptr && napi_wrap(env, ab, hint, nullptr, nullptr, nullptr) == napi_ok) {
+      try {
+        book_->Add(key);
+        hint->book = book_;
+        ++book_->refs;
+      } catch (...) {  // std::bad_alloc: stays unlisted; the wrap then names an unlisted hint
+      }
+    }
     return Napi::Value(env, ab);
+  }
+
+  /// takeRetiredSlab(): the key of a slab this environment exported that has since been
+  /// retired, or -1. Scans this environment's exports only when the manager's retire epoch
+  /// moved (a retirement anywhere, any thread).
+  Napi::Value TakeRetiredSlab(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr || book_ == nullptr) return Num(env, -1);
+    ExportBook& book = *book_;
+    const uint64_t epoch = manager_->SlabRetireEpoch();
+    if (epoch != book.seen_epoch) {
+      book.retired.clear();
+      try {
+        for (const auto& [key, count] : book.held) {
+          if (manager_->SlabRetired(key)) book.retired.push_back(key);
+        }
+        book.seen_epoch = epoch;  // only after a complete scan
+      } catch (...) {             // std::bad_alloc: what was found is returned; the next call rescans
+      }
+    }
+    if (book.retired.empty()) return Num(env, -1);
+    const uint64_t key = book.retired.back();
+    book.retired.pop_back();
+    return Num(env, static_cast<double>(key));
+  }
+
+  /// releaseSlab(ab): if `ab` is an attached slab export of this environment whose slab is
+  /// retired, detaches it and gives its export count back now (unmapping the slab if it was the
+  /// last), instead of when `ab` is collected. True if released. A detached `ab` is refused
+  /// before anything else: its memory may live on in an ArrayBuffer that took it over
+  /// (transfer(), a BYOB read), and its finalizer may already have run.
+  Napi::Value ReleaseSlab(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    napi_value ab;
+    if (!ReadOptionalArrayBuffer(env, info[0], &ab)) {
+      throw ArgumentTypeError(env, "isopool: releaseSlab(ab): ab must be an ArrayBuffer or undefined");
+    }
+    bool detached = true;
+    if (manager_ == nullptr || book_ == nullptr || ab == nullptr ||
+        napi_is_detached_arraybuffer(env, ab, &detached) != napi_ok || detached) {
+      return Napi::Boolean::New(env, false);
+    }
+    void* data = nullptr;
+    if (napi_unwrap(env, ab, &data) != napi_ok || data == nullptr) return Napi::Boolean::New(env, false);
+    SlabExport* e = static_cast<SlabExport*>(data);
+    if (e->book != book_ || e->released || !manager_->SlabRetired(e->slab_key)) return Napi::Boolean::New(env, false);
+    DetachIfAttached(env, ab);
+    e->released = true;
+    book_->Drop(e->slab_key);
+    manager_->ReleaseSlabExport(e->slab_key);
+    return Napi::Boolean::New(env, true);
   }
 
   // --- threads --------------------------------------------------------------------------------
@@ -1415,6 +1508,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   EnvHolders* holders_ = nullptr;  ///< shared attachments: this environment's holders (one reference)
   SlotCache* cache_ = nullptr;     ///< non-shared managers: the slot cache (one reference)
   HotState* hot_ = nullptr;        ///< allocIn/freeIn state (one reference)
+  ExportBook* book_ = nullptr;     ///< this environment's slab exports (one reference)
   double* snap_ = nullptr;         ///< the `snap` Float64Array's values (kept alive by the property)
   size_t snap_length_ = 0;
   uint64_t buffers_created_ = 0;   ///< external ArrayBuffers created over slots

@@ -115,6 +115,8 @@ bool SlabRegistry::ReleaseOrRetire(Slab* slab) noexcept {
   std::lock_guard<std::mutex> lock(mu_);
   if (slab->exports > 0) {
     slab->retired = true;  // the last ReleaseExport unmaps it
+    // release: a binding that reads the new epoch then finds `retired` set (also under mu_).
+    retire_epoch_.fetch_add(1, std::memory_order_release);
     return false;
   }
   DestroyLocked(slab);
@@ -138,6 +140,12 @@ void SlabRegistry::ReleaseExport(uint64_t key) noexcept {
   if (it == slabs_.end() || it->second->exports == 0) return;
   Slab* slab = it->second;
   if (--slab->exports == 0 && slab->retired) DestroyLocked(slab);
+}
+
+bool SlabRegistry::IsRetired(uint64_t key) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = slabs_.find(key);
+  return it != slabs_.end() && it->second->retired;
 }
 
 // --- geometry -------------------------------------------------------------------

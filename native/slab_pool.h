@@ -149,6 +149,11 @@ class SlabRegistry {
   Status Export(uint64_t key, uint8_t** base, uint64_t* length) noexcept;
   /// Export count - 1; unmaps a retired slab at zero.
   void ReleaseExport(uint64_t key) noexcept;
+  /// Counts retirements of exported slabs: a binding that sees it change looks for its
+  /// exports of retired slabs (IsRetired) and releases them early (manager_binding.cc).
+  uint64_t RetireEpoch() const noexcept { return retire_epoch_.load(std::memory_order_acquire); }
+  /// True if `key` names a slab still mapped only for its exports.
+  bool IsRetired(uint64_t key) noexcept;
   /// The next `n` mappings fail.
   void InjectFailures(uint32_t n) noexcept { inject_.store(n, std::memory_order_relaxed); }
 
@@ -160,6 +165,7 @@ class SlabRegistry {
   std::unordered_map<uint64_t, Slab*> slabs_;  ///< key -> slab, guarded by mu_
   std::atomic<uint64_t> next_key_{1};          ///< never reused; relaxed (uniqueness only)
   std::atomic<uint32_t> inject_{0};            ///< injected mapping failures left
+  std::atomic<uint64_t> retire_epoch_{0};      ///< exported slabs retired so far; written under mu_
   uint64_t guard_ = 0;                         ///< guard bytes per side for new mappings (hardened)
 };
 

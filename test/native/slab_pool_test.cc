@@ -204,11 +204,16 @@ TEST(ExportRetiresViewSlab) {
   CHECK_EQ(s.released_to_system, uint64_t{0});
   base[0] = 1;  // still mapped (ASan would catch an unmapped write as SEGV)
   CHECK(registry.Export(key, &base, &len) == Status::kInvalidArgument) << "retired slabs are not re-exported";
+  CHECK_EQ(registry.RetireEpoch(), uint64_t{1}) << "the retirement moved the epoch (bindings rescan)";
+  CHECK(registry.IsRetired(key));
   SlotRef r2;
   CHECK(pool.set(AccessMode::kView).Acquire(&r2, &hit) == Status::kOk);
   CHECK(r2.slab->key != key) << "a retired slab is never allocated from again";
-  pool.set(AccessMode::kView).Release(r2);
+  CHECK(!registry.IsRetired(r2.slab->key)) << "a slab in use is not retired";
+  pool.set(AccessMode::kView).Release(r2);  // not exported: unmapped at once, the epoch stays
+  CHECK_EQ(registry.RetireEpoch(), uint64_t{1}) << "only retirements of exported slabs count";
   registry.ReleaseExport(key);
+  CHECK(!registry.IsRetired(key)) << "unmapped: no longer a retired slab";
   s = StatsOf(pool);
   CHECK_EQ(s.reserved_bytes, uint64_t{0}) << "unmapped at the last export release";
   CHECK_EQ(s.released_to_system, uint64_t{2});

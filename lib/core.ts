@@ -246,7 +246,7 @@ export class Core implements HandleOwner {
     this.#shared = options.shared;
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
-    this.#fast = fastLaneFor(options);
+    this.#fast = fastLaneFor(options, (key) => this.#slab(key));
     this.#addType(BUFFER_TYPE);
   }
 
@@ -655,7 +655,7 @@ export class Core implements HandleOwner {
         throw new PoolExhaustedError(n);
       }
       buffer = Buffer.from(slab, offset, n);
-      if (fast !== null && pool >= 0 && channel !== null) fast.adopt(id, channel, type.index, pool, slotBytes, slab, offset, n, buffer, watched);
+      if (fast !== null && pool >= 0 && channel !== null) fast.adopt(id, channel, type.index, pool, slotBytes, out[AllocOut.SlabKey], slab, offset, n, buffer, watched);
     }
     const channelName = channel === null ? null : channel.name;
     const access: AccessMode | null = type.memory ? (revocable ? 'revocable' : 'view') : null;
@@ -796,7 +796,9 @@ export class Core implements HandleOwner {
   /** The view-mode ArrayBuffer of a slab, exporting it once per lifetime of its JS object. */
   #slab(key: number): ArrayBuffer | null {
     const cached = this.#slabs.get(key)?.deref();
-    if (cached !== undefined) return cached;
+    // A slab export is never empty: a detached one had its memory taken over by user code (a
+    // BYOB read into a view, transfer()), which the stale export cannot serve; export it afresh.
+    if (cached !== undefined && cached.byteLength !== 0) return cached;
     this.#releaseRetiredSlabs();
     const exported = this.#native.exportSlab(key);
     if (typeof exported === 'number') return null;
@@ -1262,11 +1264,11 @@ export class Core implements HandleOwner {
  * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */
-function fastLaneFor(options: CoreOptions): FastLane | null {
+function fastLaneFor(options: CoreOptions, slabOf: (key: number) => ArrayBuffer | null): FastLane | null {
   // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
   if (options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid') return null;
   if (process.env.ISOPOOL_FASTLANE === 'off') return null;
-  return new FastLane(options.native, options.slotSizes);
+  return new FastLane(options.native, options.slotSizes, slabOf);
 }
 
 /** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */

@@ -111,7 +111,9 @@ interface FastSlot {
   readonly stack: number;
   readonly pool: number;
   readonly slotBytes: number;
-  readonly slab: ArrayBuffer;
+  readonly slabKey: number;
+  /** The slab's export; replaced if user code detached it (a BYOB read, transfer()). */
+  slab: ArrayBuffer;
   readonly offset: number;
   /** The requested size the native side admitted for this slot. */
   readonly admitted: number;
@@ -170,8 +172,11 @@ export class FastLane {
   deallocations = 0;
   syncs = 0;
 
-  constructor(native: FastLaneNative, slotSizes: readonly number[]) {
+  readonly #slabOf: (key: number) => ArrayBuffer | null;
+
+  constructor(native: FastLaneNative, slotSizes: readonly number[], slabOf: (key: number) => ArrayBuffer | null) {
     this.#native = native;
+    this.#slabOf = slabOf;
     this.#journal = native.journal;
     this.#slotSizes = slotSizes;
   }
@@ -206,6 +211,7 @@ export class FastLane {
     if (stack === undefined || stack.length === 0) return null;
     const slot = stack[stack.length - 1];
     if (this.#sizeLimited && n > slot.admitted) return null;
+    if (slot.slab.byteLength === 0 && !this.#reexport(slot)) return null;
     if (this.#idCount === 0 && !this.#refill()) return null;
     stack.pop();
     this.#parkedSlots--;
@@ -232,10 +238,24 @@ export class FastLane {
   }
 
   /**
+   * A parked slot whose slab export user code detached (its memory moved to another ArrayBuffer
+   * by a BYOB read or transfer() through some view of the slab) gets the slab exported afresh,
+   * and a new view. False if the export is refused; the slot then stays parked, for the native
+   * side to free.
+   */
+  #reexport(slot: FastSlot): boolean {
+    const slab = this.#slabOf(slot.slabKey);
+    if (slab === null) return false;
+    slot.slab = slab;
+    slot.size = -1; // the kept view is over the detached export
+    return true;
+  }
+
+  /**
    * Registers a view handle the native path just allocated, so its deallocation can park it.
    * `watched`: the lane does not keep its `buffer`.
    */
-  adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer, watched: boolean): void {
+  adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slabKey: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer, watched: boolean): void {
     if (this.#softLimited || channel.lane.soft) return;
     this.#setLive(id, {
       nativeId: id,
@@ -246,6 +266,7 @@ export class FastLane {
       stack: this.#stackOf(type, pool),
       pool,
       slotBytes,
+      slabKey,
       slab,
       offset,
       admitted: size,

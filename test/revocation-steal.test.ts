@@ -98,3 +98,71 @@ describe('revocation: a stolen buffer never sees another owner', () => {
     expect(a.deallocate(h), 'it can still be freed').to.equal(true);
   });
 });
+
+describe('view mode: a stolen slab buffer', () => {
+  // In view mode every handle of a slab is a view of one ArrayBuffer over the whole slab, so a
+  // BYOB read into a view (or transfer() of its .buffer) moves the whole slab's memory to a new
+  // ArrayBuffer and empties every view of that slab (README "Access modes").
+  const SLAB_SLOTS = 4; // 4 KiB slots, queueSize 4: 4 slots per slab
+
+  for (const [name, shared] of [['fast lane', undefined], ['no fast lane (shared)', `stolen-slab-${process.pid}`]] as const) {
+    it(`${name}: later allocations on that slab get working buffers again`, async () => {
+      const mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off', shared, channelDefaults: { access: 'view' } });
+      try {
+        const h = mgr.allocateResource('buffer', 4096, 'c');
+        const neighbour = mgr.allocateResource('buffer', 4096, 'c');
+        bufferOf(h).fill(0x11);
+        const stolen = await steal(bufferOf(h).buffer as ArrayBuffer);
+        expect(stolen.byteLength, 'the whole slab moved').to.equal(SLAB_SLOTS * 4096);
+        expect(bufferOf(neighbour).length, 'a live view of the same slab is emptied too (the documented risk)').to.equal(0);
+        expect(mgr.deallocateResource(h)).to.equal(true);
+        for (let round = 0; round < 3; round++) {
+          const again = mgr.allocateResource('buffer', 4096, 'c');
+          const b = bufferOf(again);
+          expect(b.length, `round ${round}: a full-size buffer, not one over the detached export`).to.equal(4096);
+          b.fill(0x30 + round);
+          expect(b[4095], 'writes land').to.equal(0x30 + round);
+          expect(mgr.deallocateResource(again)).to.equal(true);
+        }
+        expect(mgr.deallocateResource(neighbour)).to.equal(true);
+        expect(mgr.getResourceMetrics().totals.handles, 'nothing leaked').to.equal(0);
+      } finally {
+        mgr.close();
+      }
+    });
+  }
+
+  it('a retired slab stays mapped while a stolen buffer reaches it, and is unmapped after', async () => {
+    // No fast lane (shared), so freed slabs are retired and given back (pools.test.ts).
+    const mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off', shared: `stolen-retired-${process.pid}`, channelDefaults: { access: 'view' } });
+    try {
+      const burst = (fill: number): ResourceHandle[] =>
+        Array.from({ length: 64 }, () => {
+          const x = mgr.allocateResource('buffer', 4096, 'c');
+          bufferOf(x).fill(fill);
+          return x;
+        });
+      const first = burst(0x11);
+      let stolen: Uint8Array | undefined = await steal(bufferOf(first[0]).buffer as ArrayBuffer);
+      // Free in reverse so the retained free slots (queueSize 4) come from the last slab and the
+      // stolen one is wholly free, hence retired.
+      for (const x of [...first].reverse()) expect(mgr.deallocateResource(x)).to.equal(true);
+      const second = burst(0x22); // new exports: the retired slabs' exports are released here
+      for (const x of second) mgr.deallocateResource(x);
+      const settle = async (): Promise<number> => {
+        for (let i = 0; i < 20; i++) {
+          gc();
+          await tick();
+        }
+        return poolMetrics(mgr, 's').reservedBytes;
+      };
+      const settled = await settle(); // every export the collector could take is gone
+      expect(stolen.every((b) => b === 0x11), 'the stolen slab still holds its bytes (still mapped)').to.equal(true);
+      stolen = undefined;
+      const after = await settle();
+      expect(settled - after, 'exactly the stolen slab is unmapped once the stolen buffer is gone').to.equal(SLAB_SLOTS * 4096);
+    } finally {
+      mgr.close();
+    }
+  });
+});

@@ -35,6 +35,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /**
+ * The binding contract this lib/ speaks: native/addon.cc `kBindingVersion` (bump both together).
+ * scripts/install.js reads it from the compiled loader to judge a prebuild or an earlier build.
+ */
+export const BINDING_VERSION = 2;
+
+/**
  * Checks the raw addon export against the {@link NativeAddon} contract.
  * Throws an Error naming what is missing (a stale or foreign `isopool.node`).
  */
@@ -42,7 +48,14 @@ export function narrowAddon(raw: unknown): NativeAddon {
   if (!isObject(raw)) {
     throw new Error(`isopool: the native addon exported ${raw === null ? 'null' : typeof raw}, expected an object`);
   }
-  const { NativeManager, pageSize } = raw;
+  const { NativeManager, pageSize, bindingVersion } = raw;
+  if (bindingVersion !== BINDING_VERSION) {
+    const got = bindingVersion === undefined ? 'none (built before versioning)' : String(bindingVersion);
+    throw new Error(
+      `isopool: the native addon speaks binding version ${got}, this isopool needs ${BINDING_VERSION}: ` +
+        'it is a stale build; rebuild it with "npm run build:native" (installed: "npm rebuild isopool")',
+    );
+  }
   if (typeof NativeManager !== 'function') {
     throw new Error(`isopool: the native addon has no NativeManager class (got ${typeof NativeManager}); rebuild it with "npm run build:native"`);
   }

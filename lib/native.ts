@@ -408,4 +408,6 @@ export interface NativeAddon {
   NativeManager: new (config: NativeConfig) => NativeManager;
   /** Size of a system page, for direct-allocation rounding. */
   pageSize: number;
+  /** The binding's contract version (native/addon.cc kBindingVersion; lib/loader.ts BINDING_VERSION). */
+  bindingVersion: number;
 }

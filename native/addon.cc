@@ -11,10 +11,17 @@ namespace isopool {
 namespace binding {
 namespace {
 
-/// Process facts the facade needs (pageSize: direct-allocation rounding).
+/// The contract between this binary and lib/: bump it with BINDING_VERSION in lib/loader.ts
+/// whenever a method, argument or `out` slot of the binding changes, so a stale build is refused
+/// at load with a clear message instead of failing in the middle of a call.
+/// 2: takeRetiredSlab / releaseSlab (view slabs released early).
+constexpr int32_t kBindingVersion = 2;
+
+/// Process facts the facade needs (pageSize: direct-allocation rounding) and the binding version.
 void InitSystem(Napi::Env env, Napi::Object exports) {
   long page = sysconf(_SC_PAGESIZE);
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(page > 0 ? page : 4096)));
+  exports.Set("bindingVersion", Napi::Number::New(env, kBindingVersion));
 }
 
 }  // namespace

@@ -32,14 +32,17 @@ function truthy(v) {
   return v !== undefined && v !== '' && v !== '0' && v !== 'false';
 }
 
-/** True if `file` exists and requires cleanly in a fresh Node process. */
+/**
+ * True if `file` exists, requires cleanly in a fresh Node process and passes the package's own
+ * check (dist/loader.js narrowAddon: the class and the binding version this JavaScript speaks).
+ */
 function loads(file) {
   if (!fs.existsSync(file)) return false;
-  const r = spawnSync(
-    process.execPath,
-    ['-e', `if (typeof require(${JSON.stringify(file)}).NativeManager !== 'function') process.exit(3)`],
-    { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' },
-  );
+  const loader = path.join(root, 'dist', 'loader.js');
+  const check = fs.existsSync(loader)
+    ? `try { require(${JSON.stringify(loader)}).narrowAddon(require(${JSON.stringify(file)})); } catch (e) { console.error(e.message); process.exit(3); }`
+    : `if (typeof require(${JSON.stringify(file)}).NativeManager !== 'function') process.exit(3)`;
+  const r = spawnSync(process.execPath, ['-e', check], { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
   if (r.status !== 0) log(`${path.relative(root, file)} does not load here: ${(r.stderr || '').trim().split('\n')[0] || `exit ${r.status}`}`);
   return r.status === 0;
 }

@@ -1,0 +1,29 @@
+/**
+ * The addon check (lib/loader.ts narrowAddon): a stale or foreign isopool.node is refused at load
+ * with a message that says what to do, instead of failing in the middle of a call. The binding
+ * version moves whenever the JS <-> native contract changes (native/addon.cc kBindingVersion).
+ */
+import { expect } from 'chai';
+import { BINDING_VERSION, loadNative, narrowAddon } from '../lib/loader';
+
+describe('loading the addon', () => {
+  const good = { NativeManager: function NativeManager(): void {}, pageSize: 4096, bindingVersion: BINDING_VERSION };
+
+  it('the built addon speaks this lib/ binding version', () => {
+    expect(loadNative().bindingVersion).to.equal(BINDING_VERSION);
+    expect(narrowAddon(good)).to.equal(good);
+  });
+
+  it('refuses a build from before versioning, or of another version, naming the rebuild', () => {
+    const { bindingVersion: _omit, ...unversioned } = good;
+    expect(() => narrowAddon(unversioned)).to.throw(/binding version none \(built before versioning\), this isopool needs \d+: .*npm run build:native/);
+    expect(() => narrowAddon({ ...good, bindingVersion: BINDING_VERSION - 1 })).to.throw(`binding version ${BINDING_VERSION - 1}, this isopool needs ${BINDING_VERSION}`);
+    expect(() => narrowAddon({ ...good, bindingVersion: String(BINDING_VERSION) })).to.throw(/binding version/);
+  });
+
+  it('refuses a foreign export: not an object, no NativeManager class, a bad pageSize', () => {
+    expect(() => narrowAddon(null)).to.throw('exported null, expected an object');
+    expect(() => narrowAddon({ ...good, NativeManager: undefined })).to.throw('has no NativeManager class');
+    expect(() => narrowAddon({ ...good, pageSize: 0 })).to.throw("pageSize is 0");
+  });
+});

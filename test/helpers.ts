@@ -372,3 +372,31 @@ export async function detachExternally(ab: ArrayBuffer): Promise<string | null> 
   if (ab.byteLength === 0) return 'MessagePort';
   return null;
 }
+
+/**
+ * Bursts of allocations in `channel` (threads.test.ts: a view channel, from two threads at once).
+ * Each handle is filled with `mark` and its index and checked after the whole burst is allocated,
+ * then all are freed. Returns how many handles held wrong bytes (another thread's, or an unmapped
+ * slab's) and the largest reserved bytes of pool 's' seen after a burst.
+ */
+export function viewBursts(manager: ResourceManager, channel: string, bursts: number, burst: number, size: number, mark: number): { wrong: number; maxReserved: number } {
+  let wrong = 0;
+  let maxReserved = 0;
+  for (let round = 0; round < bursts; round++) {
+    const hs: ResourceHandle[] = [];
+    for (let i = 0; i < burst; i++) {
+      const h = manager.allocateResource('buffer', size, channel);
+      h.buffer!.fill(mark);
+      h.buffer![0] = i & 0xff;
+      hs.push(h);
+    }
+    hs.forEach((h, i) => {
+      const b = h.buffer!;
+      if (b.length !== size || b[0] !== (i & 0xff) || b[size - 1] !== mark) wrong++;
+    });
+    for (const h of hs) manager.deallocateResource(h);
+    const pools = manager.getResourceMetrics().pools as unknown as Record<string, { reservedBytes: number }>;
+    maxReserved = Math.max(maxReserved, pools.s?.reservedBytes ?? 0);
+  }
+  return { wrong, maxReserved };
+}

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ResourceManager } from '../lib';
-import { KiB, SMALL_POOLS, channelMetrics, expectCode, gc, poolMetrics, tick } from './helpers';
+import { KiB, SMALL_POOLS, channelMetrics, expectCode, gc, poolMetrics, tick, viewBursts } from './helpers';
 
 const WORKER = path.join(__dirname, 'fixtures', 'thread-worker.js');
 
@@ -241,23 +241,7 @@ describe('threads (shared managers)', function () {
       const BURSTS = 200;
       const BURST = 64;
       const remote = peer.call({ op: 'view-bursts', channel: 'v', bursts: BURSTS, burst: BURST, size: 4096, mark: 0xa1 });
-      let wrong = 0;
-      let maxReserved = 0;
-      for (let round = 0; round < BURSTS; round++) {
-        const hs = Array.from({ length: BURST }, (_, i) => {
-          const h = m.allocateResource('buffer', 4096, 'v');
-          h.buffer!.fill(0xb2);
-          h.buffer![0] = i;
-          return h;
-        });
-        hs.forEach((h, i) => {
-          const b = h.buffer!;
-          if (b.length !== 4096 || b[0] !== i || b[4095] !== 0xb2) wrong++;
-        });
-        for (const h of hs) m.deallocateResource(h);
-        maxReserved = Math.max(maxReserved, poolMetrics(m, 's').reservedBytes);
-        if (round % 10 === 0) await tick();
-      }
+      const { wrong, maxReserved } = viewBursts(m, 'v', BURSTS, BURST, 4096, 0xb2); // meanwhile, on this thread
       const r = await remote;
       expect(r.wrong, "the worker's handles kept their bytes").to.equal(0);
       expect(wrong, "main's handles kept their bytes").to.equal(0);

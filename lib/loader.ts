@@ -38,7 +38,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * The binding contract this lib/ speaks: native/addon.cc `kBindingVersion` (bump both together).
  * scripts/install.js reads it from the compiled loader to judge a prebuild or an earlier build.
  */
-export const BINDING_VERSION = 2;
+export const BINDING_VERSION = 3;
 
 /**
  * Checks the raw addon export against the {@link NativeAddon} contract.
@@ -48,7 +48,7 @@ export function narrowAddon(raw: unknown): NativeAddon {
   if (!isObject(raw)) {
     throw new Error(`isopool: the native addon exported ${raw === null ? 'null' : typeof raw}, expected an object`);
   }
-  const { NativeManager, pageSize, bindingVersion } = raw;
+  const { NativeManager, pageSize, bindingVersion, mallocStats } = raw;
   if (bindingVersion !== BINDING_VERSION) {
     const got = bindingVersion === undefined ? 'none (built before versioning)' : String(bindingVersion);
     throw new Error(
@@ -61,6 +61,9 @@ export function narrowAddon(raw: unknown): NativeAddon {
   }
   if (typeof pageSize !== 'number' || !Number.isSafeInteger(pageSize) || pageSize <= 0) {
     throw new Error(`isopool: the native addon's pageSize is ${String(pageSize)}, expected a positive integer; rebuild it with "npm run build:native"`);
+  }
+  if (typeof mallocStats !== 'function') {
+    throw new Error(`isopool: the native addon has no mallocStats function (got ${typeof mallocStats}); rebuild it with "npm run build:native"`);
   }
   // The checks above are all that can be checked without constructing a manager;
   // the method shapes are the addon's contract (native/manager_binding.cc).

@@ -410,4 +410,15 @@ export interface NativeAddon {
   pageSize: number;
   /** The binding's contract version (native/addon.cc kBindingVersion; lib/loader.ts BINDING_VERSION). */
   bindingVersion: number;
+  /**
+   * The process's C heap as glibc counts it (`mallinfo2`), or `undefined` on another libc.
+   * A soak diagnostic (bench/soak.ts): walks every malloc arena under its lock.
+   */
+  mallocStats(): MallocStats | undefined;
+}
+
+/** {@link NativeAddon.mallocStats}: bytes in allocated chunks, and bytes held from the system. */
+export interface MallocStats {
+  inUseBytes: number;
+  systemBytes: number;
 }

@@ -5,6 +5,13 @@
 #include <napi.h>
 #include <unistd.h>
 
+#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 33)
+#include <malloc.h>
+#define ISOPOOL_HAS_MALLINFO2 1
+#endif
+#endif
+
 #include "binding_util.h"
 
 namespace isopool {
@@ -15,13 +22,35 @@ namespace {
 /// whenever a method, argument or `out` slot of the binding changes, so a stale build is refused
 /// at load with a clear message instead of failing in the middle of a call.
 /// 2: takeRetiredSlab / releaseSlab (view slabs released early).
-constexpr int32_t kBindingVersion = 2;
+/// 3: mallocStats (the soak's count of the process's live malloc bytes).
+constexpr int32_t kBindingVersion = 3;
+
+/// The process's C heap as glibc counts it, or `undefined` where that count is not available
+/// (another libc, glibc < 2.33). A diagnostic for the soak (bench/soak.ts), not a metric: RSS
+/// keeps freed malloc memory cached, so only the allocator's own count says whether the bytes
+/// native code holds (isopool's tables, Node's and V8's malloc) grow. Walks every arena under its
+/// lock: do not call it on a hot path.
+///   inUseBytes: bytes in allocated chunks (`uordblks` + `hblkhd`, the mmapped ones).
+///   systemBytes: bytes the allocator holds from the system (`arena` + `hblkhd`).
+Napi::Value MallocStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#if defined(ISOPOOL_HAS_MALLINFO2)
+  const struct mallinfo2 mi = mallinfo2();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("inUseBytes", Napi::Number::New(env, static_cast<double>(mi.uordblks + mi.hblkhd)));
+  out.Set("systemBytes", Napi::Number::New(env, static_cast<double>(mi.arena + mi.hblkhd)));
+  return out;
+#else
+  return env.Undefined();
+#endif
+}
 
 /// Process facts the facade needs (pageSize: direct-allocation rounding) and the binding version.
 void InitSystem(Napi::Env env, Napi::Object exports) {
   long page = sysconf(_SC_PAGESIZE);
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(page > 0 ? page : 4096)));
   exports.Set("bindingVersion", Napi::Number::New(env, kBindingVersion));
+  exports.Set("mallocStats", Napi::Function::New(env, MallocStats, "mallocStats"));
 }
 
 }  // namespace

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { BINDING_VERSION, loadNative, narrowAddon } from '../lib/loader';
 
 describe('loading the addon', () => {
-  const good = { NativeManager: function NativeManager(): void {}, pageSize: 4096, bindingVersion: BINDING_VERSION };
+  const good = { NativeManager: function NativeManager(): void {}, pageSize: 4096, bindingVersion: BINDING_VERSION, mallocStats: (): undefined => undefined };
 
   it('the built addon speaks this lib/ binding version', () => {
     expect(loadNative().bindingVersion).to.equal(BINDING_VERSION);
@@ -25,5 +25,23 @@ describe('loading the addon', () => {
     expect(() => narrowAddon(null)).to.throw('exported null, expected an object');
     expect(() => narrowAddon({ ...good, NativeManager: undefined })).to.throw('has no NativeManager class');
     expect(() => narrowAddon({ ...good, pageSize: 0 })).to.throw("pageSize is 0");
+    expect(() => narrowAddon({ ...good, mallocStats: undefined })).to.throw('has no mallocStats function');
+  });
+
+  it('mallocStats counts the process C heap on glibc: an 8 MiB Buffer held is 8 MiB more in use', function () {
+    const stats = loadNative().mallocStats;
+    const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+    if (glibc === undefined) {
+      expect(stats()).to.equal(undefined);
+      return;
+    }
+    const before = stats();
+    if (before === undefined) throw new Error(`glibc ${glibc} but no mallocStats`);
+    const held = Buffer.alloc(8 << 20, 1); // Node's ArrayBuffer allocator: calloc
+    const after = stats();
+    if (after === undefined) throw new Error('mallocStats went away');
+    expect(after.inUseBytes - before.inUseBytes).to.be.within(8 << 20, (8 << 20) + (1 << 20));
+    expect(after.systemBytes).to.be.at.least(after.inUseBytes);
+    expect(held[held.length - 1]).to.equal(1);
   });
 });

@@ -35,6 +35,7 @@ import { performance } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
 import { ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
+import { loadNative } from '../lib/loader';
 import { mulberry32 } from '../test/random';
 import { machineInfo as benchMachineInfo } from './report';
 
@@ -1018,8 +1019,8 @@ function reportHeader(m: SoakResult['machine']): string {
     '  cycle runs `--cycle-seconds` (default 30) and its round count becomes the length of every cycle (or `--cycle-rounds`).',
     '  Each cycle ends with the drain above, a forced GC and a boundary sample: `totals.reservedBytes`, RSS (whole, and',
     '  split into the V8 heap\'s resident pages, `v8.getHeapStatistics().total_physical_size`, and the rest), `heapUsed`,',
-    '  `external`, live handles and bytesInUse (must both be 0), `fragmentation.pool`, each pool\'s reserved bytes and',
-    '  retained slots. A cycle whose counts (allocations, refusals, frees, closes, pressure events, the manager\'s totals)',
+    '  `external`, the C heap in use (glibc `mallinfo2`, through the addon\'s `mallocStats`), live handles and',
+    '  bytesInUse (must both be 0), `fragmentation.pool`, each pool\'s reserved bytes and retained slots. A cycle whose counts (allocations, refusals, frees, closes, pressure events, the manager\'s totals)',
     '  differ from the first cycle\'s is an invariant violation, as is anything left after its drain.',
     '- The cycles reuse their channel ids: every cycle closes `conn-0`, `conn-1`, … and the next reopens them with',
     '  `openChannel` (SPEC §1: a closed id refuses work until `openChannel` opens it again, with a fresh ledger), so the',
@@ -1053,6 +1054,13 @@ function reportHeader(m: SoakResult['machine']): string {
     '  spaces, up and down by a few MiB with no trend, so they dominate the RSS fit\'s noise. "RSS outside the V8 heap"',
     '  is the rest: the pools\' slabs, the native tables, the addon\'s and Node\'s malloc, code and stacks. Its fit is',
     '  what says whether native memory grows; the V8 heap\'s own growth is `heapUsed` (live objects), fitted too.',
+    '- RSS outside the V8 heap is still noisy (a few MiB): glibc keeps freed chunks and trims its arenas lazily, so',
+    '  what it holds from the system moves with the order of frees, not with what is live. The C heap in use is',
+    '  glibc\'s own count of allocated bytes (`mallinfo2`: `uordblks` + `hblkhd`): everything native code holds',
+    '  through malloc, isopool\'s tables and Node\'s and V8\'s own, without the allocator\'s cache. With the pools\'',
+    '  slabs (exactly `reservedBytes`: they are mmapped, not malloced), `heapUsed` and `external`, it covers the memory',
+    '  that could leak; a leak has to show in one of these four fits. (Chunks parked in glibc\'s per-thread caches',
+    '  count as in use, so a new thread or a new size class can move it by a few KiB.)',
     '- What the cycles cannot see is growth that needs',
     '  new state (new channel ids, new resource types, a live set that only grows); the random mode covers those.',
     '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
@@ -1155,7 +1163,7 @@ const CYCLE_COUNTS = [
 type CycleCounts = Record<(typeof CYCLE_COUNTS)[number], number>;
 
 /** Per-boundary series in preallocated arrays: index i = after cycle i's drain and a forced GC. */
-const SERIES = ['t', 'cycleSeconds', 'rss', 'v8Heap', 'outsideV8', 'heapUsed', 'external', 'arrayBuffers', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
+const SERIES = ['t', 'cycleSeconds', 'rss', 'v8Heap', 'outsideV8', 'heapUsed', 'external', 'arrayBuffers', 'mallocInUse', 'mallocSystem', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
 type SeriesName = (typeof SERIES)[number];
 
 interface CycleResult {
@@ -1176,7 +1184,7 @@ interface CycleResult {
   readonly counters: Counters;
   /** Fresh manager, after a GC. */
   readonly start: { readonly rss: number; readonly heapUsed: number; readonly reserved: number };
-  readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external', Fit>;
+  readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external' | 'mallocInUse', Fit>;
   readonly leaks: ManagerMetrics['leaks'];
   readonly problems: string[];
 }
@@ -1292,6 +1300,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
     const m = manager.getResourceMetrics();
     const mem = process.memoryUsage();
     const v8Heap = v8.getHeapStatistics().total_physical_size;
+    const malloc = loadNative().mallocStats();
     const now = performance.now();
     lastCycleMs = now - cycleStart;
     checkDrained(workload, m, `after cycle ${n}`);
@@ -1313,6 +1322,8 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       heapUsed: mem.heapUsed,
       external: mem.external,
       arrayBuffers: mem.arrayBuffers,
+      mallocInUse: malloc?.inUseBytes ?? NaN,
+      mallocSystem: malloc?.systemBytes ?? NaN,
       reserved: m.totals.reservedBytes,
       handles: m.totals.handles,
       bytesInUse: m.totals.bytesInUse,
@@ -1361,6 +1372,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       v8Heap: fitOf('v8Heap'),
       heapUsed: fitOf('heapUsed'),
       external: fitOf('external'),
+      mallocInUse: fitOf('mallocInUse'),
     },
     leaks: final.leaks,
     problems,
@@ -1405,6 +1417,9 @@ function cycleVerdictLines(r: CycleResult): string[] {
     cycleGrowthLine('JS heapUsed growth', r.fits.heapUsed, range(r.series.heapUsed, from, to), false),
     cycleGrowthLine('external memory growth', r.fits.external, range(r.series.external, from, to), false),
   ];
+  if (!Number.isNaN(r.series.mallocInUse[0])) {
+    lines.push(cycleGrowthLine('C heap in use (glibc mallinfo2)', r.fits.mallocInUse, range(r.series.mallocInUse, from, to), true));
+  }
   const frag = range(r.series.fragPool, 0, to);
   lines.push(`${verdict(frag.max < FRAGMENTATION_TARGET)} pool fragmentation at every boundary: ${fmtPct(frag.min)}–${fmtPct(frag.max)} (target < 5%)`);
   lines.push(
@@ -1429,6 +1444,8 @@ function cycleSummaryRows(r: CycleResult): string[][] {
   const v8Heap = range(s.v8Heap, from, to);
   const heap = range(s.heapUsed, from, to);
   const ext = range(s.external, from, to);
+  const mallocInUse = range(s.mallocInUse, from, to);
+  const mallocSystem = range(s.mallocSystem, from, to);
   const handles = range(s.handles, 0, to);
   const inUse = range(s.bytesInUse, 0, to);
   const fitRow = (f: Fit): string => (Number.isFinite(f.slope) ? `${fitCell(f)} (R² ${Number.isFinite(f.r2) ? f.r2.toFixed(2) : 'n/a'})` : 'n/a');
@@ -1452,6 +1469,13 @@ function cycleSummaryRows(r: CycleResult): string[][] {
     ['V8 heap, resident (fit)', `${fitRow(r.fits.v8Heap)}; fitted boundaries ${fmtBytes(v8Heap.min)}–${fmtBytes(v8Heap.max)} (max − min ${fmtBytes(v8Heap.max - v8Heap.min)})`],
     ['JS heapUsed growth (fit)', `${fitRow(r.fits.heapUsed)}; fitted boundaries ${fmtBytes(heap.min)}–${fmtBytes(heap.max)} (max − min ${fmtBytes(heap.max - heap.min)})`],
     ['external memory growth (fit)', `${fitRow(r.fits.external)}; fitted boundaries ${fmtBytes(ext.min)}–${fmtBytes(ext.max)} (max − min ${fmtBytes(ext.max - ext.min)})`],
+    [
+      'C heap in use (fit)',
+      Number.isNaN(mallocInUse.max)
+        ? 'n/a (not glibc ≥ 2.33)'
+        : `${fitRow(r.fits.mallocInUse)}; fitted boundaries ${fmtBytes(mallocInUse.min)}–${fmtBytes(mallocInUse.max)} (max − min ${fmtBytes(mallocInUse.max - mallocInUse.min)}); ` +
+          `held from the system ${fmtBytes(mallocSystem.min)}–${fmtBytes(mallocSystem.max)}`,
+    ],
     ['handles / bytesInUse at every boundary', `${handles.min === handles.max ? fmtInt(handles.max) : `${fmtInt(handles.min)}–${fmtInt(handles.max)}`} / ${inUse.min === inUse.max ? fmtInt(inUse.max) : `${fmtInt(inUse.min)}–${fmtInt(inUse.max)}`}`],
     ['start (fresh manager, GC)', `RSS ${fmtBytes(r.start.rss)}, heap ${fmtBytes(r.start.heapUsed)}, reserved ${fmtBytes(r.start.reserved)}`],
     ['leaks detected', `${r.leaks.detected} (reclaimed ${r.leaks.reclaimed})`],
@@ -1483,6 +1507,7 @@ function cycleSeriesRows(r: CycleResult, max: number): string[][] {
       fmtBytes(s.v8Heap[i]),
       fmtBytes(s.heapUsed[i]),
       fmtBytes(s.external[i]),
+      Number.isNaN(s.mallocInUse[i]) ? 'n/a' : fmtBytes(s.mallocInUse[i]),
       fmtInt(s.reserved[i]),
       fmtInt(s.handles[i]),
       fmtPct(s.fragPool[i]),
@@ -1491,7 +1516,7 @@ function cycleSeriesRows(r: CycleResult, max: number): string[][] {
   return rows;
 }
 
-const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'RSS outside V8', 'V8 heap', 'heapUsed', 'external', 'reserved (B)', 'handles', 'pool frag'];
+const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'RSS outside V8', 'V8 heap', 'heapUsed', 'external', 'C heap in use', 'reserved (B)', 'handles', 'pool frag'];
 
 function cycleConsoleSummary(r: CycleResult): string {
   const out: string[] = [
@@ -1526,7 +1551,7 @@ function cycleRunSection(r: CycleResult): string {
     '',
     'Boundary samples (thinned; (w) = warm-up, not fitted; t counts from the start of the run):',
     '',
-    mdTable(CYCLE_SERIES_HEADERS, cycleSeriesRows(r, 20), [false, true, true, true, true, true, true, true, true]),
+    mdTable(CYCLE_SERIES_HEADERS, cycleSeriesRows(r, 20), [false, true, true, true, true, true, true, true, true, true]),
     '',
   ];
   if (r.problems.length > 0) out.push('Invariant violations:', '', ...r.problems.map((p) => `- ${p}`), '');

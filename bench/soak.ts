@@ -36,6 +36,7 @@ import * as v8 from 'node:v8';
 import { ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
 import { loadNative } from '../lib/loader';
+import type { NativeConfig, NativeManager } from '../lib/native';
 import { mulberry32 } from '../test/random';
 import { machineInfo as benchMachineInfo } from './report';
 
@@ -283,8 +284,32 @@ interface Sample {
   readonly openChannels: number;
 }
 
+/**
+ * A manager and its native half, for `residentBytes` (a diagnostic the facade does not expose:
+ * it walks every slab). The addon's constructor is swapped for the one construction and put back.
+ */
+function managerWithNative(options: ConstructorParameters<typeof ResourceManager>[0]): { manager: ResourceManager; native: NativeManager } {
+  const addon = loadNative();
+  const Original = addon.NativeManager;
+  let native: NativeManager | undefined;
+  function Capture(config: NativeConfig): NativeManager {
+    native = new Original(config);
+    return native;
+  }
+  addon.NativeManager = Capture as unknown as typeof Original;
+  try {
+    const manager = new ResourceManager(options);
+    if (native === undefined) throw new Error('soak: the manager did not construct its native half through the addon');
+    return { manager, native };
+  } finally {
+    addon.NativeManager = Original;
+  }
+}
+
 class Workload {
-  readonly manager = new ResourceManager({ leakDetection: 'sampled' });
+  readonly manager: ResourceManager;
+  /** The manager's native half (residentBytes). */
+  readonly native: NativeManager;
   readonly counters: Counters = {
     ops: 0,
     allocations: 0,
@@ -326,6 +351,7 @@ class Workload {
     this.#seed = seed;
     this.#cycles = cycles;
     this.#rand = mulberry32(seed);
+    ({ manager: this.manager, native: this.native } = managerWithNative({ leakDetection: 'sampled' }));
     this.manager.on('pressure', () => this.counters.pressureEvents++);
     this.manager.on('leak', () => this.counters.leakEvents++);
     this.manager.on('violation', () => this.counters.violationEvents++);
@@ -1019,7 +1045,8 @@ function reportHeader(m: SoakResult['machine']): string {
     '  cycle runs `--cycle-seconds` (default 30) and its round count becomes the length of every cycle (or `--cycle-rounds`).',
     '  Each cycle ends with the drain above, a forced GC and a boundary sample: `totals.reservedBytes`, RSS (whole, and',
     '  split into the V8 heap\'s resident pages, `v8.getHeapStatistics().total_physical_size`, and the rest), `heapUsed`,',
-    '  `external`, the C heap in use (glibc `mallinfo2`, through the addon\'s `mallocStats`), live handles and',
+    '  `external`, the C heap in use (glibc `mallinfo2`, through the addon\'s `mallocStats`), the pools\' resident',
+    '  pages (mincore(2) over every slab, through the native manager\'s `residentBytes`), live handles and',
     '  bytesInUse (must both be 0), `fragmentation.pool`, each pool\'s reserved bytes and retained slots. A cycle whose counts (allocations, refusals, frees, closes, pressure events, the manager\'s totals)',
     '  differ from the first cycle\'s is an invariant violation, as is anything left after its drain.',
     '- The cycles reuse their channel ids: every cycle closes `conn-0`, `conn-1`, … and the next reopens them with',
@@ -1061,6 +1088,11 @@ function reportHeader(m: SoakResult['machine']): string {
     '  slabs (exactly `reservedBytes`: they are mmapped, not malloced), `heapUsed` and `external`, it covers the memory',
     '  that could leak; a leak has to show in one of these four fits. (Chunks parked in glibc\'s per-thread caches',
     '  count as in use, so a new thread or a new size class can move it by a few KiB.)',
+    '- RSS outside the V8 heap is split once more: the pools\' resident pages (mincore over every slab) and the rest.',
+    '  Reserved bytes are a count of mappings; the pages of a retained slot become resident only when some allocation',
+    '  first writes them (this workload writes the requested size, so a 1 MiB slot reused for 70 KiB keeps most of its',
+    '  pages untouched for a while). So the pools\' RSS can creep up towards `reservedBytes` while reserved stays',
+    '  byte-identical: bounded by reserved, not a leak. "The rest" is the C heap the allocator holds, code and stacks.',
     '- What the cycles cannot see is growth that needs',
     '  new state (new channel ids, new resource types, a live set that only grows); the random mode covers those.',
     '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
@@ -1163,7 +1195,7 @@ const CYCLE_COUNTS = [
 type CycleCounts = Record<(typeof CYCLE_COUNTS)[number], number>;
 
 /** Per-boundary series in preallocated arrays: index i = after cycle i's drain and a forced GC. */
-const SERIES = ['t', 'cycleSeconds', 'rss', 'v8Heap', 'outsideV8', 'heapUsed', 'external', 'arrayBuffers', 'mallocInUse', 'mallocSystem', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
+const SERIES = ['t', 'cycleSeconds', 'rss', 'v8Heap', 'outsideV8', 'heapUsed', 'external', 'arrayBuffers', 'mallocInUse', 'mallocSystem', 'resident', 'rest', 'reserved', 'handles', 'bytesInUse', 'fragPool', 'openChannels'] as const;
 type SeriesName = (typeof SERIES)[number];
 
 interface CycleResult {
@@ -1184,7 +1216,7 @@ interface CycleResult {
   readonly counters: Counters;
   /** Fresh manager, after a GC. */
   readonly start: { readonly rss: number; readonly heapUsed: number; readonly reserved: number };
-  readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external' | 'mallocInUse', Fit>;
+  readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external' | 'mallocInUse' | 'resident' | 'rest', Fit>;
   readonly leaks: ManagerMetrics['leaks'];
   readonly problems: string[];
 }
@@ -1301,6 +1333,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
     const mem = process.memoryUsage();
     const v8Heap = v8.getHeapStatistics().total_physical_size;
     const malloc = loadNative().mallocStats();
+    const resident = workload.native.residentBytes();
     const now = performance.now();
     lastCycleMs = now - cycleStart;
     checkDrained(workload, m, `after cycle ${n}`);
@@ -1324,6 +1357,8 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       arrayBuffers: mem.arrayBuffers,
       mallocInUse: malloc?.inUseBytes ?? NaN,
       mallocSystem: malloc?.systemBytes ?? NaN,
+      resident,
+      rest: mem.rss - v8Heap - resident,
       reserved: m.totals.reservedBytes,
       handles: m.totals.handles,
       bytesInUse: m.totals.bytesInUse,
@@ -1373,6 +1408,8 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       heapUsed: fitOf('heapUsed'),
       external: fitOf('external'),
       mallocInUse: fitOf('mallocInUse'),
+      resident: fitOf('resident'),
+      rest: fitOf('rest'),
     },
     leaks: final.leaks,
     problems,
@@ -1413,6 +1450,8 @@ function cycleVerdictLines(r: CycleResult): string[] {
     cycleGrowthLine('native reserved (totals.reservedBytes)', r.fits.reserved, range(r.series.reserved, from, to), true),
     cycleGrowthLine('RSS growth', r.fits.rss, range(r.series.rss, from, to), false),
     cycleGrowthLine('RSS outside the V8 heap', r.fits.outsideV8, range(r.series.outsideV8, from, to), false),
+    cycleGrowthLine('  of which the pools\' resident pages (mincore)', r.fits.resident, range(r.series.resident, from, to), false),
+    cycleGrowthLine('  the rest (C heap held, code, stacks)', r.fits.rest, range(r.series.rest, from, to), false),
     cycleGrowthLine('V8 heap, resident', r.fits.v8Heap, range(r.series.v8Heap, from, to), false),
     cycleGrowthLine('JS heapUsed growth', r.fits.heapUsed, range(r.series.heapUsed, from, to), false),
     cycleGrowthLine('external memory growth', r.fits.external, range(r.series.external, from, to), false),
@@ -1445,6 +1484,8 @@ function cycleSummaryRows(r: CycleResult): string[][] {
   const heap = range(s.heapUsed, from, to);
   const ext = range(s.external, from, to);
   const mallocInUse = range(s.mallocInUse, from, to);
+  const resident = range(s.resident, from, to);
+  const rest = range(s.rest, from, to);
   const mallocSystem = range(s.mallocSystem, from, to);
   const handles = range(s.handles, 0, to);
   const inUse = range(s.bytesInUse, 0, to);
@@ -1466,6 +1507,8 @@ function cycleSummaryRows(r: CycleResult): string[][] {
     ['native reserved growth (fit)', fitRow(r.fits.reserved)],
     ['RSS growth (fit)', `${fitRow(r.fits.rss)}; fitted boundaries ${fmtBytes(rss.min)}–${fmtBytes(rss.max)} (max − min ${fmtBytes(rss.max - rss.min)})`],
     ['RSS outside the V8 heap (fit)', `${fitRow(r.fits.outsideV8)}; fitted boundaries ${fmtBytes(outside.min)}–${fmtBytes(outside.max)} (max − min ${fmtBytes(outside.max - outside.min)})`],
+    ['  of which the pools\' resident pages (fit)', `${fitRow(r.fits.resident)}; fitted boundaries ${fmtBytes(resident.min)}–${fmtBytes(resident.max)} (max − min ${fmtBytes(resident.max - resident.min)})`],
+    ['  the rest (fit)', `${fitRow(r.fits.rest)}; fitted boundaries ${fmtBytes(rest.min)}–${fmtBytes(rest.max)} (max − min ${fmtBytes(rest.max - rest.min)})`],
     ['V8 heap, resident (fit)', `${fitRow(r.fits.v8Heap)}; fitted boundaries ${fmtBytes(v8Heap.min)}–${fmtBytes(v8Heap.max)} (max − min ${fmtBytes(v8Heap.max - v8Heap.min)})`],
     ['JS heapUsed growth (fit)', `${fitRow(r.fits.heapUsed)}; fitted boundaries ${fmtBytes(heap.min)}–${fmtBytes(heap.max)} (max − min ${fmtBytes(heap.max - heap.min)})`],
     ['external memory growth (fit)', `${fitRow(r.fits.external)}; fitted boundaries ${fmtBytes(ext.min)}–${fmtBytes(ext.max)} (max − min ${fmtBytes(ext.max - ext.min)})`],
@@ -1504,6 +1547,7 @@ function cycleSeriesRows(r: CycleResult, max: number): string[][] {
       s.cycleSeconds[i].toFixed(1),
       fmtBytes(s.rss[i]),
       fmtBytes(s.outsideV8[i]),
+      fmtBytes(s.resident[i]),
       fmtBytes(s.v8Heap[i]),
       fmtBytes(s.heapUsed[i]),
       fmtBytes(s.external[i]),
@@ -1516,7 +1560,7 @@ function cycleSeriesRows(r: CycleResult, max: number): string[][] {
   return rows;
 }
 
-const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'RSS outside V8', 'V8 heap', 'heapUsed', 'external', 'C heap in use', 'reserved (B)', 'handles', 'pool frag'];
+const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'RSS outside V8', 'pools resident', 'V8 heap', 'heapUsed', 'external', 'C heap in use', 'reserved (B)', 'handles', 'pool frag'];
 
 function cycleConsoleSummary(r: CycleResult): string {
   const out: string[] = [
@@ -1551,7 +1595,7 @@ function cycleRunSection(r: CycleResult): string {
     '',
     'Boundary samples (thinned; (w) = warm-up, not fitted; t counts from the start of the run):',
     '',
-    mdTable(CYCLE_SERIES_HEADERS, cycleSeriesRows(r, 20), [false, true, true, true, true, true, true, true, true, true]),
+    mdTable(CYCLE_SERIES_HEADERS, cycleSeriesRows(r, 20), [false, true, true, true, true, true, true, true, true, true, true]),
     '',
   ];
   if (r.problems.length > 0) out.push('Invariant violations:', '', ...r.problems.map((p) => `- ${p}`), '');

@@ -368,6 +368,8 @@ export interface NativeManager {
   exportSlab(slabKey: number): ArrayBuffer | number;
   /** The key of a slab this thread exported that has been retired since (emptied and given back), or -1. */
   takeRetiredSlab(): number;
+  /** Bytes of the manager's mappings resident in memory (mincore); a soak diagnostic. */
+  residentBytes(): number;
   /**
    * If `ab` is this thread's attached export of a retired slab: detaches it and releases the
    * export now (the slab is unmapped once no export holds it) rather than when `ab` is collected.

@@ -22,7 +22,8 @@ namespace {
 /// whenever a method, argument or `out` slot of the binding changes, so a stale build is refused
 /// at load with a clear message instead of failing in the middle of a call.
 /// 2: takeRetiredSlab / releaseSlab (view slabs released early).
-/// 3: mallocStats (the soak's count of the process's live malloc bytes).
+/// 3: mallocStats (the soak's count of the process's live malloc bytes); NativeManager
+///    residentBytes (how much of the pools' mappings is resident).
 constexpr int32_t kBindingVersion = 3;
 
 /// The process's C heap as glibc counts it, or `undefined` where that count is not available

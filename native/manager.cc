@@ -1090,6 +1090,8 @@ uint64_t Manager::SlabRetireEpoch() const noexcept { return impl_->registry.Reti
 
 bool Manager::SlabRetired(uint64_t slab_key) noexcept { return impl_->registry.IsRetired(slab_key); }
 
+uint64_t Manager::ResidentBytes() noexcept { return impl_->registry.ResidentBytes(); }
+
 // --- observation ----------------------------------------------------------------------------------
 
 LedgerUsage Manager::ChannelUsage(int32_t channel) const noexcept { return impl_->ledger.ChannelUsage(channel); }

@@ -346,6 +346,9 @@ class Manager {
   uint64_t SlabRetireEpoch() const noexcept;
   /// True while `slab_key` is retired: mapped only until its exports are released.
   bool SlabRetired(uint64_t slab_key) noexcept;
+  /// Bytes of the manager's slabs and direct mappings resident in memory (mincore). Diagnostic:
+  /// walks every slab under the registry lock.
+  uint64_t ResidentBytes() noexcept;
 
   // --- observation -----------------------------------------------------------
   LedgerUsage ChannelUsage(int32_t channel) const noexcept;             ///< over all types

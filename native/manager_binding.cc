@@ -549,6 +549,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::ExportSlab>("exportSlab"),
             InstanceMethod<&ManagerWrap::TakeRetiredSlab>("takeRetiredSlab"),
             InstanceMethod<&ManagerWrap::ReleaseSlab>("releaseSlab"),
+            InstanceMethod<&ManagerWrap::ResidentBytes>("residentBytes"),
             InstanceMethod<&ManagerWrap::BeginTransfer>("beginTransfer"),
             InstanceMethod<&ManagerWrap::Adopt>("adopt"),
             InstanceMethod<&ManagerWrap::ChannelUsage>("channelUsage"),
@@ -1268,6 +1269,14 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       }
     }
     return Napi::Value(env, ab);
+  }
+
+  /// residentBytes(): bytes of the manager's mappings resident in memory (mincore), or a negative
+  /// status once closed. A soak diagnostic: walks every slab under the registry lock.
+  Napi::Value ResidentBytes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
+    return Num(env, static_cast<double>(manager_->ResidentBytes()));
   }
 
   /// takeRetiredSlab(): the key of a slab this environment exported that has since been

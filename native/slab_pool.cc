@@ -2,6 +2,7 @@
 #include "slab_pool.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <new>
@@ -140,6 +141,25 @@ void SlabRegistry::ReleaseExport(uint64_t key) noexcept {
   if (it == slabs_.end() || it->second->exports == 0) return;
   Slab* slab = it->second;
   if (--slab->exports == 0 && slab->retired) DestroyLocked(slab);
+}
+
+uint64_t SlabRegistry::ResidentBytes() noexcept {
+  const long sys_page = sysconf(_SC_PAGESIZE);  // mincore's unit (mappings are kSystemPage multiples)
+  const uint64_t page = sys_page > 0 ? static_cast<uint64_t>(sys_page) : kSystemPage;
+  unsigned char vec[256];  // one byte per page, a chunk of pages at a time
+  uint64_t resident = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, slab] : slabs_) {
+    const uint64_t pages = (slab->map_bytes + page - 1) / page;
+    uint64_t in_slab = 0;
+    for (uint64_t first = 0; first < pages; first += sizeof(vec)) {
+      const uint64_t n = pages - first < sizeof(vec) ? pages - first : sizeof(vec);
+      if (mincore(slab->base + first * page, n * page, vec) != 0) continue;  // our own live mapping: cannot fail
+      for (uint64_t i = 0; i < n; ++i) in_slab += (vec[i] & 1u) * page;
+    }
+    resident += in_slab < slab->map_bytes ? in_slab : slab->map_bytes;
+  }
+  return resident;
 }
 
 bool SlabRegistry::IsRetired(uint64_t key) noexcept {

@@ -154,6 +154,10 @@ class SlabRegistry {
   uint64_t RetireEpoch() const noexcept { return retire_epoch_.load(std::memory_order_acquire); }
   /// True if `key` names a slab still mapped only for its exports.
   bool IsRetired(uint64_t key) noexcept;
+  /// Bytes of every registered mapping (slabs and direct allocations, guards excluded) that are
+  /// resident in memory, by mincore(2): how much of `reserved_bytes` the process really holds.
+  /// A diagnostic (the soak splits RSS with it): walks every slab under mu_.
+  uint64_t ResidentBytes() noexcept;
   /// The next `n` mappings fail.
   void InjectFailures(uint32_t n) noexcept { inject_.store(n, std::memory_order_relaxed); }
 

@@ -254,6 +254,26 @@ TEST(DirectMappings) {
   CHECK_EQ(s2.released_to_system, uint64_t{1});
 }
 
+TEST(ResidentBytesCountsTouchedPages) {
+  // Small mappings: a transparent huge page could make one touch resident 2 MiB at once.
+  SlabRegistry registry;
+  DirectPool direct(&registry);
+  CHECK_EQ(registry.ResidentBytes(), uint64_t{0}) << "nothing mapped";
+  SlotRef a;
+  SlotRef b;
+  CHECK(direct.Acquire(16 * 4096, &a) == Status::kOk);
+  CHECK(direct.Acquire(8 * 4096, &b) == Status::kOk);
+  CHECK_EQ(registry.ResidentBytes(), uint64_t{0}) << "fresh anonymous mappings hold no pages until touched";
+  a.data()[0] = 1;
+  a.data()[5 * 4096 + 17] = 1;
+  b.data()[8 * 4096 - 1] = 1;
+  CHECK_EQ(registry.ResidentBytes(), uint64_t{3 * 4096}) << "one page per touched page, over every mapping";
+  direct.Release(a, 16 * 4096);
+  CHECK_EQ(registry.ResidentBytes(), uint64_t{4096}) << "an unmapped slab no longer counts";
+  direct.Release(b, 8 * 4096);
+  CHECK_EQ(registry.ResidentBytes(), uint64_t{0});
+}
+
 TEST(ThreadedBurstsThenIdle) {
   const uint64_t ops = testing::EnvU64("ISOPOOL_SLAB_OPS", 400000);
   SlabRegistry registry;

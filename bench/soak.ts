@@ -1475,26 +1475,23 @@ function cycleSummaryRows(r: CycleResult): string[][] {
   const from = r.warmup;
   const to = r.cycles;
   const mean = r.cycles > 0 ? s.cycleSeconds.subarray(0, to).reduce((a, b) => a + b, 0) / r.cycles : NaN;
-  const fitted = to - from;
-  const fitSpan = fitted > 0 ? s.t[to - 1] - (from > 0 ? s.t[from - 1] : 0) : 0;
+  const fittedCount = to - from;
+  const fitSpan = fittedCount > 0 ? s.t[to - 1] - (from > 0 ? s.t[from - 1] : 0) : 0;
   const reserved = range(s.reserved, from, to);
-  const rss = range(s.rss, from, to);
-  const outside = range(s.outsideV8, from, to);
-  const v8Heap = range(s.v8Heap, from, to);
-  const heap = range(s.heapUsed, from, to);
-  const ext = range(s.external, from, to);
-  const mallocInUse = range(s.mallocInUse, from, to);
-  const resident = range(s.resident, from, to);
-  const rest = range(s.rest, from, to);
   const mallocSystem = range(s.mallocSystem, from, to);
   const handles = range(s.handles, 0, to);
   const inUse = range(s.bytesInUse, 0, to);
   const fitRow = (f: Fit): string => (Number.isFinite(f.slope) ? `${fitCell(f)} (R² ${Number.isFinite(f.r2) ? f.r2.toFixed(2) : 'n/a'})` : 'n/a');
+  /** A series' fit and the spread of its fitted boundaries. */
+  const fitted = (name: keyof CycleResult['fits'] & SeriesName): string => {
+    const spread = range(s[name], from, to);
+    return `${fitRow(r.fits[name])}; fitted boundaries ${fmtBytes(spread.min)}–${fmtBytes(spread.max)} (max − min ${fmtBytes(spread.max - spread.min)})`;
+  };
   return [
     [
       'duration',
       `${r.durationSeconds.toFixed(1)} s: ${r.cycles} cycles of ${fmtInt(r.roundsPerCycle)} rounds (mean ${mean.toFixed(1)} s per cycle, boundary included); ` +
-        `warm-up ${from} cycles excluded, ${fitted} boundaries fitted over ${(fitSpan / 60).toFixed(1)} min`,
+        `warm-up ${from} cycles excluded, ${fittedCount} boundaries fitted over ${(fitSpan / 60).toFixed(1)} min`,
     ],
     [
       'every cycle',
@@ -1505,19 +1502,18 @@ function cycleSummaryRows(r: CycleResult): string[][] {
     ['total ops', `${fmtInt(r.counters.ops)} (${fmtInt(r.counters.ops / r.durationSeconds)}/s)`],
     ['native reserved at fitted boundaries', `min ${fmtInt(reserved.min)} B, max ${fmtInt(reserved.max)} B (max − min ${fmtBytes(reserved.max - reserved.min)})${reserved.min === reserved.max ? ': byte-identical' : ''}`],
     ['native reserved growth (fit)', fitRow(r.fits.reserved)],
-    ['RSS growth (fit)', `${fitRow(r.fits.rss)}; fitted boundaries ${fmtBytes(rss.min)}–${fmtBytes(rss.max)} (max − min ${fmtBytes(rss.max - rss.min)})`],
-    ['RSS outside the V8 heap (fit)', `${fitRow(r.fits.outsideV8)}; fitted boundaries ${fmtBytes(outside.min)}–${fmtBytes(outside.max)} (max − min ${fmtBytes(outside.max - outside.min)})`],
-    ['  of which the pools\' resident pages (fit)', `${fitRow(r.fits.resident)}; fitted boundaries ${fmtBytes(resident.min)}–${fmtBytes(resident.max)} (max − min ${fmtBytes(resident.max - resident.min)})`],
-    ['  the rest (fit)', `${fitRow(r.fits.rest)}; fitted boundaries ${fmtBytes(rest.min)}–${fmtBytes(rest.max)} (max − min ${fmtBytes(rest.max - rest.min)})`],
-    ['V8 heap, resident (fit)', `${fitRow(r.fits.v8Heap)}; fitted boundaries ${fmtBytes(v8Heap.min)}–${fmtBytes(v8Heap.max)} (max − min ${fmtBytes(v8Heap.max - v8Heap.min)})`],
-    ['JS heapUsed growth (fit)', `${fitRow(r.fits.heapUsed)}; fitted boundaries ${fmtBytes(heap.min)}–${fmtBytes(heap.max)} (max − min ${fmtBytes(heap.max - heap.min)})`],
-    ['external memory growth (fit)', `${fitRow(r.fits.external)}; fitted boundaries ${fmtBytes(ext.min)}–${fmtBytes(ext.max)} (max − min ${fmtBytes(ext.max - ext.min)})`],
+    ['RSS growth (fit)', fitted('rss')],
+    ['RSS outside the V8 heap (fit)', fitted('outsideV8')],
+    ['  of which the pools\' resident pages (fit)', fitted('resident')],
+    ['  the rest (fit)', fitted('rest')],
+    ['V8 heap, resident (fit)', fitted('v8Heap')],
+    ['JS heapUsed growth (fit)', fitted('heapUsed')],
+    ['external memory growth (fit)', fitted('external')],
     [
       'C heap in use (fit)',
-      Number.isNaN(mallocInUse.max)
+      Number.isNaN(s.mallocInUse[0])
         ? 'n/a (not glibc ≥ 2.33)'
-        : `${fitRow(r.fits.mallocInUse)}; fitted boundaries ${fmtBytes(mallocInUse.min)}–${fmtBytes(mallocInUse.max)} (max − min ${fmtBytes(mallocInUse.max - mallocInUse.min)}); ` +
-          `held from the system ${fmtBytes(mallocSystem.min)}–${fmtBytes(mallocSystem.max)}`,
+        : `${fitted('mallocInUse')}; held from the system ${fmtBytes(mallocSystem.min)}–${fmtBytes(mallocSystem.max)}`,
     ],
     ['handles / bytesInUse at every boundary', `${handles.min === handles.max ? fmtInt(handles.max) : `${fmtInt(handles.min)}–${fmtInt(handles.max)}`} / ${inUse.min === inUse.max ? fmtInt(inUse.max) : `${fmtInt(inUse.min)}–${fmtInt(inUse.max)}`}`],
     ['start (fresh manager, GC)', `RSS ${fmtBytes(r.start.rss)}, heap ${fmtBytes(r.start.heapUsed)}, reserved ${fmtBytes(r.start.reserved)}`],

@@ -352,10 +352,13 @@ export class Core implements HandleOwner {
     return this.#native.findChannel(name) === -2 ? new ChannelClosedError(name) : new UnknownChannelError(name);
   }
 
-  /** The open channel `name`, opening it if allowed. */
-  #channelForWork(name: string): ChannelState {
+  /**
+   * The open channel `name`, opening it if allowed. `created` is true only if this call opened
+   * it (on a shared manager another thread may have opened it first, or may be using it).
+   */
+  #channelForWork(name: string): { state: ChannelState; created: boolean } {
     const state = this.#lookupChannel(name, false);
-    if (state !== undefined) return state;
+    if (state !== undefined) return { state, created: false };
     if (this.#native.findChannel(name) === -2) throw new ChannelClosedError(name);
     if (!this.#autoOpen) throw new UnknownChannelError(name);
     return this.#open(name, undefined);
@@ -411,14 +414,14 @@ export class Core implements HandleOwner {
       }
       return existing;
     }
-    return this.#open(name, options);
+    return this.#open(name, options).state;
   }
 
   /**
    * Opens a channel with channelDefaults overridden by `explicit`. Explicit limits must name known
    * types; default limits for types not defined yet are applied when the type is defined.
    */
-  #open(name: string, explicit: CheckedChannelOptions | undefined): ChannelState {
+  #open(name: string, explicit: CheckedChannelOptions | undefined): { state: ChannelState; created: boolean } {
     const options = explicit === undefined ? this.#defaults : mergeChannelOptions(this.#defaults, explicit);
     const explicitTypes = new Set(explicit?.limits.map(([t]) => t));
     // Resolve every limit's type before anything changes.
@@ -438,7 +441,7 @@ export class Core implements HandleOwner {
     // The incarnation as native has it (another thread of a shared manager may have won the open).
     const state = this.#lookupChannel(name, true) ?? this.#lookupChannelUncached(name, index, access, zero);
     if (created) for (const [type, l] of limits) this.#applyLimits(type, index, l);
-    return state;
+    return { state, created };
   }
 
   /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
@@ -450,9 +453,12 @@ export class Core implements HandleOwner {
     return state;
   }
 
-  /** Undoes an auto-open: the channel disappears as if never opened. */
+  /**
+   * Undoes an auto-open: the channel disappears as if never opened, unless another thread of a
+   * shared manager has started to use it (then it stays open, as if that thread opened it).
+   */
   #discard(state: ChannelState): void {
-    if (this.#native.discardChannel(state.index) !== NativeStatus.Ok) return;
+    if (this.#native.discardChannel(state.index, state.owner) !== NativeStatus.Ok) return;
     this.#forget(state);
   }
 
@@ -595,7 +601,12 @@ export class Core implements HandleOwner {
       if (!presenter.open) throw new ChannelClosedError(presenter.name);
     } else if (channelId !== undefined) {
       const name = checkChannelId(channelId);
-      channel = this.#channels.get(name) ?? (opened = this.#channelForWork(name));
+      channel = this.#channels.get(name) ?? null;
+      if (channel === null) {
+        const found = this.#channelForWork(name);
+        channel = found.state;
+        if (found.created) opened = found.state;
+      }
     }
     const n = size as number;
     const native = this.#native;
@@ -620,7 +631,9 @@ export class Core implements HandleOwner {
       // another access mode): look again.
       this.#forget(channel);
       if (presenter !== null) throw new ChannelClosedError(channel.name);
-      channel = this.#channelForWork(channel.name);
+      const found = this.#channelForWork(channel.name);
+      channel = found.state;
+      opened = found.created ? found.state : null;
       revocable = isRevocable(type, channel);
       result = this.#nativeAllocate(type, n, channel, revocable);
     }

@@ -323,8 +323,11 @@ export interface NativeManager {
   findChannel(name: string): number;
   /** Frees the channel's live handles and closes it. Returns [id, type, size, charged, violation mask] * n, or -status. */
   closeChannel(channel: number): Float64Array | number;
-  /** Closes a channel that holds no handles as if it was never opened (undoing an auto-open). Returns status. */
-  discardChannel(channel: number): number;
+  /**
+   * Closes incarnation `owner` of a channel as if it was never opened (undoing an auto-open),
+   * if it holds no handles and no allocation is in flight in it. Returns status (INVALID_ARGUMENT: in use; CHANNEL_CLOSED: that incarnation is gone).
+   */
+  discardChannel(channel: number, owner: number): number;
   /** access | (zero << 1) of an open channel. */
   channelOptions(channel: number): number;
   /** type -1 = '*' (channel total); channel -1 = type total. Infinity = none. Returns status. */

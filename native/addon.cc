@@ -24,7 +24,9 @@ namespace {
 /// 2: takeRetiredSlab / releaseSlab (view slabs released early).
 /// 3: mallocStats (the soak's count of the process's live malloc bytes); NativeManager
 ///    residentBytes (how much of the pools' mappings is resident).
-constexpr int32_t kBindingVersion = 3;
+/// 4: discardChannel(channel, owner) discards only that incarnation, and only if nothing is
+///    in flight in it.
+constexpr int32_t kBindingVersion = 4;
 
 /// The process's C heap as glibc counts it, or `undefined` where that count is not available
 /// (another libc, glibc < 2.33). A diagnostic for the soak (bench/soak.ts), not a metric: RSS

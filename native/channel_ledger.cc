@@ -185,8 +185,10 @@ int32_t ChannelLedger::Find(std::string_view name) const noexcept {
 
 bool ChannelLedger::IsOpen(int32_t channel) const noexcept {
   const ChannelState* st = Get(channel);
-  return st != nullptr &&
-         st->phase.load(std::memory_order_acquire) == static_cast<uint32_t>(ChannelPhase::kOpen);
+  if (st == nullptr) return false;
+  const uint32_t phase = st->phase.load(std::memory_order_acquire);
+  return phase == static_cast<uint32_t>(ChannelPhase::kOpen) ||
+         phase == static_cast<uint32_t>(ChannelPhase::kDiscarding);
 }
 
 Status ChannelLedger::BeginClose(int32_t channel) noexcept {
@@ -212,8 +214,41 @@ void ChannelLedger::AbortClose(int32_t channel) noexcept {
   Get(channel)->phase.store(static_cast<uint32_t>(ChannelPhase::kOpen), std::memory_order_seq_cst);
 }
 
+Status ChannelLedger::TryDiscard(int32_t channel, uint32_t expected_owner) noexcept {
+  if (channel == kUnscopedChannel) return Status::kInvalidArgument;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (channel < 0 || channel >= high_water_) return Status::kUnknownChannel;
+  ChannelState* st = Get(channel);
+  if (st->phase.load(std::memory_order_relaxed) != static_cast<uint32_t>(ChannelPhase::kOpen) ||
+      (expected_owner != 0 && st->owner.load(std::memory_order_relaxed) != expected_owner)) {
+    return Status::kChannelClosed;  // that incarnation is closed (another may hold the index)
+  }
+  // seq_cst (Dekker with Enter, as in BeginClose): either an allocator sees kDiscarding and
+  // waits, or we see its inflight and leave the channel alone.
+  st->phase.store(static_cast<uint32_t>(ChannelPhase::kDiscarding), std::memory_order_seq_cst);
+  // With no allocation in flight and none able to enter, the handle counts can only fall. A
+  // concurrent Free refunds the channel total before the channel-type scope, so a handle
+  // counted in no scope has been refunded completely and nothing will touch this ledger again
+  // (Open resets it for the next incarnation).
+  bool used = st->inflight.load(std::memory_order_seq_cst) != 0 ||
+              st->total.handles.load(std::memory_order_acquire) != 0;
+  for (int32_t t = 0; t < kMaxTypes && !used; ++t) {
+    used = st->types[t].handles.load(std::memory_order_acquire) != 0;
+  }
+  if (used) {
+    st->phase.store(static_cast<uint32_t>(ChannelPhase::kOpen), std::memory_order_seq_cst);
+    return Status::kInvalidArgument;
+  }
+  FinishCloseLocked(channel, /*remember=*/false);
+  return Status::kOk;
+}
+
 void ChannelLedger::FinishClose(int32_t channel, bool remember) noexcept {
   std::lock_guard<std::mutex> lock(mu_);
+  FinishCloseLocked(channel, remember);
+}
+
+void ChannelLedger::FinishCloseLocked(int32_t channel, bool remember) noexcept {
   ChannelState* st = Get(channel);
   std::string& name = names_[channel];
   open_.erase(name);
@@ -257,7 +292,15 @@ Status ChannelLedger::Enter(int32_t channel, ChannelState** state) noexcept {
   // is never concurrent with its own BeginClose: a load and a store suffice.
   const bool single = single_owner_;
   FetchAdd<int64_t>(st->inflight, 1, single, std::memory_order_seq_cst);
-  const uint32_t phase = st->phase.load(std::memory_order_seq_cst);
+  uint32_t phase = st->phase.load(std::memory_order_seq_cst);
+  while (phase == static_cast<uint32_t>(ChannelPhase::kDiscarding)) {
+    // A TryDiscard holds the phase for a few loads under its mutex: step aside (so it sees
+    // no allocation in flight and keeps the channel open, or frees it) and look again.
+    FetchSub<int64_t>(st->inflight, 1, single, std::memory_order_seq_cst);
+    std::this_thread::yield();
+    FetchAdd<int64_t>(st->inflight, 1, single, std::memory_order_seq_cst);
+    phase = st->phase.load(std::memory_order_seq_cst);
+  }
   if (phase != static_cast<uint32_t>(ChannelPhase::kOpen)) {
     FetchSub<int64_t>(st->inflight, 1, single, std::memory_order_seq_cst);
     // A never-used slot has owner 0; a closed (recycled) one has had an owner.
@@ -421,7 +464,9 @@ void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n) noex
   const bool single = single_owner_;
   for (auto* s : scopes) {
     FetchSub<uint64_t>(s->bytes, n, single);
-    FetchSub<uint64_t>(s->handles, 1, single);
+    // release: a TryDiscard that reads the last scope's count at 0 (acquire) knows this
+    // refund wrote the ledger for the last time.
+    FetchSub<uint64_t>(s->handles, 1, single, std::memory_order_release);
   }
 }
 

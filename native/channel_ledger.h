@@ -76,7 +76,9 @@ struct LedgerScope {
 };
 static_assert(sizeof(LedgerScope) == 64, "one scope is one cache line");
 
-enum class ChannelPhase : uint32_t { kFree = 0, kOpen = 1, kClosing = 2 };
+/// kDiscarding: open, but TryDiscard (under mu_) is checking that nothing uses it. It never
+/// waits in that phase, so Enter waits it out instead of reporting the channel closed.
+enum class ChannelPhase : uint32_t { kFree = 0, kOpen = 1, kClosing = 2, kDiscarding = 3 };
 
 /// One channel slot (an index); reused by later incarnations.
 struct ChannelState {
@@ -129,6 +131,12 @@ class ChannelLedger {
   void FinishClose(int32_t channel, bool remember = true) noexcept;
   /// Closing -> open again (a close that was called off).
   void AbortClose(int32_t channel) noexcept;
+  /// Undoes an open nobody used: if `channel` is the open incarnation `expected_owner` and
+  /// no allocation is in flight in it and it holds no handles, frees it without remembering
+  /// its name. Never waits and never shows the channel closed to a concurrent allocation
+  /// (Enter waits out the short kDiscarding phase). kInvalidArgument if it is in use (it
+  /// stays open), kChannelClosed if that incarnation is gone, kUnknownChannel for no channel.
+  Status TryDiscard(int32_t channel, uint32_t expected_owner) noexcept;
   void OpenChannels(std::vector<std::pair<std::string, int32_t>>* out) const noexcept;
 
   // --- lock-free lookups ----------------------------------------------------------
@@ -144,6 +152,7 @@ class ChannelLedger {
   static void Exit(ChannelState* state, bool single) noexcept {
     FetchSub<int64_t>(state->inflight, 1, single, std::memory_order_seq_cst);
   }
+  /// Open, or open while a TryDiscard looks at it.
   bool IsOpen(int32_t channel) const noexcept;
 
   // --- limits and usage -------------------------------------------------------------
@@ -169,6 +178,8 @@ class ChannelLedger {
  private:
   bool EnsureSegment(int32_t segment) noexcept;
   void ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept;
+  /// FinishClose with mu_ held.
+  void FinishCloseLocked(int32_t channel, bool remember) noexcept;
 
   LedgerScope type_totals_[kMaxTypes];
   std::atomic<ChannelState*> segments_[kSegments] = {};  ///< lazily allocated

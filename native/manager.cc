@@ -478,17 +478,8 @@ Status Manager::OpenChannel(std::string_view name, const ChannelOptions& options
 
 int32_t Manager::FindChannel(std::string_view name) const noexcept { return impl_->ledger.Find(name); }
 
-Status Manager::DiscardChannel(int32_t channel) noexcept {
-  Impl& m = *impl_;
-  const Status s = m.ledger.BeginClose(channel);
-  if (s != Status::kOk) return s;
-  // No allocation is in flight now, so the ledger's handle count is exact.
-  if (ChannelUsage(channel).handles != 0) {
-    m.ledger.AbortClose(channel);
-    return Status::kInvalidArgument;
-  }
-  m.ledger.FinishClose(channel, /*remember=*/false);
-  return Status::kOk;
+Status Manager::DiscardChannel(int32_t channel, uint32_t expected_owner) noexcept {
+  return impl_->ledger.TryDiscard(channel, expected_owner);
 }
 
 Status Manager::CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept {

@@ -223,10 +223,13 @@ class Manager {
   /// them to *freed, marks the name closed and recycles the index.
   Status CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept;
   Status CloseChannel(int32_t channel, const CallContext& ctx, std::vector<HandleInfo>* freed) noexcept;
-  /// Undoes an open that turned out unneeded (an auto-open whose allocation failed): closes a
-  /// channel that holds no handles without remembering its name, as if it was never opened.
-  /// kInvalidArgument (and the channel stays open) if it holds handles.
-  Status DiscardChannel(int32_t channel) noexcept;
+  /// Undoes an open that turned out unneeded (an auto-open whose allocation failed): closes
+  /// the incarnation `expected_owner` (0: whichever is open) if it holds no handles and no
+  /// allocation is in flight in it, without remembering its name, as if it was never opened.
+  /// kInvalidArgument (and the channel stays open) if it is in use; kChannelClosed if that
+  /// incarnation is gone. Never waits, and a concurrent allocation in the channel never sees
+  /// it closed unless the discard succeeds.
+  Status DiscardChannel(int32_t channel, uint32_t expected_owner = 0) noexcept;
   ChannelOptions OptionsOf(int32_t channel) const noexcept;
   uint32_t OwnerOf(int32_t channel) const noexcept;
 

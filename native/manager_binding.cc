@@ -858,7 +858,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
     int32_t channel;
     if (!ReadInt32(env, info[0], &channel)) return StatusValue(env, Status::kInvalidArgument);
-    return StatusValue(env, manager_->DiscardChannel(channel));
+    const double owner = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!IsIntegerIn(owner, 1, 4294967295.0)) return StatusValue(env, Status::kInvalidArgument);
+    return StatusValue(env, manager_->DiscardChannel(channel, static_cast<uint32_t>(owner)));
   }
 
   Napi::Value ChannelOptionsOf(const Napi::CallbackInfo& info) {

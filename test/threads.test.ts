@@ -85,6 +85,22 @@ describe('threads (shared managers)', function () {
     expect(channelMetrics(a, 't').handles, 'one handle left').to.equal(1);
   });
 
+  it("a refused allocation never closes a channel another manager of the name opened (it only undoes its own auto-open)", () => {
+    const name = sharedName();
+    const a = manager(name);
+    const b = manager(name);
+    a.openChannel('kept', { limits: { '*': { maxAllocationSize: 1000 } } });
+    // b finds 'kept' open; its refused allocation must not undo an open that was not its own.
+    expectCode(() => b.allocateResource('buffer', 2000, 'kept'), 'ERR_RESOURCE_LIMIT', 'above the channel maxAllocationSize');
+    expect(a.channel('kept').channelId, 'still open for a').to.equal('kept');
+    expect(a.getResourceLimits('*', 'kept').maxAllocationSize, 'with its limits').to.equal(1000);
+    expect(a.allocateResource('buffer', 100, 'kept').channelId, 'a allocates in it').to.equal('kept');
+    // b's own auto-open of a new channel is still undone when its allocation is refused.
+    a.setResourceLimits('buffer', { maxAllocationSize: 1000 });
+    expectCode(() => b.allocateResource('buffer', 2000, 'fresh'), 'ERR_RESOURCE_LIMIT', 'above the type maxAllocationSize');
+    expectCode(() => a.channel('fresh'), 'ERR_UNKNOWN_CHANNEL', "b's auto-open was undone: unknown, not closed");
+  });
+
   it('refuses a shared manager opened with different pools or maxAllocationSize', () => {
     const name = sharedName();
     manager(name);

@@ -253,4 +253,93 @@ TEST(CloseWaitsForInflight) {
   ledger.FinishClose(c);
 }
 
+TEST(TryDiscardUndoesOnlyAnUnusedIncarnation) {
+  ChannelLedger ledger;
+  CHECK(ledger.Init());
+  int32_t c = -1;
+  bool created = false;
+  CHECK(ledger.Open("d", ChannelOptions{}, &c, &created) == Status::kOk && created);
+  const uint32_t owner = ledger.Get(c)->owner.load();
+  CHECK(ledger.TryDiscard(0, 0) == Status::kInvalidArgument) << "the unscoped domain stays";
+  CHECK(ledger.TryDiscard(12345, owner) == Status::kUnknownChannel);
+  CHECK(ledger.TryDiscard(c, owner + 1) == Status::kChannelClosed) << "another incarnation is left alone";
+  ChannelState* st = nullptr;
+  CHECK(ledger.Enter(c, &st) == Status::kOk);
+  CHECK(ledger.TryDiscard(c, owner) == Status::kInvalidArgument) << "an allocation is in flight: in use, and no wait";
+  Allocation out;
+  ChargeTicket t;
+  CHECK(ledger.TryCharge(0, st, 10, 4096, &t, &out) == Status::kOk);
+  ledger.Commit(0, st, t);
+  ChannelLedger::Exit(st);
+  CHECK(ledger.TryDiscard(c, owner) == Status::kInvalidArgument) << "holds a handle: in use";
+  CHECK(ledger.IsOpen(c) && ledger.Find("d") == c) << "a refused discard leaves it open";
+  CHECK(ledger.Enter(c, &st) == Status::kOk) << "and allocations enter";
+  ledger.Refund(0, st, 4096);
+  ChannelLedger::Exit(st);
+  CHECK(ledger.TryDiscard(c, owner) == Status::kOk) << "unused: discarded";
+  CHECK_EQ(ledger.Find("d"), -1) << "as if never opened: unknown, not closed";
+  CHECK(ledger.Enter(c, &st) == Status::kChannelClosed) << "the stale index refuses work";
+  CHECK(ledger.TryDiscard(c, owner) == Status::kChannelClosed) << "twice: gone";
+  int32_t again = -1;
+  CHECK(ledger.Open("e", ChannelOptions{}, &again, &created) == Status::kOk);
+  CHECK_EQ(again, c) << "the index is recycled";
+  CHECK(ledger.TryDiscard(c, owner) == Status::kChannelClosed) << "the old owner cannot discard the new incarnation";
+  CHECK(ledger.IsOpen(again));
+}
+
+// A discard that finds the channel in use must be invisible to the threads using it: before
+// it had its own phase, a discard borrowed BeginClose, and an allocation racing it was
+// refused with kChannelClosed although nobody closed the channel (CI, threads.test.ts).
+TEST(TryDiscardNeverShowsAnAllocationAClosedChannel) {
+  ChannelLedger ledger;
+  CHECK(ledger.Init());
+  int32_t c = -1;
+  bool created = false;
+  CHECK(ledger.Open("busy", ChannelOptions{}, &c, &created) == Status::kOk);
+  const uint32_t owner = ledger.Get(c)->owner.load();
+  ChannelState* held = nullptr;
+  CHECK(ledger.Enter(c, &held) == Status::kOk);
+  Allocation out;
+  ChargeTicket t;
+  CHECK(ledger.TryCharge(0, held, 1, 1, &t, &out) == Status::kOk);  // one handle for the whole run
+  ledger.Commit(0, held, t);
+  ChannelLedger::Exit(held);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> entered{0}, refused{0}, discards{0}, wrong{0};
+  std::vector<std::thread> allocators;
+  for (int th = 0; th < 2; ++th) {
+    allocators.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        ChannelState* st = nullptr;
+        if (ledger.Enter(c, &st) != Status::kOk) {
+          refused.fetch_add(1);
+          continue;
+        }
+        Allocation o;
+        ChargeTicket tk;
+        if (ledger.TryCharge(0, st, 1, 1, &tk, &o) == Status::kOk) {
+          ledger.Commit(0, st, tk);
+          ledger.Refund(0, st, 1);
+        }
+        ChannelLedger::Exit(st);
+        entered.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  std::thread discarder([&] {
+    while ((discards.load() < 20000 || entered.load() < 20000) && refused.load() == 0) {
+      if (ledger.TryDiscard(c, owner) != Status::kInvalidArgument) wrong.fetch_add(1);
+      discards.fetch_add(1);
+    }
+    stop.store(true);
+  });
+  discarder.join();
+  for (auto& a : allocators) a.join();
+  CHECK_EQ(wrong.load(), uint64_t{0}) << "the channel always held a handle: every discard was refused";
+  CHECK_EQ(refused.load(), uint64_t{0}) << "no allocation saw the channel closed";
+  CHECK(ledger.IsOpen(c) && ledger.Find("busy") == c);
+  CHECK_EQ(ledger.ChannelUsage(c).handles, uint64_t{1});
+  std::cout << "  " << discards.load() << " refused discards against " << entered.load() << " allocations" << std::endl;
+}
+
 TEST_MAIN()

@@ -10,16 +10,20 @@
  * a live, random working set. `npm run soak -- --minutes N --cycles`.
  *
  * Usage: node --expose-gc build/ts/bench/soak.js [--minutes N] [--seed S] [--report PATH]
- *          [--cycles [--cycle-seconds S | --cycle-rounds R] [--cycle-count C]]
+ *          [--cycles [--cycle-seconds S | --cycle-rounds R] [--cycle-count C] [--malloc-trim]]
  *   --minutes N         run time of the workload, fractional allowed (default 1)
  *   --seed S            PRNG seed (unsigned 32-bit integer; default: derived from the clock, printed)
  *   --report PATH       write (or update) a Markdown report; one section per --minutes value and
- *                       mode (random or cycles) is kept
+ *                       mode (random, cycles or cycles with --malloc-trim) is kept
  *   --cycles            the cycles mode (above)
  *   --cycle-seconds S   cycles mode: the first cycle runs S seconds (default 30); its round count
  *                       is then the length of every cycle
  *   --cycle-rounds R    cycles mode: R rounds per cycle (instead of --cycle-seconds)
  *   --cycle-count C     cycles mode: stop after C cycles even if --minutes is not over
+ *   --malloc-trim       cycles mode, a diagnostic: glibc returns its free pages (malloc_trim(0))
+ *                       after the GC at every boundary, before the sample. An A/B against a run
+ *                       without it tells memory glibc keeps after a free from memory still held.
+ *                       Its report section is separate (mode=cycles-trim).
  *
  * Progress goes to stderr, the summary to stdout. The exit code is 0 whatever the numbers are; it is
  * 1 only on a crash or an invariant violation (ledgers or counters that disagree with what the
@@ -68,10 +72,11 @@ interface Args {
   readonly cycleSeconds: number;
   readonly cycleRounds: number | null;
   readonly cycleCount: number | null;
+  readonly mallocTrim: boolean;
 }
 
 function usage(): string {
-  return 'usage: soak.js [--minutes N] [--seed S] [--report PATH] [--cycles [--cycle-seconds S | --cycle-rounds R] [--cycle-count C]]';
+  return 'usage: soak.js [--minutes N] [--seed S] [--report PATH] [--cycles [--cycle-seconds S | --cycle-rounds R] [--cycle-count C] [--malloc-trim]]';
 }
 
 function parseArgs(argv: readonly string[]): Args {
@@ -82,6 +87,7 @@ function parseArgs(argv: readonly string[]): Args {
   let cycleSeconds = 30;
   let cycleRounds: number | null = null;
   let cycleCount: number | null = null;
+  let mallocTrim = false;
   const positiveInt = (flag: string, text: string): number => {
     const n = Number(text);
     if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got ${JSON.stringify(text)}`);
@@ -120,6 +126,9 @@ function parseArgs(argv: readonly string[]): Args {
       cycleRounds = positiveInt(name, value());
     } else if (name === '--cycle-count') {
       cycleCount = positiveInt(name, value());
+    } else if (name === '--malloc-trim') {
+      if (eq >= 0) throw new Error(`--malloc-trim takes no value; ${usage()}`);
+      mallocTrim = true;
     } else if (name === '--help' || name === '-h') {
       process.stdout.write(`${usage()}\n`);
       process.exit(0);
@@ -127,9 +136,9 @@ function parseArgs(argv: readonly string[]): Args {
       throw new Error(`unknown argument ${JSON.stringify(arg)}; ${usage()}`);
     }
   }
-  const cycleOnly = argv.some((a) => /^--cycle-(seconds|rounds|count)(=|$)/.test(a));
-  if (cycleOnly && !cycles) throw new Error(`--cycle-seconds, --cycle-rounds and --cycle-count need --cycles; ${usage()}`);
-  return { minutes, seed, report, cycles, cycleSeconds, cycleRounds, cycleCount };
+  const cycleOnly = argv.some((a) => /^--(cycle-(seconds|rounds|count)|malloc-trim)(=|$)/.test(a));
+  if (cycleOnly && !cycles) throw new Error(`--cycle-seconds, --cycle-rounds, --cycle-count and --malloc-trim need --cycles; ${usage()}`);
+  return { minutes, seed, report, cycles, cycleSeconds, cycleRounds, cycleCount, mallocTrim };
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -967,8 +976,12 @@ function consoleSummary(r: SoakResult): string {
   return `${out.join('\n')}\n`;
 }
 
+/** The report's sections, in their order: one per --minutes value and mode. */
+const REPORT_MODES = ['random', 'cycles', 'cycles-trim'] as const;
+type ReportMode = (typeof REPORT_MODES)[number];
+
 /** A run's section: one per --minutes value and mode (the random mode has no `mode=`). */
-const SECTION_START = /^<!-- soak-run minutes=([0-9.e+-]+)(?: mode=(cycles))? -->$/;
+const SECTION_START = /^<!-- soak-run minutes=([0-9.e+-]+)(?: mode=(cycles|cycles-trim))? -->$/;
 const SECTION_END = '<!-- /soak-run -->';
 
 function runSection(r: SoakResult): string {
@@ -1138,7 +1151,7 @@ function sectionOpening(marker: string, title: string, r: { machine: SoakResult[
  * Writes `section` into the report at `file`, replacing the section of the same --minutes value and
  * mode and keeping the others (random-mode sections first, each mode by --minutes).
  */
-function writeReport(file: string, machine: SoakResult['machine'], minutes: number, mode: 'random' | 'cycles', section: string): void {
+function writeReport(file: string, machine: SoakResult['machine'], minutes: number, mode: ReportMode, section: string): void {
   const sections = new Map<string, { minutes: number; mode: string; text: string }>();
   const key = (min: number, md: string): string => `${md} ${min}`;
   if (fs.existsSync(file)) {
@@ -1159,7 +1172,7 @@ function writeReport(file: string, machine: SoakResult['machine'], minutes: numb
   }
   sections.set(key(minutes, mode), { minutes, mode, text: section });
   const ordered = [...sections.values()]
-    .sort((a, b) => (a.mode === b.mode ? a.minutes - b.minutes : a.mode === 'random' ? -1 : 1))
+    .sort((a, b) => (a.mode === b.mode ? a.minutes - b.minutes : REPORT_MODES.indexOf(a.mode as ReportMode) - REPORT_MODES.indexOf(b.mode as ReportMode)))
     .map((x) => x.text);
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   fs.writeFileSync(file, `${reportHeader(machine)}\n# Runs\n\n${ordered.join('\n\n')}\n`);
@@ -1218,6 +1231,8 @@ interface CycleResult {
   readonly start: { readonly rss: number; readonly heapUsed: number; readonly reserved: number };
   readonly fits: Record<'reserved' | 'rss' | 'outsideV8' | 'v8Heap' | 'heapUsed' | 'external' | 'mallocInUse' | 'resident' | 'rest', Fit>;
   readonly leaks: ManagerMetrics['leaks'];
+  /** --malloc-trim: boundaries at which glibc was asked to trim, and at which it released pages. */
+  readonly trims: { readonly done: number; readonly released: number };
   readonly problems: string[];
 }
 
@@ -1284,6 +1299,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
   await collect();
   const startMem = process.memoryUsage();
   const startReserved = manager.getResourceMetrics().totals.reservedBytes;
+  const trims = { done: 0, released: 0 };
 
   let roundsPerCycle = args.cycleRounds ?? 0; // 0: set by the first cycle (--cycle-seconds)
   let reference: CycleCounts | null = null;
@@ -1329,6 +1345,11 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       if (d.bytesInUse !== 0 || d.handles !== 0) problems.push(`cycle ${n}: after freeing all its handles, channel ${d.id} still has bytesInUse ${d.bytesInUse}, handles ${d.handles}`);
     }
     await collect();
+    if (args.mallocTrim) {
+      const released = loadNative().mallocTrim();
+      if (released !== undefined) trims.done++;
+      if (released === true) trims.released++;
+    }
     const m = manager.getResourceMetrics();
     const mem = process.memoryUsage();
     const v8Heap = v8.getHeapStatistics().total_physical_size;
@@ -1412,6 +1433,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
       rest: fitOf('rest'),
     },
     leaks: final.leaks,
+    trims,
     problems,
   };
   process.stderr.write(`(sink ${workload.sinkValue})\n`);
@@ -1518,6 +1540,7 @@ function cycleSummaryRows(r: CycleResult): string[][] {
     ['handles / bytesInUse at every boundary', `${handles.min === handles.max ? fmtInt(handles.max) : `${fmtInt(handles.min)}–${fmtInt(handles.max)}`} / ${inUse.min === inUse.max ? fmtInt(inUse.max) : `${fmtInt(inUse.min)}–${fmtInt(inUse.max)}`}`],
     ['start (fresh manager, GC)', `RSS ${fmtBytes(r.start.rss)}, heap ${fmtBytes(r.start.heapUsed)}, reserved ${fmtBytes(r.start.reserved)}`],
     ['leaks detected', `${r.leaks.detected} (reclaimed ${r.leaks.reclaimed})`],
+    ...(r.args.mallocTrim ? [['malloc_trim(0) at boundaries', `${r.trims.done} of ${r.cycles} (pages released at ${r.trims.released})`]] : []),
   ];
 }
 
@@ -1561,7 +1584,7 @@ const CYCLE_SERIES_HEADERS = ['cycle', 't (s)', 'cycle (s)', 'RSS', 'RSS outside
 function cycleConsoleSummary(r: CycleResult): string {
   const out: string[] = [
     '',
-    `isopool soak, cycles — ${r.args.minutes} min, seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle; ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}`,
+    `isopool soak, cycles${r.args.mallocTrim ? ' with malloc_trim(0) at each boundary' : ''} — ${r.args.minutes} min, seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle; ${r.machine.cpu}, ${r.machine.cores} cores, Node ${r.machine.node}`,
     '',
     mdTable(['', ''], cycleSummaryRows(r)),
     '',
@@ -1574,14 +1597,18 @@ function cycleConsoleSummary(r: CycleResult): string {
   return `${out.join('\n')}\n`;
 }
 
+function cycleMode(args: Args): ReportMode {
+  return args.mallocTrim ? 'cycles-trim' : 'cycles';
+}
+
 function cycleRunSection(r: CycleResult): string {
   const out: string[] = [
     ...sectionOpening(
-      `minutes=${r.args.minutes} mode=cycles`,
-      `\`--minutes ${r.args.minutes} --cycles\` (seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle)`,
+      `minutes=${r.args.minutes} mode=${cycleMode(r.args)}`,
+      `\`--minutes ${r.args.minutes} --cycles${r.args.mallocTrim ? ' --malloc-trim' : ''}\` (seed ${r.args.seed}, ${fmtInt(r.roundsPerCycle)} rounds per cycle)`,
       r,
       ' Identical cycles, channel ids reused every cycle (closed, then reopened with `openChannel`); each boundary ' +
-        'sample is taken after the drain and a forced GC.',
+        `sample is taken after the drain and a forced GC${r.args.mallocTrim ? ', and after `malloc_trim(0)` gave glibc\'s free pages back (a diagnostic A/B)' : ''}.`,
       cycleSummaryRows(r),
       cycleVerdictLines(r),
     ),
@@ -1620,10 +1647,11 @@ async function main(): Promise<void> {
   if (typeof globalThis.gc !== 'function') process.stderr.write('warning: no --expose-gc; the final sample is taken without a forced GC\n');
   if (args.cycles) {
     const rounds = args.cycleRounds !== null ? `${args.cycleRounds} rounds` : `the rounds of ${args.cycleSeconds} s`;
-    process.stderr.write(`isopool soak, cycles: ${args.minutes} min, seed ${args.seed}, cycles of ${rounds}\n`);
+    process.stderr.write(`isopool soak, cycles: ${args.minutes} min, seed ${args.seed}, cycles of ${rounds}${args.mallocTrim ? ', malloc_trim(0) at each boundary' : ''}\n`);
+    if (args.mallocTrim && loadNative().mallocStats() === undefined) process.stderr.write('warning: --malloc-trim needs glibc; no trim is done here\n');
     const { result, manager } = await runCycles(args, new Progress());
     process.stdout.write(cycleConsoleSummary(result));
-    if (args.report !== null) writeReport(args.report, result.machine, args.minutes, 'cycles', cycleRunSection(result));
+    if (args.report !== null) writeReport(args.report, result.machine, args.minutes, cycleMode(args), cycleRunSection(result));
     if (result.problems.length > 0) process.exitCode = 1;
     manager.close(); // last: the report is out even if close() throws (a crash, exit 1)
     return;

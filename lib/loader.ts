@@ -48,7 +48,7 @@ export function narrowAddon(raw: unknown): NativeAddon {
   if (!isObject(raw)) {
     throw new Error(`isopool: the native addon exported ${raw === null ? 'null' : typeof raw}, expected an object`);
   }
-  const { NativeManager, pageSize, bindingVersion, mallocStats } = raw;
+  const { NativeManager, pageSize, bindingVersion } = raw;
   if (bindingVersion !== BINDING_VERSION) {
     const got = bindingVersion === undefined ? 'none (built before versioning)' : String(bindingVersion);
     throw new Error(
@@ -62,8 +62,10 @@ export function narrowAddon(raw: unknown): NativeAddon {
   if (typeof pageSize !== 'number' || !Number.isSafeInteger(pageSize) || pageSize <= 0) {
     throw new Error(`isopool: the native addon's pageSize is ${String(pageSize)}, expected a positive integer; rebuild it with "npm run build:native"`);
   }
-  if (typeof mallocStats !== 'function') {
-    throw new Error(`isopool: the native addon has no mallocStats function (got ${typeof mallocStats}); rebuild it with "npm run build:native"`);
+  for (const name of ['mallocStats', 'mallocTrim'] as const) {
+    if (typeof raw[name] !== 'function') {
+      throw new Error(`isopool: the native addon has no ${name} function (got ${typeof raw[name]}); rebuild it with "npm run build:native"`);
+    }
   }
   // The checks above are all that can be checked without constructing a manager;
   // the method shapes are the addon's contract (native/manager_binding.cc).

@@ -420,6 +420,11 @@ export interface NativeAddon {
    * A soak diagnostic (bench/soak.ts): walks every malloc arena under its lock.
    */
   mallocStats(): MallocStats | undefined;
+  /**
+   * Asks glibc to return every arena's free pages to the system (`malloc_trim(0)`): true if any
+   * were released, `undefined` where {@link mallocStats} is. A soak diagnostic (`--malloc-trim`).
+   */
+  mallocTrim(): boolean | undefined;
 }
 
 /** {@link NativeAddon.mallocStats}: bytes in allocated chunks, and bytes held from the system. */

@@ -25,7 +25,7 @@ namespace {
 /// 3: mallocStats (the soak's count of the process's live malloc bytes); NativeManager
 ///    residentBytes (how much of the pools' mappings is resident).
 /// 4: discardChannel(channel, owner) discards only that incarnation, and only if nothing is
-///    in flight in it.
+///    in flight in it; mallocTrim (the soak's A/B of memory glibc keeps after a free).
 constexpr int32_t kBindingVersion = 4;
 
 /// The process's C heap as glibc counts it, or `undefined` where that count is not available
@@ -48,12 +48,26 @@ Napi::Value MallocStats(const Napi::CallbackInfo& info) {
 #endif
 }
 
+/// Asks glibc to give every arena's free pages back to the system (`malloc_trim(0)`): true if
+/// it released any, `undefined` where mallocStats is. A diagnostic for the soak's
+/// `--malloc-trim` runs, which tell memory glibc keeps after it was freed from memory something
+/// still holds. Walks every arena under its lock: never on a hot path.
+Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+#if defined(ISOPOOL_HAS_MALLINFO2)
+  return Napi::Boolean::New(env, malloc_trim(0) != 0);
+#else
+  return env.Undefined();
+#endif
+}
+
 /// Process facts the facade needs (pageSize: direct-allocation rounding) and the binding version.
 void InitSystem(Napi::Env env, Napi::Object exports) {
   long page = sysconf(_SC_PAGESIZE);
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(page > 0 ? page : 4096)));
   exports.Set("bindingVersion", Napi::Number::New(env, kBindingVersion));
   exports.Set("mallocStats", Napi::Function::New(env, MallocStats, "mallocStats"));
+  exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
 }
 
 }  // namespace

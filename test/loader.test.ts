@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { BINDING_VERSION, loadNative, narrowAddon } from '../lib/loader';
 
 describe('loading the addon', () => {
-  const good = { NativeManager: function NativeManager(): void {}, pageSize: 4096, bindingVersion: BINDING_VERSION, mallocStats: (): undefined => undefined };
+  const good = { NativeManager: function NativeManager(): void {}, pageSize: 4096, bindingVersion: BINDING_VERSION, mallocStats: (): undefined => undefined, mallocTrim: (): undefined => undefined };
 
   it('the built addon speaks this lib/ binding version', () => {
     expect(loadNative().bindingVersion).to.equal(BINDING_VERSION);
@@ -26,6 +26,7 @@ describe('loading the addon', () => {
     expect(() => narrowAddon({ ...good, NativeManager: undefined })).to.throw('has no NativeManager class');
     expect(() => narrowAddon({ ...good, pageSize: 0 })).to.throw("pageSize is 0");
     expect(() => narrowAddon({ ...good, mallocStats: undefined })).to.throw('has no mallocStats function');
+    expect(() => narrowAddon({ ...good, mallocTrim: 1 })).to.throw('has no mallocTrim function (got number)');
   });
 
   it('mallocStats counts the process C heap on glibc: a 64 MiB Buffer held is 64 MiB more in use', async function () {
@@ -50,5 +51,35 @@ describe('loading the addon', () => {
     expect(after.inUseBytes - before.inUseBytes).to.be.within(size - (2 << 20), size + (2 << 20));
     expect(after.systemBytes).to.be.at.least(after.inUseBytes);
     expect(held[size - 1]).to.equal(1);
+  });
+
+  it('mallocTrim gives the pages of freed malloc memory back on glibc: RSS falls by most of them', async function () {
+    const { mallocTrim, mallocStats } = loadNative();
+    if (mallocStats() === undefined) {
+      expect(mallocTrim()).to.equal(undefined);
+      return;
+    }
+    const settle = async (): Promise<void> => {
+      for (let i = 0; i < 3; i++) {
+        (globalThis as { gc?: () => void }).gc?.();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // 64 MiB in 32 KiB chunks (below the mmap threshold: they come from an arena), each
+    // followed by a small chunk that stays, so the arena cannot shrink from its top when they go.
+    mallocTrim();
+    const keep: Buffer[] = [];
+    let freed: Buffer[] | null = [];
+    for (let i = 0; i < 2048; i++) {
+      freed.push(Buffer.alloc(32 << 10, 1));
+      keep.push(Buffer.alloc(64, 2));
+    }
+    freed = null;
+    await settle();
+    const before = process.memoryUsage.rss();
+    expect(mallocTrim(), 'some pages were released').to.equal(true);
+    const after = process.memoryUsage.rss();
+    expect(before - after, `RSS ${before} -> ${after}`).to.be.at.least(32 << 20);
+    expect(keep.every((b) => b[0] === 2 && b[63] === 2), 'what is still held keeps its bytes').to.equal(true);
   });
 });

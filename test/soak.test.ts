@@ -75,9 +75,26 @@ describe('soak script, cycles mode', function () {
     expect(text, 'a verdict per figure').to.match(/^(PASS|INFO) native reserved \(totals.reservedBytes\): /m);
   });
 
+  it('--malloc-trim trims at every boundary and writes a section of its own after the cycles one', () => {
+    const report = path.join(dir, 'SOAK-trim.md');
+    fs.writeFileSync(report, ['# old header', '', '# Runs', '', '<!-- soak-run minutes=5 mode=cycles -->', 'CYCLES SECTION KEPT', '<!-- /soak-run -->', ''].join('\n'));
+    const run = soak(['--minutes', '5', '--cycles', '--cycle-rounds', '40', '--cycle-count', '4', '--seed', '7', '--malloc-trim', '--report', report]);
+    expect(run.status, `exit code\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`).to.equal(0);
+    const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+    expect(run.stdout, 'one trim per boundary on glibc, none elsewhere').to.match(glibc !== undefined ? /\| malloc_trim\(0\) at boundaries +\| 4 of 4 \(pages released at \d\)/ : /\| 0 of 4 /);
+    const text = fs.readFileSync(report, 'utf8');
+    expect(text, 'the cycles section is kept').to.include('CYCLES SECTION KEPT');
+    const trimStart = text.indexOf('<!-- soak-run minutes=5 mode=cycles-trim -->');
+    expect(trimStart, 'a cycles-trim section').to.be.greaterThan(text.indexOf('<!-- soak-run minutes=5 mode=cycles -->'));
+    expect(text.slice(trimStart), 'its title names the flag').to.include('--cycles --malloc-trim');
+  });
+
   it('refuses the cycle options without --cycles', () => {
     const run = soak(['--minutes', '0.01', '--cycle-rounds', '10']);
     expect(run.status).to.equal(1);
     expect(run.stderr).to.include('need --cycles');
+    const trim = soak(['--minutes', '0.01', '--malloc-trim']);
+    expect(trim.status).to.equal(1);
+    expect(trim.stderr).to.include('need --cycles');
   });
 });

@@ -61,13 +61,14 @@ describe('loading the addon', () => {
     }
     const inUse = (): number => mallocStats()?.inUseBytes ?? NaN;
     // 64 MiB in 32 KiB chunks (below the mmap threshold: they come from an arena), each
-    // followed by a small chunk that stays, so the arena cannot shrink from its top when they go.
+    // followed by one of the same size that stays, so the arena cannot shrink from its top
+    // when they go (a small keeper could come from an earlier hole and pin nothing).
     mallocTrim();
     const keep: Buffer[] = [];
     let freed: Buffer[] | null = [];
     for (let i = 0; i < 2048; i++) {
       freed.push(Buffer.alloc(32 << 10, 1));
-      keep.push(Buffer.alloc(64, 2));
+      keep.push(Buffer.alloc(32 << 10, 2));
     }
     const peak = inUse();
     freed = null;
@@ -81,7 +82,9 @@ describe('loading the addon', () => {
     const before = process.memoryUsage.rss();
     expect(mallocTrim(), 'some pages were released').to.equal(true);
     const after = process.memoryUsage.rss();
-    expect(before - after, `RSS ${before} -> ${after}`).to.be.at.least(32 << 20);
-    expect(keep.every((b) => b[0] === 2 && b[63] === 2), 'what is still held keeps its bytes').to.equal(true);
+    // Most of the 64 MiB (a trim that does nothing releases nothing; some chunks may have
+    // filled holes next to free memory that glibc already gave back).
+    expect(before - after, `RSS ${before} -> ${after}`).to.be.at.least(24 << 20);
+    expect(keep.every((k) => k[0] === 2 && k[(32 << 10) - 1] === 2), 'what is still held keeps its bytes').to.equal(true);
   });
 });

@@ -71,7 +71,7 @@ def report(path, pid, start_min, window_min):
             sums = collections.Counter()
             for m in r['maps']:
                 sums[category(m)] += m[4]
-            sums['total'] = sum(m[4] for m in r['maps'])
+                sums['total'] += m[4]
             counts.append(sums)
         keys = set().union(*counts)
         return {k: statistics.median(c.get(k, 0) for c in counts) for k in keys}

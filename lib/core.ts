@@ -25,6 +25,7 @@ import type { EventSink } from './events';
 import { FastLane, newChannelLane, Parked } from './fast-lane';
 import type { ChannelLane } from './fast-lane';
 import { Handle, handleIdOf, isWellFormedId } from './handle';
+import { RecordTable } from './records';
 import type { HandleOwner } from './handle';
 import {
   AllocOut,
@@ -83,6 +84,7 @@ export interface ChannelState {
 
 /** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
 interface LiveRecord {
+  readonly id: number;
   /**
    * The handle's own ArrayBuffer (revocable memory), to revoke it when the handle is freed by id.
    * Held weakly only when the handle is watched for leaks (so a leak stays collectable); else
@@ -211,7 +213,7 @@ export class Core implements HandleOwner {
   #lastType: TypeState = BUFFER_TYPE;
   readonly #channels = new Map<string, ChannelState>();
   readonly #channelsByIndex: Array<ChannelState | undefined> = [];
-  readonly #records = new Map<number, LiveRecord>();
+  readonly #records = new RecordTable<LiveRecord>();
   /** View-mode slab ArrayBuffers by slab key, held weakly: live views keep them alive. */
   readonly #slabs = new Map<number, WeakRef<ArrayBuffer>>();
   #slabSweepAt = 64;
@@ -690,8 +692,8 @@ export class Core implements HandleOwner {
     // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
     // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
     const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
-    const record: LiveRecord = { ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
-    this.#records.set(id, record);
+    const record: LiveRecord = { id, ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
+    this.#records.set(record);
     if (watched) {
       // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
       // View: the Buffer view (a stale view may still reach the slab: view mode's documented risk).
@@ -1113,7 +1115,7 @@ export class Core implements HandleOwner {
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
-    if (ab !== null) this.#records.set(id, { ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex, token: -1 });
+    if (ab !== null) this.#records.set({ id, ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex, token: -1 });
     return handleObj;
   }
 
@@ -1229,9 +1231,9 @@ export class Core implements HandleOwner {
     this.#fast?.sync();
     // Revoke every buffer, then free what this manager (this thread's attachment) holds, so the
     // final snapshot shows everything released.
-    for (const [id, record] of this.#records) {
-      if (unrevocable(record)) this.#native.free(id, -1, NativeFreeReason.ManagerClose, undefined, true);
-      this.#release(id, record);
+    for (const record of this.#records.values()) {
+      if (unrevocable(record)) this.#native.free(record.id, -1, NativeFreeReason.ManagerClose, undefined, true);
+      this.#release(record.id, record);
     }
     this.#native.reclaimHeld();
     if (this.#slotCache) this.#flushCache();

@@ -42,6 +42,7 @@
  */
 import type { ChannelState } from './core';
 import type { LimitFields } from './types';
+import { tableIndexOf } from './handle';
 
 /** What {@link FastLane.release} did with a handle. */
 export const enum Parked {
@@ -139,11 +140,6 @@ export interface FastAllocation {
 /** A limit field that is set and finite. */
 function isLimited(value: number | undefined): boolean {
   return value !== undefined && value !== Infinity;
-}
-
-/** The handle-table index of an id (native/handle_table.h: index * 2^32 + generation * 2^12 + check). */
-function indexOf(id: number): number {
-  return Math.floor(id / 4294967296);
 }
 
 export class FastLane {
@@ -284,7 +280,7 @@ export class FastLane {
    * natively. {@link Parked.Watched}: parked, and the caller unregisters the handle's leak watch.
    */
   release(id: number, presenter: ChannelState | null): Parked {
-    const index = indexOf(id);
+    const index = tableIndexOf(id);
     const slot = this.#live[index];
     if (slot === undefined || slot.id !== id) return Parked.No;
     const channel = slot.channel;
@@ -314,18 +310,18 @@ export class FastLane {
 
   /** `id` is a live handle the lane handed out, which the native side learns only at the next sync. */
   handedOut(id: number): boolean {
-    const slot = this.#live[indexOf(id)];
+    const slot = this.#live[tableIndexOf(id)];
     return slot !== undefined && slot.id === id && slot.nativeId !== id;
   }
 
   /** The native side freed or moved `id` (closeChannel, transferHandle, a native deallocation). */
   forget(id: number): void {
-    const index = indexOf(id);
+    const index = tableIndexOf(id);
     if (this.#live[index]?.id === id) this.#live[index] = undefined;
   }
 
   #setLive(id: number, slot: FastSlot): void {
-    const index = indexOf(id);
+    const index = tableIndexOf(id);
     const live = this.#live;
     // Grow densely (a write far past the end would turn the array into a dictionary).
     while (live.length < index) live.push(undefined);

@@ -61,6 +61,11 @@ export function handleIdOf(handle: unknown): number | undefined {
   return undefined;
 }
 
+/** The handle-table index of an id (native/handle_table.h: index * 2^32 + generation * 2^12 + check). */
+export function tableIndexOf(id: number): number {
+  return Math.floor(id / 4294967296);
+}
+
 /** A number that could be an id at all (a non-negative safe integer). */
 export function isWellFormedId(id: number): boolean {
   return Number.isSafeInteger(id) && id >= 0;

@@ -492,6 +492,15 @@ Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
   const Status s = m.ledger.BeginClose(channel);
   if (s != Status::kOk) return s;
   const uint32_t owner = OwnerOf(channel);
+  if (freed != nullptr) {
+    // One allocation for the report: growing it by doubling reallocated and copied it about ten
+    // times for 1,000 handles, a third of the native close (perf).
+    try {
+      freed->reserve(freed->size() + m.ledger.ChannelUsage(channel).handles);
+    } catch (...) {
+      // std::bad_alloc: push_back below copes the same way.
+    }
+  }
   // The census names the channel's entries (no allocation in it is in flight now), so only
   // those are read, not the whole table.
   m.table.ForEachOfChannel(channel, owner, [&](uint32_t i) {

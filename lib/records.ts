@@ -15,7 +15,7 @@ export interface IdRecord {
  *
  * A `Map` keyed by id hashed every lookup, and one that empties and refills (a round trip, a
  * channel's close) rehashed its table as it shrank and grew; closing a channel of 1,000 handles
- * spent about a fifth of its time in the Map (docs/DECISIONS.md "Records by table index").
+ * spent about a fifth of its JS time in the Map (docs/DECISIONS.md "closeChannel cost").
  *
  * Two live records can share an index only if the native side reissued the index before this
  * thread released the older one (a shared manager's revocations, drained at its next call): the

@@ -314,6 +314,63 @@ TEST(CloseChannelFreesEverything) {
   CHECK_EQ(s.direct.reserved_bytes, uint64_t{0});
 }
 
+TEST(CloseChannelOfAnEmptiedOrTransitOnlyChannel) {
+  // CloseChannel and ChannelIds skip the census when the channel's ledger holds no handle.
+  // Another channel keeps the table's high-water mark up, so a scan would have work to do.
+  Mgr m;
+  const int32_t busy = Open(m.m, "busy");
+  std::vector<uint64_t> busy_ids;
+  for (int i = 0; i < 300; ++i) {
+    Allocation a;
+    CHECK(m->Allocate(0, 100, busy, &a) == Status::kOk);
+    busy_ids.push_back(a.id);
+  }
+  const int32_t emptied = Open(m.m, "emptied");
+  std::vector<uint64_t> gone;
+  for (int i = 0; i < 50; ++i) {
+    Allocation a;
+    CHECK(m->Allocate(0, 100, emptied, &a) == Status::kOk);
+    gone.push_back(a.id);
+  }
+  for (uint64_t id : gone) CHECK(m->Free(id, -1, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
+  CHECK_EQ(m->ChannelUsage(emptied).handles, uint64_t{0});
+  std::vector<uint64_t> listed;
+  m->ChannelIds(emptied, &listed);
+  CHECK(listed.empty());
+  std::vector<HandleInfo> freed;
+  CHECK(m->CloseChannel(emptied, &freed) == Status::kOk);
+  CHECK(freed.empty());
+  CHECK_EQ(m->FindChannel("emptied"), -2) << "closed although nothing was scanned";
+  CHECK(m->CloseChannel(emptied, &freed) == Status::kChannelClosed);
+
+  // Only an in-transit handle left: still charged to the channel, so it is found and freed.
+  const int32_t transit = Open(m.m, "transit");
+  Allocation kept, dropped;
+  CHECK(m->Allocate(0, 100, transit, &kept) == Status::kOk);
+  CHECK(m->Allocate(0, 100, transit, &dropped) == Status::kOk);
+  CHECK(m->Free(dropped.id, -1, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
+  HandleInfo ti;
+  CHECK(m->BeginTransfer(kept.id, &ti) == Status::kOk);
+  CHECK_EQ(m->ChannelUsage(transit).handles, uint64_t{1});
+  listed.clear();
+  m->ChannelIds(transit, &listed);
+  CHECK_EQ(listed.size(), size_t{1});
+  CHECK_EQ(listed[0], kept.id);
+  CHECK(m->CloseChannel(transit, &freed) == Status::kOk);
+  CHECK_EQ(freed.size(), size_t{1});
+  CHECK_EQ(freed[0].id, kept.id);
+  CHECK(freed[0].in_transit);
+  CHECK(m->IsReleased(kept.id));
+  CHECK(m->Adopt(kept.id, &ti) == Status::kStaleHandle);
+
+  listed.clear();
+  m->ChannelIds(busy, &listed);
+  CHECK_EQ(listed.size(), busy_ids.size()) << "the busy channel is untouched";
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.handles, uint64_t{300});
+}
+
 TEST(ZeroingOnOwnerChange) {
   ManagerConfig cfg;
   cfg.pools = {{"one", 4096, 1}};  // one retained slot: reuse is deterministic

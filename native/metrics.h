@@ -196,6 +196,9 @@ constexpr uint32_t kStatShards = 32;  ///< private shards; index kStatShards is 
 
 namespace shard_detail {
 inline std::atomic<uint64_t> claimed{0};  ///< bit i: shard i has an owner thread
+/// 1 + the highest shard index ever claimed: shards at and above it (but the shared one) were
+/// never written, so a read skips them (most processes use 1 to 3 of the 32).
+inline std::atomic<uint32_t> used{0};
 /// -2: not claimed yet; -1: none (shared shard, also after the thread's give-back); else owned.
 inline thread_local int32_t index = -2;
 
@@ -218,6 +221,12 @@ inline uint32_t Claim() noexcept {
     if (claimed.compare_exchange_weak(bits, bits | (uint64_t{1} << i), std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
       (void)&give_back;  // registers the give-back at thread exit
+      // Before this thread's first store to shard i; release pairs with UsedShards().
+      uint32_t seen = used.load(std::memory_order_relaxed);
+      while (seen < static_cast<uint32_t>(i) + 1 &&
+             !used.compare_exchange_weak(seen, static_cast<uint32_t>(i) + 1, std::memory_order_release,
+                                         std::memory_order_relaxed)) {
+      }
       index = i;
       return static_cast<uint32_t>(i);
     }
@@ -226,6 +235,9 @@ inline uint32_t Claim() noexcept {
   return kStatShards;
 }
 }  // namespace shard_detail
+
+/// Private shards [0, UsedShards()) may hold counts; the others are zero.
+inline uint32_t UsedShards() noexcept { return shard_detail::used.load(std::memory_order_acquire); }
 
 /// This thread's shard index: 0..kStatShards-1 (owned) or kStatShards (shared).
 inline uint32_t ThisThreadShard() noexcept {
@@ -248,9 +260,18 @@ class ShardedCounters {
   }
   void Sub(uint32_t shard, uint32_t i, uint64_t n = 1) noexcept { Add(shard, i, uint64_t{0} - n); }
   uint64_t Sum(uint32_t i) const noexcept {
-    uint64_t sum = 0;
-    for (const Shard& s : shards_) sum += s.v[i].load(std::memory_order_relaxed);
+    uint64_t sum = shards_[kStatShards].v[i].load(std::memory_order_relaxed);
+    const uint32_t used = UsedShards();
+    for (uint32_t k = 0; k < used; ++k) sum += shards_[k].v[i].load(std::memory_order_relaxed);
     return sum;
+  }
+  /// out[i] = Sum(i) for every i, reading shard by shard.
+  void SumAll(uint64_t (&out)[N]) const noexcept {
+    for (uint32_t i = 0; i < N; ++i) out[i] = shards_[kStatShards].v[i].load(std::memory_order_relaxed);
+    const uint32_t used = UsedShards();
+    for (uint32_t k = 0; k < used; ++k) {
+      for (uint32_t i = 0; i < N; ++i) out[i] += shards_[k].v[i].load(std::memory_order_relaxed);
+    }
   }
 
  private:
@@ -281,10 +302,12 @@ class LatencyHistogram {
 
   /// Copies the counters; count is the bucket sum (so always consistent with the buckets).
   void Snapshot(LatencySnapshot* out) const noexcept {
+    uint64_t counts[kLatencyBuckets];
+    buckets_.SumAll(counts);
     uint64_t sum = 0;
     for (int i = 0; i < kLatencyBuckets; ++i) {
-      out->buckets[i] = buckets_.Sum(i);
-      sum += out->buckets[i];
+      out->buckets[i] = counts[i];
+      sum += counts[i];
     }
     out->count = sum;
   }

@@ -2,8 +2,10 @@
 // histogram's buckets.
 #include "metrics.h"
 
+#include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include "test_util.h"
 
@@ -55,6 +57,48 @@ TEST(HistogramCountIsTheBucketSum) {
   CHECK_EQ(s.buckets[LatencyBucket(1000)], uint64_t{1});
   CHECK_EQ(s.buckets[isopool::kLatencyBuckets - 1], uint64_t{1}) << "clamped";
   CHECK_EQ(s.buckets[40], uint64_t{1});
+}
+
+TEST(ShardedSumsCountEveryThreadsShard) {
+  // Reads sum only the private shards ever claimed (UsedShards) and the shared one. More threads
+  // at once than there are private shards: some share, and every count must still be summed.
+  isopool::ShardedCounters<3> counters;
+  LatencyHistogram h;
+  constexpr int kThreads = isopool::kStatShards + 8;
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const uint32_t shard = isopool::ThisThreadShard();
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();  // all alive at once: no shard is given back early
+      for (int i = 0; i < 1000; ++i) {
+        counters.Add(shard, 0);
+        counters.Add(shard, 1, static_cast<uint64_t>(t));
+        h.Record(1000, shard);
+      }
+      counters.Sub(shard, 2, 5);
+    });
+  }
+  while (ready.load() != kThreads) std::this_thread::yield();
+  CHECK_EQ(isopool::UsedShards(), isopool::kStatShards) << "every private shard is in use";
+  go.store(true);
+  for (std::thread& th : threads) th.join();
+  uint64_t weighted = 0;
+  for (int t = 0; t < kThreads; ++t) weighted += 1000 * static_cast<uint64_t>(t);
+  CHECK_EQ(counters.Sum(0), uint64_t{1000} * kThreads);
+  CHECK_EQ(counters.Sum(1), weighted);
+  CHECK_EQ(counters.Sum(2), uint64_t{0} - 5 * kThreads) << "wraps modulo 2^64 like the cells";
+  uint64_t all[3];
+  counters.SumAll(all);
+  CHECK_EQ(all[0], counters.Sum(0));
+  CHECK_EQ(all[1], counters.Sum(1));
+  CHECK_EQ(all[2], counters.Sum(2));
+  LatencySnapshot s;
+  h.Snapshot(&s);
+  CHECK_EQ(s.count, uint64_t{1000} * kThreads);
+  CHECK_EQ(s.buckets[LatencyBucket(1000)], uint64_t{1000} * kThreads);
 }
 
 TEST_MAIN()

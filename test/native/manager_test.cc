@@ -318,20 +318,19 @@ TEST(CloseChannelOfAnEmptiedOrTransitOnlyChannel) {
   // CloseChannel and ChannelIds skip the census when the channel's ledger holds no handle.
   // Another channel keeps the table's high-water mark up, so a scan would have work to do.
   Mgr m;
+  auto allocate_n = [&](int32_t channel, int n) {
+    std::vector<uint64_t> ids;
+    for (int i = 0; i < n; ++i) {
+      Allocation a;
+      CHECK(m->Allocate(0, 100, channel, &a) == Status::kOk);
+      ids.push_back(a.id);
+    }
+    return ids;
+  };
   const int32_t busy = Open(m.m, "busy");
-  std::vector<uint64_t> busy_ids;
-  for (int i = 0; i < 300; ++i) {
-    Allocation a;
-    CHECK(m->Allocate(0, 100, busy, &a) == Status::kOk);
-    busy_ids.push_back(a.id);
-  }
+  const std::vector<uint64_t> busy_ids = allocate_n(busy, 300);
   const int32_t emptied = Open(m.m, "emptied");
-  std::vector<uint64_t> gone;
-  for (int i = 0; i < 50; ++i) {
-    Allocation a;
-    CHECK(m->Allocate(0, 100, emptied, &a) == Status::kOk);
-    gone.push_back(a.id);
-  }
+  const std::vector<uint64_t> gone = allocate_n(emptied, 50);
   for (uint64_t id : gone) CHECK(m->Free(id, -1, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
   CHECK_EQ(m->ChannelUsage(emptied).handles, uint64_t{0});
   std::vector<uint64_t> listed;

@@ -85,6 +85,8 @@ export interface ChannelState {
 /** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
 interface LiveRecord {
   readonly id: number;
+  /** Place in its channel's list of records (lib/records.ts). */
+  pos: number;
   /**
    * The handle's own ArrayBuffer (revocable memory), to revoke it when the handle is freed by id.
    * Held weakly only when the handle is watched for leaks (so a leak stays collectable); else
@@ -483,12 +485,14 @@ export class Core implements HandleOwner {
     };
     // Handles whose buffers we cannot revoke ourselves go first, one by one, so their memory
     // is parked until whatever holds it now lets go.
+    // Only this thread's records can name such buffers; a record whose handle is no longer live
+    // (a shared manager's, freed by another thread) makes the free refuse, and is skipped.
     const out = this.#out;
-    const held = this.#records.size === 0 ? [] : this.#native.channelIds(state.index);
+    const held = this.#records.ofChannel(state.index);
     for (let i = 0; i < held.length; i++) {
-      const id = held[i];
-      const record = this.#records.get(id);
-      if (record === undefined || !unrevocable(record)) continue;
+      const record = held[i];
+      if (!unrevocable(record)) continue;
+      const id = record.id;
       if (this.#native.free(id, -1, NativeFreeReason.ChannelClose, undefined, true) !== NativeStatus.Ok) continue;
       add(id, out[InfoOut.Type], out[InfoOut.Size], out[InfoOut.Charged], record); // before #release: it drops the site
       this.#release(id, record);
@@ -692,7 +696,7 @@ export class Core implements HandleOwner {
     // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
     // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
     const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
-    const record: LiveRecord = { id, ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
+    const record: LiveRecord = { id, pos: -1, ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
     this.#records.set(record);
     if (watched) {
       // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
@@ -1115,7 +1119,7 @@ export class Core implements HandleOwner {
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
-    if (ab !== null) this.#records.set({ id, ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex, token: -1 });
+    if (ab !== null) this.#records.set({ id, pos: -1, ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex, token: -1 });
     return handleObj;
   }
 

@@ -8,6 +8,10 @@ import { tableIndexOf } from './handle';
 /** A record names the id it belongs to: a slot of the table may later hold another id's. */
 export interface IdRecord {
   readonly id: number;
+  /** Native index of the handle's channel: records are also listed by channel. */
+  readonly channel: number;
+  /** The table's: the record's place in its channel's list. */
+  pos: number;
 }
 
 /**
@@ -20,11 +24,15 @@ export interface IdRecord {
  * Two live records can share an index only if the native side reissued the index before this
  * thread released the older one (a shared manager's revocations, drained at its next call): the
  * later one then goes to a small overflow Map, so neither is lost.
+ *
+ * Records are also listed by channel index, so closing a channel visits its own records only
+ * (it used to ask the native side for every id of the channel and look each one up).
  */
 export class RecordTable<R extends IdRecord> {
   #slots: Array<R | undefined> = [];
   readonly #overflow = new Map<number, R>();
   #size = 0;
+  readonly #byChannel: Array<R[] | undefined> = [];
 
   get size(): number {
     return this.#size;
@@ -43,20 +51,30 @@ export class RecordTable<R extends IdRecord> {
     const slots = this.#slots;
     const held = slots[index];
     if (held !== undefined && held.id !== id) {
-      if (!this.#overflow.has(id)) this.#size++;
-      this.#overflow.set(id, record);
+      this.#setOverflow(record);
       return;
     }
     if (held === undefined) {
       if (this.#overflow.has(id)) {
-        this.#overflow.set(id, record);
+        this.#setOverflow(record);
         return;
       }
       this.#size++;
       // Grow densely: a write far past the end would turn the array into a dictionary.
       while (slots.length < index) slots.push(undefined);
+    } else {
+      this.#unlist(held);
     }
     slots[index] = record;
+    this.#list(record);
+  }
+
+  #setOverflow(record: R): void {
+    const old = this.#overflow.get(record.id);
+    if (old === undefined) this.#size++;
+    else this.#unlist(old);
+    this.#overflow.set(record.id, record);
+    this.#list(record);
   }
 
   delete(id: number): boolean {
@@ -65,13 +83,44 @@ export class RecordTable<R extends IdRecord> {
     if (record !== undefined && record.id === id) {
       this.#slots[index] = undefined;
       this.#size--;
+      this.#unlist(record);
       return true;
     }
-    if (this.#overflow.size !== 0 && this.#overflow.delete(id)) {
-      this.#size--;
-      return true;
+    if (this.#overflow.size === 0) return false;
+    const other = this.#overflow.get(id);
+    if (other === undefined) return false;
+    this.#overflow.delete(id);
+    this.#size--;
+    this.#unlist(other);
+    return true;
+  }
+
+  /** A copy of the records of channel index `channel` (the caller may delete as it goes). */
+  ofChannel(channel: number): R[] {
+    const list = this.#byChannel[channel];
+    return list === undefined ? [] : list.slice();
+  }
+
+  #list(record: R): void {
+    const lists = this.#byChannel;
+    let list = lists[record.channel];
+    if (list === undefined) {
+      while (lists.length < record.channel) lists.push(undefined);
+      list = lists[record.channel] = [];
     }
-    return false;
+    record.pos = list.length;
+    list.push(record);
+  }
+
+  /** Swap-removes `record` from its channel's list. */
+  #unlist(record: R): void {
+    const list = this.#byChannel[record.channel] as R[];
+    const last = list.pop() as R;
+    if (last !== record) {
+      list[record.pos] = last;
+      last.pos = record.pos;
+    }
+    record.pos = -1;
   }
 
   /** Every record, in table-index order then overflow order; deleting the current one is allowed. */

@@ -390,8 +390,6 @@ export interface NativeManager {
   typeUsage(type: number, channel: number): void;
   /** out[0] = live handles, out[1] = charged bytes, recounted from the handle table. */
   recountChannel(channel: number): void;
-  /** Ids of the channel's live and in-transit handles. */
-  channelIds(channel: number): Float64Array;
   /** [name, index] of every open channel. */
   openChannels(): Array<[string, number]>;
   /** Writes the statistics into `snap` (SnapshotOut) and returns how many values; readSnapshot() names them. */

@@ -555,7 +555,6 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::ChannelUsage>("channelUsage"),
             InstanceMethod<&ManagerWrap::TypeUsage>("typeUsage"),
             InstanceMethod<&ManagerWrap::RecountChannel>("recountChannel"),
-            InstanceMethod<&ManagerWrap::ChannelIds>("channelIds"),
             InstanceMethod<&ManagerWrap::OpenChannels>("openChannels"),
             InstanceMethod<&ManagerWrap::Snapshot>("snapshot"),
             InstanceMethod<&ManagerWrap::InjectAllocationFailures>("injectAllocationFailures"),
@@ -1391,19 +1390,6 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     m->RecountChannel(channel, &handles, &charged);
     out_[0] = U64(handles);
     out_[1] = U64(charged);
-  }
-
-  /// channelIds(channel): the ids of the channel's live and in-transit handles.
-  Napi::Value ChannelIds(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Manager* m = Live(env);
-    int32_t channel;
-    if (!ReadInt32(env, info[0], &channel)) throw ArgumentTypeError(env, "isopool: channelIds(channel): channel must be an integer");
-    std::vector<uint64_t> ids;
-    m->ChannelIds(channel, &ids);
-    Napi::Float64Array result = Napi::Float64Array::New(env, ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) result[i] = U64(ids[i]);
-    return result;
   }
 
   Napi::Value OpenChannels(const Napi::CallbackInfo& info) {

@@ -837,7 +837,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
     int32_t channel;
     if (!ReadInt32(env, info[0], &channel)) return NegStatusValue(env, Status::kInvalidArgument);
-    std::vector<HandleInfo> freed;
+    std::vector<HandleInfo>& freed = closed_;
+    freed.clear();
     Status s = manager_->CloseChannel(channel, CallContext{holder_, 0}, &freed);
     if (s != Status::kOk) return NegStatusValue(env, s);
     Napi::Float64Array result = Napi::Float64Array::New(env, freed.size() * 5);
@@ -849,6 +850,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       *d++ = U64(h.charged);
       *d++ = h.violations;
     }
+    if (freed.capacity() > kClosedKept) std::vector<HandleInfo>().swap(freed);
     return result;
   }
 
@@ -1509,6 +1511,11 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   double* snap_ = nullptr;         ///< the `snap` Float64Array's values (kept alive by the property)
   size_t snap_length_ = 0;
   uint64_t buffers_created_ = 0;   ///< external ArrayBuffers created over slots
+  /// closeChannel's list of freed handles, kept between calls up to kClosedKept entries: a new
+  /// vector each time was malloc'd, written through freshly faulted pages and trimmed again
+  /// (~10% of a 1,000-handle close in perf).
+  std::vector<HandleInfo> closed_;
+  static constexpr size_t kClosedKept = 4096;
 };
 
 }  // namespace

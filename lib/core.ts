@@ -25,7 +25,6 @@ import type { EventSink } from './events';
 import { FastLane, newChannelLane, Parked } from './fast-lane';
 import type { ChannelLane } from './fast-lane';
 import { Handle, handleIdOf, isWellFormedId } from './handle';
-import { RecordTable } from './records';
 import type { HandleOwner } from './handle';
 import {
   AllocOut,
@@ -41,6 +40,7 @@ import {
   readSnapshot,
 } from './native';
 import type { NativeLatency, NativeManager, NativePoolStats } from './native';
+import { RecordTable } from './records';
 import type {
   AccessMode,
   ChannelCloseReport,
@@ -484,9 +484,9 @@ export class Core implements HandleOwner {
       report.bytes += charged;
     };
     // Handles whose buffers we cannot revoke ourselves go first, one by one, so their memory
-    // is parked until whatever holds it now lets go.
-    // Only this thread's records can name such buffers; a record whose handle is no longer live
-    // (a shared manager's, freed by another thread) makes the free refuse, and is skipped.
+    // is parked until whatever holds it now lets go. Only this thread's records can name such
+    // buffers; a record whose handle is no longer live (a shared manager's, freed by another
+    // thread) makes the free refuse, and is skipped.
     const out = this.#out;
     const held = this.#records.ofChannel(state.index);
     for (let i = 0; i < held.length; i++) {

@@ -43,6 +43,7 @@
 import type { ChannelState } from './core';
 import type { LimitFields } from './types';
 import { tableIndexOf } from './handle';
+import { placeAt } from './records';
 
 /** What {@link FastLane.release} did with a handle. */
 export const enum Parked {
@@ -321,11 +322,7 @@ export class FastLane {
   }
 
   #setLive(id: number, slot: FastSlot): void {
-    const index = tableIndexOf(id);
-    const live = this.#live;
-    // Grow densely (a write far past the end would turn the array into a dictionary).
-    while (live.length < index) live.push(undefined);
-    live[index] = slot;
+    placeAt(this.#live, tableIndexOf(id), slot);
   }
 
   /**

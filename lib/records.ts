@@ -5,6 +5,15 @@
  */
 import { tableIndexOf } from './handle';
 
+/**
+ * Writes `array[index] = value`, first growing the array densely: a write far past the end would
+ * turn it into a dictionary.
+ */
+export function placeAt<T>(array: Array<T | undefined>, index: number, value: T): void {
+  while (array.length < index) array.push(undefined);
+  array[index] = value;
+}
+
 /** A record names the id it belongs to: a slot of the table may later hold another id's. */
 export interface IdRecord {
   readonly id: number;
@@ -29,7 +38,7 @@ export interface IdRecord {
  * (it used to ask the native side for every id of the channel and look each one up).
  */
 export class RecordTable<R extends IdRecord> {
-  #slots: Array<R | undefined> = [];
+  readonly #slots: Array<R | undefined> = [];
   readonly #overflow = new Map<number, R>();
   #size = 0;
   readonly #byChannel: Array<R[] | undefined> = [];
@@ -48,24 +57,15 @@ export class RecordTable<R extends IdRecord> {
   set(record: R): void {
     const id = record.id;
     const index = tableIndexOf(id);
-    const slots = this.#slots;
-    const held = slots[index];
-    if (held !== undefined && held.id !== id) {
+    const held = this.#slots[index];
+    // The slot holds another id, or this id already lives in the overflow.
+    if (held === undefined ? this.#overflow.size !== 0 && this.#overflow.has(id) : held.id !== id) {
       this.#setOverflow(record);
       return;
     }
-    if (held === undefined) {
-      if (this.#overflow.has(id)) {
-        this.#setOverflow(record);
-        return;
-      }
-      this.#size++;
-      // Grow densely: a write far past the end would turn the array into a dictionary.
-      while (slots.length < index) slots.push(undefined);
-    } else {
-      this.#unlist(held);
-    }
-    slots[index] = record;
+    if (held === undefined) this.#size++;
+    else this.#unlist(held);
+    placeAt(this.#slots, index, record);
     this.#list(record);
   }
 
@@ -105,8 +105,8 @@ export class RecordTable<R extends IdRecord> {
     const lists = this.#byChannel;
     let list = lists[record.channel];
     if (list === undefined) {
-      while (lists.length < record.channel) lists.push(undefined);
-      list = lists[record.channel] = [];
+      list = [];
+      placeAt(lists, record.channel, list);
     }
     record.pos = list.length;
     list.push(record);

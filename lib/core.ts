@@ -717,7 +717,7 @@ export class Core implements HandleOwner {
     return this.#native.allocIn();
   }
 
-  /** Moves the backing store of slot-cache entry `token` into a new ArrayBuffer for handle `id`. */
+  /** The ArrayBuffer of slot-cache entry `token`, handed to handle `id` (it leaves the cache). */
   #takeCached(token: number, id: number, size: number, opened: ChannelState | null): ArrayBuffer {
     const cached = this.#cache[token];
     if (cached === undefined) {
@@ -728,7 +728,8 @@ export class Core implements HandleOwner {
     }
     this.#cache[token] = undefined;
     this.#cached--;
-    return cached.transfer();
+    // The entry was made by #recache's transfer() and nothing else holds it: hand it out as is.
+    return cached;
   }
 
   /** Revokes `ab` by moving its backing store into slot-cache entry `token` (native marked it cached). */

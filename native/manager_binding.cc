@@ -229,8 +229,9 @@ struct SlotBuffer {
 /// Revocation by `ArrayBuffer.prototype.transfer()` (Node >= 21, non-shared managers).
 /// Creating an external ArrayBuffer costs ~2 µs; moving a backing store between two
 /// ArrayBuffers costs a few hundred ns. So each slot's backing store is created once and
-/// then moves: JS transfers it from its cache into the handle's buffer at allocation, and
-/// back into its cache at deallocation (which detaches the handle's buffer: the revocation).
+/// then moves: at deallocation JS transfers it out of the handle's buffer (which detaches
+/// that buffer: the revocation) into a new ArrayBuffer that its cache keeps, and the next
+/// allocation of the slot hands that ArrayBuffer out as the new handle's buffer.
 /// This records, per slot, the backing store that may serve the next allocation of exactly
 /// its length, and which JS cache entry (token) holds it.
 ///

@@ -2,10 +2,12 @@
  * Revocation by `ArrayBuffer.prototype.transfer()` (issue #4, Node >= 21).
  *
  * Where transfer() exists, a manager that is not `shared` creates each slot's external
- * ArrayBuffer once and then moves its backing store: into a handle's buffer at allocation, back
- * into a private cache at deallocation (which detaches the handle's buffer). On Node 20 every
- * allocation gets a new external ArrayBuffer, detached on release. Each test states what must hold
- * on the Node it runs on; CI runs this file on Node 20, 22 and 24.
+ * ArrayBuffer once and then moves its backing store: out of a handle's buffer at deallocation
+ * (which detaches that buffer) into a new ArrayBuffer kept in a private cache, which the next
+ * allocation of the slot hands out. On Node 20 every allocation gets a new external ArrayBuffer,
+ * detached on release, unless Node was started with `--harmony-rab-gsab-transfer`. Each test
+ * states what must hold on the Node it runs on; CI runs the suite on Node 20 (with and without
+ * that flag), 22 and 24.
  */
 import { expect } from 'chai';
 import { ResourceManager } from '../lib';
@@ -28,6 +30,9 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
 
   it('is the method exactly where ArrayBuffer.prototype.transfer exists, and never for shared managers', () => {
     expect(revocation(mgr).method, 'a plain manager').to.equal(HAS_TRANSFER ? 'transfer' : 'detach');
+    // Set by .ci/run for its Node 20 run with --harmony-rab-gsab-transfer: proves the flag got here.
+    const expected = process.env.ISOPOOL_EXPECT_REVOCATION;
+    if (expected !== undefined) expect(revocation(mgr).method, 'ISOPOOL_EXPECT_REVOCATION').to.equal(expected);
     const shared = new ResourceManager({ shared: 'transfer-revocation-test', leakDetection: 'off' });
     try {
       expect(revocation(shared).method, 'a shared manager').to.equal('detach');

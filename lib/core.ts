@@ -250,7 +250,7 @@ export class Core implements HandleOwner {
     this.#shared = options.shared;
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
-    this.#fast = fastLaneFor(options, (key) => this.#slab(key));
+    this.#fast = fastLaneFor(options, (key) => this.#slab(key), this.#slotCache ? (token, ab) => this.#putCached(token, ab) : null);
     this.#addType(BUFFER_TYPE);
   }
 
@@ -627,6 +627,14 @@ export class Core implements HandleOwner {
           if (watched) this.#track(taken.id, type, n, channel, null, taken.buffer, handle, true, -1);
           return handle;
         }
+      } else if (channel !== null && type.memory && !watched && this.#slotCache) {
+        const taken = fast.takeRevocable(channel, type.index, n);
+        if (taken !== null) {
+          this.#allocationCount++;
+          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'revocable');
+          this.#track(taken.id, type, n, channel, taken.ab, taken.buffer, handle, false, taken.token);
+          return handle;
+        }
       }
       fast.beforeNativeAllocation(channel);
     }
@@ -665,6 +673,7 @@ export class Core implements HandleOwner {
     if (typeof result !== 'number') {
       ab = result;
       buffer = Buffer.from(result);
+      if (token >= 0 && fast !== null && pool >= 0 && channel !== null && !watched) fast.adoptRevocable(id, channel, type.index, pool, slotBytes, n, ab, token);
     } else if (type.memory) {
       const offset = out[AllocOut.SlabOffset];
       const slab = this.#slab(out[AllocOut.SlabKey]);
@@ -745,6 +754,12 @@ export class Core implements HandleOwner {
     }
     this.#cache[token] = moved as Transferable;
     if (++this.#cached > this.#cacheLimit) this.#flushCache();
+  }
+
+  /** The fast lane's sync returns a parked slot's backing store (in `ab`) to the cache. */
+  #putCached(token: number, ab: ArrayBuffer): void {
+    if (this.#cache[token] === undefined) this.#cached++;
+    this.#cache[token] = ab as Transferable;
   }
 
   #dropCached(token: number): void {
@@ -924,6 +939,7 @@ export class Core implements HandleOwner {
     const parked = fast.release(id, presenter);
     if (parked === Parked.No) return false;
     if (parked === Parked.Watched) this.#release(id, this.#records.get(id));
+    else if (parked === Parked.Revoked) this.#records.delete(id);
     return true;
   }
 
@@ -1205,7 +1221,8 @@ export class Core implements HandleOwner {
 
   #revocationMetrics(): ManagerMetrics['revocation'] {
     this.#native.slotCacheStats();
-    return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[0], buffersReused: this.#out[1] };
+    const laneReused = this.#fast?.revocableAllocations ?? 0;
+    return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[0], buffersReused: this.#out[1] + laneReused };
   }
 
   #fastLaneMetrics(): ManagerMetrics['fastLane'] {
@@ -1284,11 +1301,11 @@ export class Core implements HandleOwner {
  * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */
-function fastLaneFor(options: CoreOptions, slabOf: (key: number) => ArrayBuffer | null): FastLane | null {
+function fastLaneFor(options: CoreOptions, slabOf: (key: number) => ArrayBuffer | null, recache: ((token: number, ab: ArrayBuffer) => void) | null): FastLane | null {
   // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
   if (options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid') return null;
   if (process.env.ISOPOOL_FASTLANE === 'off') return null;
-  return new FastLane(options.native, options.slotSizes, slabOf);
+  return new FastLane(options.native, options.slotSizes, slabOf, recache);
 }
 
 /** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */

@@ -1,6 +1,7 @@
 /**
- * The view-mode fast lane of a private (not `shared`) manager: allocation and deallocation of
- * pooled view memory without a native call, with exact ledgers whenever anything looks.
+ * The fast lane of a private (not `shared`) manager: allocation and deallocation of pooled
+ * memory without a native call, with exact ledgers whenever anything looks. View channels, and
+ * revocable channels where revocation is by `transfer()` (see "Revocable slots" below).
  *
  * How it works
  * - A view handle's deallocation parks its slot in a JS free list of its (channel, type, pool)
@@ -33,10 +34,20 @@
  * Not timed: fast allocations record no latency sample, and their handles report the time of the
  * sync as their allocation time (README "Access modes").
  *
- * Watched handles (`'sampled'` leak detection; `'paranoid'` keeps the lane off) go through the lane
- * too. The leak registry watches the handle's Buffer, so the lane must not keep it: a watched slot
- * holds {@link NO_BUFFER} while it is live, and its next unwatched allocation makes a new view.
- * Its release says so ({@link Parked.Watched}), and the manager then unregisters it.
+ * Revocable slots (`'transfer'` revocation, lib/core.ts): a deallocation revokes the handle's
+ * buffer by moving its backing store (`transfer()`) into a new ArrayBuffer that the parked slot
+ * keeps, and the next allocation of the same channel, type, pool and exact size (a buffer is
+ * exactly its size) gets that ArrayBuffer. The native slot cache names the handle that holds
+ * each backing store (its finalizer reports that id: parked memory, see native/manager.h), so a
+ * Reissue of a revocable slot is followed by a SlotOwner op, and a parked slot is freed with
+ * FreeCached, which puts its backing store back in the slot cache. A buffer that user code
+ * moved away or detached is not parked: the native path frees it and parks its memory until
+ * that backing store dies. Watched revocable handles stay on the native path.
+ *
+ * Watched view handles (`'sampled'` leak detection; `'paranoid'` keeps the lane off) go through
+ * the lane too. The leak registry watches the handle's Buffer, so the lane must not keep it: a
+ * watched slot holds {@link NO_BUFFER} while it is live, and its next unwatched allocation makes
+ * a new view. Its release says so ({@link Parked.Watched}), and the manager then unregisters it.
  * @internal
  * @packageDocumentation
  */
@@ -52,10 +63,17 @@ export const enum Parked {
   Yes = 1,
   /** Parked, and the handle was watched for leaks: the caller unregisters it. */
   Watched = 2,
+  /** Parked, and the handle's revocable buffer was revoked (moved out): the caller drops its record. */
+  Revoked = 3,
 }
 
 /** A slot's `buffer` while no view of it may be kept by the lane (a watched handle's). */
 const NO_BUFFER = Buffer.alloc(0);
+/** A revocable slot's `slab`: it has its own ArrayBuffer (`ab`), never a slab export. */
+const NO_SLAB = new ArrayBuffer(0);
+
+/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
+type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
 
 /** What the native manager provides for the lane (manager_binding.cc). */
 export interface FastLaneNative {
@@ -74,6 +92,10 @@ const enum Op {
   Free = 2,
   /** a: id, b: the id that holds the slot natively, c: requested size. */
   Burn = 3,
+  /** a: native id, b: slot-cache token (Free, and the backing store goes back to the slot cache). */
+  FreeCached = 4,
+  /** a: old id, b: new id, c: slot-cache token (after a Reissue of a revocable slot). */
+  SlotOwner = 5,
 }
 
 const JOURNAL_OPS = 1024;
@@ -128,6 +150,13 @@ interface FastSlot {
    * that means its handle is watched for leaks (its Buffer must stay collectable).
    */
   buffer: Buffer;
+  /** Revocable slots (`'transfer'` revocation): the slot-cache token of the backing store, else -1. */
+  readonly token: number;
+  /**
+   * Revocable slots: the ArrayBuffer that holds the backing store, the live handle's or, parked,
+   * the one its deallocation moved the store into (which the next handle gets). Else null.
+   */
+  ab: ArrayBuffer | null;
 }
 
 /** What a fast allocation hands back. */
@@ -166,14 +195,26 @@ export class FastLane {
   #softLimited = false;
   #typeTotalLimited = false;
   allocations = 0;
+  /** Of `allocations`, those of revocable channels (each reused a cached backing store). */
+  revocableAllocations = 0;
   deallocations = 0;
   syncs = 0;
 
   readonly #slabOf: (key: number) => ArrayBuffer | null;
+  /** Puts an ArrayBuffer holding a backing store into the manager's slot cache as entry `token`. */
+  readonly #recache: ((token: number, ab: ArrayBuffer) => void) | null;
+  /** Backing stores of FreeCached ops not applied yet: handed to #recache once they are. */
+  readonly #recacheTokens: number[] = [];
+  readonly #recacheBuffers: ArrayBuffer[] = [];
 
-  constructor(native: FastLaneNative, slotSizes: readonly number[], slabOf: (key: number) => ArrayBuffer | null) {
+  /**
+   * `recache`: the manager's slot cache, when revocation is by `transfer()` (then revocable
+   * channels take the lane too); null otherwise.
+   */
+  constructor(native: FastLaneNative, slotSizes: readonly number[], slabOf: (key: number) => ArrayBuffer | null, recache: ((token: number, ab: ArrayBuffer) => void) | null) {
     this.#native = native;
     this.#slabOf = slabOf;
+    this.#recache = recache;
     this.#journal = native.journal;
     this.#slotSizes = slotSizes;
   }
@@ -235,6 +276,40 @@ export class FastLane {
   }
 
   /**
+   * A parked slot of revocable (channel, type) whose backing store is exactly `n` bytes (a
+   * buffer is exactly its size), handed out under a fresh id with the ArrayBuffer that holds
+   * the store, or null. Only for handles not watched for leaks (the lane keeps its buffer).
+   */
+  takeRevocable(channel: ChannelState, type: number, n: number): FastSlot | null {
+    if (this.#parkedSlots === 0) return null;
+    const pool = this.#poolOf(n);
+    if (pool < 0) return null;
+    const lane = channel.lane;
+    if (lane.soft) return null;
+    const stack = lane.stacks[this.#stackOf(type, pool)];
+    if (stack === undefined || stack.length === 0) return null;
+    const slot = stack[stack.length - 1];
+    const ab = slot.ab;
+    if (ab === null || ab.byteLength !== n) return null;
+    if (this.#sizeLimited && n > slot.admitted) return null;
+    if (this.#idCount === 0 && !this.#refill()) return null;
+    stack.pop();
+    this.#parkedSlots--;
+    this.#parkedBytes -= slot.slotBytes;
+    lane.parked--;
+    const id = this.#ids[--this.#idCount];
+    slot.id = id;
+    slot.live = true;
+    this.#setLive(id, slot);
+    this.allocations++;
+    this.revocableAllocations++;
+    slot.size = n;
+    slot.buffer = Buffer.from(ab);
+    if (channel.zero === 'always') slot.buffer.fill(0);
+    return slot;
+  }
+
+  /**
    * A parked slot whose slab export user code detached (its memory moved to another ArrayBuffer
    * by a BYOB read or transfer() through some view of the slab) gets the slab exported afresh,
    * and a new view. False if the export is refused; the slot then stays parked, for the native
@@ -271,6 +346,36 @@ export class FastLane {
       typeEpoch: this.#typeEpoch,
       size,
       buffer: watched ? NO_BUFFER : buffer,
+      token: -1,
+      ab: null,
+    });
+  }
+
+  /**
+   * Registers a revocable handle (not watched for leaks) that the native path just allocated
+   * with slot-cache entry `token`'s backing store in `ab`, so its deallocation can park it.
+   */
+  adoptRevocable(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, size: number, ab: ArrayBuffer, token: number): void {
+    if (this.#recache === null || this.#softLimited || channel.lane.soft) return;
+    this.#setLive(id, {
+      nativeId: id,
+      id,
+      live: true,
+      dirty: false,
+      channel,
+      stack: this.#stackOf(type, pool),
+      pool,
+      slotBytes,
+      slabKey: -1,
+      slab: NO_SLAB,
+      offset: 0,
+      admitted: size,
+      channelEpoch: channel.lane.epoch,
+      typeEpoch: this.#typeEpoch,
+      size,
+      buffer: NO_BUFFER,
+      token,
+      ab,
     });
   }
 
@@ -289,6 +394,21 @@ export class FastLane {
     const lane = channel.lane;
     if (slot.typeEpoch !== this.#typeEpoch || slot.channelEpoch !== lane.epoch) return Parked.No;
     if (this.#parkedSlots >= PARKED_SLOTS_MAX || this.#parkedBytes + slot.slotBytes > PARKED_BYTES_MAX) return Parked.No;
+    let revoked = false;
+    if (slot.token >= 0) {
+      // The revocation: the backing store moves to a new ArrayBuffer only the lane holds, and
+      // the handle's buffer is detached. One moved or detached by other code cannot vouch for
+      // the memory: the native path frees it (parked until that store dies).
+      const ab = slot.ab;
+      if (ab === null || ab.byteLength === 0) return Parked.No;
+      try {
+        slot.ab = (ab as Transferable).transfer();
+      } catch {
+        return Parked.No;
+      }
+      slot.buffer = NO_BUFFER;
+      revoked = true;
+    }
     this.#live[index] = undefined;
     slot.live = false;
     if (id !== slot.nativeId) this.#push(Op.Burn, id, slot.nativeId, slot.size);
@@ -306,6 +426,7 @@ export class FastLane {
     this.#parkedBytes += slot.slotBytes;
     lane.parked++;
     this.deallocations++;
+    if (revoked) return Parked.Revoked;
     return slot.buffer === NO_BUFFER ? Parked.Watched : Parked.Yes;
   }
 
@@ -345,7 +466,7 @@ export class FastLane {
       const slot = dirty[i];
       if (!slot.live && slot.channel === channel) {
         slot.dirty = false;
-        this.#push(Op.Free, slot.nativeId, 0, 0);
+        this.#pushFree(slot);
         this.#parkedSlots--;
         this.#parkedBytes -= slot.slotBytes;
       } else {
@@ -384,11 +505,12 @@ export class FastLane {
       const slot = dirty[i];
       slot.dirty = false;
       if (!slot.live) {
-        this.#push(Op.Free, slot.nativeId, 0, 0);
+        this.#pushFree(slot);
         slot.channel.lane.parked = 0;
         slot.channel.lane.stacks.length = 0;
       } else if (slot.id !== slot.nativeId) {
         this.#push(Op.Reissue, slot.nativeId, slot.id, slot.size);
+        if (slot.token >= 0) this.#push(Op.SlotOwner, slot.nativeId, slot.id, slot.token);
         slot.nativeId = slot.id;
       }
     }
@@ -397,6 +519,20 @@ export class FastLane {
     this.#parkedBytes = 0;
     this.#apply();
     this.syncs++;
+  }
+
+  /** Frees parked `slot` natively; a revocable one's backing store goes back to the slot cache. */
+  #pushFree(slot: FastSlot): void {
+    const ab = slot.ab;
+    if (slot.token < 0 || ab === null) {
+      this.#push(Op.Free, slot.nativeId, 0, 0);
+      return;
+    }
+    this.#push(Op.FreeCached, slot.nativeId, slot.token, 0);
+    // After the push: a full journal is applied first, and delivers what it covers.
+    this.#recacheTokens.push(slot.token);
+    this.#recacheBuffers.push(ab);
+    slot.ab = null;
   }
 
   #push(op: Op, a: number, b: number, c: number): void {
@@ -418,6 +554,14 @@ export class FastLane {
       // Never expected: the lane and the native table disagree. Nothing safe can continue.
       throw new Error(`isopool internal error: fast-lane journal op ${failed} of ${count} failed (native status ${this.#native.out[0]})`);
     }
+    // The slot cache takes the stores of the FreeCached ops just applied, before any allocation
+    // can ask for them (an entry the native side did not mark cached is never asked for).
+    const tokens = this.#recacheTokens;
+    if (tokens.length === 0 || this.#recache === null) return;
+    const buffers = this.#recacheBuffers;
+    for (let i = 0; i < tokens.length; i++) this.#recache(tokens[i], buffers[i]);
+    tokens.length = 0;
+    buffers.length = 0;
   }
 
   #refill(): boolean {

@@ -292,11 +292,18 @@ export interface NativeManager {
    * - op 1 Reissue: a = old id, b = new id (from fastIds), c = size. As a free of the old id and an
    *   allocation of `size` landing on its slot: the old id becomes stale, the new one live with the
    *   same slot, channel and type; ledgers unchanged; allocations, deallocations and the pool's hits
-   *   + 1. The old id must be a live view-mode pooled handle and `size` must pick the same pool.
+   *   + 1. The old id must be a live pooled handle (view or revocable) and `size` must pick the
+   *   same pool. The new id's holder is the old one's, attached as the old one's was.
    * - op 2 Free: a = id. Exactly freeIn() with in = [id, -1, 0 (Deallocate), 0, -1] and no buffer.
    * - op 3 Burn: a = id (from fastIds), b = source id, c = size. The id counts as an allocation of
    *   `size` over the slot of live handle `source` (same channel, type and pool), freed again: it is
    *   stale from now on; allocations, deallocations and that pool's hits + 1; ledgers unchanged.
+   * - op 4 FreeCached: a = id, b = slot-cache token. Op 2, and the backing store goes back to the
+   *   slot cache as entry b (the caller puts the ArrayBuffer holding it there), as freeIn() with
+   *   that token does.
+   * - op 5 SlotOwner: a = old id, b = new id, c = slot-cache token: after op 1 on a revocable slot,
+   *   the token's backing store belongs to the new id's handle (its finalizer reports that id).
+   *   No-op when the token's buffer is gone.
    */
   readonly journal: Float64Array;
   /**

@@ -280,13 +280,14 @@ export interface ManagerMetrics {
     method: 'transfer' | 'detach';
     /** External ArrayBuffers created over slots (allocations and adoptions) by this thread's manager object. */
     buffersCreated: number;
-    /** Allocations served by moving a cached backing store (`'transfer'` only). */
+    /** Allocations served by a cached backing store, natively or by the fast lane (`'transfer'` only). */
     buffersReused: number;
   };
   /**
-   * The view-mode fast lane (README "Access modes"): view allocations and deallocations served in
-   * JavaScript from slots the same channel freed, applied to the native ledgers before anything
-   * observes them. Included in `totals` and the pools' `hits`; not in `latencyNs` (not timed).
+   * The fast lane (README "Access modes"): allocations and deallocations served in JavaScript
+   * from slots the same channel freed, applied to the native ledgers before anything observes
+   * them. View channels, and revocable channels where revocation is by `transfer()` (handles
+   * not watched for leaks). Included in `totals` and the pools' `hits`; not in `latencyNs` (not timed).
    */
   fastLane: {
     /**

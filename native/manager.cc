@@ -21,8 +21,9 @@
 // index is never reused while anything may still charge or refund its ledger.
 //
 // Fast lane (ReserveIds, Reissue, Burn; single owner and not hardened): replays what the
-// binding's JS side did without calling in (a view-mode slot freed and handed to the next
-// allocation of the same channel, type and pool). Reissue is the Free above and an Allocate
+// binding's JS side did without calling in (a pooled slot freed and handed to the next
+// allocation of the same channel, type and pool: view mode, and revocable channels whose
+// buffers the binding moves with transfer()). Reissue is the Free above and an Allocate
 // on the same slot in one step: the entry of the old id goes freeing -> free (recycled), the
 // reserved index is published with the old record, and the ledgers, slot and slot metadata
 // are left as they are (same charge, same owner). Burn publishes and frees a reserved index
@@ -129,15 +130,16 @@ struct Manager::Impl {
     return true;
   }
   void ClearFastReserved(uint32_t index) noexcept { fast_reserved[index >> 6] &= ~(uint64_t{1} << (index & 63)); }
-  /// A slot reused by the fast lane: one allocation, one deallocation, one hit of its pool.
-  void CountReuse(int32_t pool, uint32_t shard) noexcept {
+  /// A slot reused by the fast lane: one allocation, one deallocation, one hit of its pool's
+  /// slab set (`access`: the record's).
+  void CountReuse(const HandleRecord& rec, uint32_t shard) noexcept {
     events.Add(shard, kAllocations);
     events.Add(shard, kDeallocations);
-    pools[pool].set(AccessMode::kView).CountHit(shard);
+    pools[rec.pool].set(static_cast<AccessMode>(rec.access)).CountHit(shard);
   }
 
   /// The slot record of `id` for a fast-lane journal op that re-uses its slot for `size` bytes:
-  /// live (not in transit), pooled view memory of an open channel incarnation, `size` picking the
+  /// live (not in transit), pooled memory (view or revocable) of an open channel incarnation, `size` picking the
   /// same pool. kInvalidArgument otherwise; kResourceLimit when a limit's max_allocation_size is
   /// below `size` (where a plain Allocate would refuse). Its state word goes to *state.
   Status FastLaneSource(uint64_t id, uint64_t size, bool size_cap, uint32_t* index, uint64_t* state,
@@ -146,9 +148,7 @@ struct Manager::Impl {
     const IdProbe p = m.table.Probe(id);
     if (p.kind != IdProbe::kLive) return Status::kInvalidArgument;  // forged, stale, in transit, freeing
     if (!m.table.ReadRecord(p.index, p.state, rec)) return Status::kInvalidArgument;  // single owner: stable
-    if (rec->pool < 0 || rec->data == nullptr || rec->access != static_cast<uint32_t>(AccessMode::kView)) {
-      return Status::kInvalidArgument;  // counters, direct memory, revocable slabs
-    }
+    if (rec->pool < 0 || rec->data == nullptr) return Status::kInvalidArgument;  // counters, direct memory
     if (size == 0 || size > m.config.max_allocation_size || m.PoolFor(size + m.hardening.Tail()) != rec->pool) {
       return Status::kInvalidArgument;
     }
@@ -1033,7 +1033,12 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   // The Free half: claim, then free the entry (the slot and the ledger charge move on).
   if (!m.table.TryTransition(index, state, EntryState::kFreeing)) return Status::kInvalidArgument;
   const uint32_t shard = ThisThreadShard();
-  const uint32_t env = HandleTable::HolderEnv(m.table.LoadHolder(index));
+  // The new incarnation's buffer is the old one's backing store, moved (revocable) or the same
+  // slab view (view): it is attached exactly when the old one still was (a revocable buffer
+  // whose moved-out store already died has told OnBufferReleased, which cleared the bit).
+  const uint64_t holder = m.table.LoadHolder(index);
+  const uint32_t env = HandleTable::HolderEnv(holder);
+  const bool attached = HandleTable::HolderAttached(holder);
   m.pools[rec.pool].AddLiveBytes(size, shard);
   m.pools[rec.pool].SubLiveBytes(rec.size, shard);
   m.table.FinishFree(index, FreeReason::kDeallocate);
@@ -1043,10 +1048,10 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   fresh.size = size;
   fresh.alloc_time_ns = NowNs();
   fresh.latency_ns = 0;
-  m.table.StoreHolder(new_index, HandleTable::HolderWord(env, env != 0, Impl::GenerationOf(new_id)));
+  m.table.StoreHolder(new_index, HandleTable::HolderWord(env, attached, Impl::GenerationOf(new_id)));
   m.table.Publish(new_index, fresh);  // returns new_id (FastReserved checked NextId)
   m.ClearFastReserved(new_index);
-  m.CountReuse(rec.pool, shard);
+  m.CountReuse(rec, shard);
   return Status::kOk;
 }
 
@@ -1083,7 +1088,7 @@ Status Manager::Burn(uint64_t id, uint64_t source_id, uint64_t size) noexcept {
   m.table.PublishFreed(index, rec, FreeReason::kDeallocate);
   m.ClearFastReserved(index);
   const uint32_t shard = ThisThreadShard();
-  m.CountReuse(rec.pool, shard);
+  m.CountReuse(rec, shard);
   return Status::kOk;
 }
 

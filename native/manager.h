@@ -299,7 +299,7 @@ class Manager {
   uint64_t ReclaimEnv(uint32_t env, FreeReason reason) noexcept;
 
   // --- fast lane (single owner, not hardened) ------------------------------------------
-  // The binding's JS side may reuse the slot of a deallocated view-mode handle for the next
+  // The binding's JS side may reuse the slot of a deallocated pooled handle for the next
   // allocation of the same channel, type and pool without calling in here, under an id it
   // reserved beforehand; it reports what happened (a journal) before anything observes the
   // manager. These three calls replay that journal so ledgers, statistics and the handle
@@ -321,7 +321,7 @@ class Manager {
   /// Ledgers unchanged (net zero); pool live bytes += size - old size; allocations,
   /// deallocations and the pool's hits + 1; no latency samples, no zeroing.
   /// Refused (nothing changed): kInvalidArgument unless old_id is live (not in transit),
-  /// pooled memory of a view slab set, new_id is unconsumed, 1 <= size <=
+  /// pooled memory (view or revocable), new_id is unconsumed, 1 <= size <=
   /// max_allocation_size and size picks the same pool; kResourceLimit if a limit's
   /// max_allocation_size is below `size`. Byte and handle limits are not checked: the
   /// charge is the same, so usage does not grow (a plain Free + Allocate would refuse only

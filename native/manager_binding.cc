@@ -133,6 +133,13 @@ enum : int32_t {
   kReissue = 1,  ///< a = old id, b = new id (from fastIds), c = size: Manager::Reissue
   kFree = 2,     ///< a = id: freeIn(id) with presenter -1, reason Deallocate, no buffer, keep 0, token -1
   kBurn = 3,     ///< a = id (from fastIds), b = source id (holds the slot), c = size: Manager::Burn
+  /// a = id, b = slot-cache token: kFree, and the backing store goes back to the slot cache (its
+  /// ArrayBuffer is the JS cache's entry b from now on), as a deallocation with a token does.
+  kFreeCached = 4,
+  /// a = old id, b = new id, c = slot-cache token: the token's backing store, held by old id's
+  /// handle, now belongs to new id's (after a kReissue of a revocable slot): its finalizer
+  /// reports new id, and a free of new id may put it back in the cache.
+  kSlotOwner = 5,
 };
 }  // namespace journal_op
 /// applyJournal()'s results besides the index of the failed op.
@@ -1180,6 +1187,16 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         if (a_ok && IsIntegerIn(op[2], 0, kMaxSafeInteger) && IsIntegerIn(op[3], 1, kMaxSafeInteger)) {
           s = manager_->Burn(a, static_cast<uint64_t>(op[2]), static_cast<uint64_t>(op[3]));
         }
+      } else if (kind == journal_op::kFreeCached) {
+        int32_t token = -1;
+        if (AsInt32(op[2], &token) && token >= 0) {
+          s = FreeStatus(env, a, -1, static_cast<int32_t>(FreeReason::kDeallocate), nullptr, false, token);
+        }
+      } else if (kind == journal_op::kSlotOwner) {
+        int32_t token = -1;
+        if (a_ok && IsIntegerIn(op[2], 1, kMaxSafeInteger) && AsInt32(op[3], &token) && token >= 0) {
+          s = SetSlotOwner(a, static_cast<uint64_t>(op[2]), static_cast<uint32_t>(token));
+        }
       }
       if (s != Status::kOk) {
         out_[0] = StatusNumber(s);
@@ -1187,6 +1204,17 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       }
     }
     return kJournalApplied;
+  }
+
+  /// kSlotOwner: the slot-cache entry `token` follows its backing store from handle `old_id`
+  /// to `new_id`. A token whose buffer has died meanwhile (collected after user code moved its
+  /// store away) is no longer in the cache: nothing to follow, not an error.
+  Status SetSlotOwner(uint64_t old_id, uint64_t new_id, uint32_t token) noexcept {
+    if (cache_ == nullptr) return Status::kInvalidArgument;
+    if (token >= cache_->by_token.size()) return Status::kOk;
+    SlotBuffer* b = cache_->by_token[token];
+    if (b != nullptr && b->id == old_id && !b->cached) b->id = new_id;
+    return Status::kOk;
   }
 
   Napi::Value Validate(const Napi::CallbackInfo& info) {

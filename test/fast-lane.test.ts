@@ -17,7 +17,7 @@ import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
 import { loadNative } from '../lib/loader';
 import type { NativeAddon } from '../lib/native';
-import { KiB, MiB, SMALL_POOLS, allZero, collectUntil, expectCode, gc, tick } from './helpers';
+import { KiB, MiB, SMALL_POOLS, allZero, bufferOf, collectUntil, expectCode, filledWith, gc, poolMetrics, tick } from './helpers';
 import { mulberry32 } from './random';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -518,5 +518,139 @@ describe('view-mode fast lane: targeted cases', () => {
     expect(mgr.getResourceMetrics().fastLane, 'lane off').to.deep.include({ enabled: false, allocations: 0, deallocations: 0 });
     expect(mgr.getResourceMetrics().totals.allocations, 'served natively').to.equal(3);
     mgr.close();
+  });
+});
+
+/**
+ * Revocable channels take the lane where revocation is by `transfer()` (Node >= 21, or Node 20
+ * started with --harmony-rab-gsab-transfer; CI runs both): a deallocation moves the backing store
+ * out of the handle's buffer (the revocation) into an ArrayBuffer the lane parks, and the next
+ * allocation of the same channel, type, pool and exact size gets that ArrayBuffer. Elsewhere
+ * revocable channels stay on the native path; each test states what must hold on this Node.
+ */
+const HAS_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+
+describe(`revocable fast lane (transfer() ${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
+  const POOLS = [{ name: 's', slotSize: 4096, queueSize: 8 }];
+  let mgr: ResourceManager;
+  beforeEach(() => {
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off' });
+  });
+  afterEach(() => mgr.close());
+
+  const lane = (): { allocations: number; deallocations: number } => mgr.getResourceMetrics().fastLane;
+
+  it('serves round trips of the same size from the lane, each buffer revoked, with exact ledgers and counts', () => {
+    const r = mgr.openChannel('r');
+    const stale: Buffer[] = [];
+    let previous: ArrayBuffer | null = null;
+    for (let i = 0; i < 20; i++) {
+      const h = r.allocate('buffer', 1000);
+      const buf = bufferOf(h);
+      expect(buf.length, `round ${i}: exactly the requested size`).to.equal(1000);
+      expect(buf.buffer, `round ${i}: a new ArrayBuffer each time`).to.not.equal(previous);
+      previous = buf.buffer as ArrayBuffer;
+      buf.fill(i + 1);
+      expect(r.deallocate(h), `round ${i}: freed`).to.equal(true);
+      expect(buf.length, `round ${i}: revoked at once`).to.equal(0);
+      stale.push(buf);
+    }
+    const m = mgr.getResourceMetrics();
+    expect(m.fastLane.allocations, 'lane allocations').to.equal(HAS_TRANSFER ? 19 : 0);
+    expect(m.fastLane.deallocations, 'lane deallocations').to.equal(HAS_TRANSFER ? 20 : 0);
+    expect(m.revocation, 'one external ArrayBuffer; every later allocation reused its store').to.deep.include(
+      HAS_TRANSFER ? { method: 'transfer', buffersCreated: 1, buffersReused: 19 } : { method: 'detach', buffersCreated: 20, buffersReused: 0 },
+    );
+    expect(m.totals, 'every round trip counted once').to.deep.include({ allocations: 20, deallocations: 20, handles: 0, bytesInUse: 0 });
+    expect(poolMetrics(mgr, 's'), 'one slot, reused').to.deep.include({ liveSlots: 0, hits: 19, misses: 1 });
+    const last = bufferOf(r.allocate('buffer', 1000));
+    last.fill(0x77);
+    for (const s of stale) {
+      s[0] = 0x55;
+      expect(s[0], 'a stale reference reads nothing').to.equal(undefined);
+    }
+    expect(filledWith(last, 0x77), 'and wrote nothing').to.equal(true);
+  });
+
+  it('never hands a parked slot to another channel or another size: those get zeroed memory or a new buffer natively', () => {
+    const r = mgr.openChannel('r');
+    const other = mgr.openChannel('o');
+    const h = r.allocate('buffer', 4096);
+    bufferOf(h).fill(0x5a);
+    r.deallocate(h);
+    const before = lane().allocations;
+    const o = other.allocate('buffer', 4096);
+    expect(lane().allocations, 'another channel: native path').to.equal(before);
+    expect(allZero(bufferOf(o)), 'cross-channel reuse is zeroed').to.equal(true);
+    other.deallocate(o);
+    r.deallocate(r.allocate('buffer', 4096)); // the slot is the channel's again
+    const sized = r.allocate('buffer', 100);
+    expect(bufferOf(sized).length, 'another length').to.equal(100);
+    expect(lane().allocations, 'another length: native path (a buffer is exactly its size)').to.equal(before);
+    r.deallocate(sized);
+    expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+  });
+
+  it('closeChannel and transferHandle revoke lane-served buffers, and report them', () => {
+    const r = mgr.openChannel('r');
+    r.deallocate(r.allocate('buffer', 512));
+    const h = r.allocate('buffer', 512);
+    const buf = bufferOf(h);
+    r.deallocate(r.allocate('buffer', 64));
+    const moved = r.allocate('buffer', 64);
+    const movedBuf = bufferOf(moved);
+    expect(lane().allocations, 'both served by the lane').to.equal(HAS_TRANSFER ? 2 : 0);
+    const id = mgr.transferHandle(moved);
+    expect(movedBuf.length, 'transferHandle revokes').to.equal(0);
+    const adopted = mgr.adoptHandle(id);
+    expect(bufferOf(adopted).length, 'the adopter reaches the memory').to.equal(64);
+    const report = mgr.closeChannel('r');
+    expect(report.count).to.equal(2);
+    expect(report.handles.map((x) => x.id).sort()).to.deep.equal([h.id, adopted.id].sort());
+    expect(buf.length, 'closeChannel revokes').to.equal(0);
+    expect(mgr.deallocateResource(h), 'its id is dead').to.equal(false);
+    expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+  });
+
+  it('a lane-served buffer whose memory user code moved away keeps that memory from everyone until it is collected', async () => {
+    const r = mgr.openChannel('r');
+    r.deallocate(r.allocate('buffer', 4096));
+    const h = r.allocate('buffer', 4096);
+    expect(lane().allocations, 'served by the lane').to.equal(HAS_TRANSFER ? 1 : 0);
+    bufferOf(h).fill(0x11);
+    const ab = bufferOf(h).buffer as ArrayBuffer & { transfer?: () => ArrayBuffer };
+    let stolen: Uint8Array | null = HAS_TRANSFER && ab.transfer !== undefined ? new Uint8Array(ab.transfer()) : null;
+    if (stolen === null) return; // no transfer(): revocation-steal.test.ts covers BYOB reads natively
+    expect(r.deallocate(h), 'freed').to.equal(true);
+    expect(poolMetrics(mgr, 's').liveSlots, 'the memory is parked, not back in the pool').to.equal(1);
+    const victim = mgr.openChannel('victim');
+    const held = [];
+    for (let i = 0; i < 8; i++) {
+      const v = victim.allocate('buffer', 4096);
+      bufferOf(v).fill(0x42);
+      held.push(v);
+    }
+    expect(stolen.every((b) => b === 0x11), 'the moved memory was never handed to anyone').to.equal(true);
+    for (const v of held) victim.deallocate(v);
+    stolen = null;
+    const released = await collectUntil(() => poolMetrics(mgr, 's').liveSlots === 0);
+    expect(released, 'returned once the moved buffer was collected').to.equal(true);
+    expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+  });
+
+  it("watched handles ('sampled' leak detection) stay on the native path, and a dropped one is still found", async () => {
+    mgr.close();
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'sampled', leakSampleRate: 1 });
+    const leaks: number[] = [];
+    mgr.on('leak', (e) => leaks.push(e.handleId));
+    const r = mgr.openChannel('r');
+    for (let i = 0; i < 4; i++) r.deallocate(r.allocate('buffer', 256));
+    expect(lane().allocations, 'no watched handle takes the lane').to.equal(0);
+    let dropped: ResourceHandle | null = r.allocate('buffer', 256);
+    const id = dropped.id;
+    dropped = null;
+    expect(await collectUntil(() => leaks.length > 0), 'the leak is detected').to.equal(true);
+    expect(leaks).to.deep.equal([id]);
+    expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
   });
 });

@@ -167,6 +167,9 @@ export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; 
           label: `revocable (channel) ${label}: transfer() method / detach method`,
           ratio: ratio(label, CANDIDATES.revocableChannel, CANDIDATES.revocableDetach),
         }))),
+    ...(find('4 KiB', CANDIDATES.revocableNoLane) === undefined
+      ? []
+      : [{ label: 'revocable (channel) 4 KiB: fast lane / no fast lane', ratio: ratio('4 KiB', CANDIDATES.revocableChannel, CANDIDATES.revocableNoLane) }]),
   ];
 }
 
@@ -305,7 +308,8 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
       '',
       `4 KiB round trip through a channel scope, revocable and view mode; 'sampled' watches 1 in ${report.leakOverhead.leakSampleRate} allocations,`,
       "'paranoid' every allocation and records its allocation site (a stack capture), with the fast lane off; a 'sampled' watch",
-      'registers the handle with a FinalizationRegistry and records no site (view mode: it still takes the fast lane).',
+      'registers the handle with a FinalizationRegistry and records no site (view mode: it still takes the fast lane; revocable',
+      "mode, where revocation is by transfer(): the watched allocation takes the native path, the others the lane).",
       "\"vs 'off'\" compares with 'off' in the same access mode (allocUnsafe: with revocable 'off').",
       '',
       leakTable(report.leakOverhead),
@@ -330,6 +334,7 @@ const COLORS: Record<string, string> = {
   [CANDIDATES.revocableChannel]: '#1f6feb',
   [CANDIDATES.revocableUnscoped]: '#6ea8fe',
   [CANDIDATES.revocableDetach]: '#8250df',
+  [CANDIDATES.revocableNoLane]: '#a5c8ff',
   [CANDIDATES.viewChannel]: '#2da44e',
   [CANDIDATES.viewNoLane]: '#7ee2a8',
   [BASELINES.alloc]: '#8c959f',

@@ -35,6 +35,8 @@ export const CANDIDATES = {
   revocableDetach: 'isopool revocable (channel, detach method)',
   /** viewChannel with ISOPOOL_FASTLANE=off: every allocation and deallocation calls native. */
   viewNoLane: 'isopool view (channel, no fast lane)',
+  /** Node >= 21 only (where revocable channels take the lane): revocableChannel with ISOPOOL_FASTLANE=off. */
+  revocableNoLane: 'isopool revocable (channel, no fast lane)',
 } as const;
 
 /** Whether revocable buffers can be revoked by transfer() here (then both methods are measured). */
@@ -172,6 +174,7 @@ function candidatesFor(
   pool: JsBufferPool,
   detach: ChannelScope | null,
   viewNoLane: ChannelScope,
+  revocableNoLane: ChannelScope | null,
 ): Candidate[] {
   const viaDetach: Candidate[] = detach === null
     ? []
@@ -186,8 +189,22 @@ function candidatesFor(
           },
         },
       ];
+  const withoutLane: Candidate[] = revocableNoLane === null
+    ? []
+    : [
+        {
+          name: CANDIDATES.revocableNoLane,
+          baseline: false,
+          fn: () => {
+            const h = revocableNoLane.allocate('buffer', bytes);
+            touch(h.buffer);
+            revocableNoLane.deallocate(h);
+          },
+        },
+      ];
   return [
     ...viaDetach,
+    ...withoutLane,
     {
       name: CANDIDATES.revocableChannel,
       baseline: false,
@@ -272,11 +289,12 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     const view = manager.openChannel('v', { access: 'view' });
     const detach = detachMgr === null ? null : detachMgr.openChannel('r');
     const viewNoLane = noLaneMgr.openChannel('v', { access: 'view' });
+    const revocableNoLane = HAS_TRANSFER ? noLaneMgr.openChannel('r') : null;
     for (const { label, bytes } of ROUND_TRIP_SIZES) {
       log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
       checks.push(...checkBehaviour(bytes, manager, revocable, view));
       const pool = new JsBufferPool(bytes, 8);
-      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, detach, viewNoLane), config, log);
+      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, detach, viewNoLane, revocableNoLane), config, log);
       const byName = new Map(results.map((r) => [r.name, r]));
       const ratios: RatioEntry[] = [];
       for (const candidate of results.filter((r) => !r.baseline)) {
@@ -293,7 +311,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     log('  synchronous-loop heap retention, 4 KiB');
     const small = ROUND_TRIP_SIZES[0].bytes;
     const roundTrips = config.mode === 'quick' ? 20_000 : 100_000;
-    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), detach, viewNoLane).filter(
+    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), detach, viewNoLane, revocableNoLane).filter(
       (c) => c.name !== BASELINES.alloc && c.name !== BASELINES.arrayBuffer,
     );
     const measured: SyncRetention[] = [];

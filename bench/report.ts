@@ -21,6 +21,8 @@ export interface MachineInfo {
   readonly os: string;
   readonly node: string;
   readonly v8: string;
+  /** Node's command-line flags besides --expose-gc (absent in reports written before session 11). */
+  readonly nodeFlags?: readonly string[];
   readonly date: string;
   /** os.loadavg() (1, 5, 15 min) when the run started and ended: how shared the machine was. */
   loadAverageStart: number[];
@@ -51,6 +53,7 @@ export function machineInfo(): MachineInfo {
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
     v8: process.versions.v8,
+    nodeFlags: process.execArgv.filter((flag) => flag !== '--expose-gc'),
     date: new Date().toISOString(),
     loadAverageStart: os.loadavg(),
     loadAverageEnd: [],
@@ -230,7 +233,7 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
         ['cores', String(m.cores)],
         ['memory', `${(m.totalMemoryBytes / 2 ** 30).toFixed(1)} GiB`],
         ['OS', m.os],
-        ['Node', `${m.node} (V8 ${m.v8})`],
+        ['Node', `${m.node} (V8 ${m.v8})${(m.nodeFlags ?? []).length > 0 ? `, run with ${(m.nodeFlags ?? []).map((f) => `\`${f}\``).join(' ')}` : ''}`],
         ['date', m.date],
         ['load average (1/5/15 min)', `${fmtLoad(m.loadAverageStart)} at start, ${fmtLoad(m.loadAverageEnd)} at end`],
         ['run time', `${report.durationSeconds.toFixed(0)} s (full mode)`],

@@ -3,8 +3,11 @@
 
   python3 scripts/smaps-categories.py sample OUT.jsonl PID [PID...]   # every 15 s until the PIDs exit
   python3 scripts/smaps-categories.py report OUT.jsonl PID FROM_MIN WINDOW_MIN
+  python3 scripts/smaps-categories.py mappings OUT.jsonl PID FROM_MIN WINDOW_MIN [TOP]
 
-`sample` appends one JSON line per PID and read of /proc/PID/smaps. `report` compares the median
+`sample` appends one JSON line per PID and read of /proc/PID/smaps. `mappings` lists the single
+mappings (by start address) whose median resident KiB changed most between the two windows, with
+their size, permissions and category: which mapping grows, not only which kind. `report` compares the median
 resident KiB of each category over minutes [FROM, FROM + WINDOW) with the last WINDOW minutes.
 Categories: file-backed mappings by file name, [heap] (glibc's main arena, brk), [stack] and the
 other named kernel mappings, anonymous mappings that start on a 64 MiB boundary (glibc's thread
@@ -84,10 +87,47 @@ def report(path, pid, start_min, window_min):
         print(f'{a.get(k, 0):12.0f} {b.get(k, 0):12.0f} {b.get(k, 0) - a.get(k, 0):+10.0f}  {k}')
 
 
+def mappings(path, pid, start_min, window_min, top):
+    rows = [r for r in map(json.loads, open(path)) if r['pid'] == pid]
+    if not rows:
+        sys.exit(f'no samples of pid {pid} in {path}')
+    t0, t_end = rows[0]['t'], rows[-1]['t']
+    first = [r for r in rows if start_min * 60 <= r['t'] - t0 < (start_min + window_min) * 60]
+    last = [r for r in rows if r['t'] >= t_end - window_min * 60]
+    if not first or not last:
+        sys.exit('a window holds no samples: choose FROM_MIN and WINDOW_MIN inside the run')
+
+    def medians(sel):
+        per = collections.defaultdict(list)
+        info = {}
+        for r in sel:
+            for m in r['maps']:
+                per[m[0]].append(m[4])
+                info[m[0]] = m
+        # A mapping absent from a sample counts 0 there.
+        return {k: statistics.median(v + [0] * (len(sel) - len(v))) for k, v in per.items()}, info
+
+    (a, ia), (b, ib) = medians(first), medians(last)
+    info = {**ia, **ib}
+    changes = sorted(set(a) | set(b), key=lambda k: -abs(b.get(k, 0) - a.get(k, 0)))
+    print(f'pid {pid}: the {top} mappings whose resident KiB changed most, minute {start_min:g} vs the last {window_min:g} min')
+    print(f'{"first KiB":>10} {"last KiB":>10} {"change":>9} {"size KiB":>10}  start         perms category')
+    for k in changes[:top]:
+        m = info[k]
+        print(f'{a.get(k, 0):10.0f} {b.get(k, 0):10.0f} {b.get(k, 0) - a.get(k, 0):+9.0f} {(m[1] - m[0]) // 1024:10d}  '
+              f'{m[0]:012x}  {m[2]:5} {category(m)}')
+    gone = sum(1 for k in a if k not in b)
+    new = sum(1 for k in b if k not in a)
+    print(f'{len(a)} mappings in the first window, {len(b)} in the last ({new} new, {gone} gone)')
+
+
 if __name__ == '__main__':
     if len(sys.argv) >= 4 and sys.argv[1] == 'sample':
         sample(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) == 6 and sys.argv[1] == 'report':
         report(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+    elif len(sys.argv) in (6, 7) and sys.argv[1] == 'mappings':
+        mappings(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]),
+                 int(sys.argv[6]) if len(sys.argv) == 7 else 15)
     else:
         sys.exit(__doc__)

@@ -202,6 +202,8 @@ export class FastLane {
   #parkedSlots = 0;
   #parkedBytes = 0;
   readonly #dirty: FastSlot[] = [];
+  /** The stack whose top #parkedTop last returned (read by #handOut right after). */
+  #topStack: FastSlot[] = [];
   /** Bumped by a limit change on a type's total (channel changes bump that channel's epoch). */
   #typeEpoch = 0;
   #sizeLimited = false;
@@ -253,26 +255,12 @@ export class FastLane {
    * a new one that the lane does not keep.
    */
   take(channel: ChannelState, type: number, n: number, watched: boolean): FastAllocation | null {
-    if (this.#parkedSlots === 0) return null;
-    const pool = this.#poolOf(n);
-    if (pool < 0) return null;
-    const lane = channel.lane;
-    if (lane.soft) return null;
-    const stack = lane.stacks[this.#stackOf(type, pool)];
-    if (stack === undefined || stack.length === 0) return null;
-    const slot = stack[stack.length - 1];
-    if (this.#sizeLimited && n > slot.admitted) return null;
+    const slot = this.#parkedTop(channel, type, n);
+    if (slot === null) return null;
     if (slot.slab.byteLength === 0 && !this.#reexport(slot)) return null;
-    if (this.#idCount === 0 && !this.#refill()) return null;
-    stack.pop();
-    this.#parkedSlots--;
-    this.#parkedBytes -= slot.slotBytes;
-    lane.parked--;
-    const id = this.#ids[--this.#idCount];
-    slot.id = id;
-    slot.live = true;
-    this.#setLive(id, slot);
-    this.allocations++;
+    const id = this.#handOut(channel, slot);
+    if (id < 0) return null;
+    const pool = slot.pool;
     if (watched) {
       slot.size = n;
       slot.buffer = NO_BUFFER;
@@ -294,6 +282,23 @@ export class FastLane {
    * the store, or null. Only for handles not watched for leaks (the lane keeps its buffer).
    */
   takeRevocable(channel: ChannelState, type: number, n: number): FastSlot | null {
+    const slot = this.#parkedTop(channel, type, n);
+    if (slot === null) return null;
+    const ab = slot.ab;
+    if (ab === null || ab.byteLength !== n) return null;
+    if (this.#handOut(channel, slot) < 0) return null;
+    this.revocableAllocations++;
+    slot.size = n;
+    slot.buffer = Buffer.from(ab);
+    if (channel.zero === 'always') slot.buffer.fill(0);
+    return slot;
+  }
+
+  /**
+   * The slot on top of `channel`'s parked stack for (type, the pool of `n` bytes), if the lane
+   * may serve `n` bytes from it (limits permitting), or null. Nothing changes.
+   */
+  #parkedTop(channel: ChannelState, type: number, n: number): FastSlot | null {
     if (this.#parkedSlots === 0) return null;
     const pool = this.#poolOf(n);
     if (pool < 0) return null;
@@ -302,11 +307,19 @@ export class FastLane {
     const stack = lane.stacks[this.#stackOf(type, pool)];
     if (stack === undefined || stack.length === 0) return null;
     const slot = stack[stack.length - 1];
-    const ab = slot.ab;
-    if (ab === null || ab.byteLength !== n) return null;
     if (this.#sizeLimited && n > slot.admitted) return null;
-    if (this.#idCount === 0 && !this.#refill()) return null;
-    stack.pop();
+    this.#topStack = stack;
+    return slot;
+  }
+
+  /**
+   * Unparks `slot` (the top of #topStack, just found by #parkedTop) as live under the next
+   * reserved id, and returns that id; -1 (nothing changed) when no id can be reserved.
+   */
+  #handOut(channel: ChannelState, slot: FastSlot): number {
+    if (this.#idCount === 0 && !this.#refill()) return -1;
+    const lane = channel.lane;
+    this.#topStack.pop();
     this.#parkedSlots--;
     this.#parkedBytes -= slot.slotBytes;
     lane.parked--;
@@ -315,11 +328,7 @@ export class FastLane {
     slot.live = true;
     this.#setLive(id, slot);
     this.allocations++;
-    this.revocableAllocations++;
-    slot.size = n;
-    slot.buffer = Buffer.from(ab);
-    if (channel.zero === 'always') slot.buffer.fill(0);
-    return slot;
+    return id;
   }
 
   /**

@@ -58,7 +58,8 @@ def sample(out, pids):
             time.sleep(15)
 
 
-def report(path, pid, start_min, window_min):
+def windows(path, pid, start_min, window_min):
+    """The samples of `pid`: all, those of minutes [FROM, FROM + WINDOW), and the last WINDOW minutes."""
     rows = [r for r in map(json.loads, open(path)) if r['pid'] == pid]
     if not rows:
         sys.exit(f'no samples of pid {pid} in {path}')
@@ -67,6 +68,12 @@ def report(path, pid, start_min, window_min):
     last = [r for r in rows if r['t'] >= t_end - window_min * 60]
     if not first or not last:
         sys.exit('a window holds no samples: choose FROM_MIN and WINDOW_MIN inside the run')
+    return rows, first, last
+
+
+def report(path, pid, start_min, window_min):
+    rows, first, last = windows(path, pid, start_min, window_min)
+    t0, t_end = rows[0]['t'], rows[-1]['t']
 
     def medians(sel):
         counts = []
@@ -88,14 +95,7 @@ def report(path, pid, start_min, window_min):
 
 
 def mappings(path, pid, start_min, window_min, top):
-    rows = [r for r in map(json.loads, open(path)) if r['pid'] == pid]
-    if not rows:
-        sys.exit(f'no samples of pid {pid} in {path}')
-    t0, t_end = rows[0]['t'], rows[-1]['t']
-    first = [r for r in rows if start_min * 60 <= r['t'] - t0 < (start_min + window_min) * 60]
-    last = [r for r in rows if r['t'] >= t_end - window_min * 60]
-    if not first or not last:
-        sys.exit('a window holds no samples: choose FROM_MIN and WINDOW_MIN inside the run')
+    _, first, last = windows(path, pid, start_min, window_min)
 
     def medians(sel):
         per = collections.defaultdict(list)

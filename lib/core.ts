@@ -78,7 +78,7 @@ export interface ChannelState {
   open: boolean;
   /** The scope object handed out for this incarnation (created lazily by the manager). */
   scope: unknown;
-  /** This incarnation's part of the view-mode fast lane (lib/fast-lane.ts). */
+  /** This incarnation's part of the fast lane (lib/fast-lane.ts). */
   readonly lane: ChannelLane;
 }
 
@@ -1297,7 +1297,8 @@ export class Core implements HandleOwner {
 }
 
 /**
- * The view-mode fast lane, where it applies: a private manager (one JS thread), not hardened
+ * The fast lane (view channels; revocable ones too under `transfer()` revocation), where it
+ * applies: a private manager (one JS thread), not hardened
  * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */

@@ -104,8 +104,8 @@ interface LiveRecord {
   readonly token: number;
 }
 
-/** `ArrayBuffer.prototype.transfer` (Node >= 21). */
-type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
+/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
+export type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
 
 /**
  * Revocation by `transfer()` unless `ISOPOOL_REVOCATION=detach` (a diagnostic switch, for

@@ -51,7 +51,7 @@
  * @internal
  * @packageDocumentation
  */
-import type { ChannelState } from './core';
+import type { ChannelState, Transferable } from './core';
 import type { LimitFields } from './types';
 import { tableIndexOf } from './handle';
 import { placeAt } from './records';
@@ -72,8 +72,6 @@ const NO_BUFFER = Buffer.alloc(0);
 /** A revocable slot's `slab`: it has its own ArrayBuffer (`ab`), never a slab export. */
 const NO_SLAB = new ArrayBuffer(0);
 
-/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
-type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
 
 /** What the native manager provides for the lane (manager_binding.cc). */
 export interface FastLaneNative {
@@ -351,6 +349,20 @@ export class FastLane {
    */
   adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slabKey: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer, watched: boolean): void {
     if (this.#softLimited || channel.lane.soft) return;
+    this.#adoptSlot(id, channel, type, pool, slotBytes, size, slabKey, slab, offset, watched ? NO_BUFFER : buffer, -1, null);
+  }
+
+  /**
+   * Registers a revocable handle (not watched for leaks) that the native path just allocated
+   * with slot-cache entry `token`'s backing store in `ab`, so its deallocation can park it.
+   */
+  adoptRevocable(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, size: number, ab: ArrayBuffer, token: number): void {
+    if (this.#recache === null || this.#softLimited || channel.lane.soft) return;
+    this.#adoptSlot(id, channel, type, pool, slotBytes, size, -1, NO_SLAB, 0, NO_BUFFER, token, ab);
+  }
+
+  /** A live slot for handle `id`, natively allocated now (so admitted under the current limits). */
+  #adoptSlot(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, size: number, slabKey: number, slab: ArrayBuffer, offset: number, buffer: Buffer, token: number, ab: ArrayBuffer | null): void {
     this.#setLive(id, {
       nativeId: id,
       id,
@@ -367,35 +379,7 @@ export class FastLane {
       channelEpoch: channel.lane.epoch,
       typeEpoch: this.#typeEpoch,
       size,
-      buffer: watched ? NO_BUFFER : buffer,
-      token: -1,
-      ab: null,
-    });
-  }
-
-  /**
-   * Registers a revocable handle (not watched for leaks) that the native path just allocated
-   * with slot-cache entry `token`'s backing store in `ab`, so its deallocation can park it.
-   */
-  adoptRevocable(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, size: number, ab: ArrayBuffer, token: number): void {
-    if (this.#recache === null || this.#softLimited || channel.lane.soft) return;
-    this.#setLive(id, {
-      nativeId: id,
-      id,
-      live: true,
-      dirty: false,
-      channel,
-      stack: this.#stackOf(type, pool),
-      pool,
-      slotBytes,
-      slabKey: -1,
-      slab: NO_SLAB,
-      offset: 0,
-      admitted: size,
-      channelEpoch: channel.lane.epoch,
-      typeEpoch: this.#typeEpoch,
-      size,
-      buffer: NO_BUFFER,
+      buffer,
       token,
       ab,
     });

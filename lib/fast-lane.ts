@@ -37,12 +37,13 @@
  * Revocable slots (`'transfer'` revocation, lib/core.ts): a deallocation revokes the handle's
  * buffer by moving its backing store (`transfer()`) into a new ArrayBuffer that the parked slot
  * keeps, and the next allocation of the same channel, type, pool and exact size (a buffer is
- * exactly its size) gets that ArrayBuffer. The native slot cache names the handle that holds
- * each backing store (its finalizer reports that id: parked memory, see native/manager.h), so a
- * Reissue of a revocable slot is followed by a SlotOwner op, and a parked slot is freed with
- * FreeCached, which puts its backing store back in the slot cache. A buffer that user code
- * moved away or detached is not parked: the native path frees it and parks its memory until
- * that backing store dies. Watched revocable handles stay on the native path.
+ * exactly its size; the stack is searched a few slots deep for it) gets that ArrayBuffer. The
+ * native slot cache names the handle that holds each backing store (its finalizer reports that
+ * id: parked memory, see native/manager.h), so a Reissue of a revocable slot is followed by a
+ * SlotOwner op, and a parked slot is freed with FreeCached, which puts its backing store back in
+ * the slot cache. A buffer that user code moved away or detached is not parked: the native path
+ * frees it and parks its memory until that backing store dies. Watched revocable handles stay
+ * on the native path.
  *
  * Watched view handles (`'sampled'` leak detection; `'paranoid'` keeps the lane off) go through
  * the lane too. The leak registry watches the handle's Buffer, so the lane must not keep it: a
@@ -111,6 +112,8 @@ const APPLY_AT = 16;
  * the allocate p99 at 7-9 µs (bench suite 2, Node 22); 32 at a time, 2.5 µs.
  */
 const ID_BATCH = 32;
+/** How deep a revocable allocation looks into its parked stack for a backing store of its size. */
+const SAME_SIZE_DEPTH = 8;
 /** Parked slots are memory held back from the native pools until the next sync. */
 const PARKED_BYTES_MAX = 16 * 1024 * 1024;
 const PARKED_SLOTS_MAX = 4096;
@@ -254,7 +257,7 @@ export class FastLane {
    */
   take(channel: ChannelState, type: number, n: number, watched: boolean): FastAllocation | null {
     const slot = this.#parkedTop(channel, type, n);
-    if (slot === null) return null;
+    if (slot === null || (this.#sizeLimited && n > slot.admitted)) return null;
     if (slot.slab.byteLength === 0 && !this.#reexport(slot)) return null;
     const id = this.#handOut(channel, slot);
     if (id < 0) return null;
@@ -276,15 +279,17 @@ export class FastLane {
 
   /**
    * A parked slot of revocable (channel, type) whose backing store is exactly `n` bytes (a
-   * buffer is exactly its size), handed out under a fresh id with the ArrayBuffer that holds
-   * the store, or null. Only for handles not watched for leaks (the lane keeps its buffer).
+   * buffer is exactly its size; the top of the stack, or the nearest below it), handed out under
+   * a fresh id with the ArrayBuffer that holds the store, or null. Only for handles not watched
+   * for leaks (the lane keeps its buffer).
    */
   takeRevocable(channel: ChannelState, type: number, n: number): FastSlot | null {
-    const slot = this.#parkedTop(channel, type, n);
+    const top = this.#parkedTop(channel, type, n);
+    if (top === null) return null;
+    const slot = top.ab !== null && top.ab.byteLength === n ? top : this.#sameSizeToTop(n);
     if (slot === null) return null;
     const ab = slot.ab;
-    if (ab === null || ab.byteLength !== n) return null;
-    if (this.#handOut(channel, slot) < 0) return null;
+    if (ab === null || this.#handOut(channel, slot) < 0) return null;
     this.revocableAllocations++;
     slot.size = n;
     slot.buffer = Buffer.from(ab);
@@ -293,8 +298,9 @@ export class FastLane {
   }
 
   /**
-   * The slot on top of `channel`'s parked stack for (type, the pool of `n` bytes), if the lane
-   * may serve `n` bytes from it (limits permitting), or null. Nothing changes.
+   * The slot on top of `channel`'s parked stack for (type, the pool of `n` bytes), or null (also
+   * when the lane leaves the channel alone). Nothing changes; the caller checks the slot's
+   * admitted size where an allocation-size limit is set.
    */
   #parkedTop(channel: ChannelState, type: number, n: number): FastSlot | null {
     if (this.#parkedSlots === 0) return null;
@@ -304,10 +310,31 @@ export class FastLane {
     if (lane.soft) return null;
     const stack = lane.stacks[this.#stackOf(type, pool)];
     if (stack === undefined || stack.length === 0) return null;
-    const slot = stack[stack.length - 1];
-    if (this.#sizeLimited && n > slot.admitted) return null;
     this.#topStack = stack;
-    return slot;
+    return stack[stack.length - 1];
+  }
+
+  /**
+   * The parked slot nearest the top of #topStack (just found by #parkedTop) whose backing store
+   * is exactly `n` bytes, within {@link SAME_SIZE_DEPTH} slots, moved to the top; or null. A
+   * pool serves many sizes, and a channel alternating between a few of them (headers and
+   * bodies, say) would otherwise find the wrong size on top and go native every time.
+   */
+  #sameSizeToTop(n: number): FastSlot | null {
+    const stack = this.#topStack;
+    const top = stack.length - 1;
+    const end = Math.max(0, top - SAME_SIZE_DEPTH);
+    for (let i = top - 1; i >= end; i--) {
+      const slot = stack[i];
+      // A revocable slot's backing store is exactly the size admitted natively, so no
+      // allocation-size limit can refuse `n` here.
+      if (slot.ab !== null && slot.ab.byteLength === n) {
+        stack[i] = stack[top];
+        stack[top] = slot;
+        return slot;
+      }
+    }
+    return null;
   }
 
   /**

@@ -572,6 +572,47 @@ describe(`revocable fast lane (transfer() ${HAS_TRANSFER ? 'available' : 'not av
     expect(filledWith(last, 0x77), 'and wrote nothing').to.equal(true);
   });
 
+  it('serves a size parked below the top of the stack (a channel alternating sizes stays in the lane), up to nine deep', () => {
+    const r = mgr.openChannel('r');
+    // Sizes of one pool: 1..4096 bytes all come from the 4 KiB pool.
+    const sizes = [4096, 1000, 200];
+    const held = sizes.map((n, i) => {
+      const h = r.allocate('buffer', n);
+      bufferOf(h).fill(0x10 + i);
+      return h;
+    });
+    // (Metrics sync the lane, which frees every parked slot: read them only around the work.)
+    const before = lane().allocations;
+    for (const h of held) r.deallocate(h); // parked: 4096 at the bottom, 200 on top
+    for (const [i, n] of sizes.entries()) {
+      const h = r.allocate('buffer', n);
+      const buf = bufferOf(h);
+      expect(buf.length, `${n} bytes`).to.equal(n);
+      // Same channel: no zeroing, so the memory shows whose slot it was.
+      expect(filledWith(buf, 0x10 + i), `${n} bytes: the slot parked with ${n} bytes`).to.equal(true);
+      held[i] = h;
+    }
+    expect(lane().allocations - before, 'all three from the lane').to.equal(HAS_TRANSFER ? 3 : 0);
+    for (const h of held) r.deallocate(h);
+    const m = mgr.getResourceMetrics();
+    expect(m.totals, 'every allocation and free counted once').to.deep.include({ allocations: 6, deallocations: 6, handles: 0, bytesInUse: 0 });
+    if (HAS_TRANSFER) expect(m.revocation, 'three backing stores, each reused once').to.deep.include({ buffersCreated: 3, buffersReused: 3 });
+
+    // The wanted size under 8 parked slots of other sizes is found; under 9 it is not.
+    for (const above of [8, 9]) {
+      const c = mgr.openChannel(`deep-${above}`);
+      const deep = c.allocate('buffer', 3000);
+      const others = Array.from({ length: above }, (_, i) => c.allocate('buffer', 100 + i));
+      const beforeDeep = lane().allocations;
+      c.deallocate(deep);
+      for (const h of others) c.deallocate(h);
+      c.deallocate(c.allocate('buffer', 3000));
+      expect(lane().allocations - beforeDeep, `${above} parked slots above it`).to.equal(HAS_TRANSFER && above === 8 ? 1 : 0);
+      mgr.closeChannel(`deep-${above}`);
+    }
+    expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+  });
+
   it('never hands a parked slot to another channel or another size: those get zeroed memory or a new buffer natively', () => {
     const r = mgr.openChannel('r');
     const other = mgr.openChannel('o');

@@ -37,3 +37,76 @@ export class JsBufferPool {
     return this.#free.length;
   }
 }
+
+/** A handle of {@link JsHandlePool}: one object per allocation, so a stale one is recognised. */
+export class JsPoolHandle {
+  readonly id: number;
+  readonly buffer: Buffer;
+  /** The channel the buffer returns to; null once released. */
+  channel: JsPoolChannel | null;
+
+  constructor(id: number, buffer: Buffer, channel: JsPoolChannel) {
+    this.id = id;
+    this.buffer = buffer;
+    this.channel = channel;
+  }
+}
+
+/** A channel of {@link JsHandlePool} (what a scope is to isopool): its own free list and a byte quota. */
+export interface JsPoolChannel {
+  readonly name: string;
+  /** Buffers of this channel only: none crosses to another channel. */
+  readonly free: Buffer[];
+  readonly maxBytes: number;
+  bytes: number;
+  open: boolean;
+}
+
+/**
+ * A reference for the cost of the API's shape, not a baseline a user would pick instead of
+ * isopool: about the least a pure-JS pool can do per round trip and still offer the call shape of
+ * `scope.allocate(type, size)` returning a handle and `scope.deallocate(handle)`: argument
+ * checks, a per-channel free list (no buffer crosses channels), a byte quota, a fresh handle
+ * object with an id per allocation, and a release that refuses foreign, stale and double-released
+ * handles and handles of another channel. It keeps no native memory, no exact per-type ledgers,
+ * no zeroing, no revocation (a stale `buffer` still reaches the next owner's bytes, as in view
+ * mode), no metrics, no leak detection, and no ids that stay invalid after release.
+ */
+export class JsHandlePool {
+  readonly bufferSize: number;
+  #nextId = 1;
+
+  constructor(bufferSize: number) {
+    this.bufferSize = bufferSize;
+  }
+
+  /** A channel with `prewarm` preallocated buffers and a quota of `maxBytes`. */
+  openChannel(name: string, prewarm: number, maxBytes: number): JsPoolChannel {
+    const free: Buffer[] = [];
+    for (let i = 0; i < prewarm; i++) free.push(Buffer.allocUnsafeSlow(this.bufferSize));
+    return { name, free, maxBytes, bytes: 0, open: true };
+  }
+
+  allocate(channel: JsPoolChannel, type: unknown, size: unknown): JsPoolHandle {
+    if (!channel.open) throw new Error(`channel ${channel.name} is closed`);
+    if (type !== 'buffer') throw new TypeError(`unknown resource type ${String(type)}`);
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 1 || size > this.bufferSize) {
+      throw new RangeError(`size must be an integer in [1, ${this.bufferSize}]`);
+    }
+    if (channel.bytes + this.bufferSize > channel.maxBytes) throw new RangeError(`channel ${channel.name} over its quota`);
+    const pooled = channel.free.pop() ?? Buffer.allocUnsafeSlow(this.bufferSize);
+    channel.bytes += this.bufferSize;
+    const buffer = size === this.bufferSize ? pooled : pooled.subarray(0, size);
+    return new JsPoolHandle(this.#nextId++, buffer, channel);
+  }
+
+  /** False (nothing changes) for a foreign, stale or already released handle, or another channel's. */
+  deallocate(channel: JsPoolChannel, handle: unknown): boolean {
+    if (!(handle instanceof JsPoolHandle) || handle.channel !== channel || !channel.open) return false;
+    handle.channel = null;
+    channel.bytes -= this.bufferSize;
+    const buffer = handle.buffer;
+    channel.free.push(buffer.length === this.bufferSize ? buffer : Buffer.from(buffer.buffer, buffer.byteOffset, this.bufferSize));
+    return true;
+  }
+}

@@ -76,7 +76,7 @@ export function table(headers: readonly string[], rows: ReadonlyArray<readonly s
   return [line(headers), rule, ...rows.map((r) => line(headers.map((_, c) => r[c] ?? '')))].join('\n');
 }
 
-const BASELINE_ORDER = [BASELINES.allocUnsafe, BASELINES.alloc, BASELINES.arrayBuffer, BASELINES.jsPool];
+const BASELINE_ORDER = [BASELINES.allocUnsafe, BASELINES.alloc, BASELINES.arrayBuffer, BASELINES.jsPool, BASELINES.jsHandlePool];
 
 export function roundTripTable(size: RoundTripSizeResult): string {
   const baselines = BASELINE_ORDER.map((name) => size.results.find((r) => r.name === name));
@@ -88,10 +88,10 @@ export function roundTripTable(size: RoundTripSizeResult): string {
       formatNs(r.medianNs),
       formatNs(r.sampleMedianNs),
       Number.isFinite(r.spread) ? `${(r.spread * 100).toFixed(0)}%` : 'n/a',
-      ...baselines.map((b) => (b === undefined || b === r ? '1' : formatRatio(medianRatio(r, b)))),
+      ...baselines.map((b) => (b === undefined ? 'n/a' : b === r ? '1' : formatRatio(medianRatio(r, b)))),
     ];
   });
-  return table(headers, rows, [false, true, true, true, true, true, true, true]);
+  return table(headers, rows, [false, ...headers.slice(1).map(() => true)]);
 }
 
 export function operationsTable(ops: OperationsResult): string {
@@ -162,6 +162,13 @@ export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; 
     { label: 'revocable (channel) 64 KiB / Buffer.alloc(65536)', ratio: ratio('64 KiB', CANDIDATES.revocableChannel, BASELINES.alloc) },
     { label: 'view 4 KiB / Buffer.allocUnsafe(4096)', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.allocUnsafe) },
     { label: 'view 4 KiB / JS free-list pool', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.jsPool) },
+    // A reference (bench/js-pool.ts JsHandlePool): how far the API's shape alone is from the free list.
+    ...(find('4 KiB', BASELINES.jsHandlePool) === undefined
+      ? []
+      : [
+          { label: 'JS pool with handles (API reference) 4 KiB / JS free-list pool', ratio: ratio('4 KiB', BASELINES.jsHandlePool, BASELINES.jsPool) },
+          { label: 'view 4 KiB / JS pool with handles (API reference)', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.jsHandlePool) },
+        ]),
     { label: 'view 4 KiB: fast lane / no fast lane', ratio: ratio('4 KiB', CANDIDATES.viewChannel, CANDIDATES.viewNoLane) },
     // Node >= 21 only: revocation by transfer() against the detach method, same run.
     ...(find('4 KiB', CANDIDATES.revocableDetach) === undefined
@@ -261,6 +268,13 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
     '  always revocable.',
     '- `new ArrayBuffer(n)` includes the `Uint8Array` needed to touch a byte. The JS free-list pool is `bench/js-pool.ts`:',
     '  an array stack of `Buffer.allocUnsafeSlow(n)`, pop/push, with no isolation, revocation or zeroing.',
+    '- "JS pool with handles (API reference)" (`JsHandlePool`, same file) is not an alternative a user would pick but a',
+    '  measure of the API\'s shape: the least a pure-JS pool does per round trip to offer `scope.allocate(type, size)`',
+    '  and `scope.deallocate(handle)` (argument checks, a per-channel free list, a byte quota, a new handle object with an',
+    '  id per allocation, refusal of foreign, stale, double and other-channel releases), without native memory, exact',
+    '  ledgers, zeroing, revocation, metrics, leak detection or ids that stay invalid after release. Its candidate stores each',
+    '  handle, as a caller would: a handle that never escapes the loop is optimised away by V8 (escape analysis) and the',
+    '  reference then costs as much as the free list.',
     '',
   );
   if (report.roundTrip !== null) {
@@ -343,6 +357,7 @@ const COLORS: Record<string, string> = {
   [BASELINES.alloc]: '#8c959f',
   [BASELINES.arrayBuffer]: '#afb8c1',
   [BASELINES.jsPool]: '#bf8700',
+  [BASELINES.jsHandlePool]: '#e3b341',
 };
 
 function escapeXml(text: string): string {

@@ -10,6 +10,9 @@
  *
  * Baselines (what users would otherwise use): `Buffer.allocUnsafe(n)`, `Buffer.alloc(n)`,
  * `new ArrayBuffer(n)` and a plain JS free list of preallocated Buffers ({@link JsBufferPool}).
+ * One more reference, not an alternative: {@link JsHandlePool}, the least a pure-JS pool with
+ * isopool's call shape (a handle per allocation, checked releases, per-channel lists, a quota)
+ * does per round trip, which tells how much of the distance to the free list is the API itself.
  *
  * Every call writes one byte of the buffer and reads it back into {@link sink}. For `ArrayBuffer`
  * that needs a `Uint8Array` over it, which is part of its cost (a user needs a view to use it too).
@@ -19,7 +22,8 @@ import { ResourceManager } from '../lib';
 import type { ChannelScope, ResourceHandle } from '../lib';
 import { describeError, endJob, medianRatio, runInterleaved, sink } from './harness';
 import type { BenchConfig, Candidate, CandidateResult, Logger } from './harness';
-import { JsBufferPool } from './js-pool';
+import { JsBufferPool, JsHandlePool } from './js-pool';
+import type { JsPoolChannel } from './js-pool';
 
 export const ROUND_TRIP_SIZES: ReadonlyArray<{ readonly label: string; readonly bytes: number }> = [
   { label: '4 KiB', bytes: 4 * 1024 },
@@ -62,6 +66,8 @@ export const BASELINES = {
   alloc: 'Buffer.alloc',
   arrayBuffer: 'new ArrayBuffer',
   jsPool: 'JS free-list pool',
+  /** Not a user's alternative: the cost of the API's shape in pure JS ({@link JsHandlePool}). */
+  jsHandlePool: 'JS pool with handles (API reference)',
 } as const;
 
 export interface RatioEntry {
@@ -157,8 +163,21 @@ function checkBehaviour(bytes: number, manager: ResourceManager, revocable: Chan
       problems.push(`${c.name}: threw ${describeError(error)}`);
     }
   }
+  // The API reference does what its description says, or its ratio would mean nothing.
+  const ref = jsHandles(bytes);
+  const other = ref.pool.openChannel('other', 0, 1024 * 1024 * 1024);
+  const h = ref.pool.allocate(ref.channel, 'buffer', bytes);
+  expect('JsHandlePool: buffer length', h.buffer.length, bytes);
+  expect('JsHandlePool: release by another channel', ref.pool.deallocate(other, h), false);
+  expect('JsHandlePool: release', ref.pool.deallocate(ref.channel, h), true);
+  expect('JsHandlePool: second release', ref.pool.deallocate(ref.channel, h), false);
+  expect('JsHandlePool: release of a look-alike', ref.pool.deallocate(ref.channel, { ...h }), false);
+  expect('JsHandlePool: a new handle per allocation', ref.pool.allocate(ref.channel, 'buffer', bytes) !== h, true);
   return problems;
 }
+
+/** Where the API reference stores its last handle (see its candidate). */
+const keptHandle: { value: unknown } = { value: null };
 
 function touch(buffer: Buffer | null): void {
   if (buffer === null) throw new Error('memory handle without a buffer');
@@ -172,6 +191,7 @@ function candidatesFor(
   revocable: ChannelScope,
   view: ChannelScope,
   pool: JsBufferPool,
+  handles: { readonly pool: JsHandlePool; readonly channel: JsPoolChannel },
   detach: ChannelScope | null,
   viewNoLane: ChannelScope,
   revocableNoLane: ChannelScope | null,
@@ -273,7 +293,25 @@ function candidatesFor(
         pool.release(b);
       },
     },
+    {
+      name: BASELINES.jsHandlePool,
+      baseline: true,
+      fn: () => {
+        const h = handles.pool.allocate(handles.channel, 'buffer', bytes);
+        // Kept, as a caller keeps its handle: a handle that never escapes this loop is optimised
+        // away by V8's escape analysis, and the reference then costs as much as the free list.
+        keptHandle.value = h;
+        touch(h.buffer);
+        handles.pool.deallocate(handles.channel, h);
+      },
+    },
   ];
+}
+
+/** A {@link JsHandlePool} of `bytes` buffers and one channel (8 prewarmed, a 1 GiB quota). */
+function jsHandles(bytes: number): { readonly pool: JsHandlePool; readonly channel: JsPoolChannel } {
+  const pool = new JsHandlePool(bytes);
+  return { pool, channel: pool.openChannel('v', 8, 1024 * 1024 * 1024) };
 }
 
 export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<RoundTripResult> {
@@ -294,7 +332,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
       log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
       checks.push(...checkBehaviour(bytes, manager, revocable, view));
       const pool = new JsBufferPool(bytes, 8);
-      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, detach, viewNoLane, revocableNoLane), config, log);
+      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, jsHandles(bytes), detach, viewNoLane, revocableNoLane), config, log);
       const byName = new Map(results.map((r) => [r.name, r]));
       const ratios: RatioEntry[] = [];
       for (const candidate of results.filter((r) => !r.baseline)) {
@@ -311,7 +349,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     log('  synchronous-loop heap retention, 4 KiB');
     const small = ROUND_TRIP_SIZES[0].bytes;
     const roundTrips = config.mode === 'quick' ? 20_000 : 100_000;
-    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), detach, viewNoLane, revocableNoLane).filter(
+    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), jsHandles(small), detach, viewNoLane, revocableNoLane).filter(
       (c) => c.name !== BASELINES.alloc && c.name !== BASELINES.arrayBuffer,
     );
     const measured: SyncRetention[] = [];

@@ -196,44 +196,19 @@ function candidatesFor(
   viewNoLane: ChannelScope,
   revocableNoLane: ChannelScope | null,
 ): Candidate[] {
-  const viaDetach: Candidate[] = detach === null
-    ? []
-    : [
-        {
-          name: CANDIDATES.revocableDetach,
-          baseline: false,
-          fn: () => {
-            const h = detach.allocate('buffer', bytes);
-            touch(h.buffer);
-            detach.deallocate(h);
-          },
-        },
-      ];
-  const withoutLane: Candidate[] = revocableNoLane === null
-    ? []
-    : [
-        {
-          name: CANDIDATES.revocableNoLane,
-          baseline: false,
-          fn: () => {
-            const h = revocableNoLane.allocate('buffer', bytes);
-            touch(h.buffer);
-            revocableNoLane.deallocate(h);
-          },
-        },
-      ];
-  return [
-    ...viaDetach,
-    ...withoutLane,
-    {
-      name: CANDIDATES.revocableChannel,
-      baseline: false,
-      fn: () => {
-        const h = revocable.allocate('buffer', bytes);
-        touch(h.buffer);
-        revocable.deallocate(h);
-      },
+  const viaScope = (name: string, scope: ChannelScope): Candidate => ({
+    name,
+    baseline: false,
+    fn: () => {
+      const h = scope.allocate('buffer', bytes);
+      touch(h.buffer);
+      scope.deallocate(h);
     },
+  });
+  return [
+    ...(detach === null ? [] : [viaScope(CANDIDATES.revocableDetach, detach)]),
+    ...(revocableNoLane === null ? [] : [viaScope(CANDIDATES.revocableNoLane, revocableNoLane)]),
+    viaScope(CANDIDATES.revocableChannel, revocable),
     {
       name: CANDIDATES.revocableUnscoped,
       baseline: false,
@@ -243,24 +218,8 @@ function candidatesFor(
         manager.deallocateResource(h);
       },
     },
-    {
-      name: CANDIDATES.viewChannel,
-      baseline: false,
-      fn: () => {
-        const h = view.allocate('buffer', bytes);
-        touch(h.buffer);
-        view.deallocate(h);
-      },
-    },
-    {
-      name: CANDIDATES.viewNoLane,
-      baseline: false,
-      fn: () => {
-        const h = viewNoLane.allocate('buffer', bytes);
-        touch(h.buffer);
-        viewNoLane.deallocate(h);
-      },
-    },
+    viaScope(CANDIDATES.viewChannel, view),
+    viaScope(CANDIDATES.viewNoLane, viewNoLane),
     {
       name: BASELINES.allocUnsafe,
       baseline: true,

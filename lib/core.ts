@@ -73,6 +73,11 @@ export interface ChannelState {
   readonly index: number;
   readonly access: AccessMode;
   readonly zero: ZeroMode;
+  /**
+   * Revocable memory freed here waits for its buffer to die before any reuse (the default; see
+   * README "Security model"). False only for `unsafeImmediateReuse` channels and view channels.
+   */
+  readonly deferred: boolean;
   /** Native owner epoch of this incarnation: allocations check it, so a recycled index is never charged. */
   readonly owner: number;
   open: boolean;
@@ -102,6 +107,8 @@ interface LiveRecord {
   readonly channel: number;
   /** Slot-cache entry of the buffer's backing store (`'transfer'` revocation), or -1. */
   readonly token: number;
+  /** Deferred release: freeing it leaves the buffer attached; its memory waits for the buffer to die. */
+  readonly deferred: boolean;
 }
 
 /** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
@@ -122,6 +129,12 @@ const SLOT_CACHE_MIN = 4096;
 /** Memory in the unscoped domain or a revocable channel: its buffer is its own, revocable ArrayBuffer. */
 function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
   return type.memory && (channel === null || channel.access === 'revocable');
+}
+
+
+/** The native channel option bits: access (1), zero (2), immediate reuse (4). */
+function channelBits(access: AccessMode, zero: ZeroMode, immediate: boolean): number {
+  return (access === 'view' ? 1 : 0) | (zero === 'always' ? 2 : 0) | (immediate ? 4 : 0);
 }
 
 /** The revocable ArrayBuffer of a record, if it is still reachable. */
@@ -234,6 +247,7 @@ export class Core implements HandleOwner {
   /** View-mode fast lane (lib/fast-lane.ts); null for shared and hardened managers and 'paranoid' leak detection. */
   readonly #fast: FastLane | null;
   #closed = false;
+  #unscopedDeferred = true;
   #finalMetrics: ManagerMetrics | null = null;
 
   constructor(options: CoreOptions) {
@@ -252,6 +266,14 @@ export class Core implements HandleOwner {
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
     this.#fast = fastLaneFor(options, (key) => this.#slab(key), this.#slotCache ? (token, ab) => this.#putCached(token, ab) : null);
     this.#addType(BUFFER_TYPE);
+    // The unscoped domain (revocable) reuses memory as channelDefaults says.
+    if (options.channelDefaults.unsafeImmediateReuse === true) this.#native.openChannel('', 0, 0, 1);
+    this.#unscopedDeferred = (this.#native.channelOptions(UNSCOPED_INDEX) & 4) === 0;
+  }
+
+  /** Whether a channel's (null: the unscoped domain's) freed revocable memory waits for its buffer to die. */
+  #isDeferred(channel: ChannelState | null): boolean {
+    return channel === null ? this.#unscopedDeferred : channel.deferred;
   }
 
   get closed(): boolean {
@@ -342,6 +364,7 @@ export class Core implements HandleOwner {
       owner,
       access: bits & 1 ? 'view' : 'revocable',
       zero: bits & 2 ? 'always' : 'cross-channel',
+      deferred: (bits & 5) === 0,
       open: true,
       scope: undefined,
       lane: newChannelLane(),
@@ -436,22 +459,33 @@ export class Core implements HandleOwner {
     }
     const access = options.access ?? 'revocable';
     const zero = options.zero ?? 'cross-channel';
-    const index = this.#native.openChannel(name, access === 'view' ? 1 : 0, zero === 'always' ? 1 : 0);
+    const immediate = access === 'revocable' && options.unsafeImmediateReuse === true;
+    const index = this.#native.openChannel(name, access === 'view' ? 1 : 0, zero === 'always' ? 1 : 0, immediate ? 1 : 0);
     if (index < 0) throw this.#statusError(-index, { channel: name });
     const created = this.#out[0] === 1;
     if (!created && explicit !== undefined) {
       throw new InvalidArgumentError('options', `channel ${describeValue(name)} is already open; change its limits with setResourceLimits`);
     }
     // The incarnation as native has it (another thread of a shared manager may have won the open).
-    const state = this.#lookupChannel(name, true) ?? this.#lookupChannelUncached(name, index, access, zero);
+    const state = this.#lookupChannel(name, true) ?? this.#lookupChannelUncached(name, index, channelBits(access, zero, immediate));
     if (created) for (const [type, l] of limits) this.#applyLimits(type, index, l);
     return { state, created };
   }
 
   /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
-  #lookupChannelUncached(name: string, index: number, access: AccessMode, zero: ZeroMode): ChannelState {
+  #lookupChannelUncached(name: string, index: number, bits: number): ChannelState {
     this.#native.findChannel(name);
-    const state: ChannelState = { name, index, owner: this.#out[1], access, zero, open: true, scope: undefined, lane: newChannelLane() };
+    const state: ChannelState = {
+      name,
+      index,
+      owner: this.#out[1],
+      access: bits & 1 ? 'view' : 'revocable',
+      zero: bits & 2 ? 'always' : 'cross-channel',
+      deferred: (bits & 5) === 0,
+      open: true,
+      scope: undefined,
+      lane: newChannelLane(),
+    };
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
     return state;
@@ -627,7 +661,7 @@ export class Core implements HandleOwner {
           if (watched) this.#track(taken.id, type, n, channel, null, taken.buffer, handle, true, -1);
           return handle;
         }
-      } else if (channel !== null && type.memory && !watched && this.#slotCache) {
+      } else if (channel !== null && type.memory && !watched && this.#slotCache && !channel.deferred) {
         const taken = fast.takeRevocable(channel, type.index, n);
         if (taken !== null) {
           this.#allocationCount++;
@@ -664,7 +698,7 @@ export class Core implements HandleOwner {
     let buffer: Buffer | null = null;
     let ab: ArrayBuffer | null = null;
     let token = -1;
-    if (revocable && this.#slotCache) {
+    if (revocable && this.#slotCache && !this.#isDeferred(channel)) {
       token = out[AllocOut.CacheToken];
       const evict = out[AllocOut.CacheEvict];
       if (evict >= 0) this.#dropCached(evict);
@@ -705,7 +739,16 @@ export class Core implements HandleOwner {
     // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
     // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
     const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
-    const record: LiveRecord = { id, pos: -1, ab: ab === null || !watched ? ab : new WeakRef(ab), site, watched, channel: channel === null ? UNSCOPED_INDEX : channel.index, token };
+    const record: LiveRecord = {
+      id,
+      pos: -1,
+      ab: ab === null || !watched ? ab : new WeakRef(ab),
+      site,
+      watched,
+      channel: channel === null ? UNSCOPED_INDEX : channel.index,
+      token,
+      deferred: ab !== null && this.#isDeferred(channel),
+    };
     this.#records.set(record);
     if (watched) {
       // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
@@ -721,7 +764,7 @@ export class Core implements HandleOwner {
     input[InArgs.AllocType] = type.index;
     input[InArgs.AllocSize] = size;
     input[InArgs.AllocChannel] = channel === null ? UNSCOPED_INDEX : channel.index;
-    input[InArgs.AllocMode] = !revocable ? BufferMode.None : this.#slotCache ? BufferMode.SlotCache : BufferMode.Fresh;
+    input[InArgs.AllocMode] = !revocable ? BufferMode.None : this.#slotCache && !this.#isDeferred(channel) ? BufferMode.SlotCache : BufferMode.Fresh;
     input[InArgs.AllocOwner] = channel === null ? 0 : channel.owner;
     return this.#native.allocIn();
   }
@@ -791,6 +834,12 @@ export class Core implements HandleOwner {
     if (record === undefined) {
       // View memory, counters, or a revocable handle this thread never held a buffer for.
       input[InArgs.FreeKeep] = 0;
+      input[InArgs.FreeToken] = -1;
+      return this.#native.freeIn();
+    }
+    if (record.deferred) {
+      // Not revoked: native parks the memory until the buffer dies (Node I/O may still use it).
+      input[InArgs.FreeKeep] = 1;
       input[InArgs.FreeToken] = -1;
       return this.#native.freeIn();
     }
@@ -901,6 +950,7 @@ export class Core implements HandleOwner {
       this.#leaks.unregister(record);
       record.site?.drop();
     }
+    if (record.deferred) return; // left attached: its memory returns when it dies
     const ab = bufferOf(record);
     if (ab === undefined || ab.byteLength === 0) return;
     if (recached) this.#recache(record.token, ab);
@@ -1136,7 +1186,13 @@ export class Core implements HandleOwner {
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
     const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
-    if (ab !== null) this.#records.set({ id, pos: -1, ab, site: undefined, watched: false, channel: ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex, token: -1 });
+    if (ab !== null) {
+      // Deferred as native decides it: revocable slab memory of a channel without immediate reuse
+      // (a view channel's adopted memory returns at once, so its own buffer must be revoked).
+      const channel = ownerIndex < 0 ? UNSCOPED_INDEX : ownerIndex;
+      const deferred = (this.#native.channelOptions(channel) & 5) === 0;
+      this.#records.set({ id, pos: -1, ab, site: undefined, watched: false, channel, token: -1, deferred });
+    }
     return handleObj;
   }
 
@@ -1214,12 +1270,12 @@ export class Core implements HandleOwner {
         detected: this.#leaksDetected + snap.threadExitReclaims,
         reclaimed: this.#leaksReclaimed + snap.threadExitReclaims,
       },
-      revocation: this.#revocationMetrics(),
+      revocation: { ...this.#revocationMetrics(), pendingRelease: snap.parkedHandles },
       fastLane: this.#fastLaneMetrics(),
     };
   }
 
-  #revocationMetrics(): ManagerMetrics['revocation'] {
+  #revocationMetrics(): Omit<ManagerMetrics['revocation'], 'pendingRelease'> {
     this.#native.slotCacheStats();
     const laneReused = this.#fast?.revocableAllocations ?? 0;
     return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[0], buffersReused: this.#out[1] + laneReused };
@@ -1337,6 +1393,7 @@ export function mergeChannelOptions(defaults: CheckedChannelOptions, options: Ch
     limits: [...limits],
     access: options.access ?? defaults.access,
     zero: options.zero ?? defaults.zero,
+    unsafeImmediateReuse: options.unsafeImmediateReuse ?? defaults.unsafeImmediateReuse,
   };
 }
 

@@ -269,7 +269,7 @@ function parseOptions(options: unknown): ParsedOptions {
     throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(o.shared)}`);
   }
   const channelDefaults: CheckedChannelOptions =
-    o.channelDefaults === undefined ? { limits: [], access: undefined, zero: undefined } : checkChannelOptions('channelDefaults', o.channelDefaults);
+    o.channelDefaults === undefined ? { limits: [], access: undefined, zero: undefined, unsafeImmediateReuse: undefined } : checkChannelOptions('channelDefaults', o.channelDefaults);
   return {
     pools,
     maxAllocationSize,

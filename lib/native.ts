@@ -325,7 +325,7 @@ export interface NativeManager {
   /** Type index or -1; out[0] = kind (0 memory, 1 counter) when found. */
   findType(name: string): number;
   /** Returns the channel index (>= 0) or -status; out[0] = 1 if created, 0 if it was open. access 0 revocable / 1 view; zero 0 cross-channel / 1 always. */
-  openChannel(name: string, access: number, zero: number): number;
+  openChannel(name: string, access: number, zero: number, immediateReuse: number): number;
   /** >= 0 open index (out[0] = access | zero << 1, out[1] = owner epoch); -1 unknown; -2 closed. */
   findChannel(name: string): number;
   /** Frees the channel's live handles and closes it. Returns [id, type, size, charged, violation mask] * n, or -status. */

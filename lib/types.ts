@@ -58,6 +58,13 @@ export interface ChannelOptions {
   access?: AccessMode;
   /** Default `'cross-channel'`. */
   zero?: ZeroMode;
+  /**
+   * Revocable channels only; default `false`. By default a freed buffer is not revoked: its
+   * memory returns to the pool only once nothing (Node I/O included) can reach the buffer any
+   * more. `true` revokes and reuses at once, even while Node I/O may still use the buffer:
+   * unsafe, see the README's security model.
+   */
+  unsafeImmediateReuse?: boolean;
 }
 
 /** Options of `new ResourceManager(options)`; every field is optional. */
@@ -282,6 +289,12 @@ export interface ManagerMetrics {
     buffersCreated: number;
     /** Allocations served by a cached backing store, natively or by the fast lane (`'transfer'` only). */
     buffersReused: number;
+    /**
+     * Freed handles whose memory waits until nothing can reach their buffer (deferred reuse, the
+     * default for revocable memory; also buffers whose memory other code moved away). Their
+     * slots count as live in `pools` until the garbage collector frees the buffer.
+     */
+    pendingRelease: number;
   };
   /**
    * The fast lane (README "Access modes"): allocations and deallocations served in JavaScript

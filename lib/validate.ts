@@ -80,15 +80,25 @@ export interface CheckedChannelOptions {
   limits: Array<[string, Partial<LimitFields>]>;
   access: AccessMode | undefined;
   zero: ZeroMode | undefined;
+  unsafeImmediateReuse: boolean | undefined;
 }
 
 export function checkChannelOptions(argument: string, options: unknown): CheckedChannelOptions {
   if (!isRecord(options)) {
     throw new InvalidArgumentError(argument, `${argument} must be an object, got ${describeValue(options)}`);
   }
-  rejectUnknownKeys(argument, options, ['limits', 'access', 'zero']);
+  rejectUnknownKeys(argument, options, ['limits', 'access', 'zero', 'unsafeImmediateReuse']);
   const opts = options as ChannelOptions & Record<string, unknown>;
-  const checked: CheckedChannelOptions = { limits: [], access: undefined, zero: undefined };
+  const checked: CheckedChannelOptions = { limits: [], access: undefined, zero: undefined, unsafeImmediateReuse: undefined };
+  if (opts.unsafeImmediateReuse !== undefined) {
+    if (typeof opts.unsafeImmediateReuse !== 'boolean') {
+      throw new InvalidArgumentError(
+        `${argument}.unsafeImmediateReuse`,
+        `${argument}.unsafeImmediateReuse must be a boolean, got ${describeValue(opts.unsafeImmediateReuse)}`,
+      );
+    }
+    checked.unsafeImmediateReuse = opts.unsafeImmediateReuse;
+  }
   if (opts.access !== undefined) {
     if (opts.access !== 'revocable' && opts.access !== 'view') {
       throw new InvalidArgumentError(`${argument}.access`, `${argument}.access must be 'revocable' or 'view', got ${describeValue(opts.access)}`);

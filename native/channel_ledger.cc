@@ -104,7 +104,15 @@ bool ChannelLedger::Init(bool single_owner) noexcept {
 
 Status ChannelLedger::Open(std::string_view name, const ChannelOptions& options, int32_t* index,
                            bool* created) noexcept {
-  if (name.empty()) {  // the unscoped domain is always open
+  if (name.empty()) {  // the unscoped domain is always open; only its reuse mode can be set
+    ChannelState* unscoped = Get(kUnscopedChannel);
+    if (unscoped != nullptr) {
+      if (options.immediate_reuse) {
+        unscoped->options.fetch_or(4u, std::memory_order_relaxed);
+      } else {
+        unscoped->options.fetch_and(~4u, std::memory_order_relaxed);
+      }
+    }
     *index = kUnscopedChannel;
     *created = false;
     return Status::kOk;
@@ -158,7 +166,8 @@ Status ChannelLedger::Open(std::string_view name, const ChannelOptions& options,
   st->total.Reset();
   for (auto& scope : st->types) scope.Reset();
   for (auto& v : st->violations) v.store(0, std::memory_order_relaxed);
-  st->options.store(static_cast<uint32_t>(options.access) | (static_cast<uint32_t>(options.zero) << 1),
+  st->options.store(static_cast<uint32_t>(options.access) | (static_cast<uint32_t>(options.zero) << 1) |
+                        (options.immediate_reuse ? 4u : 0u),
                     std::memory_order_relaxed);
   uint32_t owner = next_owner_++;
   if (owner == 0) owner = next_owner_++;  // 0 means "fresh memory"; skip it on wrap

@@ -84,7 +84,7 @@ enum class ChannelPhase : uint32_t { kFree = 0, kOpen = 1, kClosing = 2, kDiscar
 struct ChannelState {
   std::atomic<uint32_t> phase{0};     ///< ChannelPhase
   std::atomic<uint32_t> owner{0};     ///< owner epoch of the current incarnation
-  std::atomic<uint32_t> options{0};   ///< access | zero << 1
+  std::atomic<uint32_t> options{0};   ///< access | zero << 1 | immediate_reuse << 2
   std::atomic<int64_t> inflight{0};   ///< allocations between Enter and Exit
   std::atomic<uint64_t> violations[kViolationKinds] = {};  ///< per Violation kind
   LedgerScope total;                  ///< the channel over all types

@@ -237,6 +237,7 @@ struct Manager::Impl {
                          FreeReason reason, const CallContext& ctx, HandleInfo* info,
                          uint32_t shard = ThisThreadShard()) noexcept {
     bool park = false;
+    bool deferred = false;
     uint32_t holder_env = 0;
     // In transit, nobody holds a buffer (the sender detached it; an adopter has not won yet).
     if (was == EntryState::kLive && rec.data != nullptr &&
@@ -244,12 +245,14 @@ struct Manager::Impl {
       // seq_cst: Dekker with OnBufferReleased (see ParkOrRelease).
       const uint64_t h = table.LoadHolder(index);
       holder_env = HandleTable::HolderEnv(h);
+      deferred = !ImmediateReuse(rec.channel);
       park = holder_env != 0 && HandleTable::HolderAttached(h) &&
              HandleTable::HolderGeneration(h) == GenerationOf(id) &&
-             (holder_env != ctx.env || ctx.keep_until_released);
+             (holder_env != ctx.env || ctx.keep_until_released || deferred);
     }
     if (park) {
-      park = ParkOrRelease(index, id, holder_env, /*announce=*/holder_env != ctx.env, rec);
+      // A deferred buffer is not revoked by its holder: it waits for that buffer to die.
+      park = ParkOrRelease(index, id, holder_env, /*announce=*/holder_env != ctx.env && !deferred, rec);
     } else {
       ReleaseMemory(rec, shard);
     }
@@ -287,6 +290,14 @@ struct Manager::Impl {
     }
     if (HandleTable::HolderAttached(table.LoadHolder(index))) return true;
     return !Unpark(id);
+  }
+
+  /// Whether `channel`'s freed revocable memory returns to its pool at once (options bit 2);
+  /// otherwise it waits for its buffer to die. A live handle's channel is still open (a close
+  /// frees every handle before the index is recycled), so its options are this incarnation's.
+  bool ImmediateReuse(int32_t channel) const noexcept {
+    const ChannelState* st = ledger.Get(channel);
+    return st != nullptr && (st->options.load(std::memory_order_relaxed) & 4u) != 0;
   }
 
   /// Returns parked memory of `id` to its pool; false if it was not parked (any more).
@@ -552,6 +563,7 @@ ChannelOptions Manager::OptionsOf(int32_t channel) const noexcept {
   const uint32_t bits = st->options.load(std::memory_order_relaxed);
   o.access = (bits & 1u) ? AccessMode::kView : AccessMode::kRevocable;
   o.zero = (bits & 2u) ? ZeroMode::kAlways : ZeroMode::kCrossChannel;
+  o.immediate_reuse = (bits & 4u) != 0;
   return o;
 }
 
@@ -842,7 +854,12 @@ Status Manager::Lookup(uint64_t id, HandleInfo* info) const noexcept {
 }
 
 bool Manager::IsReleased(uint64_t id) const noexcept {
-  return impl_->table.Probe(id).kind == IdProbe::kStale;
+  const Impl& m = *impl_;
+  if (m.table.Probe(id).kind != IdProbe::kStale) return false;
+  // Freed, but its memory may still wait for a buffer to die (parked): not released yet.
+  if (m.parked_count.load(std::memory_order_seq_cst) == 0) return true;
+  std::lock_guard<std::mutex> lock(m.parked_mu);
+  return m.parked.find(id) == m.parked.end();
 }
 
 void Manager::CountViolation(int32_t channel, Violation kind) noexcept {

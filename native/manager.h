@@ -85,6 +85,10 @@ struct Limits {
 struct ChannelOptions {
   AccessMode access = AccessMode::kRevocable;
   ZeroMode zero = ZeroMode::kCrossChannel;
+  /// Revocable channels only. false (the default): a freed handle's memory is parked until the
+  /// buffer over it dies (OnBufferReleased), so I/O that Node still runs on that buffer never
+  /// meets another owner. true: it returns to its pool at once (the caller revokes its buffer).
+  bool immediate_reuse = false;
 };
 
 /// Who is calling (SPEC §3). The binding fills it per call; the Node-free tests may leave it
@@ -270,7 +274,8 @@ class Manager {
   /// kOk and *info for a live id; kInvalidHandle / kStaleHandle otherwise. No counting.
   Status Lookup(uint64_t id, HandleInfo* info) const noexcept;
   /// True only for an id that was issued and is fully released (slot returned,
-  /// ledger refunded). False for live, in-transit and forged ids.
+  /// ledger refunded). False for live, in-transit and forged ids, and for freed ids whose
+  /// memory is parked until a buffer over it dies.
   bool IsReleased(uint64_t id) const noexcept;
   /// Counts a violation found by the binding (e.g. kBufferDetached).
   void CountViolation(int32_t channel, Violation kind) noexcept;

@@ -811,14 +811,16 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   Napi::Value OpenChannel(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
-    int32_t access, zero;
+    int32_t access, zero, immediate;
     if (!info[0].IsString() || !ReadInt32(env, info[1], &access) || !ReadInt32(env, info[2], &zero) ||
-        (access != 0 && access != 1) || (zero != 0 && zero != 1)) {
+        !ReadInt32(env, info[3], &immediate) || (access != 0 && access != 1) || (zero != 0 && zero != 1) ||
+        (immediate != 0 && immediate != 1)) {
       return NegStatusValue(env, Status::kInvalidArgument);
     }
     ChannelOptions options;
     options.access = static_cast<AccessMode>(access);
     options.zero = static_cast<ZeroMode>(zero);
+    options.immediate_reuse = immediate == 1;
     int32_t index = -1;
     bool created = false;
     Status s = manager_->OpenChannel(info[0].As<Napi::String>().Utf8Value(), options, &index, &created);
@@ -834,7 +836,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     const int32_t index = m->FindChannel(info[0].As<Napi::String>().Utf8Value());
     if (index >= 0) {
       const ChannelOptions o = m->OptionsOf(index);
-      out_[0] = static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1);
+      out_[0] = static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1) | (o.immediate_reuse ? 4 : 0);
       out_[1] = m->OwnerOf(index);
     }
     return Num(env, index);
@@ -878,7 +880,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     int32_t channel;
     if (!ReadInt32(env, info[0], &channel)) throw ArgumentTypeError(env, "isopool: channelOptions(channel): channel must be an integer");
     ChannelOptions o = m->OptionsOf(channel);
-    return Num(env, static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1));
+    return Num(env, static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1) | (o.immediate_reuse ? 4 : 0));
   }
 
   // --- limits ---------------------------------------------------------------------------
@@ -1101,10 +1103,12 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     Status s = manager_->Free(id, presenter, static_cast<FreeReason>(reason), ctx, &h, &violations);
     WriteInfo(h, violations, /*with_age=*/false);
     out_[info_out::kRecached] = 0;
-    if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
+    // Parked memory waits for this buffer to die: it is not revoked (deferred reuse), or it was
+    // detached by other code already.
+    if (s == Status::kOk && ab != nullptr && !h.parked) DetachIfAttached(env, ab);
     // Slot cache: the caller revokes its buffer by moving the backing store into its cache.
     if (s == Status::kOk && cache_ != nullptr && token >= 0 &&
-        static_cast<size_t>(token) < cache_->by_token.size() && !ctx.keep_until_released) {
+        static_cast<size_t>(token) < cache_->by_token.size() && !ctx.keep_until_released && !h.parked) {
       SlotBuffer* b = cache_->by_token[token];
       auto it = b == nullptr ? cache_->by_slot.end() : cache_->by_slot.find(b->data);
       if (b != nullptr && b->id == id && !b->cached && it != cache_->by_slot.end() && it->second == b) {

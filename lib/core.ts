@@ -126,6 +126,9 @@ function transferAvailable(): boolean {
 /** Slot-cache entries kept at least (each is an ArrayBuffer object without memory of its own). */
 const SLOT_CACHE_MIN = 4096;
 
+/** Transfers remembered per thread (see Core.#moves). */
+const MOVES_KEPT = 65536;
+
 /** Memory in the unscoped domain or a revocable channel: its buffer is its own, revocable ArrayBuffer. */
 function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
   return type.memory && (channel === null || channel.access === 'revocable');
@@ -198,6 +201,8 @@ const VIOLATION_MESSAGES: Record<ViolationCode, string> = {
   BUFFER_DETACHED: 'buffer was detached by other code while the handle is live',
 };
 const BUFFER_DETACHED_KIND = VIOLATION_CODES.indexOf('BUFFER_DETACHED');
+const FORGED_BIT = 1 << VIOLATION_CODES.indexOf('FORGED_HANDLE');
+const CROSS_CHANNEL_BIT = 1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL');
 
 function violationList(mask: number, id: number): Violation[] {
   const out: Violation[] = [];
@@ -248,6 +253,12 @@ export class Core implements HandleOwner {
   readonly #fast: FastLane | null;
   #closed = false;
   #unscopedDeferred = true;
+  /**
+   * Transfers (`transferHandle`) seen by this thread, by id: a handle object made before the
+   * latest one is inert. Entries go when this thread frees the id; at most MOVES_KEPT (oldest
+   * first), which only matters for an id moved away and adopted back here that many transfers later.
+   */
+  readonly #moves = new Map<number, number>();
   #finalMetrics: ManagerMetrics | null = null;
 
   constructor(options: CoreOptions) {
@@ -657,7 +668,7 @@ export class Core implements HandleOwner {
         const taken = fast.take(channel, type.index, n, watched);
         if (taken !== null) {
           this.#allocationCount++;
-          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'view');
+          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'view', presenter);
           if (watched) this.#track(taken.id, type, n, channel, null, taken.buffer, handle, true, -1);
           return handle;
         }
@@ -665,7 +676,7 @@ export class Core implements HandleOwner {
         const taken = fast.takeRevocable(channel, type.index, n);
         if (taken !== null) {
           this.#allocationCount++;
-          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'revocable');
+          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'revocable', presenter);
           this.#track(taken.id, type, n, channel, taken.ab, taken.buffer, handle, false, taken.token);
           return handle;
         }
@@ -721,7 +732,7 @@ export class Core implements HandleOwner {
     }
     const channelName = channel === null ? null : channel.name;
     const access: AccessMode | null = type.memory ? (revocable ? 'revocable' : 'view') : null;
-    const handle = new Handle(this, id, type.name, n, channelName, buffer, this.#poolName(pool), slotBytes, access);
+    const handle = new Handle(this, id, type.name, n, channelName, buffer, this.#poolName(pool), slotBytes, access, presenter);
 
     this.#allocationCount++;
     if (watched || ab !== null) this.#track(id, type, n, channel, ab, buffer, handle, watched, token);
@@ -973,6 +984,7 @@ export class Core implements HandleOwner {
     const status = this.#freeHeld(id, presenterIndex, record);
     if (status === NativeStatus.Ok) {
       fast?.forget(id);
+      if (this.#moves.size !== 0) this.#moves.delete(id);
       // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
       const ownerIndex = this.#out[InfoOut.Channel];
@@ -993,15 +1005,24 @@ export class Core implements HandleOwner {
     return true;
   }
 
-  disposeHandle(id: number): void {
+  /**
+   * `[Symbol.dispose]` of a handle object: frees it through the checks of the scope that issued
+   * it (`presenter`), unless the object is inert: its manager or scope closed, its id freed, in
+   * transit, or moved by a transfer since the object was made (`moves`). Inert disposes count nothing.
+   */
+  disposeHandle(id: number, presenter: unknown, moves: number): void {
     if (this.#closed) return;
+    if (this.#moves.size !== 0 && (this.#moves.get(id) ?? 0) !== moves) return;
+    const scope = presenter as ChannelState | null;
+    if (scope !== null && (!scope.open || (this.#shared && this.#lookupChannel(scope.name, true) !== scope))) return;
     const fast = this.#fast;
-    if (fast !== null && this.#park(fast, id, null)) return;
+    if (fast !== null && this.#park(fast, id, scope)) return;
     const record = this.#records.get(id);
     if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
-    if (this.#native.lookup(id) !== NativeStatus.Ok) return;
-    if (this.#freeHeld(id, -1, record) === NativeStatus.Ok) {
+    if (this.#native.lookup(id) !== NativeStatus.Ok || this.#out[InfoOut.InTransit] === 1) return;
+    if (this.#freeHeld(id, scope === null ? -1 : scope.index, record) === NativeStatus.Ok) {
       fast?.forget(id);
+      this.#moves.delete(id);
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);
     }
   }
@@ -1032,6 +1053,12 @@ export class Core implements HandleOwner {
     }
     let mask = this.#native.validate(id, presenterIndex);
     const out = this.#out;
+    if (presenter !== null && (mask & CROSS_CHANNEL_BIT) !== 0) {
+      // Counted natively as CROSS_CHANNEL against the presenter, and the operator's event says so;
+      // the scope's answer is a forged id's, so a scope is no oracle for other channels' ids.
+      this.#emitViolations(mask, id, presenter);
+      return { valid: false, handleId: id, channelId: null, violations: violationList(FORGED_BIT, id) };
+    }
     // Live: none of the bits that mean "not a live handle" (canary/bounds damage is on a live one).
     const notLive = (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE')) | (1 << VIOLATION_CODES.indexOf('STALE_HANDLE')) | (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'));
     const live = (mask & notLive) === 0;
@@ -1074,9 +1101,8 @@ export class Core implements HandleOwner {
       if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) throw new InvalidHandleError(id);
       if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) throw new StaleHandleError(id, true);
       if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) throw new StaleHandleError(id, false);
-      if (presenter !== null && mask & (1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) {
-        throw new IsolationViolationError(id, presenter.name);
-      }
+      // Through a scope, another channel's live id gets a forged id's error (no oracle).
+      if (presenter !== null && mask & CROSS_CHANNEL_BIT) throw new InvalidHandleError(id);
     }
     const type = this.#typesByIndex[out[InfoOut.Type]];
     const channelIndex = out[InfoOut.Channel];
@@ -1162,6 +1188,10 @@ export class Core implements HandleOwner {
     }
     const status = this.#native.beginTransfer(id, bufferOf(record));
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { id });
+    const moves = this.#moves;
+    const seen = moves.get(id);
+    if (seen === undefined && moves.size >= MOVES_KEPT) moves.delete(moves.keys().next().value as number);
+    moves.set(id, (seen ?? 0) + 1);
     this.#fast?.forget(id);
     this.#release(id, record);
     return id;
@@ -1185,7 +1215,7 @@ export class Core implements HandleOwner {
     }
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
-    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access);
+    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access, null, this.#moves.get(id) ?? 0);
     if (ab !== null) {
       // Deferred as native decides it: revocable slab memory of a channel without immediate reuse
       // (a view channel's adopted memory returns at once, so its own buffer must be revoked).

@@ -6,11 +6,19 @@ import type { AccessMode, ResourceHandle } from './types';
 
 /** What a handle needs from its manager to dispose itself. */
 export interface HandleOwner {
-  /** Frees the handle if it is still live; no violation is counted for an already-freed one. */
-  disposeHandle(id: number): void;
+  /**
+   * Frees the handle if it is still live and still this object's: `presenter` is the scope that
+   * issued it (its checks apply), `moves` the number of transfers of `id` this object has seen.
+   * No violation is counted for an already-freed or moved handle.
+   */
+  disposeHandle(id: number, presenter: unknown, moves: number): void;
 }
 
-/** @internal The concrete handle. Only the id is trusted when a handle comes back in. */
+/**
+ * @internal The concrete handle. Its identity (`id`, `resourceType`, `size`, `channelId`...) is
+ * frozen at creation, and only objects made here are accepted as handles (a private-field brand
+ * check: look-alikes, prototypes and Proxies are refused).
+ */
 export class Handle implements ResourceHandle {
   readonly id: number;
   readonly resourceType: string;
@@ -22,6 +30,12 @@ export class Handle implements ResourceHandle {
   /** How the buffer is exposed: `'revocable'`, `'view'`, or `null` for counted types. */
   readonly access: AccessMode | null;
   #owner: HandleOwner | null;
+  /** The id as issued (the trusted copy). */
+  readonly #id: number;
+  /** The scope state that issued it (null: the manager). */
+  readonly #presenter: unknown;
+  /** Transfers of this id seen by the issuing thread when this object was made. */
+  readonly #moves: number;
 
   constructor(
     owner: HandleOwner,
@@ -33,8 +47,13 @@ export class Handle implements ResourceHandle {
     pool: string,
     slotBytes: number,
     access: AccessMode | null,
+    presenter: unknown = null,
+    moves = 0,
   ) {
     this.#owner = owner;
+    this.#id = id;
+    this.#presenter = presenter;
+    this.#moves = moves;
     this.id = id;
     this.resourceType = resourceType;
     this.size = size;
@@ -43,21 +62,27 @@ export class Handle implements ResourceHandle {
     this.pool = pool;
     this.slotBytes = slotBytes;
     this.access = access;
+    Object.freeze(this);
   }
 
-  /** Deallocates; a second dispose (or one after deallocation) is a no-op. */
+  /** Deallocates; a second dispose (or one after deallocation or transfer) is a no-op. */
   [Symbol.dispose](): void {
     const owner = this.#owner;
     if (owner === null) return;
     this.#owner = null;
-    owner.disposeHandle(this.id);
+    owner.disposeHandle(this.#id, this.#presenter, this.#moves);
+  }
+
+  /** The issued id of a genuine handle object, or undefined for anything else. */
+  static idOf(value: object): number | undefined {
+    return #id in value ? (value as Handle).#id : undefined;
   }
 }
 
 /** The id of a handle argument, or undefined if the argument is neither a handle object nor a number. */
 export function handleIdOf(handle: unknown): number | undefined {
   if (typeof handle === 'number') return handle;
-  if (handle instanceof Handle) return handle.id;
+  if (typeof handle === 'object' && handle !== null) return Handle.idOf(handle);
   return undefined;
 }
 

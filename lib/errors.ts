@@ -197,7 +197,11 @@ export class StaleHandleError extends IsopoolError {
   }
 }
 
-/** A handle presented to another channel's scope. */
+/**
+ * Cross-channel use of a handle, where the caller may be told so. A `ChannelScope` never
+ * throws it: another channel's live id gets a forged id's `ERR_INVALID_HANDLE` there, so a scope
+ * is no oracle for other channels' ids (the use is still counted as `CROSS_CHANNEL`).
+ */
 export class IsolationViolationError extends IsopoolError {
   readonly code = 'ERR_ISOLATION_VIOLATION' as const;
   /** The class name, as shown in stack traces. */

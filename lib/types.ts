@@ -347,9 +347,13 @@ export interface ChannelScope {
   allocate(resourceType: string, size: number): ResourceHandle;
   /** False (and a CROSS_CHANNEL count) for another channel's handle. */
   deallocate(handle: ResourceHandle | number): boolean;
-  /** Like `validateSecurityBoundaries`, and reports `CROSS_CHANNEL` for another channel's handle. */
+  /**
+   * Like `validateSecurityBoundaries`. Another channel's live id gets exactly a forged id's answer
+   * (`FORGED_HANDLE`, no owner): a scope is no oracle for other channels' ids. The use is counted
+   * as `CROSS_CHANNEL` against this channel, and the manager-level view tells them apart.
+   */
   validate(handle: ResourceHandle | number): SecurityValidationResult;
-  /** Throws IsolationViolationError for another channel's handle. */
+  /** Throws InvalidHandleError (`ERR_INVALID_HANDLE`) for another channel's handle, as for a forged id. */
   track(handle: ResourceHandle | number): ResourceMetrics;
   /** This channel's effective limits for a type (or `'*'`). */
   limits(resourceType: string): ResourceLimits;

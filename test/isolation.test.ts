@@ -78,10 +78,10 @@ describe('isolation', () => {
 
       const v = b.validate(owner);
       expect(v.valid, 'validate refuses').to.equal(false);
-      expect(v.violations.map((x) => x.code), 'validate codes').to.deep.equal(['CROSS_CHANNEL']);
+      expect(v.violations.map((x) => x.code), 'validate codes: a forged id\'s answer through a scope').to.deep.equal(['FORGED_HANDLE']);
       expect(mgr.verifyResourceIsolation('b').violations[0]?.count, 'count after validate').to.equal(2);
 
-      expectCode(() => b.track(owner), 'ERR_ISOLATION_VIOLATION', 'track');
+      expectCode(() => b.track(owner), 'ERR_INVALID_HANDLE', 'track: a forged id\'s error through a scope');
       r = mgr.verifyResourceIsolation('b');
       expect(r.violations.map((x) => [x.code, x.count]), 'count after track').to.deep.equal([['CROSS_CHANNEL', 3]]);
 
@@ -106,7 +106,7 @@ describe('isolation', () => {
     it('an unscoped handle presented to a channel scope is cross-channel', () => {
       const u = mgr.allocateResource('buffer', 10);
       expect(mgr.channel('a').deallocate(u), 'refused').to.equal(false);
-      expectCode(() => mgr.channel('a').track(u), 'ERR_ISOLATION_VIOLATION', 'track');
+      expectCode(() => mgr.channel('a').track(u), 'ERR_INVALID_HANDLE', 'track: a forged id\'s error through a scope');
       expect(mgr.verifyResourceIsolation('a').violations.map((x) => [x.code, x.count]), 'counted on a').to.deep.equal([
         ['CROSS_CHANNEL', 2],
       ]);

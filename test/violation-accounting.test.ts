@@ -120,7 +120,7 @@ describe('violation accounting: one count and one event per violation, for every
     const h = a.allocate('buffer', 100);
     expectOne('validate', () => expect(b.validate(h).valid).to.equal(false), 'CROSS_CHANNEL', 'b', h.id, 'b');
     expectOne('deallocate', () => expect(b.deallocate(h)).to.equal(false), 'CROSS_CHANNEL', 'b', h.id, 'b');
-    expectOne('track', () => expectCode(() => b.track(h), 'ERR_ISOLATION_VIOLATION', 'track'), 'CROSS_CHANNEL', 'b', h.id, 'b');
+    expectOne('track', () => expectCode(() => b.track(h), 'ERR_INVALID_HANDLE', 'track'), 'CROSS_CHANNEL', 'b', h.id, 'b');
     expectOne('by id', () => b.validate(h.id), 'CROSS_CHANNEL', 'b', h.id, 'b');
     const u = mgr.allocateResource('buffer', 10);
     expectOne('an unscoped handle to a scope', () => b.validate(u), 'CROSS_CHANNEL', 'b', u.id, 'b');

@@ -3,7 +3,11 @@
  * Every call presents the scope's channel, so another channel's handles are refused and counted.
  * @packageDocumentation
  */
+import * as fs from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import type { ChannelState, Core } from './core';
+import { InvalidArgumentError, describeValue } from './errors';
+import { Handle } from './handle';
 import type {
   ChannelCloseReport,
   ChannelScope,
@@ -51,6 +55,91 @@ export class Scope implements ChannelScope {
     this.#core.checkOpen('ChannelScope.limits');
     this.#core.checkScopeOpen(this.#state);
     return this.#core.getLimits(resourceType, this.#state.name);
+  }
+
+  write(stream: NodeJS.WritableStream, handle: ResourceHandle): Promise<void> {
+    if (typeof stream !== 'object' || stream === null || typeof stream.write !== 'function') {
+      throw new InvalidArgumentError('stream', `stream must be a writable stream, got ${describeValue(stream)}`);
+    }
+    const buffer = this.#owned('ChannelScope.write', handle);
+    const deferred = this.#state.deferred;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        stream.removeListener('close', onClose);
+        this.#free(handle);
+        if (err === undefined || err === null) resolve();
+        else reject(err);
+      };
+      // A deferred channel's memory waits for the buffer anyway, so a stream that closes without
+      // calling back (a user stream that drops writes) still gives the handle back. Elsewhere only
+      // the write's own callback says that Node is done with the memory.
+      const onClose = (): void => {
+        if (deferred) settle(new InvalidArgumentError('stream', `the stream closed before writing handle ${handle.id} of channel ${describeValue(this.#state.name)}`));
+      };
+      stream.on('close', onClose);
+      try {
+        stream.write(buffer, (err?: Error | null) => settle(err));
+      } catch (err) {
+        settle(err);
+      }
+    });
+  }
+
+  writeFile(file: number | FileHandle, handle: ResourceHandle, position: number | null = null): Promise<number> {
+    const isFd = typeof file === 'number';
+    if (isFd ? !Number.isSafeInteger(file) || file < 0 : typeof file !== 'object' || file === null || typeof file.write !== 'function') {
+      throw new InvalidArgumentError('file', `file must be a file descriptor or a FileHandle, got ${describeValue(file)}`);
+    }
+    if (position !== null && (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0)) {
+      throw new InvalidArgumentError('position', `position must be null or a non-negative safe integer, got ${describeValue(position)}`);
+    }
+    const buffer = this.#owned('ChannelScope.writeFile', handle);
+    const writeSome = (offset: number): Promise<number> => {
+      const at = position === null ? null : position + offset;
+      if (!isFd) return (file as FileHandle).write(buffer, offset, buffer.length - offset, at).then((r) => r.bytesWritten);
+      return new Promise<number>((resolve, reject) => {
+        fs.write(file as number, buffer, offset, buffer.length - offset, at, (err, n) => (err === null ? resolve(n) : reject(err)));
+      });
+    };
+    const run = async (): Promise<number> => {
+      let written = 0;
+      try {
+        while (written < buffer.length) {
+          const n = await writeSome(written);
+          if (n <= 0) break;
+          written += n;
+        }
+      } finally {
+        this.#free(handle);
+      }
+      return written;
+    };
+    return run();
+  }
+
+  /**
+   * The buffer of a live memory handle of this channel, for a helper that takes ownership of it.
+   * Refuses (typed error, nothing changed) what `track` refuses, ids without their object (the
+   * buffer travels with the object) and counted types.
+   */
+  #owned(operation: string, handle: ResourceHandle): Buffer {
+    this.#core.checkOpen(operation);
+    if (typeof handle !== 'object' || handle === null || Handle.idOf(handle) === undefined) {
+      throw new InvalidArgumentError('handle', `handle must be a ResourceHandle object (its buffer is written), got ${describeValue(handle)}`);
+    }
+    this.#core.track(handle, this.#state);
+    const buffer = handle.buffer;
+    if (buffer === null) throw new InvalidArgumentError('handle', `handle ${handle.id} is of a counted type: it has no buffer to write`);
+    return buffer;
+  }
+
+  /** Gives back a handle a helper owns; already freed (the channel or manager closed) is fine. */
+  #free(handle: ResourceHandle): void {
+    if (this.#core.closed || !this.#state.open) return;
+    this.#core.deallocate(handle, this.#state);
   }
 
   close(): ChannelCloseReport {

@@ -355,6 +355,21 @@ export interface ChannelScope {
   validate(handle: ResourceHandle | number): SecurityValidationResult;
   /** Throws InvalidHandleError (`ERR_INVALID_HANDLE`) for another channel's handle, as for a forged id. */
   track(handle: ResourceHandle | number): ResourceMetrics;
+  /**
+   * Writes the handle's buffer to `stream` and deallocates the handle once the write is over:
+   * when its callback runs (success or failure), or, in a channel with deferred reuse (the
+   * default), when the stream closes first. Resolves when written; rejects with the write's
+   * error. The handle belongs to the call from then on; do not free it yourself. Refuses a
+   * handle `track` refuses, an id without its object, and counted types (typed errors, nothing
+   * changed).
+   */
+  write(stream: NodeJS.WritableStream, handle: ResourceHandle): Promise<void>;
+  /**
+   * Writes the handle's whole buffer to `file` (a descriptor or a `FileHandle`) at `position`
+   * (`null`: the current position), then deallocates the handle, whether the write succeeded or
+   * failed. Resolves the bytes written. Refuses bad arguments as `write` does.
+   */
+  writeFile(file: number | import('node:fs/promises').FileHandle, handle: ResourceHandle, position?: number | null): Promise<number>;
   /** This channel's effective limits for a type (or `'*'`). */
   limits(resourceType: string): ResourceLimits;
   /** Closes the channel; like `closeChannel(channelId)`. */

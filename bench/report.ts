@@ -148,6 +148,18 @@ export function retentionTable(rt: RoundTripResult): string {
   return table(['candidate', 'retained per round trip, job still running', 'after the job ended'], rows, [false, true, true]);
 }
 
+export function heldTable(rt: RoundTripResult): string {
+  const rows = (rt.held ?? []).map((h) => [
+    h.candidate,
+    `${h.bytes / 1024} KiB`,
+    `${h.jobs} x ${h.perJob.toLocaleString('en-US')}`,
+    h.medianPending.toLocaleString('en-US'),
+    h.maxPending.toLocaleString('en-US'),
+    `${(h.maxReservedBytes / (1024 * 1024)).toFixed(1)} MiB`,
+  ]);
+  return table(['candidate', 'size', 'jobs x round trips', 'pending at job end, median', 'max', 'pool memory reserved, max'], rows, [false, true, true, true, true, true]);
+}
+
 /** The four headline ratios of the brief (plus transfer vs detach where both were measured). */
 export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; readonly ratio: number }> {
   const find = (label: string, name: string): CandidateResult | undefined =>
@@ -160,6 +172,10 @@ export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; 
   return [
     { label: 'revocable (channel) 4 KiB / Buffer.allocUnsafe(4096)', ratio: ratio('4 KiB', CANDIDATES.revocableChannel, BASELINES.allocUnsafe) },
     { label: 'revocable (channel) 64 KiB / Buffer.alloc(65536)', ratio: ratio('64 KiB', CANDIDATES.revocableChannel, BASELINES.alloc) },
+    ...['4 KiB', '64 KiB'].map((label) => ({
+      label: `revocable (channel) ${label}: deferred reuse (default) / unsafeImmediateReuse`,
+      ratio: ratio(label, CANDIDATES.revocableChannel, CANDIDATES.revocableImmediate),
+    })),
     { label: 'view 4 KiB / Buffer.allocUnsafe(4096)', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.allocUnsafe) },
     { label: 'view 4 KiB / JS free-list pool', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.jsPool) },
     // A reference (bench/js-pool.ts JsHandlePool): how far the API's shape alone is from the free list.
@@ -197,6 +213,7 @@ export function consoleReport(report: BenchReport): string {
     out.push('', `## 1. Round trips (allocate + touch one byte + release), leakDetection 'off'; ratios = median over rounds of candidate / baseline`);
     for (const size of report.roundTrip.sizes) out.push('', `### ${size.label}`, roundTripTable(size));
     if (report.roundTrip.syncRetention !== null) out.push('', 'Heap kept by a synchronous loop (4 KiB):', retentionTable(report.roundTrip));
+    if ((report.roundTrip.held ?? []).length > 0) out.push('', 'Pool memory held by deferred reuse:', heldTable(report.roundTrip));
     out.push('', 'Key ratios:');
     for (const k of keyRatios(report.roundTrip)) out.push(`  ${k.label}: ${formatRatio(k.ratio)}`);
   }
@@ -291,6 +308,19 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
         'without bound; a long synchronous batch does.',
         '',
         retentionTable(report.roundTrip),
+        '',
+      );
+    }
+    if ((report.roundTrip.held ?? []).length > 0) {
+      out.push(
+        '### Pool memory held by deferred reuse',
+        '',
+        'A revocable channel runs jobs of back-to-back round trips, yielding to the event loop between jobs as a server',
+        'does, with no forced GC. By default (deferred reuse) a freed buffer\'s memory waits until the collector frees the',
+        'buffer, so it can never meet Node I/O still running on it; `unsafeImmediateReuse` reuses it at once. Pending',
+        'handles are counted at the end of each job (`revocation.pendingRelease`).',
+        '',
+        heldTable(report.roundTrip),
         '',
       );
     }

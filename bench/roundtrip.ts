@@ -4,6 +4,8 @@
  * Candidates (isopool), all with `leakDetection: 'off'` so the raw pool path is compared (suite 3
  * measures what leak detection adds):
  * - revocable, with a channel: `manager.openChannel('r').allocate('buffer', n)` / `scope.deallocate(h)`
+ *   (the default: deferred reuse, the freed memory waits for its buffer to be collected)
+ * - revocable, with `unsafeImmediateReuse: true`: revoked and reused at free (the opt-out)
  * - revocable, without a channel: `manager.allocateResource('buffer', n)` / `deallocateResource(h)`
  * - view, with a channel: `openChannel('v', { access: 'view' })`. There is no "view without a
  *   channel": the unscoped domain is always revocable (access is a channel option, SPEC.md §1).
@@ -33,14 +35,16 @@ export const ROUND_TRIP_SIZES: ReadonlyArray<{ readonly label: string; readonly 
 
 export const CANDIDATES = {
   revocableChannel: 'isopool revocable (channel)',
+  /** The opt-out of deferred reuse: `openChannel('i', { unsafeImmediateReuse: true })`. */
+  revocableImmediate: 'isopool revocable (channel, unsafeImmediateReuse)',
   revocableUnscoped: 'isopool revocable (no channel)',
   viewChannel: 'isopool view (channel)',
-  /** Node >= 21 only: the same as revocableChannel with ISOPOOL_REVOCATION=detach (the Node 20 method). */
-  revocableDetach: 'isopool revocable (channel, detach method)',
+  /** Node >= 21 only: revocableImmediate with ISOPOOL_REVOCATION=detach (the Node 20 method). */
+  revocableDetach: 'isopool revocable (channel, unsafeImmediateReuse, detach method)',
   /** viewChannel with ISOPOOL_FASTLANE=off: every allocation and deallocation calls native. */
   viewNoLane: 'isopool view (channel, no fast lane)',
-  /** Node >= 21 only (where revocable channels take the lane): revocableChannel with ISOPOOL_FASTLANE=off. */
-  revocableNoLane: 'isopool revocable (channel, no fast lane)',
+  /** Node >= 21 only (where unsafeImmediateReuse channels take the lane): revocableImmediate with ISOPOOL_FASTLANE=off. */
+  revocableNoLane: 'isopool revocable (channel, unsafeImmediateReuse, no fast lane)',
 } as const;
 
 /** Whether revocable buffers can be revoked by transfer() here (then both methods are measured). */
@@ -96,6 +100,54 @@ export interface RoundTripResult {
   readonly findings: string[];
   /** Heap kept by a synchronous loop of round trips; null without --expose-gc. */
   readonly syncRetention: SyncRetention[] | null;
+  /** Pool memory held by deferred reuse (and by the opt-out, for comparison), 4 KiB and 64 KiB. */
+  readonly held: HeldMemory[];
+}
+
+/**
+ * Pool memory a revocable channel holds while it runs `jobs` jobs of `perJob` round trips each,
+ * yielding to the event loop between jobs as a server does (no forced GC): the memory of freed
+ * buffers waits until the collector frees them (deferred reuse), or returns at once (the opt-out).
+ */
+export interface HeldMemory {
+  readonly candidate: string;
+  readonly bytes: number;
+  readonly jobs: number;
+  readonly perJob: number;
+  /** Most freed-but-pending handles seen at the end of a job (metrics revocation.pendingRelease). */
+  readonly maxPending: number;
+  /** Median of the same over jobs. */
+  readonly medianPending: number;
+  /** Most pool memory reserved at the end of a job, over the manager's own baseline before the run. */
+  readonly maxReservedBytes: number;
+}
+
+async function measureHeld(candidate: string, manager: ResourceManager, scope: ChannelScope, bytes: number, jobs: number, perJob: number): Promise<HeldMemory> {
+  await endJob();
+  const base = manager.getResourceMetrics().totals.reservedBytes;
+  const pending: number[] = [];
+  let maxReserved = 0;
+  for (let j = 0; j < jobs; j++) {
+    for (let i = 0; i < perJob; i++) {
+      const h = scope.allocate('buffer', bytes);
+      touch(h.buffer);
+      scope.deallocate(h);
+    }
+    const m = manager.getResourceMetrics();
+    pending.push(m.revocation.pendingRelease);
+    maxReserved = Math.max(maxReserved, m.totals.reservedBytes - base);
+    await endJob();
+  }
+  const sorted = [...pending].sort((a, b) => a - b);
+  return {
+    candidate,
+    bytes,
+    jobs,
+    perJob,
+    maxPending: sorted[sorted.length - 1] ?? 0,
+    medianPending: sorted[Math.floor(sorted.length / 2)] ?? 0,
+    maxReservedBytes: maxReserved,
+  };
 }
 
 /**
@@ -139,15 +191,18 @@ async function measureSyncRetention(candidate: string, roundTrip: () => void, ro
  * `bytes`, a true deallocation, revocation (length 0 afterwards) in revocable mode only, and
  * verifyCleanupCompletion true afterwards.
  */
-function checkBehaviour(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope): string[] {
+function checkBehaviour(bytes: number, manager: ResourceManager, revocable: ChannelScope, view: ChannelScope, immediate: ChannelScope): string[] {
   const problems: string[] = [];
   const expect = (what: string, actual: unknown, expected: unknown): void => {
     if (!Object.is(actual, expected)) problems.push(`${what}: expected ${String(expected)}, got ${String(actual)}`);
   };
-  const cases: Array<{ name: string; allocate: () => ResourceHandle; free: (h: ResourceHandle) => boolean; revoked: boolean; channelId: string | null }> = [
-    { name: `openChannel('r').allocate('buffer', ${bytes})`, allocate: () => revocable.allocate('buffer', bytes), free: (h) => revocable.deallocate(h), revoked: true, channelId: 'r' },
-    { name: `allocateResource('buffer', ${bytes})`, allocate: () => manager.allocateResource('buffer', bytes), free: (h) => manager.deallocateResource(h), revoked: true, channelId: null },
-    { name: `openChannel('v', {access:'view'}).allocate('buffer', ${bytes})`, allocate: () => view.allocate('buffer', bytes), free: (h) => view.deallocate(h), revoked: false, channelId: 'v' },
+  // revoked: the buffer is detached at free; released: its memory is back at once (deferred
+  // reuse keeps it until the buffer is collected, and the buffer stays readable until then).
+  const cases: Array<{ name: string; allocate: () => ResourceHandle; free: (h: ResourceHandle) => boolean; revoked: boolean; released: boolean; channelId: string | null }> = [
+    { name: `openChannel('r').allocate('buffer', ${bytes})`, allocate: () => revocable.allocate('buffer', bytes), free: (h) => revocable.deallocate(h), revoked: false, released: false, channelId: 'r' },
+    { name: `openChannel('i', {unsafeImmediateReuse:true}).allocate('buffer', ${bytes})`, allocate: () => immediate.allocate('buffer', bytes), free: (h) => immediate.deallocate(h), revoked: true, released: true, channelId: 'i' },
+    { name: `allocateResource('buffer', ${bytes})`, allocate: () => manager.allocateResource('buffer', bytes), free: (h) => manager.deallocateResource(h), revoked: false, released: false, channelId: null },
+    { name: `openChannel('v', {access:'view'}).allocate('buffer', ${bytes})`, allocate: () => view.allocate('buffer', bytes), free: (h) => view.deallocate(h), revoked: false, released: true, channelId: 'v' },
   ];
   for (const c of cases) {
     try {
@@ -157,7 +212,7 @@ function checkBehaviour(bytes: number, manager: ResourceManager, revocable: Chan
       expect(`${c.name}.channelId`, h.channelId, c.channelId);
       expect(`deallocate after ${c.name}`, c.free(h), true);
       expect(`buffer.length after deallocate (${c.name})`, b?.length, c.revoked ? 0 : bytes);
-      expect(`verifyCleanupCompletion after deallocate (${c.name})`, manager.verifyCleanupCompletion(h), true);
+      expect(`verifyCleanupCompletion after deallocate (${c.name})`, manager.verifyCleanupCompletion(h), c.released);
       expect(`second deallocate (${c.name})`, c.free(h), false);
     } catch (error) {
       problems.push(`${c.name}: threw ${describeError(error)}`);
@@ -195,6 +250,7 @@ function candidatesFor(
   detach: ChannelScope | null,
   viewNoLane: ChannelScope,
   revocableNoLane: ChannelScope | null,
+  immediate: ChannelScope,
 ): Candidate[] {
   const viaScope = (name: string, scope: ChannelScope): Candidate => ({
     name,
@@ -209,6 +265,7 @@ function candidatesFor(
     ...(detach === null ? [] : [viaScope(CANDIDATES.revocableDetach, detach)]),
     ...(revocableNoLane === null ? [] : [viaScope(CANDIDATES.revocableNoLane, revocableNoLane)]),
     viaScope(CANDIDATES.revocableChannel, revocable),
+    viaScope(CANDIDATES.revocableImmediate, immediate),
     {
       name: CANDIDATES.revocableUnscoped,
       baseline: false,
@@ -281,17 +338,19 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
   const checks: string[] = [];
   const findings: string[] = [];
   let syncRetention: SyncRetention[] | null = null;
+  const held: HeldMemory[] = [];
   try {
     const revocable = manager.openChannel('r');
+    const immediate = manager.openChannel('i', { unsafeImmediateReuse: true });
     const view = manager.openChannel('v', { access: 'view' });
-    const detach = detachMgr === null ? null : detachMgr.openChannel('r');
+    const detach = detachMgr === null ? null : detachMgr.openChannel('r', { unsafeImmediateReuse: true });
     const viewNoLane = noLaneMgr.openChannel('v', { access: 'view' });
-    const revocableNoLane = HAS_TRANSFER ? noLaneMgr.openChannel('r') : null;
+    const revocableNoLane = HAS_TRANSFER ? noLaneMgr.openChannel('r', { unsafeImmediateReuse: true }) : null;
     for (const { label, bytes } of ROUND_TRIP_SIZES) {
       log(`round trips, ${label} (${config.rounds} interleaved rounds)`);
-      checks.push(...checkBehaviour(bytes, manager, revocable, view));
+      checks.push(...checkBehaviour(bytes, manager, revocable, view, immediate));
       const pool = new JsBufferPool(bytes, 8);
-      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, jsHandles(bytes), detach, viewNoLane, revocableNoLane), config, log);
+      const results = await runInterleaved(`round trip ${label}`, candidatesFor(bytes, manager, revocable, view, pool, jsHandles(bytes), detach, viewNoLane, revocableNoLane, immediate), config, log);
       const byName = new Map(results.map((r) => [r.name, r]));
       const ratios: RatioEntry[] = [];
       for (const candidate of results.filter((r) => !r.baseline)) {
@@ -308,7 +367,7 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
     log('  synchronous-loop heap retention, 4 KiB');
     const small = ROUND_TRIP_SIZES[0].bytes;
     const roundTrips = config.mode === 'quick' ? 20_000 : 100_000;
-    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), jsHandles(small), detach, viewNoLane, revocableNoLane).filter(
+    const candidates = candidatesFor(small, manager, revocable, view, new JsBufferPool(small, 8), jsHandles(small), detach, viewNoLane, revocableNoLane, immediate).filter(
       (c) => c.name !== BASELINES.alloc && c.name !== BASELINES.arrayBuffer,
     );
     const measured: SyncRetention[] = [];
@@ -326,10 +385,23 @@ export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<R
       }
     }
     syncRetention = measured.length === 0 ? null : measured;
+    const jobs = config.mode === 'quick' ? 20 : 100;
+    for (const bytes of [4 * 1024, 64 * 1024]) {
+      log(`  memory held by deferred reuse, ${bytes / 1024} KiB`);
+      // A fresh manager each, so one's held memory is not another's baseline.
+      for (const [name, options] of [[CANDIDATES.revocableChannel, {}], [CANDIDATES.revocableImmediate, { unsafeImmediateReuse: true }]] as const) {
+        const m = new ResourceManager({ leakDetection: 'off' });
+        try {
+          held.push(await measureHeld(name, m, m.openChannel('h', options), bytes, jobs, 1000));
+        } finally {
+          m.close();
+        }
+      }
+    }
   } finally {
     manager.close();
     detachMgr?.close();
     noLaneMgr.close();
   }
-  return { leakDetection: 'off', sizes, checks, findings, syncRetention };
+  return { leakDetection: 'off', sizes, checks, findings, syncRetention, held };
 }

@@ -77,11 +77,15 @@ export class Scope implements ChannelScope {
       // calling back (a user stream that drops writes) still gives the handle back. Elsewhere only
       // the write's own callback says that Node is done with the memory.
       const onClose = (): void => {
-        if (deferred) settle(new InvalidArgumentError('stream', `the stream closed before writing handle ${handle.id} of channel ${describeValue(this.#state.name)}`));
+        if (!deferred) return;
+        const errored = (stream as { errored?: unknown }).errored;
+        settle(errored ?? prematureClose(handle.id, this.#state.name));
       };
       stream.on('close', onClose);
       try {
-        stream.write(buffer, (err?: Error | null) => settle(err));
+        // A destroy with an error fails the write with that error (the stream's `errored`): a net
+        // socket destroyed mid-write calls back without one.
+        stream.write(buffer, (err?: Error | null) => settle((stream as { errored?: unknown }).errored ?? err));
       } catch (err) {
         settle(err);
       }
@@ -147,6 +151,12 @@ export class Scope implements ChannelScope {
     this.#core.checkScopeOpen(this.#state);
     return this.#core.closeChannel(this.#state.name);
   }
+}
+
+/** A stream that closed before its write called back (Node's own code for that). */
+function prematureClose(id: number, channel: string): Error {
+  const error = new Error(`isopool: the stream closed before writing handle ${id} of channel ${describeValue(channel)}`);
+  return Object.assign(error, { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 }
 
 /** The scope of a channel incarnation, created once. */

@@ -58,7 +58,7 @@ import type {
   ViolationCode,
   ZeroMode,
 } from './types';
-import { checkChannelId, checkLimits, checkSize, checkTypeName } from './validate';
+import { checkChannelId, checkSize, checkTypeName } from './validate';
 import type { CheckedChannelOptions } from './validate';
 
 interface TypeState {
@@ -516,9 +516,9 @@ export class Core implements HandleOwner {
   // ---------------------------------------------------------------------------------------------
   // limits and types
 
-  setLimits(resourceType: unknown, limits: unknown, channelId: unknown): void {
+  /** `limits`: a checked snapshot (lib/validate.ts checkLimits). */
+  setLimits(resourceType: unknown, checked: Readonly<Partial<LimitFields>>, channelId: unknown): void {
     const typeName = checkTypeName(resourceType);
-    const checked = checkLimits('limits', limits);
     let channel = -1;
     if (channelId !== undefined) channel = this.openChannelState(channelId).index;
     let type: number;
@@ -534,7 +534,7 @@ export class Core implements HandleOwner {
   }
 
   /** Sets the given fields on one scope; the others keep the values the native manager has. */
-  #applyLimits(type: number, channel: number, update: Partial<LimitFields>): void {
+  #applyLimits(type: number, channel: number, update: Readonly<Partial<LimitFields>>): void {
     this.#fast?.sync();
     const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
@@ -581,7 +581,7 @@ export class Core implements HandleOwner {
     };
   }
 
-  defineType(name: unknown, limits: Partial<LimitFields> | undefined): void {
+  defineType(name: unknown, limits: Readonly<Partial<LimitFields>> | undefined): void {
     const typeName = checkTypeName(name, 'name');
     if (typeName === '*' || this.#types.has(typeName)) {
       throw new InvalidArgumentError('name', `resource type ${describeValue(typeName)} already exists or is reserved`);
@@ -1007,7 +1007,9 @@ export class Core implements HandleOwner {
     if (record === undefined || record.ab === null) return false;
     const ab = bufferOf(record);
     if (ab !== undefined && ab.byteLength === 0) return true;
-    return handle instanceof Handle && handle.id === id && handle.buffer !== null && handle.buffer.byteLength === 0;
+    // `id` was read from `handle` once already (#handleId); its buffer is read once here.
+    const buffer = Handle.is(handle) ? handle.buffer : null;
+    return buffer !== null && buffer.byteLength === 0;
   }
 
   track(handle: unknown, presenter: ChannelState | null): ResourceMetrics {
@@ -1055,8 +1057,10 @@ export class Core implements HandleOwner {
     if (!isWellFormedId(id)) return false;
     if (!this.#native.isReleased(id)) return false;
     // A revocable buffer must be revoked too (view-mode buffers are never revoked: SPEC §1).
-    if (handle instanceof Handle && handle.id === id && handle.access === 'revocable' && handle.buffer !== null) {
-      return handle.buffer.byteLength === 0;
+    // `id` was read from `handle` once already (#handleId); access and buffer are read once here.
+    if (Handle.is(handle) && handle.access === 'revocable') {
+      const buffer = handle.buffer;
+      if (buffer !== null) return buffer.byteLength === 0;
     }
     return true;
   }
@@ -1332,12 +1336,13 @@ function poolMetrics(p: NativePoolStats): PoolMetrics {
 /** channelDefaults, overridden by explicit options (limits merged per type key). */
 export function mergeChannelOptions(defaults: CheckedChannelOptions, options: CheckedChannelOptions): CheckedChannelOptions {
   const limits = new Map(defaults.limits);
-  for (const [type, l] of options.limits) limits.set(type, { ...limits.get(type), ...l });
-  return {
-    limits: [...limits],
+  for (const [type, l] of options.limits) limits.set(type, Object.freeze({ ...limits.get(type), ...l }));
+  return Object.freeze({
+    limits: Object.freeze([...limits]),
     access: options.access ?? defaults.access,
     zero: options.zero ?? defaults.zero,
-  };
+    unsafeImmediateReuse: options.unsafeImmediateReuse ?? defaults.unsafeImmediateReuse,
+  });
 }
 
 /** Sites captured in this turn of the event loop and not formatted yet. */

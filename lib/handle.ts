@@ -45,6 +45,14 @@ export class Handle implements ResourceHandle {
     this.access = access;
   }
 
+  /**
+   * True for a handle this module made, by its private field: no getter or Proxy trap runs (a
+   * Proxy around a handle is not a handle, where `instanceof` would ask its `getPrototypeOf` trap).
+   */
+  static is(value: unknown): value is Handle {
+    return typeof value === 'object' && value !== null && #owner in value;
+  }
+
   /** Deallocates; a second dispose (or one after deallocation) is a no-op. */
   [Symbol.dispose](): void {
     const owner = this.#owner;
@@ -54,10 +62,10 @@ export class Handle implements ResourceHandle {
   }
 }
 
-/** The id of a handle argument, or undefined if the argument is neither a handle object nor a number. */
+/** The id of a handle argument (read once), or undefined if the argument is neither a handle object nor a number. */
 export function handleIdOf(handle: unknown): number | undefined {
   if (typeof handle === 'number') return handle;
-  if (handle instanceof Handle) return handle.id;
+  if (Handle.is(handle)) return handle.id;
   return undefined;
 }
 

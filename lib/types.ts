@@ -58,6 +58,8 @@ export interface ChannelOptions {
   access?: AccessMode;
   /** Default `'cross-channel'`. */
   zero?: ZeroMode;
+  /** Frees revoke and reuse memory at once, even while Node I/O may still use the buffer: unsafe, see the README's security model. */
+  unsafeImmediateReuse?: boolean;
 }
 
 /** Options of `new ResourceManager(options)`; every field is optional. */

@@ -79,7 +79,11 @@ export function readList(argument: string, value: unknown, what: string): readon
     throw new InvalidArgumentError(argument, `${argument} must be ${what}, got ${describeValue(value)}`);
   }
   const list = value as readonly unknown[];
-  const length = reading(`${argument}.length`, () => list.length);
+  const length: unknown = reading(`${argument}.length`, () => list.length);
+  // A Proxy's `length` may be anything: compared as given, it could run code (valueOf).
+  if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0) {
+    throw new InvalidArgumentError(`${argument}.length`, `${argument}.length must be a safe integer >= 0, got ${describeValue(length)}`);
+  }
   const out: unknown[] = [];
   for (let i = 0; i < length; i++) out.push(reading(`${argument}[${i}]`, () => list[i]));
   return Object.freeze(out);

@@ -546,6 +546,7 @@ describe('options are read exactly once', () => {
         ['channelDefaults.zero', { channelDefaults: { zero: s('always', 'zero') } }],
         ['channelDefaults.unsafeImmediateReuse', { channelDefaults: { unsafeImmediateReuse: n(1, 'unsafeImmediateReuse') } }],
         ['channelDefaults.limits field', { channelDefaults: { limits: { buffer: { maxBytes: n(1, 'maxBytes') } } } }],
+        ['pools.length (a Proxy)', { pools: new Proxy([], { get: (t, key) => (key === 'length' ? n(1, 'pools.length') : Reflect.get(t, key)) as unknown }) }],
       ];
       for (const [what, options] of cases) expectCode(() => new ResourceManager(options).close(), 'ERR_INVALID_ARGUMENT', `constructor ${what}`);
       expect(log, 'nothing was coerced').to.deep.equal([]);

@@ -499,6 +499,8 @@ export class Core implements HandleOwner {
     }
     const freed = this.#native.closeChannel(state.index);
     if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
+    /** Damaged canaries found by the close, as (mask, id) pairs: reported once the channel is closed in JS too. */
+    let canaries: number[] | null = null;
     for (let i = 0; i + 4 < freed.length; i += 5) {
       const id = freed[i];
       const record = this.#records.get(id);
@@ -507,9 +509,10 @@ export class Core implements HandleOwner {
       this.#fast?.forget(id);
       // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
       // channel's counters close with it); the event names the channel.
-      if (freed[i + 4] !== 0) this.#emitViolations(freed[i + 4], id, state);
+      if (freed[i + 4] !== 0) (canaries ??= []).push(freed[i + 4], id);
     }
     this.#forget(state);
+    if (canaries !== null) for (let i = 0; i < canaries.length; i += 2) this.#emitViolations(canaries[i], canaries[i + 1], state);
     return report;
   }
 
@@ -655,6 +658,7 @@ export class Core implements HandleOwner {
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
       if (opened !== null) this.#discard(opened);
+      if (error instanceof ResourceLimitError) this.#emitLimit(error);
       throw error;
     }
     const id = out[AllocOut.Id];
@@ -872,7 +876,7 @@ export class Core implements HandleOwner {
     const refusedBy = out[AllocOut.RefusedHandles];
     const limitKind = refusedBy === 1 ? 'maxHandles' : refusedBy === 2 ? 'maxAllocationSize' : 'maxBytes';
     const requested = refusedBy === 1 ? 1 : refusedBy === 2 ? size : out[AllocOut.Charged];
-    const error = new ResourceLimitError({
+    return new ResourceLimitError({
       limitKind,
       limit,
       requested,
@@ -881,10 +885,13 @@ export class Core implements HandleOwner {
       resourceType: type.name,
       channelId: channel === null ? null : channel.name,
     });
-    if (this.#events.wants('limit')) {
-      this.#events.limit({ channelId: error.channelId, resourceType: type.name, scope, limit, requested, inUse });
-    }
-    return error;
+  }
+
+  /** `isopool:limit` for a refusal, once the refused allocation is fully undone. */
+  #emitLimit(error: ResourceLimitError): void {
+    if (!this.#events.wants('limit')) return;
+    const { channelId, resourceType, scope, limit, requested, inUse } = error;
+    this.#events.limit({ channelId, resourceType, scope, limit, requested, inUse });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1022,12 +1029,14 @@ export class Core implements HandleOwner {
     const mask = this.#native.validate(id, presenterIndex);
     const out = this.#out;
     if (mask !== 0) {
-      this.#emitViolations(mask, id, presenter);
-      if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) throw new InvalidHandleError(id);
-      if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) throw new StaleHandleError(id, true);
-      if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) throw new StaleHandleError(id, false);
-      if (presenter !== null && mask & (1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) {
-        throw new IsolationViolationError(id, presenter.name);
+      let error: IsopoolError | null = null;
+      if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) error = new InvalidHandleError(id);
+      else if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) error = new StaleHandleError(id, true);
+      else if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) error = new StaleHandleError(id, false);
+      else if (presenter !== null && mask & (1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) error = new IsolationViolationError(id, presenter.name);
+      if (error !== null) {
+        this.#emitViolations(mask, id, presenter);
+        throw error;
       }
     }
     const type = this.#typesByIndex[out[InfoOut.Type]];
@@ -1038,7 +1047,7 @@ export class Core implements HandleOwner {
     const ageNs = out[InfoOut.AgeNs];
     const latency = out[InfoOut.LatencyNs];
     this.#native.channelUsage(channelIndex < 0 ? UNSCOPED_INDEX : channelIndex);
-    return {
+    const result: ResourceMetrics = {
       handleId: id,
       resourceType: type?.name ?? 'unknown',
       channelId: this.#channelName(channelIndex),
@@ -1050,6 +1059,9 @@ export class Core implements HandleOwner {
       allocationLatencyNs: latency,
       channelBytesInUse: this.#out[UsageOut.Bytes],
     };
+    // A live handle with damage (hardened canary, bounds): reported once the result is read.
+    this.#emitViolations(mask, id, presenter);
+    return result;
   }
 
   verifyCleanup(handle: unknown): boolean {

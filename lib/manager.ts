@@ -53,7 +53,13 @@ const OPTION_KEYS = [
   'shared',
 ] as const;
 
-/** Events of a ResourceManager. */
+/**
+ * Events of a ResourceManager. Each is emitted once the operation that causes it has made all its
+ * changes, so a listener that calls back into the manager sees the operation complete. A
+ * listener that throws changes nothing the operation did or returns, and does not keep later
+ * listeners from the event: its error is re-thrown from `process.nextTick` (it reaches
+ * `'uncaughtException'`), as Node does for `diagnostics_channel` subscribers.
+ */
 export interface ResourceManagerEvents {
   /** A soft limit (`softBytes`) was crossed by a successful allocation. */
   pressure: [PressureEvent];
@@ -65,7 +71,8 @@ export interface ResourceManagerEvents {
 
 /**
  * Pooled native memory and counted resources with per-channel isolation, quotas, security
- * validation and metrics. Emits `'pressure'`, `'leak'` and `'violation'`.
+ * validation and metrics. Emits `'pressure'`, `'leak'` and `'violation'` (see
+ * {@link ResourceManagerEvents}: a listener that throws never fails the operation).
  */
 export class ResourceManager extends EventEmitter implements IResourceManager, Disposable {
   readonly #core: Core;
@@ -213,7 +220,10 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
 
 // Typed listener signatures for the manager's events.
 export interface ResourceManager {
-  /** Listens to `'pressure'`, `'leak'` or `'violation'` (also published on diagnostics_channel). */
+  /**
+   * Listens to `'pressure'`, `'leak'` or `'violation'` (also published on diagnostics_channel).
+   * An error the listener throws is re-thrown from `process.nextTick`, never from the operation.
+   */
   on<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
   /** Listens to the next `'pressure'`, `'leak'` or `'violation'` event. */
   once<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;

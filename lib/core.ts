@@ -58,7 +58,7 @@ import type {
   ViolationCode,
   ZeroMode,
 } from './types';
-import { checkChannelId, checkLimits, checkSize, checkTypeName } from './validate';
+import { checkChannelId, checkSize, checkTypeName } from './validate';
 import type { CheckedChannelOptions } from './validate';
 
 interface TypeState {
@@ -544,6 +544,8 @@ export class Core implements HandleOwner {
     }
     const freed = this.#native.closeChannel(state.index);
     if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
+    /** Damaged canaries found by the close, as (mask, id) pairs: reported once the channel is closed in JS too. */
+    let canaries: number[] | null = null;
     for (let i = 0; i + 4 < freed.length; i += 5) {
       const id = freed[i];
       const record = this.#records.get(id);
@@ -552,18 +554,19 @@ export class Core implements HandleOwner {
       this.#fast?.forget(id);
       // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
       // channel's counters close with it); the event names the channel.
-      if (freed[i + 4] !== 0) this.#emitViolations(freed[i + 4], id, state);
+      if (freed[i + 4] !== 0) (canaries ??= []).push(freed[i + 4], id);
     }
     this.#forget(state);
+    if (canaries !== null) for (let i = 0; i < canaries.length; i += 2) this.#emitViolations(canaries[i], canaries[i + 1], state);
     return report;
   }
 
   // ---------------------------------------------------------------------------------------------
   // limits and types
 
-  setLimits(resourceType: unknown, limits: unknown, channelId: unknown): void {
+  /** `limits`: a checked snapshot (lib/validate.ts checkLimits). */
+  setLimits(resourceType: unknown, checked: Readonly<Partial<LimitFields>>, channelId: unknown): void {
     const typeName = checkTypeName(resourceType);
-    const checked = checkLimits('limits', limits);
     let channel = -1;
     if (channelId !== undefined) channel = this.openChannelState(channelId).index;
     let type: number;
@@ -579,7 +582,7 @@ export class Core implements HandleOwner {
   }
 
   /** Sets the given fields on one scope; the others keep the values the native manager has. */
-  #applyLimits(type: number, channel: number, update: Partial<LimitFields>): void {
+  #applyLimits(type: number, channel: number, update: Readonly<Partial<LimitFields>>): void {
     this.#fast?.sync();
     const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
@@ -626,7 +629,7 @@ export class Core implements HandleOwner {
     };
   }
 
-  defineType(name: unknown, limits: Partial<LimitFields> | undefined): void {
+  defineType(name: unknown, limits: Readonly<Partial<LimitFields>> | undefined): void {
     const typeName = checkTypeName(name, 'name');
     if (typeName === '*' || this.#types.has(typeName)) {
       throw new InvalidArgumentError('name', `resource type ${describeValue(typeName)} already exists or is reserved`);
@@ -700,6 +703,7 @@ export class Core implements HandleOwner {
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
       if (opened !== null) this.#discard(opened);
+      if (error instanceof ResourceLimitError) this.#emitLimit(error);
       throw error;
     }
     const id = out[AllocOut.Id];
@@ -932,7 +936,7 @@ export class Core implements HandleOwner {
     const refusedBy = out[AllocOut.RefusedHandles];
     const limitKind = refusedBy === 1 ? 'maxHandles' : refusedBy === 2 ? 'maxAllocationSize' : 'maxBytes';
     const requested = refusedBy === 1 ? 1 : refusedBy === 2 ? size : out[AllocOut.Charged];
-    const error = new ResourceLimitError({
+    return new ResourceLimitError({
       limitKind,
       limit,
       requested,
@@ -941,10 +945,13 @@ export class Core implements HandleOwner {
       resourceType: type.name,
       channelId: channel === null ? null : channel.name,
     });
-    if (this.#events.wants('limit')) {
-      this.#events.limit({ channelId: error.channelId, resourceType: type.name, scope, limit, requested, inUse });
-    }
-    return error;
+  }
+
+  /** `isopool:limit` for a refusal, once the refused allocation is fully undone. */
+  #emitLimit(error: ResourceLimitError): void {
+    if (!this.#events.wants('limit')) return;
+    const { channelId, resourceType, scope, limit, requested, inUse } = error;
+    this.#events.limit({ channelId, resourceType, scope, limit, requested, inUse });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1084,7 +1091,9 @@ export class Core implements HandleOwner {
     if (record === undefined || record.ab === null) return false;
     const ab = bufferOf(record);
     if (ab !== undefined && ab.byteLength === 0) return true;
-    return handle instanceof Handle && handle.id === id && handle.buffer !== null && handle.buffer.byteLength === 0;
+    // `id` was read from `handle` once already (#handleId); its buffer is read once here.
+    const buffer = Handle.is(handle) ? handle.buffer : null;
+    return buffer !== null && buffer.byteLength === 0;
   }
 
   track(handle: unknown, presenter: ChannelState | null): ResourceMetrics {
@@ -1097,12 +1106,16 @@ export class Core implements HandleOwner {
     const mask = this.#native.validate(id, presenterIndex);
     const out = this.#out;
     if (mask !== 0) {
-      this.#emitViolations(mask, id, presenter);
-      if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) throw new InvalidHandleError(id);
-      if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) throw new StaleHandleError(id, true);
-      if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) throw new StaleHandleError(id, false);
+      let error: IsopoolError | null = null;
+      if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) error = new InvalidHandleError(id);
+      else if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) error = new StaleHandleError(id, true);
+      else if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) error = new StaleHandleError(id, false);
       // Through a scope, another channel's live id gets a forged id's error (no oracle).
-      if (presenter !== null && mask & CROSS_CHANNEL_BIT) throw new InvalidHandleError(id);
+      else if (presenter !== null && mask & CROSS_CHANNEL_BIT) error = new InvalidHandleError(id);
+      if (error !== null) {
+        this.#emitViolations(mask, id, presenter);
+        throw error;
+      }
     }
     const type = this.#typesByIndex[out[InfoOut.Type]];
     const channelIndex = out[InfoOut.Channel];
@@ -1112,7 +1125,7 @@ export class Core implements HandleOwner {
     const ageNs = out[InfoOut.AgeNs];
     const latency = out[InfoOut.LatencyNs];
     this.#native.channelUsage(channelIndex < 0 ? UNSCOPED_INDEX : channelIndex);
-    return {
+    const result: ResourceMetrics = {
       handleId: id,
       resourceType: type?.name ?? 'unknown',
       channelId: this.#channelName(channelIndex),
@@ -1124,6 +1137,9 @@ export class Core implements HandleOwner {
       allocationLatencyNs: latency,
       channelBytesInUse: this.#out[UsageOut.Bytes],
     };
+    // A live handle with damage (hardened canary, bounds): reported once the result is read.
+    this.#emitViolations(mask, id, presenter);
+    return result;
   }
 
   verifyCleanup(handle: unknown): boolean {
@@ -1131,8 +1147,10 @@ export class Core implements HandleOwner {
     if (!isWellFormedId(id)) return false;
     if (!this.#native.isReleased(id)) return false;
     // A revocable buffer must be revoked too (view-mode buffers are never revoked: SPEC §1).
-    if (handle instanceof Handle && handle.id === id && handle.access === 'revocable' && handle.buffer !== null) {
-      return handle.buffer.byteLength === 0;
+    // `id` was read from `handle` once already (#handleId); access and buffer are read once here.
+    if (Handle.is(handle) && handle.access === 'revocable') {
+      const buffer = handle.buffer;
+      if (buffer !== null) return buffer.byteLength === 0;
     }
     return true;
   }
@@ -1418,13 +1436,13 @@ function poolMetrics(p: NativePoolStats): PoolMetrics {
 /** channelDefaults, overridden by explicit options (limits merged per type key). */
 export function mergeChannelOptions(defaults: CheckedChannelOptions, options: CheckedChannelOptions): CheckedChannelOptions {
   const limits = new Map(defaults.limits);
-  for (const [type, l] of options.limits) limits.set(type, { ...limits.get(type), ...l });
-  return {
-    limits: [...limits],
+  for (const [type, l] of options.limits) limits.set(type, Object.freeze({ ...limits.get(type), ...l }));
+  return Object.freeze({
+    limits: Object.freeze([...limits]),
     access: options.access ?? defaults.access,
     zero: options.zero ?? defaults.zero,
     unsafeImmediateReuse: options.unsafeImmediateReuse ?? defaults.unsafeImmediateReuse,
-  };
+  });
 }
 
 /** Sites captured in this turn of the event loop and not formatted yet. */

@@ -48,8 +48,9 @@ export class InvalidArgumentError extends IsopoolError {
   override readonly name = 'InvalidArgumentError' as const;
   /** Name of the offending argument or option. */
   readonly argument: string;
-  constructor(argument: string, message: string) {
-    super(message);
+  /** `options.cause`: what reading the argument threw (a getter or Proxy trap), if that is why. */
+  constructor(argument: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.argument = argument;
   }
 }

@@ -65,6 +65,14 @@ export class Handle implements ResourceHandle {
     Object.freeze(this);
   }
 
+  /**
+   * True for a handle this module made, by its private field: no getter or Proxy trap runs (a
+   * Proxy around a handle is not a handle, where `instanceof` would ask its `getPrototypeOf` trap).
+   */
+  static is(value: unknown): value is Handle {
+    return typeof value === 'object' && value !== null && #owner in value;
+  }
+
   /** Deallocates; a second dispose (or one after deallocation or transfer) is a no-op. */
   [Symbol.dispose](): void {
     const owner = this.#owner;
@@ -79,7 +87,7 @@ export class Handle implements ResourceHandle {
   }
 }
 
-/** The id of a handle argument, or undefined if the argument is neither a handle object nor a number. */
+/** The id of a handle argument (read once), or undefined if the argument is neither a handle object nor a number. */
 export function handleIdOf(handle: unknown): number | undefined {
   if (typeof handle === 'number') return handle;
   if (typeof handle === 'object' && handle !== null) return Handle.idOf(handle);

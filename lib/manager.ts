@@ -28,7 +28,7 @@ import type {
   SecurityValidationResult,
   ViolationEvent,
 } from './types';
-import { checkChannelOptions, checkCount, checkLimits, isRecord, rejectUnknownKeys } from './validate';
+import { NO_CHANNEL_OPTIONS, checkChannelOptions, checkCount, checkLimits, checkOptionalBoolean, isRecord, oneOf, readList, readOptions } from './validate';
 import type { CheckedChannelOptions } from './validate';
 
 /** The default pools (SPEC.md §1). */
@@ -53,7 +53,13 @@ const OPTION_KEYS = [
   'shared',
 ] as const;
 
-/** Events of a ResourceManager. */
+/**
+ * Events of a ResourceManager. Each is emitted once the operation that causes it has made all its
+ * changes, so a listener that calls back into the manager sees the operation complete. A
+ * listener that throws changes nothing the operation did or returns, and does not keep later
+ * listeners from the event: its error is re-thrown from `process.nextTick` (it reaches
+ * `'uncaughtException'`), as Node does for `diagnostics_channel` subscribers.
+ */
 export interface ResourceManagerEvents {
   /** A soft limit (`softBytes`) was crossed by a successful allocation. */
   pressure: [PressureEvent];
@@ -65,7 +71,8 @@ export interface ResourceManagerEvents {
 
 /**
  * Pooled native memory and counted resources with per-channel isolation, quotas, security
- * validation and metrics. Emits `'pressure'`, `'leak'` and `'violation'`.
+ * validation and metrics. Emits `'pressure'`, `'leak'` and `'violation'` (see
+ * {@link ResourceManagerEvents}: a listener that throws never fails the operation).
  */
 export class ResourceManager extends EventEmitter implements IResourceManager, Disposable {
   readonly #core: Core;
@@ -148,6 +155,8 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
   openChannel(channelId: string, options?: ChannelOptions): ChannelScope {
     this.#core.checkOpen('openChannel');
     const checked = options === undefined ? undefined : checkChannelOptions('options', options);
+    // Reading the options ran the caller's code (getters, Proxy traps), which may have closed the manager.
+    if (checked !== undefined) this.#core.checkOpen('openChannel');
     return scopeOf(this.#core, this.#core.openChannel(channelId, checked));
   }
 
@@ -169,20 +178,20 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
    */
   setResourceLimits(resourceType: string, limits: Partial<ResourceLimits>, channelId?: string): void {
     this.#core.checkOpen('setResourceLimits');
-    this.#core.setLimits(resourceType, limits, channelId);
+    const checked = checkLimits('limits', limits);
+    this.#core.checkOpen('setResourceLimits'); // reading `limits` ran the caller's code
+    this.#core.setLimits(resourceType, checked, channelId);
   }
 
   /** Adds a counted, non-memory resource type: `{ kind: 'counter', limits? }`. */
   defineResourceType(name: string, options: ResourceTypeOptions): void {
     this.#core.checkOpen('defineResourceType');
-    if (!isRecord(options)) {
-      throw new InvalidArgumentError('options', `options must be an object, got ${describeValue(options)}`);
+    const o = readOptions('options', options, ['kind', 'limits']);
+    if (o.kind !== 'counter') {
+      throw new InvalidArgumentError('options.kind', `options.kind must be 'counter', got ${describeValue(o.kind)}`);
     }
-    rejectUnknownKeys('options', options, ['kind', 'limits']);
-    if (options.kind !== 'counter') {
-      throw new InvalidArgumentError('options.kind', `options.kind must be 'counter', got ${describeValue(options.kind)}`);
-    }
-    const limits = options.limits === undefined ? undefined : checkLimits('options.limits', options.limits);
+    const limits = o.limits === undefined ? undefined : checkLimits('options.limits', o.limits);
+    this.#core.checkOpen('defineResourceType'); // reading `options` ran the caller's code
     this.#core.defineType(name, limits);
   }
 
@@ -211,7 +220,10 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
 
 // Typed listener signatures for the manager's events.
 export interface ResourceManager {
-  /** Listens to `'pressure'`, `'leak'` or `'violation'` (also published on diagnostics_channel). */
+  /**
+   * Listens to `'pressure'`, `'leak'` or `'violation'` (also published on diagnostics_channel).
+   * An error the listener throws is re-thrown from `process.nextTick`, never from the operation.
+   */
   on<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
   /** Listens to the next `'pressure'`, `'leak'` or `'violation'` event. */
   once<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
@@ -219,15 +231,16 @@ export interface ResourceManager {
   off<E extends keyof ResourceManagerEvents>(event: E, listener: (...args: ResourceManagerEvents[E]) => void): this;
 }
 
+/** The constructor options, read once and checked (frozen). */
 interface ParsedOptions {
-  pools: NativePoolConfig[];
-  maxAllocationSize: number;
-  autoOpenChannels: boolean;
-  channelDefaults: CheckedChannelOptions;
-  leakDetection: LeakDetectionMode;
-  leakSampleRate: number;
-  hardened: boolean;
-  shared: string | undefined;
+  readonly pools: NativePoolConfig[];
+  readonly maxAllocationSize: number;
+  readonly autoOpenChannels: boolean;
+  readonly channelDefaults: CheckedChannelOptions;
+  readonly leakDetection: LeakDetectionMode;
+  readonly leakSampleRate: number;
+  readonly hardened: boolean;
+  readonly shared: string | undefined;
 }
 
 /** The native manager; a shared one whose pools differ is refused with ERR_INVALID_ARGUMENT. */
@@ -245,62 +258,46 @@ function constructNative(config: NativeConfig): NativeManager {
   }
 }
 
+/**
+ * Reads the constructor options once into a frozen snapshot (lib/validate.ts "snapshots") and
+ * checks it; nothing of `options` is read again.
+ */
 function parseOptions(options: unknown): ParsedOptions {
-  if (!isRecord(options)) {
-    throw new InvalidArgumentError('options', `options must be an object, got ${describeValue(options)}`);
-  }
-  rejectUnknownKeys('options', options, OPTION_KEYS);
-  const o = options as ResourceManagerOptions;
+  const o = readOptions('options', options, OPTION_KEYS, '');
   const maxAllocationSize =
     o.maxAllocationSize === undefined ? DEFAULT_MAX_ALLOCATION_SIZE : checkCount('maxAllocationSize', o.maxAllocationSize, 1, false);
   const pools = parsePools(o.pools === undefined ? DEFAULT_POOLS : o.pools);
-  if (o.autoOpenChannels !== undefined && typeof o.autoOpenChannels !== 'boolean') {
-    throw new InvalidArgumentError('autoOpenChannels', `autoOpenChannels must be a boolean, got ${describeValue(o.autoOpenChannels)}`);
-  }
-  if (o.hardened !== undefined && typeof o.hardened !== 'boolean') {
-    throw new InvalidArgumentError('hardened', `hardened must be a boolean, got ${describeValue(o.hardened)}`);
-  }
-  const leakDetection = o.leakDetection ?? 'sampled';
-  if (leakDetection !== 'off' && leakDetection !== 'sampled' && leakDetection !== 'paranoid') {
-    throw new InvalidArgumentError('leakDetection', `leakDetection must be 'off', 'sampled' or 'paranoid', got ${describeValue(leakDetection)}`);
-  }
+  const autoOpenChannels = checkOptionalBoolean('autoOpenChannels', o.autoOpenChannels) ?? true;
+  const hardened = checkOptionalBoolean('hardened', o.hardened) ?? false;
+  const leakDetection = oneOf('leakDetection', o.leakDetection, LEAK_DETECTION_MODES) ?? 'sampled';
   const leakSampleRate = o.leakSampleRate === undefined ? DEFAULT_LEAK_SAMPLE_RATE : checkCount('leakSampleRate', o.leakSampleRate, 1, false);
-  if (o.shared !== undefined && (typeof o.shared !== 'string' || o.shared.length === 0)) {
-    throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(o.shared)}`);
+  const shared = o.shared;
+  if (shared !== undefined && (typeof shared !== 'string' || shared.length === 0)) {
+    throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(shared)}`);
   }
-  const channelDefaults: CheckedChannelOptions =
-    o.channelDefaults === undefined ? { limits: [], access: undefined, zero: undefined, unsafeImmediateReuse: undefined } : checkChannelOptions('channelDefaults', o.channelDefaults);
-  return {
-    pools,
-    maxAllocationSize,
-    autoOpenChannels: o.autoOpenChannels ?? true,
-    channelDefaults,
-    leakDetection,
-    leakSampleRate,
-    hardened: o.hardened ?? false,
-    shared: o.shared,
-  };
+  const channelDefaults = o.channelDefaults === undefined ? NO_CHANNEL_OPTIONS : checkChannelOptions('channelDefaults', o.channelDefaults);
+  return Object.freeze({ pools, maxAllocationSize, autoOpenChannels, channelDefaults, leakDetection, leakSampleRate, hardened, shared });
 }
 
+const POOL_KEYS = ['name', 'slotSize', 'queueSize'] as const;
+const LEAK_DETECTION_MODES = ['off', 'sampled', 'paranoid'] as const satisfies readonly LeakDetectionMode[];
+
 function parsePools(pools: unknown): NativePoolConfig[] {
-  if (!Array.isArray(pools)) {
-    throw new InvalidArgumentError('pools', `pools must be an array of { name, slotSize, queueSize }, got ${describeValue(pools)}`);
-  }
+  const list = readList('pools', pools, 'an array of { name, slotSize, queueSize }');
   const out: NativePoolConfig[] = [];
   const names = new Set<string>();
-  for (let i = 0; i < pools.length; i++) {
-    const p: unknown = pools[i];
+  for (let i = 0; i < list.length; i++) {
     const arg = `pools[${i}]`;
-    if (!isRecord(p)) throw new InvalidArgumentError(arg, `${arg} must be an object, got ${describeValue(p)}`);
-    rejectUnknownKeys(arg, p, ['name', 'slotSize', 'queueSize']);
-    if (typeof p.name !== 'string' || p.name.length === 0 || p.name === 'direct' || p.name === 'counter' || names.has(p.name)) {
-      throw new InvalidArgumentError(`${arg}.name`, `${arg}.name must be a unique non-empty string other than 'direct' and 'counter', got ${describeValue(p.name)}`);
+    const p = readOptions(arg, list[i], POOL_KEYS);
+    const name = p.name;
+    if (typeof name !== 'string' || name.length === 0 || name === 'direct' || name === 'counter' || names.has(name)) {
+      throw new InvalidArgumentError(`${arg}.name`, `${arg}.name must be a unique non-empty string other than 'direct' and 'counter', got ${describeValue(name)}`);
     }
-    names.add(p.name);
+    names.add(name);
     const slotSize = checkCount(`${arg}.slotSize`, p.slotSize, 1, false);
     const queueSize = checkCount(`${arg}.queueSize`, p.queueSize, 0, false);
     if (queueSize > 0xffffffff) throw new InvalidArgumentError(`${arg}.queueSize`, `${arg}.queueSize must be below 2^32, got ${queueSize}`);
-    out.push({ name: p.name, slotSize, queueSize });
+    out.push(Object.freeze({ name, slotSize, queueSize }));
   }
   out.sort((a, b) => a.slotSize - b.slotSize);
   for (let i = 1; i < out.length; i++) {

@@ -396,7 +396,7 @@ export interface IResourceManager {
   getResourceMetrics(): ManagerMetrics;
 }
 
-/** Payload of `'pressure'` and `isopool:pressure`: an allocation crossed a `softBytes` limit (it succeeded). */
+/** Payload of `'pressure'` and `isopool:pressure`: an allocation crossed a `softBytes` limit (it succeeded). Published once the operation is complete; a listener or subscriber that throws changes nothing the operation did (its error is re-thrown from `process.nextTick`). */
 export interface PressureEvent {
   /** The channel, or `null` for the unscoped domain. */
   channelId: string | null;
@@ -410,7 +410,7 @@ export interface PressureEvent {
   softBytes: number;
 }
 
-/** Payload of `'violation'` and `isopool:violation`: a refused use of a handle, counted against `channelId`. */
+/** Payload of `'violation'` and `isopool:violation`: a refused use of a handle, counted against `channelId`. Published once the operation is complete; a listener or subscriber that throws changes nothing the operation did (its error is re-thrown from `process.nextTick`). */
 export interface ViolationEvent {
   /** The channel the violation is counted against (`null`: the unscoped domain). */
   channelId: string | null;
@@ -420,7 +420,7 @@ export interface ViolationEvent {
   handleId: number;
 }
 
-/** Payload of `'leak'` and `isopool:leak`: a handle found unreachable without being deallocated; its slot is reclaimed. */
+/** Payload of `'leak'` and `isopool:leak`: a handle found unreachable without being deallocated; its slot is reclaimed. Published once the operation is complete; a listener or subscriber that throws changes nothing the operation did (its error is re-thrown from `process.nextTick`). */
 export interface LeakEvent {
   /** The leaked handle's id (no longer valid). */
   handleId: number;
@@ -434,7 +434,7 @@ export interface LeakEvent {
   site: string | undefined;
 }
 
-/** Payload of `isopool:limit` (diagnostics_channel only): an allocation refused by a hard limit. */
+/** Payload of `isopool:limit` (diagnostics_channel only): an allocation refused by a hard limit. Published once the operation is complete; a listener or subscriber that throws changes nothing the operation did (its error is re-thrown from `process.nextTick`). */
 export interface LimitEvent {
   /** The channel of the refused allocation, or `null`. */
   channelId: string | null;

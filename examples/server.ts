@@ -4,17 +4,29 @@
  * - `POST /digest` (any path but `/metrics`): reads the request body into pooled buffers and
  *   answers `{ channel, bytes, sha256, buffers }`.
  *   - With `Content-Length`: one pooled buffer of exactly that size; the chunks are copied in.
- *   - Chunked (no length): one pooled buffer per chunk.
- *   - A body that does not fit the connection's quota is refused with `413` and a JSON body
- *     naming the limit; the other connections are served as usual. When the size was declared,
- *     nothing was read yet and the connection stays usable; for a chunked body the connection is
- *     closed after the 413 (the rest of an unbounded body is not read).
+ *   - Chunked (no length): the chunks are packed into pooled buffers of `chunkSlotBytes` each
+ *     (the next one is taken when the current one is full), so a body is charged about
+ *     ceil(bytes / chunkSlotBytes) slots however small its chunks are.
+ *   - A body that does not fit the connection's quota is refused with `413`; one that does, but
+ *     finds the server-wide budget (`globalBytes`) spent by other connections, with `503` and
+ *     `retry-after`. Both have a JSON body naming the limit, with `requested` the body's size in
+ *     bytes (declared, or received so far when chunked; `chargedBytes` is what the refused
+ *     allocation would have been charged). When the size was declared, nothing was read yet and
+ *     the connection stays usable; for a chunked body the connection is closed after the answer
+ *     (the rest of an unbounded body is not read).
+ *   - A body that makes no progress for `bodyTimeoutMs` (no byte arrives: an idle client holding
+ *     a declared length's memory, or a stalled chunked upload) is answered `408`, its buffers are
+ *     freed at once, and the connection is closed.
  * - `GET /metrics`: Prometheus text exposition (isopool/prometheus over a prom-client Registry).
  *
  * A connection opens channel `conn-<n>` with `limits: {'*': {maxBytes}}`; closing the socket
- * closes the channel, which frees (and revokes) whatever the connection still held.
+ * closes the channel, which frees (and revokes) whatever the connection still held. The server's
+ * budget is the limit on the `buffer` type's total (`setResourceLimits('buffer', {maxBytes})`),
+ * which covers every channel: declared lengths are charged before their bytes arrive, so without
+ * it idle clients could hold `quotaBytes` each, with no bound on their number.
+ * Every buffer is freed on every path: the response, a refusal, a timeout, an abort or an error.
  *
- *   npm run start:server -- --port 8080 [--quota-bytes 4194304]
+ *   npm run start:server -- --port 8080 [--quota-bytes 4194304] [--global-bytes 268435456] [--body-timeout-ms 10000]
  *   curl --data-binary @file http://127.0.0.1:8080/digest ; curl http://127.0.0.1:8080/metrics
  *
  * For tests: `startServer({ port: 0 })` resolves to `{ url, manager, registry, close() }`.
@@ -35,6 +47,16 @@ export interface ServerOptions {
   host?: string;
   /** Charged bytes one connection may hold at once (default 4 MiB). */
   quotaBytes?: number;
+  /**
+   * Charged bytes all connections together may hold: set as the `buffer` type's total limit
+   * (default 256 MiB for a manager the server creates; a manager passed in keeps its own limits
+   * unless this is given).
+   */
+  globalBytes?: number;
+  /** A body that receives no byte for this long is answered 408 and freed (default 10,000 ms). */
+  bodyTimeoutMs?: number;
+  /** Size of the pooled buffers a chunked body is packed into (default 64 KiB: one medium slot). */
+  chunkSlotBytes?: number;
   /** The manager to serve from; default a new one, closed by `close()`. */
   manager?: ResourceManager;
   /** `maxChannels` of the Prometheus export (default 100). */
@@ -59,7 +81,32 @@ interface Connection {
   open: boolean;
 }
 
-const MiB = 1024 * 1024;
+/** What {@link digest} needs of the server's options. */
+interface BodyPolicy {
+  quotaBytes: number;
+  bodyTimeoutMs: number;
+  chunkSlotBytes: number;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** A body that made no progress for `bodyTimeoutMs`. */
+class BodyTimeoutError extends Error {
+  constructor(readonly ms: number) {
+    super(`no body bytes for ${ms} ms`);
+  }
+}
+
+/** A chunked body's slot refused: the limit error and the body's size so far. */
+class ChunkedRefusal extends Error {
+  constructor(
+    override readonly cause: ResourceLimitError,
+    readonly bodyBytes: number,
+  ) {
+    super(cause.message);
+  }
+}
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: http.OutgoingHttpHeaders = {}): void {
   const text = JSON.stringify(body);
@@ -67,39 +114,69 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
   res.end(text);
 }
 
-function refusal(err: ResourceLimitError): Record<string, unknown> {
-  return { error: err.code, message: err.message, limit: err.limit, requested: err.requested, inUse: err.inUse, scope: err.scope };
+/**
+ * The answer to a refused allocation: 503 when the server-wide budget (the type's total) refused
+ * a body that fits the connection's quota, else 413. `bodyBytes` is the body's size: declared, or
+ * received so far.
+ */
+function refusal(err: ResourceLimitError, bodyBytes: number, quotaBytes: number): { status: number; body: Record<string, unknown> } {
+  const global = err.scope === 'type' && bodyBytes <= quotaBytes;
+  const body = { error: err.code, message: err.message, limit: err.limit, requested: bodyBytes, chargedBytes: err.requested, inUse: err.inUse, scope: err.scope };
+  if (err.scope === 'type' && !global) {
+    // Over the connection's quota as well (the type's total is checked first): a retry cannot help.
+    return { status: 413, body: { ...body, message: `a body of ${bodyBytes} bytes is over the connection quota of ${quotaBytes} bytes`, limit: quotaBytes, scope: 'channel' } };
+  }
+  return { status: global ? 503 : 413, body };
+}
+
+function sendRefusal(res: http.ServerResponse, err: ResourceLimitError, bodyBytes: number, quotaBytes: number, headers: http.OutgoingHttpHeaders = {}): void {
+  const { status, body } = refusal(err, bodyBytes, quotaBytes);
+  sendJson(res, status, body, status === 503 ? { 'retry-after': '1', ...headers } : headers);
 }
 
 /**
  * Reads `req` to its end, handing each chunk to `onChunk`. Resolves on `end`; rejects if the
- * request is aborted or fails. Once `onChunk` throws, the rest is read and dropped and the
- * error is what the promise rejects with.
+ * request is aborted or fails, or with {@link BodyTimeoutError} when no chunk arrives for
+ * `timeoutMs` (from the call, then from each chunk). Once `onChunk` throws, the rest is read and
+ * dropped and the error is what the promise rejects with.
  */
-function readBody(req: http.IncomingMessage, onChunk: (chunk: Buffer) => void): Promise<void> {
+function readBody(req: http.IncomingMessage, timeoutMs: number, onChunk: (chunk: Buffer) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     let failure: unknown;
     let failed = false;
+    const fail = (err: unknown): void => {
+      clearTimeout(timer);
+      if (failed) return;
+      failed = true;
+      failure = err;
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new BodyTimeoutError(timeoutMs)), timeoutMs);
     req.on('data', (chunk: Buffer) => {
       if (failed) return;
+      timer.refresh();
       try {
         onChunk(chunk);
       } catch (err) {
-        failed = true;
-        failure = err;
-        reject(err);
+        fail(err);
       }
     });
-    req.on('end', () => (failed ? reject(failure) : resolve()));
-    req.on('error', reject);
+    req.on('end', () => {
+      clearTimeout(timer);
+      if (failed) reject(failure);
+      else resolve();
+    });
+    req.on('error', fail);
     req.on('close', () => {
-      if (!req.complete) reject(new Error('request aborted'));
+      if (!req.complete) fail(new Error('request aborted'));
+      clearTimeout(timer);
     });
   });
 }
 
-async function digest(req: http.IncomingMessage, res: http.ServerResponse, conn: Connection): Promise<void> {
+async function digest(req: http.IncomingMessage, res: http.ServerResponse, conn: Connection, policy: BodyPolicy): Promise<void> {
   const { scope } = conn;
+  const { quotaBytes, bodyTimeoutMs, chunkSlotBytes } = policy;
   const handles: ResourceHandle[] = [];
   const hash = createHash('sha256');
   let bytes = 0;
@@ -113,40 +190,59 @@ async function digest(req: http.IncomingMessage, res: http.ServerResponse, conn:
           h = scope.allocate('buffer', length);
         } catch (err) {
           // Nothing read yet: Node drains the declared body, and the connection stays usable.
-          if (err instanceof ResourceLimitError) return sendJson(res, 413, refusal(err));
+          if (err instanceof ResourceLimitError) return sendRefusal(res, err, length, quotaBytes);
           if (err instanceof InvalidSizeError) {
             // larger than maxAllocationSize: not worth draining
-            return sendJson(res, 413, { error: err.code, message: err.message }, { connection: 'close' });
+            return sendJson(res, 413, { error: err.code, message: err.message, requested: length }, { connection: 'close' });
           }
           throw err;
         }
         handles.push(h);
         const buf = h.buffer!;
-        await readBody(req, (chunk) => {
+        await readBody(req, bodyTimeoutMs, (chunk) => {
           bytes += chunk.copy(buf, bytes);
         });
         hash.update(buf.subarray(0, bytes));
       } else {
-        await readBody(req, () => undefined);
+        await readBody(req, bodyTimeoutMs, () => undefined);
       }
     } else {
+      // Chunks are packed into slots of chunkSlotBytes: `filled` bytes of the last one are used.
+      let filled = chunkSlotBytes;
       try {
-        await readBody(req, (chunk) => {
-          const h = scope.allocate('buffer', chunk.length);
-          handles.push(h);
-          chunk.copy(h.buffer!);
-          bytes += chunk.length;
+        await readBody(req, bodyTimeoutMs, (chunk) => {
+          let at = 0;
+          while (at < chunk.length) {
+            if (filled === chunkSlotBytes) {
+              try {
+                handles.push(scope.allocate('buffer', chunkSlotBytes));
+              } catch (err) {
+                // the refused body's size: what was received, this chunk included
+                if (err instanceof ResourceLimitError) throw new ChunkedRefusal(err, bytes + chunk.length - at);
+                throw err;
+              }
+              filled = 0;
+            }
+            const copied = chunk.copy(handles[handles.length - 1].buffer!, filled, at);
+            filled += copied;
+            at += copied;
+            bytes += copied;
+          }
         });
       } catch (err) {
-        if (err instanceof ResourceLimitError) {
+        if (err instanceof ChunkedRefusal) {
           // An unbounded body: answer now and close the connection after the answer.
-          return sendJson(res, 413, refusal(err), { connection: 'close' });
+          return sendRefusal(res, err.cause, err.bodyBytes, quotaBytes, { connection: 'close' });
         }
         throw err;
       }
-      for (const h of handles) hash.update(h.buffer!);
+      handles.forEach((h, i) => hash.update(i === handles.length - 1 ? h.buffer!.subarray(0, filled) : h.buffer!));
     }
     sendJson(res, 200, { channel: scope.channelId, bytes, sha256: hash.digest('hex'), buffers: handles.length });
+  } catch (err) {
+    if (!(err instanceof BodyTimeoutError)) throw err;
+    // Free the body now (finally), answer, and close: the rest of the body is not read.
+    sendJson(res, 408, { error: 'body timeout', message: err.message, received: bytes }, { connection: 'close' });
   } finally {
     // After the socket closed, closeChannel has freed (and revoked) these already.
     if (conn.open) for (const h of handles) scope.deallocate(h);
@@ -155,9 +251,12 @@ async function digest(req: http.IncomingMessage, res: http.ServerResponse, conn:
 
 /** Starts the service; see the file comment. */
 export async function startServer(options: ServerOptions = {}): Promise<RunningServer> {
-  const { port = 0, host = '127.0.0.1', quotaBytes = 4 * MiB, maxChannels = 100 } = options;
+  const { port = 0, host = '127.0.0.1', quotaBytes = 4 * MiB, maxChannels = 100, bodyTimeoutMs = 10_000, chunkSlotBytes = 64 * KiB } = options;
   const ownsManager = options.manager === undefined;
   const manager = options.manager ?? new ResourceManager({ autoOpenChannels: false });
+  const globalBytes = options.globalBytes ?? (ownsManager ? 256 * MiB : undefined);
+  if (globalBytes !== undefined) manager.setResourceLimits('buffer', { maxBytes: globalBytes });
+  const policy: BodyPolicy = { quotaBytes, bodyTimeoutMs, chunkSlotBytes };
   const registry = new Registry();
   const exported = registerIsopoolMetrics(manager, { registry, maxChannels });
   const connections = new WeakMap<Socket, Connection>();
@@ -177,7 +276,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
             res.end(text);
           })
         : req.method === 'POST' || req.method === 'PUT'
-          ? digest(req, res, conn)
+          ? digest(req, res, conn, policy)
           : Promise.resolve(sendJson(res, 404, { error: 'POST a body to /digest, or GET /metrics' }));
     route.catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: String(err) }, { connection: 'close' });
@@ -236,9 +335,11 @@ function argValue(name: string): string | undefined {
 if (require.main === module) {
   const port = Number(argValue('--port') ?? process.env.PORT ?? 8080);
   const quotaBytes = Number(argValue('--quota-bytes') ?? 4 * MiB);
-  startServer({ port, quotaBytes }).then(
+  const globalBytes = Number(argValue('--global-bytes') ?? 256 * MiB);
+  const bodyTimeoutMs = Number(argValue('--body-timeout-ms') ?? 10_000);
+  startServer({ port, quotaBytes, globalBytes, bodyTimeoutMs }).then(
     (running) => {
-      console.log(`isopool example server on ${running.url} (quota ${quotaBytes} bytes per connection)`);
+      console.log(`isopool example server on ${running.url} (quota ${quotaBytes} bytes per connection, ${globalBytes} in all; body timeout ${bodyTimeoutMs} ms)`);
       console.log(`  curl --data-binary @somefile ${running.url}/digest`);
       console.log(`  curl ${running.url}/metrics`);
       const stop = (): void => {

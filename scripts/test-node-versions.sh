@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the mocha suite (same .mocharc.json: --expose-gc) on other Node versions, against the
+# Runs the mocha suite (same .mocharc.js: --expose-gc) on other Node versions, against the
 # addon and build/ts already built: the addon is Node-API, so one binary serves them all.
 #
 #   scripts/test-node-versions.sh [MAJOR ...]      (default: 22 24)
@@ -37,6 +37,6 @@ for v in "${versions[@]}"; do
   echo "---- Node $("${node_bin}" --version) ($(
     "${node_bin}" -e "const l = require('./build/ts/lib/loader.js'); l.loadNative(); const s = l.nativeSource(); console.log('addon: ' + s.kind + (s.path ? ' ' + require('path').relative(process.cwd(), s.path) : ''))"
   ))"
-  # mocha re-spawns process.execPath with .mocharc.json's node-option (expose-gc): this Node.
+  # mocha re-spawns process.execPath with .mocharc.js's node-option (expose-gc): this Node.
   "${node_bin}" node_modules/mocha/bin/mocha.js --reporter dot </dev/null
 done

@@ -19,7 +19,9 @@ describe('allocation: every public method', () => {
     it('returns an unscoped handle with a Buffer of exactly size bytes', () => {
       const h = mgr.allocateResource('buffer', 1000);
       expect(Number.isSafeInteger(h.id), 'id is a safe integer').to.equal(true);
-      expect(h.id, 'id is non-negative').to.be.at.least(0);
+      // id = table index * 2^32 + generation * 2^12 + check bits (native/handle_table.h)
+      expect(Math.floor(h.id / 2 ** 32), "a fresh manager's first handle: table index 1").to.equal(1);
+      expect(Math.floor(h.id / 2 ** 12) % 2 ** 20, "the entry's first generation").to.equal(1);
       expect(h.resourceType, 'resourceType').to.equal('buffer');
       expect(h.size, 'size is the requested size').to.equal(1000);
       expect(h.channelId, 'no channel id: unscoped (null)').to.equal(null);
@@ -117,8 +119,13 @@ describe('allocation: every public method', () => {
 
   describe('trackResourceUsage', () => {
     it('reports requested and slot bytes', () => {
+      const beforeAllocate = process.hrtime.bigint();
       const h = mgr.allocateResource('buffer', 5000, 'a');
+      const afterAllocate = process.hrtime.bigint();
+      while (process.hrtime.bigint() - afterAllocate < 2_000_000n); // 2 ms of age
+      const beforeTrack = process.hrtime.bigint();
       const u = mgr.trackResourceUsage(h);
+      const afterTrack = process.hrtime.bigint();
       expect(u.handleId, 'handleId').to.equal(h.id);
       expect(u.resourceType, 'resourceType').to.equal('buffer');
       expect(u.channelId, 'channelId').to.equal('a');
@@ -126,10 +133,25 @@ describe('allocation: every public method', () => {
       expect(u.requestedBytes, 'requestedBytes').to.equal(5000);
       expect(u.slotBytes, 'slotBytes').to.equal(65536);
       expect(u.internalFragmentation, 'internalFragmentation').to.equal(1 - 5000 / 65536);
-      expect(u.ageMs, 'ageMs').to.be.a('number').and.at.least(0);
-      expect(u.allocationLatencyNs, 'allocationLatencyNs').to.be.a('number').and.at.least(0);
+      // the native clock is CLOCK_MONOTONIC, as process.hrtime
+      expect(u.ageMs, 'ageMs: between the bounds measured around the two calls').to.be.within(
+        Number(beforeTrack - afterAllocate) / 1e6,
+        Number(afterTrack - beforeAllocate) / 1e6,
+      );
+      expect(u.allocationLatencyNs, 'allocationLatencyNs: a native allocation takes time, within the call').to.be.within(1, Number(afterAllocate - beforeAllocate));
       expect(u.channelBytesInUse, 'channelBytesInUse').to.equal(65536);
       expect(mgr.trackResourceUsage(h.id).requestedBytes, 'by id').to.equal(5000);
+    });
+
+    it('reports allocationLatencyNs 0 for a fast-lane allocation (README "Access modes": not timed)', () => {
+      const scope = mgr.openChannel('v', { access: 'view' });
+      const first = scope.allocate('buffer', 100);
+      expect(mgr.trackResourceUsage(first).allocationLatencyNs, 'the native allocation is timed').to.be.above(0);
+      const allocationsBefore = mgr.getResourceMetrics().fastLane.allocations; // (a metrics read applies the lane: before the free)
+      scope.deallocate(first);
+      const again = scope.allocate('buffer', 100);
+      expect(mgr.getResourceMetrics().fastLane.allocations - allocationsBefore, 'served by the fast lane').to.equal(1);
+      expect(mgr.trackResourceUsage(again).allocationLatencyNs, 'the lane allocation is not timed').to.equal(0);
     });
 
     it('refuses forged and freed handles', () => {

@@ -14,12 +14,15 @@
  * 2. A freed id stays invalid while its pool slot is reused 1,000,000 times (the handle-table
  *    index is reused too, once per ~4096 frees because of the quarantine ring: the same index
  *    through 2^20 generations is covered natively by handle_table_test GenerationsLastAMillionReuses).
+ * 3. A freed id whose table index is held by a new live handle (reached by churning past the
+ *    quarantine) is still STALE_HANDLE everywhere, and nothing done with it touches the new handle.
  */
 import { expect } from 'chai';
 import { ResourceManager } from '../lib';
+import type { AccessMode, ResourceHandle } from '../lib';
 import { loadNative } from '../lib/loader';
 import type { NativeManager } from '../lib/native';
-import { unscopedMetrics } from './helpers';
+import { expectCode, unscopedMetrics } from './helpers';
 
 const PROBES = 10_000_000;
 const FORGED_BIT = 1; // 1 << Violation::kForgedHandle
@@ -170,4 +173,61 @@ describe('handle ids', function () {
       mgr.close();
     }
   });
+});
+
+describe('a stale id whose table index is live again', () => {
+  /** More than the 4,096-deep quarantine (native/handle_table.h kQuarantine), with room for the fast lane's reserved ids. */
+  const CHURN_MAX = 20_000;
+  const tableIndex = (id: number): number => Math.floor(id / 2 ** 32);
+
+  for (const access of ['view', 'revocable'] as AccessMode[]) {
+    for (const via of ['the manager', 'a scope'] as const) {
+      it(`${access} channel, through ${via}: the old id is STALE_HANDLE, cannot be freed or tracked, and the new handle is untouched`, () => {
+        const mgr = new ResourceManager({ leakDetection: 'off' });
+        try {
+          const scope = mgr.openChannel('c', { access });
+          const allocate = (): ResourceHandle => (via === 'a scope' ? scope.allocate('buffer', 100) : mgr.allocateResource('buffer', 100, 'c'));
+          const free = (h: ResourceHandle | number): boolean => (via === 'a scope' ? scope.deallocate(h) : mgr.deallocateResource(h));
+          const old = allocate();
+          const oldId = old.id;
+          expect(free(old), 'the first free').to.equal(true);
+          // A fast-lane free parks the slot, still held natively under its last native id; any
+          // observation applies the lane (lib/fast-lane.ts), which frees the id's table entry.
+          expect(mgr.getResourceMetrics().channels['c'].handles, 'nothing live').to.equal(0);
+          let fresh: ResourceHandle | null = null;
+          let churned = 0;
+          while (fresh === null && churned < CHURN_MAX) {
+            const h = allocate();
+            churned++;
+            if (tableIndex(h.id) === tableIndex(oldId)) fresh = h;
+            else expect(free(h), 'a churn free').to.equal(true);
+          }
+          if (fresh === null) throw new Error(`table index ${tableIndex(oldId)} not reused within ${CHURN_MAX} allocations`);
+          expect(churned, 'the index came back only after the quarantine').to.be.greaterThan(4096);
+          expect(fresh.id, 'a new id for the index').to.not.equal(oldId);
+          const buf = fresh.buffer as Buffer;
+          buf.fill(0x5c);
+
+          const validation = via === 'a scope' ? scope.validate(oldId) : mgr.validateSecurityBoundaries(oldId);
+          expect(validation.valid, 'the old id is not valid').to.equal(false);
+          expect(validation.violations.map((v) => v.code), 'the old id is stale').to.deep.equal(['STALE_HANDLE']);
+          expect(free(oldId), 'deallocate(old id)').to.equal(false);
+          expect(free(old), 'deallocate(old handle object)').to.equal(false);
+          expectCode(() => (via === 'a scope' ? scope.track(oldId) : mgr.trackResourceUsage(oldId)), 'ERR_STALE_HANDLE', 'track(old id)');
+          expect(mgr.verifyCleanupCompletion(oldId), 'the old id is fully released').to.equal(true);
+          old[Symbol.dispose]();
+
+          expect(mgr.validateSecurityBoundaries(fresh), 'the new handle is still valid').to.deep.equal({ valid: true, handleId: fresh.id, channelId: 'c', violations: [] });
+          expect(buf.length, 'its buffer is not revoked').to.equal(100);
+          expect(buf.every((b) => b === 0x5c), 'its bytes are intact').to.equal(true);
+          expect(mgr.trackResourceUsage(fresh).handleId, 'it is tracked under its own id').to.equal(fresh.id);
+          expect(mgr.getResourceMetrics().channels['c'], 'the channel holds the new handle only').to.include({ handles: 1, bytesInUse: 4096 });
+          expect(free(fresh), 'the new handle frees').to.equal(true);
+          expect(mgr.getResourceMetrics().totals.handles, 'nothing left').to.equal(0);
+        } finally {
+          mgr.close();
+        }
+      });
+    }
+  }
 });

@@ -117,13 +117,13 @@ describe('examples/server.ts (HTTP service, a channel per connection)', function
         expect(d.buffers, 'one pooled buffer sized by content-length').to.equal(1);
         seen.push(d);
       }
-      // a chunked body: one pooled buffer per received chunk
+      // a chunked body: packed into 64 KiB pooled buffers
       const body = randomBytes(200 * KiB);
       const r = await request(url, agent, 'POST', '/digest', splitInto(body, 32 * KiB), true);
       expect(r.status, `client ${client}, chunked`).to.equal(200);
       const d = JSON.parse(r.body) as Digest;
       expect([d.bytes, d.sha256], 'chunked digest').to.deep.equal([body.length, sha256([body])]);
-      expect(d.buffers, 'at least one buffer').to.be.at.least(1);
+      expect(d.buffers, 'ceil(200 KiB / 64 KiB) buffers').to.equal(4);
       seen.push(d);
       const channels = new Set(seen.map((s) => s.channel));
       expect(channels.size, 'one keep-alive connection, one channel').to.equal(1);
@@ -194,5 +194,123 @@ describe('examples/server.ts (HTTP service, a channel per connection)', function
       .concat(m.unscoped)
       .reduce((n, c) => n + Object.values(c.violations).reduce((a, b) => a + b, 0), 0);
     expect(violations, 'releasing after a disconnect counts no violation').to.equal(0);
+  });
+});
+
+/** A request that sends its headers (and `first` body bytes) and then nothing: an idle client. */
+function idleClient(url: string, headers: http.OutgoingHttpHeaders, first?: Buffer): { req: http.ClientRequest; reply: Promise<Reply> } {
+  const req = http.request(`${url}/digest`, { method: 'POST', agent: false, headers });
+  const reply = new Promise<Reply>((resolve, reject) => {
+    req.on('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+  // a client destroyed by the test rejects a reply nobody waits for
+  reply.catch(() => undefined);
+  if (first !== undefined) req.write(first);
+  else req.flushHeaders();
+  return { req, reply };
+}
+
+/** The manager's channels, each `[bytesInUse, handles]`. */
+function channelUsage(running: RunningServer): Array<[number, number]> {
+  return Object.values(running.manager.getResourceMetrics().channels).map((c) => [c.bytesInUse, c.handles]);
+}
+
+describe('examples/server.ts: chunk packing, the global budget, the body timeout, refusal sizes', function () {
+  this.timeout(20000);
+  let running: RunningServer;
+  const clients: http.ClientRequest[] = [];
+  const agents: http.Agent[] = [];
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.destroy();
+    for (const a of agents.splice(0)) a.destroy();
+    await running.close();
+  });
+
+  it('packs 1,025 one-byte chunks into one 64 KiB buffer: 200 with the right digest', async () => {
+    running = await startServer({ port: 0, quotaBytes: 2 * MiB });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    agents.push(agent);
+    const body = randomBytes(1025);
+    const r = await request(running.url, agent, 'POST', '/digest', splitInto(body, 1), true);
+    expect(r.status, '1,025 chunks of one byte').to.equal(200);
+    const d = JSON.parse(r.body) as Digest;
+    expect([d.bytes, d.sha256, d.buffers], 'bytes, digest, one pooled buffer').to.deep.equal([1025, sha256([body]), 1]);
+    expect(running.manager.getResourceMetrics().totals.handles, 'freed after the answer').to.equal(0);
+  });
+
+  it('keeps idle declared bodies under the global budget: later clients get 503 at once, not a hang', async () => {
+    const globalBytes = 16 * MiB;
+    running = await startServer({ port: 0, quotaBytes: 2 * MiB, globalBytes, bodyTimeoutMs: 15000 });
+    const { manager } = running;
+    const started = Date.now();
+    // 40 clients each declare 1 MiB (one 1 MiB slot, within the 2 MiB quota) and send nothing
+    const idle = Array.from({ length: 40 }, () => idleClient(running.url, { 'content-length': MiB }));
+    for (const c of idle) clients.push(c.req);
+    const settled: Reply[] = [];
+    for (const c of idle) void c.reply.then((r) => settled.push(r));
+    const done = await waitFor(() => settled.length === 24 && manager.getResourceMetrics().totals.bytesInUse === globalBytes, 10000);
+    expect(done, '24 answered, 16 MiB held').to.equal(true);
+    expect(Date.now() - started, 'answered well before the 15 s body timeout').to.be.below(10000);
+    const m = manager.getResourceMetrics();
+    expect([m.totals.bytesInUse, m.totals.handles], 'the 16 idle bodies fill the budget exactly').to.deep.equal([globalBytes, 16]);
+    expect(Math.max(...Object.values(m.channels).map((c) => c.peakBytes)), 'no connection above one body').to.equal(MiB);
+    for (const r of settled) {
+      expect(r.status, 'the global budget is spent').to.equal(503);
+      expect(r.headers['retry-after'], 'retry-after').to.equal('1');
+      const refusal = JSON.parse(r.body) as { error: string; limit: number; requested: number; scope: string; inUse: number };
+      expect(refusal, 'the type total refused the declared size').to.deep.include({ error: 'ERR_RESOURCE_LIMIT', limit: globalBytes, requested: MiB, scope: 'type', inUse: globalBytes });
+    }
+    // the idle clients leave: their channels close and free everything
+    for (const c of clients.splice(0)) c.destroy();
+    const freed = await waitFor(() => manager.getResourceMetrics().totals.handles === 0 && Object.keys(manager.getResourceMetrics().channels).length === 0, 5000);
+    expect(freed, 'all freed once the clients left').to.equal(true);
+    expect(manager.getResourceMetrics().totals.bytesInUse, 'nothing charged').to.equal(0);
+  });
+
+  for (const kind of ['declared', 'chunked'] as const) {
+    it(`answers a ${kind} body that stops progressing with 408 and frees its memory`, async () => {
+      running = await startServer({ port: 0, quotaBytes: 2 * MiB, bodyTimeoutMs: 200 });
+      const headers: http.OutgoingHttpHeaders = kind === 'declared' ? { 'content-length': MiB } : { 'transfer-encoding': 'chunked' };
+      const sent = randomBytes(1000);
+      const c = idleClient(running.url, headers, sent);
+      clients.push(c.req);
+      const held = await waitFor(() => running.manager.getResourceMetrics().totals.handles === 1, 5000);
+      expect(held, 'the body holds one pooled buffer while it waits').to.equal(true);
+      const heldAt = Date.now();
+      const r = await Promise.race([c.reply, new Promise<Reply>((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s of a 200 ms body timeout')), 5000))]);
+      expect(Date.now() - heldAt, 'answered after about the 200 ms timeout').to.be.within(100, 5000);
+      expect(r.status, 'request timeout').to.equal(408);
+      expect(r.headers.connection, 'the connection is closed').to.equal('close');
+      expect(JSON.parse(r.body), '408 body').to.deep.include({ error: 'body timeout', received: 1000 });
+      const m = running.manager.getResourceMetrics();
+      expect([m.totals.handles, m.totals.bytesInUse], 'freed when answered').to.deep.equal([0, 0]);
+      for (const [bytes, handles] of channelUsage(running)) expect([bytes, handles], 'the channel holds nothing').to.deep.equal([0, 0]);
+    });
+  }
+
+  it("413: `requested` is the body's size, declared or received, not the charge", async () => {
+    running = await startServer({ port: 0, quotaBytes: 2 * MiB });
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    agents.push(agent);
+    const declared = 3 * MiB + 1; // charged 3 MiB + 4 KiB (direct: rounded up to a page)
+    const r = await request(running.url, agent, 'POST', '/digest', splitInto(randomBytes(declared), 64 * KiB));
+    expect(r.status, 'over the 2 MiB quota').to.equal(413);
+    const refusal = JSON.parse(r.body) as { requested: number; chargedBytes: number; limit: number; scope: string };
+    expect(refusal, 'the declared size, and the charge apart').to.deep.include({ requested: declared, chargedBytes: 3 * MiB + 4096, limit: 2 * MiB, scope: 'channel' });
+
+    const chunkedAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    agents.push(chunkedAgent);
+    const c = await request(running.url, chunkedAgent, 'POST', '/digest', splitInto(randomBytes(3 * MiB), 64 * KiB), true);
+    expect(c.status, 'a chunked body over the quota').to.equal(413);
+    const chunkedRefusal = JSON.parse(c.body) as { requested: number; chargedBytes: number; limit: number };
+    expect([chunkedRefusal.chargedBytes, chunkedRefusal.limit], 'a 64 KiB slot refused by the 2 MiB quota').to.deep.equal([64 * KiB, 2 * MiB]);
+    expect(chunkedRefusal.requested, 'the bytes received when refused: past the quota, at most what was sent').to.be.within(2 * MiB + 1, 3 * MiB);
   });
 });

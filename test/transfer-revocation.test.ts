@@ -6,8 +6,8 @@
  * (which detaches that buffer) into a new ArrayBuffer kept in a private cache, which the next
  * allocation of the slot hands out. On Node 20 every allocation gets a new external ArrayBuffer,
  * detached on release, unless Node was started with `--harmony-rab-gsab-transfer`. Each test
- * states what must hold on the Node it runs on; CI runs the suite on Node 20 (with and without
- * that flag), 22 and 24.
+ * states what must hold on the Node it runs on. `npm test` on Node 20 passes that flag
+ * (.mocharc.js); CI also runs the suite on Node 20 without it, and on 22 and 24.
  */
 import { expect } from 'chai';
 import { ResourceManager } from '../lib';
@@ -30,7 +30,8 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
 
   it('is the method exactly where ArrayBuffer.prototype.transfer exists, and never for shared managers', () => {
     expect(revocation(mgr).method, 'a plain manager').to.equal(HAS_TRANSFER ? 'transfer' : 'detach');
-    // Set by .ci/run for its Node 20 run with --harmony-rab-gsab-transfer: proves the flag got here.
+    // Set by .mocharc.js where it adds --harmony-rab-gsab-transfer (Node 20), and by .ci/run for
+    // its Node 20 run without it: proves which method the run got.
     const expected = process.env.ISOPOOL_EXPECT_REVOCATION;
     if (expected !== undefined) expect(revocation(mgr).method, 'ISOPOOL_EXPECT_REVOCATION').to.equal(expected);
     const shared = new ResourceManager({ shared: 'transfer-revocation-test', leakDetection: 'off' });

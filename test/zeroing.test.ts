@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { AccessMode, ChannelOptions, ResourceHandle, ResourceManager } from '../lib';
-import { SMALL_POOLS, allZero, bufferOf, containsByte, poolMetrics } from './helpers';
+import { SMALL_POOLS, allZero, bufferOf, collectUntil, containsByte, poolMetrics } from './helpers';
 
 const Q = 8; // queueSize of pool 's' in SMALL_POOLS
 const SLOT = 4096;
@@ -130,4 +130,43 @@ describe('zeroing', () => {
       mgr.close();
     }
   });
+
+  // The slot's dirty extent (native/slab_pool.h SlotMeta::dirty: the bytes the last owner may
+  // have written) must not shrink when the same owner takes the slot again for fewer bytes, or
+  // the next owner's zeroing would leave the first owner's bytes past the smaller size.
+  // One pool of one 4 KiB slot per slab, queueSize 1: the pool holds exactly one slot, so every
+  // allocation below gets the same memory (reservedBytes stays 4096, one miss, then hits).
+  for (const access of ['view', 'revocable'] as AccessMode[]) {
+    it(`${access}: a smaller same-channel reuse does not shrink what the next channel's zeroing covers`, async () => {
+      const mgr = new ResourceManager({ pools: [{ name: 'one', slotSize: SLOT, queueSize: 1 }], leakDetection: 'off' });
+      try {
+        const a = mgr.openChannel('a', { access });
+        const b = mgr.openChannel('b', { access });
+        /** The pool's one slot is free again (reading metrics applies the fast lane; a GC frees revocable memory whose reuse waits for its buffer to die). */
+        const slotFree = async (what: string): Promise<void> => {
+          const free = await collectUntil(() => poolMetrics(mgr, 'one').retainedFreeSlots === 1);
+          expect(free, `${what}: the slot is free for reuse`).to.equal(true);
+        };
+        const first = a.allocate('buffer', SLOT);
+        bufferOf(first).fill(0xaa);
+        expect(a.deallocate(first), 'a frees its 4096 bytes').to.equal(true);
+        await slotFree('after the 4096-byte free');
+
+        const small = a.allocate('buffer', 16);
+        expect(bufferOf(small).toString('hex'), "a's 16-byte reuse: same slot, same owner, not zeroed").to.equal('aa'.repeat(16));
+        expect(a.deallocate(small), 'a frees its 16 bytes').to.equal(true);
+        await slotFree('after the 16-byte free');
+
+        const other = b.allocate('buffer', SLOT);
+        const buf = bufferOf(other);
+        const pool = poolMetrics(mgr, 'one');
+        expect([pool.reservedBytes, pool.misses, pool.hits], 'one slot served all three allocations').to.deep.equal([SLOT, 1, 2]);
+        expect(buf.length, "b's buffer").to.equal(SLOT);
+        expect(buf.indexOf(0xaa), "b sees none of a's bytes").to.equal(-1);
+        expect(allZero(buf), "b's 4096 bytes are zero").to.equal(true);
+      } finally {
+        mgr.close();
+      }
+    });
+  }
 });

@@ -16,22 +16,22 @@ export interface HandleOwner {
 
 /**
  * @internal The concrete handle. Its identity (`id`, `resourceType`, `size`, `channelId`...) is
- * frozen at creation, and only objects made here are accepted as handles (a private-field brand
- * check: look-alikes, prototypes and Proxies are refused).
+ * fixed at creation in private fields, read through getters (assigning one throws), and every
+ * operation takes the id from the private field, never from a property a holder could shadow.
+ * Only objects made here are accepted as handles (a private-field brand check: look-alikes,
+ * prototypes and Proxies are refused). Freezing the object would say the same, at a cost of
+ * about a third of a view-mode round trip.
  */
 export class Handle implements ResourceHandle {
-  readonly id: number;
-  readonly resourceType: string;
-  readonly size: number;
-  readonly channelId: string | null;
-  readonly buffer: Buffer | null;
-  readonly pool: string;
-  readonly slotBytes: number;
-  /** How the buffer is exposed: `'revocable'`, `'view'`, or `null` for counted types. */
-  readonly access: AccessMode | null;
   #owner: HandleOwner | null;
-  /** The id as issued (the trusted copy). */
   readonly #id: number;
+  readonly #resourceType: string;
+  readonly #size: number;
+  readonly #channelId: string | null;
+  readonly #buffer: Buffer | null;
+  readonly #pool: string;
+  readonly #slotBytes: number;
+  readonly #access: AccessMode | null;
   /** The scope state that issued it (null: the manager). */
   readonly #presenter: unknown;
   /** Transfers of this id seen by the issuing thread when this object was made. */
@@ -52,17 +52,50 @@ export class Handle implements ResourceHandle {
   ) {
     this.#owner = owner;
     this.#id = id;
+    this.#resourceType = resourceType;
+    this.#size = size;
+    this.#channelId = channelId;
+    this.#buffer = buffer;
+    this.#pool = pool;
+    this.#slotBytes = slotBytes;
+    this.#access = access;
     this.#presenter = presenter;
     this.#moves = moves;
-    this.id = id;
-    this.resourceType = resourceType;
-    this.size = size;
-    this.channelId = channelId;
-    this.buffer = buffer;
-    this.pool = pool;
-    this.slotBytes = slotBytes;
-    this.access = access;
-    Object.freeze(this);
+  }
+
+  get id(): number {
+    return this.#id;
+  }
+  get resourceType(): string {
+    return this.#resourceType;
+  }
+  get size(): number {
+    return this.#size;
+  }
+  get channelId(): string | null {
+    return this.#channelId;
+  }
+  get buffer(): Buffer | null {
+    return this.#buffer;
+  }
+  get pool(): string {
+    return this.#pool;
+  }
+  get slotBytes(): number {
+    return this.#slotBytes;
+  }
+  /** How the buffer is exposed: `'revocable'`, `'view'`, or `null` for counted types. */
+  get access(): AccessMode | null {
+    return this.#access;
+  }
+
+  /** The identity as a plain object (what `JSON.stringify` and `util.inspect` show). */
+  toJSON(): { id: number; resourceType: string; size: number; channelId: string | null; pool: string; slotBytes: number; access: AccessMode | null } {
+    return { id: this.#id, resourceType: this.#resourceType, size: this.#size, channelId: this.#channelId, pool: this.#pool, slotBytes: this.#slotBytes, access: this.#access };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): object {
+    return { ...this.toJSON(), buffer: this.#buffer };
   }
 
   /**

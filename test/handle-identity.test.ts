@@ -18,19 +18,27 @@ describe('handle identity', () => {
 
   for (const access of ['revocable', 'view'] as const) {
     describe(`${access} channels`, () => {
-      it('an edited id is refused: the object is frozen and dispose frees only its own handle', () => {
+      it('an edited id changes nothing: assigning throws, a redefined id is ignored, dispose frees only its own handle', () => {
         const victim = mgr.openChannel('victim', { access }).allocate('buffer', 64);
         const attacker = mgr.openChannel('attacker', { access });
         const h = attacker.allocate('buffer', 64);
-        expect(Object.isFrozen(h), 'handle is frozen').to.equal(true);
-        expect(() => {
-          (h as { id: number }).id = victim.id;
-        }, 'assigning id throws in strict mode').to.throw(TypeError);
-        expect(() => Object.defineProperty(h, 'id', { get: () => victim.id }), 'redefining id throws').to.throw(TypeError);
-        expect(h.id, 'id unchanged').to.not.equal(victim.id);
+        const other = attacker.allocate('buffer', 64);
+        const ownId = h.id;
+        for (const field of ['id', 'resourceType', 'size', 'channelId', 'buffer', 'pool', 'slotBytes', 'access']) {
+          expect(() => {
+            (h as unknown as Record<string, unknown>)[field] = victim.id;
+          }, `assigning ${field} throws in strict mode`).to.throw(TypeError);
+        }
+        expect(h.id, 'id unchanged by assignment').to.equal(ownId);
+        let reads = 0;
+        Object.defineProperty(h, 'id', { get: () => (reads++ % 2 === 0 ? victim.id : other.id) });
+        expect(attacker.validate(h).valid, 'validate uses the issued id').to.equal(true);
+        expect(attacker.track(h).handleId, 'track uses the issued id').to.equal(ownId);
         h[Symbol.dispose]();
         expect(mgr.validateSecurityBoundaries(victim).valid, 'victim still live').to.equal(true);
-        expect(mgr.validateSecurityBoundaries(h.id).violations.map((v) => v.code), 'own handle freed').to.deep.equal(['STALE_HANDLE']);
+        expect(mgr.validateSecurityBoundaries(ownId).violations.map((v) => v.code), 'own handle freed').to.deep.equal(['STALE_HANDLE']);
+        expect(mgr.validateSecurityBoundaries(other).valid, 'the attacker\'s other handle is untouched').to.equal(true);
+        expect(channelMetrics(mgr, 'attacker').violations.CROSS_CHANNEL, 'nothing was presented across channels').to.equal(0);
       });
 
       it('a look-alike object, a Proxy or an object with the Handle prototype is not a handle', () => {

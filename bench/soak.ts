@@ -199,6 +199,23 @@ async function collect(): Promise<void> {
   }
 }
 
+/** Rounds of {@link collect} that {@link release} waits at most for parked memory to return. */
+const RELEASE_ROUNDS = 20;
+
+/**
+ * Deferred reuse: memory freed on a default revocable channel (or unscoped) stays parked, its slot
+ * live, until its buffer is collected and the finalizer ran. Collects until
+ * `revocation.pendingRelease` is 0 (the workload holds no freed buffer by then); a drain that still
+ * has parked memory after {@link RELEASE_ROUNDS} rounds is an invariant violation.
+ */
+async function release(w: Workload, where: string): Promise<void> {
+  await collect();
+  for (let i = 1; i < RELEASE_ROUNDS && w.manager.getResourceMetrics().revocation.pendingRelease !== 0; i++) await collect();
+  const pending = w.manager.getResourceMetrics().revocation.pendingRelease;
+  if (pending !== 0) w.problems.push(`${where}: revocation.pendingRelease is ${pending} after ${RELEASE_ROUNDS} collections, expected 0`);
+  w.checkReleased(where);
+}
+
 /** Least-squares line y = a + b·x, with the standard error of b and R². */
 interface Fit {
   readonly slope: number;
@@ -245,6 +262,8 @@ interface Chan {
   readonly id: string;
   readonly scope: ChannelScope;
   readonly access: 'revocable' | 'view';
+  /** `unsafeImmediateReuse`: freed buffers are revoked and their slots reused at once. */
+  readonly immediate: boolean;
   readonly quotaBytes: number;
   readonly deathRound: number;
   readonly live: Set<Live>;
@@ -269,6 +288,8 @@ interface Counters {
   channelsOpened: number;
   channelsClosed: number;
   viewChannels: number;
+  /** Revocable channels opened with `unsafeImmediateReuse`. */
+  immediateChannels: number;
   counterAllocations: number;
   directAllocations: number;
   checks: number;
@@ -329,6 +350,7 @@ class Workload {
     channelsOpened: 0,
     channelsClosed: 0,
     viewChannels: 0,
+    immediateChannels: 0,
     counterAllocations: 0,
     directAllocations: 0,
     checks: 0,
@@ -338,6 +360,8 @@ class Workload {
   };
   /** Invariant violations found while running (the run exits 1 if any). */
   readonly problems: string[] = [];
+  /** Spot-checked ids whose memory was parked at their free: released once their buffers are collected. */
+  readonly #parkedChecks: number[] = [];
   readonly channels: Chan[] = [];
   readonly unscoped = new Set<Live>();
   round = 0;
@@ -407,6 +431,8 @@ class Workload {
     const id = `conn-${this.#nextChannel++}`;
     const access = r() < 0.2 ? 'view' : 'revocable';
     const zero = r() < 0.1 ? 'always' : 'cross-channel';
+    // One channel id in 8 (not drawn from the PRNG, so the workload is the same) reuses at once.
+    const immediate = access === 'revocable' && this.#nextChannel % 8 === 0;
     // Quotas: most channels have a total byte cap that a burst of large buffers can hit; some cap handles.
     const quotas = [Infinity, 32 * MiB, 16 * MiB, 8 * MiB, 6 * MiB];
     const quotaBytes = quotas[Math.floor(r() * quotas.length)];
@@ -415,13 +441,14 @@ class Workload {
     };
     if (quotaBytes !== Infinity) limits['*'] = { maxBytes: quotaBytes, softBytes: Math.floor(quotaBytes * 0.75) };
     if (r() < 0.25) limits.buffer = { maxHandles: 40 };
-    const scope = this.manager.openChannel(id, { access, zero, limits });
+    const scope = this.manager.openChannel(id, { access, zero, limits, ...(immediate ? { unsafeImmediateReuse: true } : {}) });
     this.counters.ops++;
     this.counters.channelsOpened++;
     if (access === 'view') this.counters.viewChannels++;
+    if (immediate) this.counters.immediateChannels++;
     // Connections live from about a second to tens of seconds (a few hundred rounds run per second).
     const life = this.#int(200, 4_000);
-    return { id, scope, access, quotaBytes, deathRound: this.round + life, live: new Set(), charged: 0 };
+    return { id, scope, access, immediate, quotaBytes, deathRound: this.round + life, live: new Set(), charged: 0 };
   }
 
   /** 70% ≤ 4 KiB, 25% 4 KiB–64 KiB, 4% 64 KiB–1 MiB, 1% direct 1–4 MiB. */
@@ -513,16 +540,24 @@ class Workload {
       chan.live.delete(live);
       chan.charged -= handle.slotBytes;
     }
-    // Spot checks, 1 in 64 frees: the release is complete and a revocable buffer is revoked.
+    // Spot checks, 1 in 64 frees. Memory of immediate reuse, and counted units: the release is
+    // complete and a buffer is revoked. Deferred reuse (default revocable channels, unscoped): the
+    // buffer is left as it was and the release waits for it (checked complete after the next
+    // drain's collection).
     if ((key & 63) === 7) {
       this.counters.ops++;
       this.counters.checks++;
       const access = chan === null ? 'revocable' : chan.access;
-      if (access === 'revocable' && !this.manager.verifyCleanupCompletion(handle)) {
-        this.#problem(`verifyCleanupCompletion(${handle.id}) is false after deallocation (${handle.pool})`);
-      }
-      if (access === 'revocable' && handle.buffer !== null && handle.buffer.length !== 0) {
-        this.#problem(`revocable handle ${handle.id}: buffer length ${handle.buffer.length} after deallocation`);
+      const deferred = handle.buffer !== null && access === 'revocable' && (chan === null || !chan.immediate);
+      const complete = this.manager.verifyCleanupCompletion(handle);
+      const length = handle.buffer === null ? 0 : handle.buffer.length;
+      if (deferred) {
+        if (complete) this.#problem(`verifyCleanupCompletion(${handle.id}) is true while its buffer is still reachable (${handle.pool}, deferred reuse)`);
+        if (length !== handle.size) this.#problem(`revocable handle ${handle.id}: buffer length ${length} after deallocation (deferred reuse), expected ${handle.size}`);
+        if (this.#parkedChecks.length < 4096) this.#parkedChecks.push(handle.id);
+      } else if (access === 'revocable') {
+        if (!complete) this.#problem(`verifyCleanupCompletion(${handle.id}) is false after deallocation (${handle.pool})`);
+        if (length !== 0) this.#problem(`revocable handle ${handle.id}: buffer length ${length} after deallocation (unsafeImmediateReuse), expected 0`);
       }
     }
   }
@@ -546,8 +581,12 @@ class Workload {
     for (const live of chan.live) {
       live.freed = true;
       const b = live.handle.buffer;
-      if (chan.access === 'revocable' && b !== null && b.length !== 0) {
-        this.#problem(`handle ${live.handle.id} of closed channel ${chan.id}: buffer length ${b.length}, expected 0 (revoked)`);
+      if (chan.access === 'revocable' && b !== null) {
+        // unsafeImmediateReuse revokes; deferred reuse leaves the buffer as it was
+        const expected = chan.immediate ? 0 : live.handle.size;
+        if (b.length !== expected) {
+          this.#problem(`handle ${live.handle.id} of closed channel ${chan.id}: buffer length ${b.length}, expected ${expected} (${chan.immediate ? 'revoked' : 'deferred reuse'})`);
+        }
       }
     }
     chan.live.clear();
@@ -597,6 +636,15 @@ class Workload {
       if (report.count !== 0) this.#problem(`burst: closing ${scope.channelId} freed ${report.count} handles, expected 0`);
     }
     return held.length;
+  }
+
+  /** After {@link release}: every spot-checked id whose memory was parked is fully released now. */
+  checkReleased(where: string): void {
+    for (const id of this.#parkedChecks) {
+      this.counters.ops++;
+      if (!this.manager.verifyCleanupCompletion(id)) this.#problem(`${where}: verifyCleanupCompletion(${id}) is false once its buffer was collected (deferred reuse)`);
+    }
+    this.#parkedChecks.length = 0;
   }
 
   liveHandles(): number {
@@ -790,7 +838,7 @@ async function run(args: Args, progress: Progress): Promise<{ result: SoakResult
       workload.problems.push(`after freeing all its handles, channel ${d.id} still has bytesInUse ${d.bytesInUse}, handles ${d.handles}`);
     }
   }
-  await collect();
+  await release(workload, 'after the drain');
   const after = workload.manager.getResourceMetrics();
   const rssAfterDrain = process.memoryUsage().rss;
   const c = workload.counters;
@@ -822,7 +870,7 @@ async function run(args: Args, progress: Progress): Promise<{ result: SoakResult
     .filter(([, p]) => p.slotSize > 0)
     .map(([name, p]) => ({ name, slotSize: p.slotSize, queueSize: p.queueSize }));
   const burstHandles = workload.burst(burstPools);
-  await collect();
+  await release(workload, 'after the burst');
   const afterBurst = workload.manager.getResourceMetrics();
   if (afterBurst.totals.handles !== 0 || afterBurst.totals.bytesInUse !== 0) {
     workload.problems.push(`after the burst, totals.handles ${afterBurst.totals.handles}, bytesInUse ${afterBurst.totals.bytesInUse}, expected 0 / 0`);
@@ -886,7 +934,7 @@ function summaryRows(r: SoakResult): string[][] {
     ['frees', `${fmtInt(c.explicitFrees)} explicit, ${fmtInt(c.closeFrees)} by closeChannel`],
     [
       'channels',
-      `${fmtInt(c.channelsOpened)} opened (${fmtInt(c.viewChannels)} view-mode), ${fmtInt(c.channelsClosed)} closed ` +
+      `${fmtInt(c.channelsOpened)} opened (${fmtInt(c.viewChannels)} view-mode, ${fmtInt(c.immediateChannels)} unsafeImmediateReuse), ${fmtInt(c.channelsClosed)} closed ` +
         `(${fmtInt((c.channelsClosed * 3600) / r.durationSeconds)}/h), ${CHANNELS} open at a time`,
     ],
     ['RSS growth (fit)', `${fitCell(r.rssFit)} (R² ${r.rssFit.r2.toFixed(2)})`],
@@ -1044,20 +1092,25 @@ function reportHeader(m: SoakResult['machine']): string {
     '  4 KiB page is written so the memory is really resident.',
     `- Handle lifetimes (the live window): 55% released in the same round, 30% after 1–20 rounds, 14% after 21–${WHEEL - 1}`,
     '  rounds, 1% held until the channel closes. Frees alternate `handle[Symbol.dispose]()`, `scope.deallocate` and',
-    '  `deallocateResource`; 1 in 64 is spot-checked with `verifyCleanupCompletion` and for a revoked buffer.',
+    '  `deallocateResource`; 1 in 64 is spot-checked: on a default revocable channel (deferred reuse) the buffer keeps its',
+    '  length and `verifyCleanupCompletion` is false until the buffer is collected (checked true after the next drain);',
+    '  on the revocable channels with `unsafeImmediateReuse` (one channel id in 8) it is true and the buffer is revoked.',
     `- The loop yields to the event loop (\`setImmediate\`) every ~${SLICE_MS} ms of work, so GC finalizers run as in a service.`,
     '- Sampled every second (at least 20 samples per run): RSS, JS `heapUsed`, `totals.reservedBytes`, live handles,',
     '  `totals.bytesInUse`, `fragmentation.pool`, ops/s. A forced GC (`--expose-gc`) precedes the final sample.',
     '- Then the drain: half the channels free their handles one by one (their ledgers must read 0 while still open), all',
-    '  channels are closed, and the run checks totals.handles = 0, every bytesInUse = 0, and the manager\'s allocation,',
-    '  deallocation and refusal counters against the workload\'s own. Only such an invariant violation (or a crash) exits 1.',
+    '  channels are closed, GC runs until `revocation.pendingRelease` is 0 (deferred reuse: freed memory returns once its',
+    '  buffer is collected), and the run checks totals.handles = 0, every bytesInUse = 0, no live pool slot, and the',
+    '  manager\'s allocation, deallocation and refusal counters against the workload\'s own. Only such an invariant',
+    '  violation (or a crash) exits 1.',
     '- Cycles mode (`--cycles`, sections marked "--cycles"): the same workload cut into identical cycles. Every cycle',
     '  starts from the drained manager with the same seed, round 0 and channel numbering, so it makes the same calls',
     '  with the same sizes, channel options, limits, lifetimes, frees and closes (how a handle is freed and whether it is',
     '  spot-checked follow a per-cycle sequence instead of the native handle id, which differs between cycles). The first',
     '  cycle runs `--cycle-seconds` (default 30) and its round count becomes the length of every cycle (or `--cycle-rounds`).',
-    '  Each cycle ends with the drain above, a forced GC and a boundary sample: `totals.reservedBytes`, RSS (whole, and',
-    '  split into the V8 heap\'s resident pages, `v8.getHeapStatistics().total_physical_size`, and the rest), `heapUsed`,',
+    '  Each cycle ends with the drain above, forced GCs until nothing is parked, and a boundary sample:',
+    '  `totals.reservedBytes`, RSS (whole, and split into the V8 heap\'s resident pages,',
+    '  `v8.getHeapStatistics().total_physical_size`, and the rest), `heapUsed`,',
     '  `external`, the C heap in use (glibc `mallinfo2`, through the addon\'s `mallocStats`), the pools\' resident',
     '  pages (mincore(2) over every slab, through the native manager\'s `residentBytes`), live handles and',
     '  bytesInUse (must both be 0), `fragmentation.pool`, each pool\'s reserved bytes and retained slots. A cycle whose counts (allocations, refusals, frees, closes, pressure events, the manager\'s totals)',
@@ -1199,6 +1252,7 @@ const CYCLE_COUNTS = [
   'channelsOpened',
   'channelsClosed',
   'viewChannels',
+  'immediateChannels',
   'directAllocations',
   'counterAllocations',
   'checks',
@@ -1251,6 +1305,7 @@ function cycleCounts(w: Workload, m: ManagerMetrics): CycleCounts {
     channelsOpened: c.channelsOpened,
     channelsClosed: c.channelsClosed,
     viewChannels: c.viewChannels,
+    immediateChannels: c.immediateChannels,
     directAllocations: c.directAllocations,
     counterAllocations: c.counterAllocations,
     checks: c.checks,
@@ -1348,7 +1403,7 @@ async function runCycles(args: Args, progress: Progress): Promise<{ result: Cycl
     for (const d of drainedOpen) {
       if (d.bytesInUse !== 0 || d.handles !== 0) problems.push(`cycle ${n}: after freeing all its handles, channel ${d.id} still has bytesInUse ${d.bytesInUse}, handles ${d.handles}`);
     }
-    await collect();
+    await release(workload, `after cycle ${n}`);
     if (args.mallocTrim) {
       const released = loadNative().mallocTrim();
       if (released !== undefined) trims.done++;
@@ -1523,7 +1578,7 @@ function cycleSummaryRows(r: CycleResult): string[][] {
       'every cycle',
       `${fmtInt(pc.ops)} ops, ${fmtInt(pc.allocations)} allocations (${fmtInt(pc.directAllocations)} direct, ${fmtInt(pc.counterAllocations)} counter), ` +
         `${fmtInt(pc.refusals)} refused by quotas; ${fmtInt(pc.explicitFrees)} explicit frees, ${fmtInt(pc.closeFrees)} by closeChannel; ` +
-        `${fmtInt(pc.channelsClosed)} channel closes over ${fmtInt(pc['channel ids'])} ids (${fmtInt(pc.viewChannels)} view-mode), the same ids every cycle`,
+        `${fmtInt(pc.channelsClosed)} channel closes over ${fmtInt(pc['channel ids'])} ids (${fmtInt(pc.viewChannels)} view-mode, ${fmtInt(pc.immediateChannels)} unsafeImmediateReuse), the same ids every cycle`,
     ],
     ['total ops', `${fmtInt(r.counters.ops)} (${fmtInt(r.counters.ops / r.durationSeconds)}/s)`],
     ['native reserved at fitted boundaries', `min ${fmtInt(reserved.min)} B, max ${fmtInt(reserved.max)} B (max − min ${fmtBytes(reserved.max - reserved.min)})${reserved.min === reserved.max ? ': byte-identical' : ''}`],

@@ -400,3 +400,25 @@ export function viewBursts(manager: ResourceManager, channel: string, bursts: nu
   }
   return { wrong, maxReserved };
 }
+
+// ---------------------------------------------------------------------------------------------
+// deferred reuse
+
+/**
+ * Deferred reuse (the default for revocable memory): a freed buffer's memory returns to its pool
+ * only once the buffer's backing store has died, which takes a collection and then a macrotask
+ * turn for the native finalizer. `collect` runs `rounds` of `global.gc()` + one `setImmediate`
+ * turn. The freed buffers must be unreachable from the caller by then (no arrays still holding
+ * their handles or Buffers).
+ */
+export async function collect(rounds = 3): Promise<void> {
+  for (let i = 0; i < rounds; i++) {
+    gc();
+    await tick();
+  }
+}
+
+/** `getResourceMetrics().revocation.pendingRelease`: freed handles whose memory is still parked. */
+export function pendingRelease(mgr: ResourceManager): number {
+  return mgr.getResourceMetrics().revocation.pendingRelease;
+}

@@ -3,14 +3,25 @@
  * manager and against a small reference model written here; after every step the manager's
  * answers (return values, error codes, validation results, close reports) and its metrics
  * (per channel and unscoped: bytesInUse, handles, all seven violation counters; the set of open
- * channels; totals.handles; every pool's liveSlots) must equal the model's.
+ * channels; totals.handles; revocation.pendingRelease; every pool's liveSlots) must equal the
+ * model's.
  *
  * Operations: allocate (manager or scope, auto-open, random sizes over every pool and direct),
  * deallocate (manager or owner scope), double free, stale use, forged use and cross-channel use
  * (validate / deallocate / track, by the manager or by a scope), validation of live handles,
  * channel limit changes ('*' maxBytes / maxHandles), channel close, channel (re)open in both
- * access modes. Each live buffer carries a tag checked at its free (no two live handles share
- * bytes); revocable buffers must be detached after their free or their channel's close.
+ * access modes, collection of freed buffers. Each live buffer carries a tag checked at its free (no
+ * two live handles share bytes).
+ *
+ * Every sequence runs in both reuse modes of revocable memory (README "Security model"):
+ *   - deferred reuse (the default): a freed revocable buffer is not detached (same length, same
+ *     bytes); its slot stays live in its pool and counts in `revocation.pendingRelease` until the
+ *     buffer is collected. The model keeps the parked buffers, checks their tags are intact (no new
+ *     handle got a parked slot) and `verifyCleanupCompletion` is false; the 'collect' operation
+ *     drops them and runs gc + macrotask turns until nothing is parked; then every slot is back
+ *     and `verifyCleanupCompletion` is true;
+ *   - `unsafeImmediateReuse` (channelDefaults, so every channel and the unscoped domain): revocable
+ *     buffers are detached at their free or their channel's close, and their slots return at once.
  *
  * Violation attribution modelled (DECISIONS + native/manager.cc StaleTarget): a scope's call is
  * counted against the scope's channel; a manager call with a forged id against the unscoped
@@ -19,13 +30,13 @@
  * still open, else the unscoped domain. A stale id reports CHANNEL_CLOSED when it was freed by
  * its channel's close and is the last id of its index freed that way, else STALE_HANDLE.
  *
- * CI: fixed seed 42, 12 runs of 1,000 operations (12,000 steps). ISOPOOL_MODEL_RUNS=n runs n
- * random-seeded runs instead (the seed is printed by fast-check on failure).
+ * CI: fixed seed 42, 12 runs of 1,000 operations (12,000 steps), each run in both modes.
+ * ISOPOOL_MODEL_RUNS=n also runs n random-seeded runs (the seed is printed by fast-check on failure).
  */
 import { expect } from 'chai';
 import * as fc from 'fast-check';
 import { IsopoolError, ResourceHandle, ResourceManager, SecurityValidationResult } from '../lib';
-import { SMALL_POOLS, VIOLATION_CODES, ViolationCode } from './helpers';
+import { SMALL_POOLS, VIOLATION_CODES, ViolationCode, collectUntil } from './helpers';
 
 const NAMES = ['c0', 'c1', 'c2', 'c3'] as const;
 const OPS_PER_RUN = 1000;
@@ -33,6 +44,8 @@ const CI_RUNS = 12;
 const POOLS = SMALL_POOLS.map((p) => ({ name: p.name, slot: p.slotSize }));
 
 type Access = 'revocable' | 'view';
+/** How freed revocable memory returns: after its buffer is collected (the default), or at once. */
+type Reuse = 'deferred' | 'immediate';
 interface Usage {
   bytes: number;
   handles: number;
@@ -78,10 +91,13 @@ function run<T>(fn: () => T): { ok: true; value: T } | { ok: false; code: string
 }
 
 class Model {
+  constructor(readonly reuse: Reuse) {}
   readonly channels = new Map<string, ChannelModel>();
   readonly unscoped: Usage = { bytes: 0, handles: 0, violations: zeroViolations() };
   readonly live: LiveModel[] = [];
   readonly freed: FreedModel[] = [];
+  /** Freed revocable handles whose memory waits for their buffer to be collected (deferred reuse). */
+  parked: LiveModel[] = [];
   readonly issued = new Set<number>();
   /** index -> the latest id issued with it */
   readonly latestByIndex = new Map<number, number>();
@@ -128,7 +144,18 @@ class Model {
     u.bytes -= entry.charged;
     u.handles -= 1;
     this.freed.push({ id: entry.handle.id, channel: entry.channel, incarnation: entry.incarnation, byClose });
+    if (this.parks(entry)) this.parked.push(entry);
     if (byClose) this.lastCloseByIndex.set(Math.floor(entry.handle.id / 2 ** 32), entry.handle.id);
+  }
+
+  /** Whether freeing `entry` parks its memory until its buffer is collected. */
+  parks(entry: LiveModel): boolean {
+    return this.reuse === 'deferred' && entry.access === 'revocable';
+  }
+
+  /** The length a buffer has after its handle is freed: revoked (0) only under immediate reuse. */
+  lengthAfterFree(entry: LiveModel): number {
+    return entry.access === 'revocable' && this.reuse === 'immediate' ? 0 : entry.handle.size;
   }
 
   /** The code a stale id reports. */
@@ -163,6 +190,7 @@ const via = fc.constantFrom('manager', 'scope');
 const method = fc.constantFrom('validate', 'deallocate', 'track');
 
 const opArb = fc.oneof(
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('collect' as const) }) },
   { weight: 30, arbitrary: fc.record({ kind: fc.constant('alloc' as const), chan: channelArb, size: sizeArb, via }) },
   { weight: 20, arbitrary: fc.record({ kind: fc.constant('dealloc' as const), pick: fc.nat(), via }) },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('staleUse' as const), pick: fc.nat(), via, method, presenter: fc.nat() }) },
@@ -196,10 +224,27 @@ function saw(outcome: string): void {
   seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
 }
 
+/** Checks the parked buffers kept their bytes and are not cleaned up, and drops them; returns their ids. */
+function dropParked(mgr: ResourceManager, model: Model, what: string): number[] {
+  const ids: number[] = [];
+  for (const e of model.parked) {
+    const buf = e.handle.buffer as Buffer;
+    expect(buf.length, `${what}: a parked buffer keeps its length`).to.equal(e.handle.size);
+    if (e.handle.size >= 4) expect(buf.readUInt32LE(0), `${what}: a parked buffer keeps its bytes (its slot went to nobody)`).to.equal(e.tag >>> 0);
+    expect(mgr.verifyCleanupCompletion(e.handle.id), `${what}: not cleaned up while parked`).to.equal(false);
+    ids.push(e.handle.id);
+  }
+  model.parked = [];
+  return ids;
+}
+
 function step(mgr: ResourceManager, model: Model, op: Op, n: number): void {
   const what = `step ${n} ${JSON.stringify(op)}`;
   saw(op.kind);
   switch (op.kind) {
+    case 'collect':
+      return; // async: runSequence
+
     case 'alloc': {
       const name = op.chan < NAMES.length ? NAMES[op.chan] : null;
       const state = name === null ? 'open' : model.openState(name);
@@ -250,8 +295,11 @@ function step(mgr: ResourceManager, model: Model, op: Op, n: number): void {
       const byScope = op.via === 'scope' && e.channel !== null;
       const ok = byScope ? mgr.channel(e.channel as string).deallocate(e.handle) : mgr.deallocateResource(e.handle);
       expect(ok, `${what}: freed`).to.equal(true);
-      expect(buf.length, `${what}: buffer after free`).to.equal(e.access === 'revocable' ? 0 : e.handle.size);
+      expect(buf.length, `${what}: buffer after free (${model.reuse} reuse, ${e.access})`).to.equal(model.lengthAfterFree(e));
+      expect(mgr.verifyCleanupCompletion(e.handle.id), `${what}: cleaned up unless parked`).to.equal(!model.parks(e));
+      if (model.parks(e) && e.handle.size >= 4) expect(buf.readUInt32LE(0), `${what}: a parked buffer keeps its bytes`).to.equal(e.tag >>> 0);
       model.free(e, false);
+      saw(`dealloc ${model.reuse} ${e.access}`);
       return;
     }
     case 'staleUse': {
@@ -342,7 +390,7 @@ function step(mgr: ResourceManager, model: Model, op: Op, n: number): void {
       const gotIds = r.value.handles.map((x) => x.id).sort((a, b) => a - b);
       expect([r.value.count, r.value.bytes, gotIds], `${what}: report`).to.deep.equal([mine.length, mine.reduce((s, e) => s + e.charged, 0), wantIds]);
       for (const e of mine) {
-        if (e.access === 'revocable') expect(e.handle.buffer?.length, `${what}: revoked`).to.equal(0);
+        expect(e.handle.buffer?.length, `${what}: buffer after the close (${model.reuse} reuse, ${e.access})`).to.equal(model.lengthAfterFree(e));
         model.free(e, true);
       }
       saw(mine.length > 0 ? 'close with handles' : 'close empty');
@@ -382,22 +430,37 @@ function compare(mgr: ResourceManager, model: Model, what: string): void {
   for (const [name, c] of model.channels) if (c.open) want[name] = { bytesInUse: c.bytes, handles: c.handles, violations: { ...c.violations } };
   want['(unscoped)'] = { bytesInUse: model.unscoped.bytes, handles: model.unscoped.handles, violations: { ...model.unscoped.violations } };
   expect(got, `${what}: channel metrics`).to.deep.equal(want);
+  // parked slots count as live until their buffers are collected
   const liveSlots: Record<string, number> = { s: 0, m: 0, l: 0, direct: 0 };
-  for (const e of model.live) liveSlots[e.pool] = (liveSlots[e.pool] ?? 0) + 1;
+  for (const e of [...model.live, ...model.parked]) liveSlots[e.pool] = (liveSlots[e.pool] ?? 0) + 1;
   const gotSlots: Record<string, number> = {};
   for (const [name, p] of Object.entries(m.pools)) gotSlots[name] = p.liveSlots;
-  expect([m.totals.handles, gotSlots], `${what}: totals.handles and pool liveSlots`).to.deep.equal([model.live.length, liveSlots]);
+  expect([m.totals.handles, m.revocation.pendingRelease, gotSlots], `${what}: totals.handles, pendingRelease and pool liveSlots`).to.deep.equal([
+    model.live.length,
+    model.parked.length,
+    liveSlots,
+  ]);
 }
 
-function runSequence(ops: Op[]): void {
-  const mgr = new ResourceManager({ pools: SMALL_POOLS, leakDetection: 'off' });
-  const model = new Model();
+async function runSequence(ops: Op[], reuse: Reuse): Promise<void> {
+  const immediate = reuse === 'immediate';
+  const mgr = new ResourceManager({ pools: SMALL_POOLS, leakDetection: 'off', channelDefaults: immediate ? { unsafeImmediateReuse: true } : {} });
+  const model = new Model(reuse);
   try {
     compare(mgr, model, 'initial');
-    ops.forEach((op, n) => {
+    for (let n = 0; n < ops.length; n++) {
+      const op = ops[n] as Op;
+      const what = `${reuse} reuse, step ${n} ${JSON.stringify(op)}`;
+      if (op.kind === 'collect') {
+        const ids = dropParked(mgr, model, what);
+        // gc + macrotask turns until nothing is parked (compare() then checks every count exactly)
+        await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0, 10);
+        for (const id of ids) expect(mgr.verifyCleanupCompletion(id), `${what}: cleaned up once collected`).to.equal(true);
+        saw(`collect ${reuse} ${ids.length > 0 ? 'with' : 'without'} parked`);
+      }
       step(mgr, model, op, n);
-      compare(mgr, model, `after step ${n} ${JSON.stringify(op)}`);
-    });
+      compare(mgr, model, `after ${what}`);
+    }
   } finally {
     mgr.close();
   }
@@ -407,12 +470,13 @@ describe('model-based: the manager agrees with a reference model after every ope
   this.timeout(120000);
   const runs = Number(process.env['ISOPOOL_MODEL_RUNS'] ?? 0);
 
-  it(`seed 42: ${CI_RUNS} runs of ${OPS_PER_RUN} operations (${CI_RUNS * OPS_PER_RUN} steps)`, () => {
+  it(`seed 42: ${CI_RUNS} runs of ${OPS_PER_RUN} operations (${CI_RUNS * OPS_PER_RUN} steps), each in deferred and in immediate reuse`, async () => {
     let steps = 0;
-    fc.assert(
-      fc.property(fc.array(opArb, { minLength: OPS_PER_RUN, maxLength: OPS_PER_RUN }), (ops) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { minLength: OPS_PER_RUN, maxLength: OPS_PER_RUN }), async (ops) => {
         steps += ops.length;
-        runSequence(ops);
+        await runSequence(ops, 'deferred');
+        await runSequence(ops, 'immediate');
       }),
       { seed: 42, numRuns: CI_RUNS },
     );
@@ -420,7 +484,8 @@ describe('model-based: the manager agrees with a reference model after every ope
     const required = [
       'alloc s revocable', 'alloc m revocable', 'alloc l revocable', 'alloc direct revocable',
       'alloc s view', 'alloc m view', 'alloc s unscoped', 'alloc auto-open', 'alloc refused: closed', 'alloc refused: limit',
-      'dealloc', 'stale STALE_HANDLE counted on presenter', 'stale STALE_HANDLE counted on owner',
+      'dealloc', 'dealloc deferred revocable', 'dealloc deferred view', 'dealloc immediate revocable', 'dealloc immediate view',
+      'collect deferred with parked', 'collect immediate without parked', 'stale STALE_HANDLE counted on presenter', 'stale STALE_HANDLE counted on owner',
       'stale STALE_HANDLE counted on unscoped', 'stale CHANNEL_CLOSED counted on presenter', 'stale CHANNEL_CLOSED counted on unscoped',
       'forged counted', 'cross counted', 'validateLive', 'limit', 'close with handles', 'reopen',
     ];
@@ -429,9 +494,12 @@ describe('model-based: the manager agrees with a reference model after every ope
   });
 
   if (runs > 0) {
-    it(`ISOPOOL_MODEL_RUNS=${runs}: random seeds`, () => {
-      fc.assert(
-        fc.property(fc.array(opArb, { minLength: OPS_PER_RUN, maxLength: OPS_PER_RUN }), (ops) => runSequence(ops)),
+    it(`ISOPOOL_MODEL_RUNS=${runs}: random seeds, each in deferred and in immediate reuse`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(opArb, { minLength: OPS_PER_RUN, maxLength: OPS_PER_RUN }), async (ops) => {
+          await runSequence(ops, 'deferred');
+          await runSequence(ops, 'immediate');
+        }),
         { numRuns: runs },
       );
     });

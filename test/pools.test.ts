@@ -1,12 +1,29 @@
 /**
  * Size-class pools (SPEC §1 "Default pools", §5 "Fragmentation"): class selection, direct
  * allocations, slot reuse, retention capped at queueSize, fragmentation figures.
+ *
+ * Freed revocable memory returns to its pool once its buffer is collected (deferred reuse, the
+ * default): tests of what a default manager does free, drop their references and `collect()` before
+ * the reuse; tests of the pool mechanics alone use `unsafeImmediateReuse` (immediate return), and the
+ * retention tests run in both modes.
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { KiB, MiB, SMALL_POOLS, bufferOf, expectCode, poolMetrics } from './helpers';
+import { KiB, MiB, SMALL_POOLS, bufferOf, collect, expectCode, pendingRelease, poolMetrics } from './helpers';
+
+/**
+ * Allocates `n` handles of `size` bytes (in `channel`, or unscoped), calls `atPeak` while they are
+ * all live, and frees them, keeping no reference (an async test's suspended frame may keep its
+ * locals, so the handles stay in this synchronous function).
+ */
+function allocateAndFree(mgr: ResourceManager, n: number, size: number, channel?: string, atPeak?: () => void): void {
+  const hs: ResourceHandle[] = [];
+  for (let i = 0; i < n; i++) hs.push(mgr.allocateResource('buffer', size, channel));
+  atPeak?.();
+  for (const h of hs) expect(mgr.deallocateResource(h), 'frees').to.equal(true);
+}
 
 describe('pools', () => {
   describe('default pools', () => {
@@ -105,9 +122,11 @@ describe('pools', () => {
       mgr.close();
     });
 
-    it('reuses a freed slot: hits rise by exactly one', () => {
-      const a = mgr.allocateResource('buffer', 4096, 'c');
-      mgr.deallocateResource(a);
+    it('reuses a freed slot once its buffer is collected: hits rise by exactly one', async () => {
+      allocateAndFree(mgr, 1, 4096, 'c');
+      expect([pendingRelease(mgr), poolMetrics(mgr, 's').liveSlots], 'parked until collected, counted live').to.deep.equal([1, 1]);
+      await collect();
+      expect([pendingRelease(mgr), poolMetrics(mgr, 's').liveSlots], 'returned once collected').to.deep.equal([0, 0]);
       const before = poolMetrics(mgr, 's');
       mgr.allocateResource('buffer', 4096, 'c');
       const after = poolMetrics(mgr, 's');
@@ -117,12 +136,14 @@ describe('pools', () => {
       expect(after.liveSlots, 'one live slot').to.equal(1);
     });
 
-    it('reuses the same memory within a channel (old bytes visible, allocUnsafe semantics)', () => {
+    it('unsafeImmediateReuse: reuses the same memory within a channel at once (old bytes visible, allocUnsafe semantics)', () => {
       const q = 8;
+      mgr.openChannel('c', { unsafeImmediateReuse: true });
       const burst: ResourceHandle[] = [];
       for (let i = 0; i < 3 * q; i++) burst.push(mgr.allocateResource('buffer', 4096, 'c'));
       burst.forEach((h, i) => bufferOf(h).fill(i + 1));
       for (const h of burst) mgr.deallocateResource(h);
+      expect(pendingRelease(mgr), 'nothing parked').to.equal(0);
       const hitsBefore = poolMetrics(mgr, 's').hits;
       const again: ResourceHandle[] = [];
       for (let i = 0; i < q; i++) again.push(mgr.allocateResource('buffer', 4096, 'c'));
@@ -135,34 +156,50 @@ describe('pools', () => {
       }
     });
 
-    it('retains at most queueSize free slots after a burst of 3x the queue, releasing the rest', () => {
-      const q = 8;
-      const burst: ResourceHandle[] = [];
-      for (let i = 0; i < 3 * q; i++) burst.push(mgr.allocateResource('buffer', 4096, 'c'));
-      const peak = poolMetrics(mgr, 's');
-      expect(peak.liveSlots, 'live slots at peak').to.equal(3 * q);
-      expect(peak.reservedBytes, 'reserved at peak holds the burst').to.be.at.least(3 * q * 4096);
-      for (const h of burst) mgr.deallocateResource(h);
-      const p = poolMetrics(mgr, 's');
-      expect(p.liveSlots, 'no live slots').to.equal(0);
-      expect(p.liveBytes, 'no live bytes').to.equal(0);
-      expect(p.retainedFreeSlots, 'retained = queueSize').to.equal(q);
-      expect(p.releasedToSystem, 'memory went back to the system').to.be.greaterThan(0);
-      expect(p.reservedBytes, 'reserved at least the retained slots').to.be.at.least(q * 4096);
-      expect(p.reservedBytes, 'reserved well below the burst').to.be.lessThan(3 * q * 4096);
-    });
+    for (const immediate of [false, true]) {
+      const mode = immediate ? 'unsafeImmediateReuse' : 'deferred reuse, collected';
+      /** Frees `n` unscoped (or channel `c`) allocations of `size`; collects them in the default mode. */
+      const freeBurst = async (n: number, size: number, channel?: string, atPeak?: () => void): Promise<void> => {
+        allocateAndFree(mgr, n, size, channel, atPeak);
+        expect(pendingRelease(mgr), `${mode}: parked until collected`).to.equal(immediate ? 0 : n);
+        if (!immediate) await collect();
+        expect(pendingRelease(mgr), `${mode}: nothing parked before the check`).to.equal(0);
+      };
 
-    it('keeps slots up to queueSize (paired with the cap above): a burst of queueSize is all retained', () => {
-      const q = 8;
-      const handles: ResourceHandle[] = [];
-      for (let i = 0; i < q; i++) handles.push(mgr.allocateResource('buffer', 100));
-      for (const h of handles) mgr.deallocateResource(h);
-      const p = poolMetrics(mgr, 's');
-      expect(p.retainedFreeSlots, 'all retained').to.equal(q);
-      const hits = p.hits;
-      for (let i = 0; i < q; i++) mgr.allocateResource('buffer', 100);
-      expect(poolMetrics(mgr, 's').hits - hits, 'all reused').to.equal(q);
-    });
+      describe(mode, () => {
+        beforeEach(() => {
+          if (!immediate) return;
+          mgr.close();
+          mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: { unsafeImmediateReuse: true } });
+        });
+
+        it('retains at most queueSize free slots after a burst of 3x the queue, releasing the rest', async () => {
+          const q = 8;
+          await freeBurst(3 * q, 4096, 'c', () => {
+            const peak = poolMetrics(mgr, 's');
+            expect(peak.liveSlots, 'live slots at peak').to.equal(3 * q);
+            expect(peak.reservedBytes, 'reserved at peak holds the burst').to.be.at.least(3 * q * 4096);
+          });
+          const p = poolMetrics(mgr, 's');
+          expect(p.liveSlots, 'no live slots').to.equal(0);
+          expect(p.liveBytes, 'no live bytes').to.equal(0);
+          expect(p.retainedFreeSlots, 'retained = queueSize').to.equal(q);
+          expect(p.releasedToSystem, 'memory went back to the system').to.be.greaterThan(0);
+          expect(p.reservedBytes, 'reserved at least the retained slots').to.be.at.least(q * 4096);
+          expect(p.reservedBytes, 'reserved well below the burst').to.be.lessThan(3 * q * 4096);
+        });
+
+        it('keeps slots up to queueSize (paired with the cap above): a burst of queueSize is all retained', async () => {
+          const q = 8;
+          await freeBurst(q, 100);
+          const p = poolMetrics(mgr, 's');
+          expect(p.retainedFreeSlots, 'all retained').to.equal(q);
+          const hits = p.hits;
+          for (let i = 0; i < q; i++) mgr.allocateResource('buffer', 100);
+          expect(poolMetrics(mgr, 's').hits - hits, 'all reused').to.equal(q);
+        });
+      });
+    }
 
     it('tracks and charges direct allocations, and frees them', () => {
       const h = mgr.allocateResource('buffer', 2 * MiB + 1, 'c');
@@ -190,16 +227,20 @@ describe('pools', () => {
       }
     });
 
-    it('internal = 1 - requested/slot bytes over live allocations', () => {
+    it('internal = 1 - requested/slot bytes over live allocations (a parked slot counts until collected)', async () => {
       const mgr = new ResourceManager();
       try {
-        const a = mgr.allocateResource('buffer', 1000);
+        let a: ResourceHandle | undefined = mgr.allocateResource('buffer', 1000);
         expect(mgr.getResourceMetrics().fragmentation.internal, '1000 in 4096').to.equal(1 - 1000 / 4096);
         mgr.allocateResource('buffer', 3000);
         expect(mgr.getResourceMetrics().fragmentation.internal, '4000 in 8192').to.equal(1 - 4000 / 8192);
         mgr.allocateResource('buffer', 4096);
         expect(mgr.getResourceMetrics().fragmentation.internal, '8096 in 12288').to.equal(1 - 8096 / 12288);
         mgr.deallocateResource(a);
+        a = undefined;
+        expect(mgr.getResourceMetrics().fragmentation.internal, 'parked: still 8096 in 12288').to.equal(1 - 8096 / 12288);
+        await collect();
+        expect(pendingRelease(mgr), 'collected').to.equal(0);
         expect(mgr.getResourceMetrics().fragmentation.internal, '7096 in 8192').to.equal(1 - 7096 / 8192);
         expect(mgr.trackResourceUsage(mgr.allocateResource('buffer', 1000)).internalFragmentation, 'per handle').to.equal(
           1 - 1000 / 4096,
@@ -231,13 +272,14 @@ describe('pools', () => {
       }
     });
 
-    it('stays below 5% after a burst of 3x the queue is fully freed (default pools)', function () {
+    it('stays below 5% after a burst of 3x the queue is fully freed and collected (default pools)', async function () {
       this.timeout(60000);
       const mgr = new ResourceManager();
       try {
-        const hs: ResourceHandle[] = [];
-        for (let i = 0; i < 1500; i++) hs.push(mgr.allocateResource('buffer', 4096, 'c'));
-        for (const h of hs) mgr.deallocateResource(h);
+        allocateAndFree(mgr, 1500, 4096, 'c');
+        expect(pendingRelease(mgr), 'parked until collected').to.equal(1500);
+        await collect();
+        expect(pendingRelease(mgr), 'collected').to.equal(0);
         const m = mgr.getResourceMetrics();
         expect(m.pools['small']?.retainedFreeSlots, 'small retains its queue').to.equal(500);
         expect(m.pools['small']?.reservedBytes, 'small reserves at least its queue').to.be.at.least(500 * 4096);
@@ -249,32 +291,44 @@ describe('pools', () => {
     });
   });
 
-  it('queueSize 1 pools survive bursts in both access modes (a one-cell ring used to hang the second free)', function () {
+  it('queueSize 1 pools survive bursts in both access modes, revocable with and without deferred reuse (a one-cell ring used to hang the second free)', function () {
     this.timeout(60_000);
     // In a child process with a timeout: the bug was an infinite loop, which would block mocha.
+    // Revocable memory goes back to the ring at the free (unsafeImmediateReuse) or, by default, when
+    // the collected buffers' finalizers run (a whole burst at once).
     const lib = path.join(__dirname, '..', 'lib');
     const script = `
       const { ResourceManager } = require(${JSON.stringify(lib)});
-      const m = new ResourceManager({ pools: [{ name: 'one', slotSize: 4096, queueSize: 1 }], leakDetection: 'off' });
-      for (const access of ['revocable', 'view']) {
-        const s = m.openChannel(access, { access });
-        for (let round = 0; round < 3; round++) {
-          const hs = [];
-          for (let i = 0; i < 5; i++) hs.push(s.allocate('buffer', 4096));
-          for (const h of hs) if (!s.deallocate(h)) throw new Error('deallocate refused');
+      const collect = async () => { for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setImmediate(r)); } };
+      const burst = (s) => {
+        const hs = [];
+        for (let i = 0; i < 5; i++) hs.push(s.allocate('buffer', 4096));
+        for (const h of hs) if (!s.deallocate(h)) throw new Error('deallocate refused');
+      };
+      (async () => {
+        const m = new ResourceManager({ pools: [{ name: 'one', slotSize: 4096, queueSize: 1 }], leakDetection: 'off' });
+        const modes = [['deferred', { access: 'revocable' }], ['immediate', { access: 'revocable', unsafeImmediateReuse: true }], ['view', { access: 'view' }]];
+        for (const [name, options] of modes) {
+          const s = m.openChannel(name, options);
+          for (let round = 0; round < 3; round++) {
+            burst(s);
+            await collect();
+          }
+          s.close();
         }
-        s.close();
-      }
-      const p = m.getResourceMetrics().pools.one;
-      console.log(JSON.stringify({ live: p.liveSlots, retained: p.retainedFreeSlots, handles: m.getResourceMetrics().totals.handles }));
-      m.close();
+        const metrics = m.getResourceMetrics();
+        const p = metrics.pools.one;
+        console.log(JSON.stringify({ live: p.liveSlots, retained: p.retainedFreeSlots, handles: metrics.totals.handles, pending: metrics.revocation.pendingRelease }));
+        m.close();
+      })().catch((e) => { console.error(e); process.exitCode = 1; });
     `;
-    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 30_000 });
     expect(run.signal, `no hang (stderr: ${run.stderr})`).to.equal(null);
     expect(run.status, run.stderr).to.equal(0);
-    const out = JSON.parse(run.stdout.trim()) as { live: number; retained: number; handles: number };
+    const out = JSON.parse(run.stdout.trim()) as { live: number; retained: number; handles: number; pending: number };
+    expect(out.pending, 'nothing parked after the collections').to.equal(0);
     expect(out.live, 'nothing live').to.equal(0);
-    expect(out.handles).to.equal(0);
+    expect(out.handles, 'no live handles').to.equal(0);
     expect(out.retained, 'queueSize 1 keeps at most one free slot (per access mode)').to.be.within(1, 2);
   });
   describe('retired view slabs (emptied while exported) go back within the same job', () => {

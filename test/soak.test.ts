@@ -1,7 +1,8 @@
 /**
  * The soak script's cycles mode (bench/soak.ts --cycles), run for a few identical, short cycles in
- * a child process: the run's own invariants hold (exit 0: nothing live after every drain, counters
- * agree, every cycle made the same calls as the first), and the report gets the fitted rows in its
+ * a child process: the run's own invariants hold (exit 0: nothing live and nothing parked after
+ * every drain and its collections, deferred-reuse frees released once collected, counters agree,
+ * every cycle made the same calls as the first), and the report gets the fitted rows in its
  * own section without touching the random mode's section of the same --minutes value. Nothing here
  * is timed: the cycles are bounded by --cycle-rounds and --cycle-count.
  */
@@ -58,6 +59,9 @@ describe('soak script, cycles mode', function () {
     expect(run.stdout, 'the invariants').to.include('PASS invariants: 0 handles and 0 bytesInUse after every drain');
     expect(run.stdout, 'the invariants').to.not.include('FAIL');
     expect(run.stdout, '5 cycles, 2 of warm-up').to.match(/5 cycles of 60 rounds .*warm-up 2 cycles excluded, 3 boundaries fitted/);
+    expect(run.stdout, 'the workload has unsafeImmediateReuse channels besides the default (deferred) ones').to.match(
+      /over 50 ids \(\d+ view-mode, [1-9]\d* unsafeImmediateReuse\), the same ids every cycle/,
+    );
     expect(run.stdout, 'no handle or charged byte at any boundary').to.match(/\| handles \/ bytesInUse at every boundary +\| 0 \/ 0 +\|/);
 
     const text = fs.readFileSync(report, 'utf8');

@@ -400,3 +400,14 @@ export function viewBursts(manager: ResourceManager, channel: string, bursts: nu
   }
   return { wrong, maxReserved };
 }
+
+/**
+ * Garbage collection plus a macrotask turn, `rounds` times: enough for a dropped buffer's backing
+ * store to die and its finalizer (which returns deferred-reuse memory to its pool) to run.
+ */
+export async function collect(rounds = 3): Promise<void> {
+  for (let i = 0; i < rounds; i++) {
+    gc();
+    await tick();
+  }
+}

@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { KiB, MiB, bufferOf, expectCode, filledWith } from './helpers';
+import { KiB, MiB, bufferOf, collect, expectCode, filledWith } from './helpers';
 
 describe('allocation: every public method', () => {
   let mgr: ResourceManager;
@@ -180,13 +180,29 @@ describe('allocation: every public method', () => {
   });
 
   describe('verifyCleanupCompletion', () => {
-    it('is false while live, true once freed', () => {
-      const h = mgr.allocateResource('buffer', 10);
+    it('is false while live and while the freed memory is parked (deferred reuse), true once collected', async () => {
+      let h: ResourceHandle | undefined = mgr.allocateResource('buffer', 10);
+      const id = h.id;
       expect(mgr.verifyCleanupCompletion(h), 'live').to.equal(false);
       mgr.deallocateResource(h);
-      expect(mgr.verifyCleanupCompletion(h), 'freed').to.equal(true);
-      expect(mgr.verifyCleanupCompletion(h.id), 'freed, by id').to.equal(true);
+      expect(mgr.verifyCleanupCompletion(h), 'freed, its buffer still reachable').to.equal(false);
+      h = undefined;
+      await collect();
+      expect(mgr.verifyCleanupCompletion(id), 'freed and collected, by id').to.equal(true);
       expect(mgr.verifyCleanupCompletion(31337), 'forged').to.equal(false);
+    });
+
+    it('is true at once after a free with unsafeImmediateReuse', () => {
+      const m = new ResourceManager({ channelDefaults: { unsafeImmediateReuse: true } });
+      try {
+        const h = m.allocateResource('buffer', 10);
+        expect(m.verifyCleanupCompletion(h), 'live').to.equal(false);
+        m.deallocateResource(h);
+        expect(m.verifyCleanupCompletion(h), 'freed').to.equal(true);
+        expect(m.verifyCleanupCompletion(h.id), 'freed, by id').to.equal(true);
+      } finally {
+        m.close();
+      }
     });
 
     it('refuses a non-handle argument', () => {
@@ -195,17 +211,23 @@ describe('allocation: every public method', () => {
   });
 
   describe('getResourceMetrics', () => {
-    it('counts allocations, live handles and bytes', () => {
-      mgr.allocateResource('buffer', 1000, 'a');
-      const h = mgr.allocateResource('buffer', 2 * KiB);
-      mgr.deallocateResource(h);
+    it('counts allocations, live handles and bytes', async () => {
+      const live = mgr.allocateResource('buffer', 1000, 'a');
+      (() => {
+        const h = mgr.allocateResource('buffer', 2 * KiB);
+        mgr.deallocateResource(h);
+      })();
+      expect(mgr.getResourceMetrics().revocation.pendingRelease, 'the freed memory is parked').to.equal(1);
+      await collect(); // the freed buffer dies: its slot leaves the pools' live bytes
       const m = mgr.getResourceMetrics();
+      expect(m.revocation.pendingRelease, 'nothing parked').to.equal(0);
       expect(m.totals.allocations, 'allocations').to.equal(2);
       expect(m.totals.deallocations, 'deallocations').to.equal(1);
       expect(m.totals.handles, 'handles').to.equal(1);
       expect(m.totals.bytesInUse, 'charged bytes').to.equal(4096);
       expect(m.totals.requestedBytes, 'requested bytes').to.equal(1000);
       expect(m.channels['a']?.bytesInUse, 'channel a charged').to.equal(4096);
+      expect(mgr.deallocateResource(live), 'the live handle stayed live through the collection').to.equal(true);
     });
   });
 

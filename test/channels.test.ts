@@ -1,10 +1,14 @@
 /**
  * Channels (SPEC §1 "Channels", DECISIONS "Channels"): auto-open, openChannel semantics, scopes,
- * closeChannel reports, closed ids, reopening with a fresh ledger.
+ * closeChannel reports, closed ids, reopening with a fresh ledger. A close revokes the channel's
+ * buffers on `unsafeImmediateReuse` channels; under deferred reuse (the default) it leaves them
+ * attached and their memory parked until they are collected.
  */
 import { expect } from 'chai';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { bufferOf, channelMetrics, expectCode, unscopedMetrics, violations } from './helpers';
+import { bufferOf, channelMetrics, collect, expectCode, unscopedMetrics, violations } from './helpers';
+
+const IMMEDIATE = { unsafeImmediateReuse: true };
 
 describe('channels', () => {
   let mgr: ResourceManager;
@@ -89,7 +93,12 @@ describe('channels', () => {
   });
 
   describe('closeChannel', () => {
-    it('frees every live handle, revokes buffers and reports count, bytes, handles and sites', () => {
+    /**
+     * Closes channel 'c' (three live handles, one freed before) and checks the report, the closed
+     * handles and the other channel. `afterClose` gets the closed handles' buffers and handles.
+     * Returns the closed handles' ids only.
+     */
+    function closeAndReport(afterClose: (bufs: Buffer[], hs: ResourceHandle[]) => void): number[] {
       const hs: ResourceHandle[] = [
         mgr.allocateResource('buffer', 1000, 'c'),
         mgr.allocateResource('buffer', 5000, 'c'),
@@ -99,6 +108,7 @@ describe('channels', () => {
       mgr.deallocateResource(freed);
       const other = mgr.allocateResource('buffer', 10, 'other');
       const bufs = hs.map(bufferOf);
+      bufs.forEach((b, i) => b.fill(i + 1));
       const report = mgr.closeChannel('c');
       expect(report.channelId, 'channelId').to.equal('c');
       expect(report.count, 'count').to.equal(3);
@@ -110,15 +120,39 @@ describe('channels', () => {
         expect(x.site, 'paranoid mode knows every allocation site').to.be.a('string');
         expect((x.site as string).length, 'site not empty').to.be.greaterThan(0);
       }
-      bufs.forEach((b, i) => expect(b.length, `buffer ${i} revoked`).to.equal(0));
+      afterClose(bufs, hs);
       for (const h of hs) {
         expect(mgr.validateSecurityBoundaries(h).violations.map((v) => v.code), 'closed handle').to.deep.equal(['CHANNEL_CLOSED']);
-        expect(mgr.verifyCleanupCompletion(h), 'cleanup complete').to.equal(true);
         expect(mgr.deallocateResource(h), 'cannot be freed again').to.equal(false);
       }
       expect(mgr.validateSecurityBoundaries(other).valid, 'other channel untouched').to.equal(true);
       const m = mgr.getResourceMetrics();
       expect([m.totals.handles, m.totals.bytesInUse], 'only the other handle remains').to.deep.equal([1, 4096]);
+      return hs.map((h) => h.id);
+    }
+
+    it('frees every live handle, leaves buffers attached (deferred reuse, the default) and reports count, bytes, handles and sites', async () => {
+      const ids = closeAndReport((bufs, hs) => {
+        bufs.forEach((b, i) => {
+          expect([b.length, b.buffer.byteLength], `buffer ${i}: not detached`).to.deep.equal([hs[i]!.size, hs[i]!.size]);
+          expect(b.every((x) => x === i + 1), `buffer ${i}: same bytes`).to.equal(true);
+        });
+        for (const h of hs) expect(mgr.verifyCleanupCompletion(h), 'memory parked while the buffer lives').to.equal(false);
+      });
+      expect(mgr.getResourceMetrics().revocation.pendingRelease, 'the three closed and the one freed before are parked').to.equal(4);
+      await collect();
+      expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked once collected').to.equal(0);
+      for (const id of ids) expect(mgr.verifyCleanupCompletion(id), 'cleanup complete once collected').to.equal(true);
+    });
+
+    it('frees every live handle, revokes buffers (unsafeImmediateReuse) and reports count, bytes, handles and sites', () => {
+      mgr.close();
+      mgr = new ResourceManager({ leakDetection: 'paranoid', channelDefaults: IMMEDIATE });
+      closeAndReport((bufs, hs) => {
+        bufs.forEach((b, i) => expect(b.length, `buffer ${i} revoked`).to.equal(0));
+        for (const h of hs) expect(mgr.verifyCleanupCompletion(h), 'cleanup complete').to.equal(true);
+      });
+      expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked').to.equal(0);
     });
 
     it('reports an empty close', () => {
@@ -167,13 +201,19 @@ describe('channels', () => {
     });
   });
 
-  it('scope.close() closes the channel like closeChannel', () => {
-    const s = mgr.openChannel('c');
-    const h = s.allocate('buffer', 1000);
-    const buf = bufferOf(h);
-    const report = s.close();
-    expect([report.channelId, report.count, report.bytes], 'report').to.deep.equal(['c', 1, 4096]);
-    expect(buf.length, 'revoked').to.equal(0);
-    expectCode(() => mgr.channel('c'), 'ERR_CHANNEL_CLOSED', 'closed');
-  });
+  for (const [mode, options, lengthAfter] of [
+    ['deferred reuse (the default): buffer left attached', {}, 1000],
+    ['unsafeImmediateReuse: buffer revoked', IMMEDIATE, 0],
+  ] as const) {
+    it(`scope.close() closes the channel like closeChannel (${mode})`, () => {
+      const s = mgr.openChannel('c', options);
+      const h = s.allocate('buffer', 1000);
+      const buf = bufferOf(h);
+      const report = s.close();
+      expect([report.channelId, report.count, report.bytes], 'report').to.deep.equal(['c', 1, 4096]);
+      expect(buf.length, 'the buffer after the close').to.equal(lengthAfter);
+      expect(mgr.validateSecurityBoundaries(h).violations.map((v) => v.code), 'the handle is closed').to.deep.equal(['CHANNEL_CLOSED']);
+      expectCode(() => mgr.channel('c'), 'ERR_CHANNEL_CLOSED', 'closed');
+    });
+  }
 });

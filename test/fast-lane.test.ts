@@ -17,7 +17,7 @@ import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
 import { loadNative } from '../lib/loader';
 import type { NativeAddon } from '../lib/native';
-import { KiB, MiB, SMALL_POOLS, allZero, bufferOf, collectUntil, expectCode, filledWith, gc, poolMetrics, tick } from './helpers';
+import { KiB, MiB, SMALL_POOLS, allZero, bufferOf, collect, collectUntil, expectCode, filledWith, gc, poolMetrics, tick } from './helpers';
 import { mulberry32 } from './random';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -522,19 +522,21 @@ describe('view-mode fast lane: targeted cases', () => {
 });
 
 /**
- * Revocable channels take the lane where revocation is by `transfer()` (Node >= 21, or Node 20
+ * `unsafeImmediateReuse` revocable channels (here through channelDefaults) take the lane where
+ * revocation is by `transfer()` (Node >= 21, or Node 20
  * started with --harmony-rab-gsab-transfer; CI runs both): a deallocation moves the backing store
  * out of the handle's buffer (the revocation) into an ArrayBuffer the lane parks, and the next
  * allocation of the same channel, type, pool and exact size gets that ArrayBuffer. Elsewhere
  * revocable channels stay on the native path; each test states what must hold on this Node.
+ * Deferred reuse (the default) never takes the lane: a freed buffer stays attached until collected.
  */
 const HAS_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
 
-describe(`revocable fast lane (transfer() ${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
+describe(`revocable fast lane on unsafeImmediateReuse channels (transfer() ${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
   const POOLS = [{ name: 's', slotSize: 4096, queueSize: 8 }];
   let mgr: ResourceManager;
   beforeEach(() => {
-    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off' });
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off', channelDefaults: { unsafeImmediateReuse: true } });
   });
   afterEach(() => mgr.close());
 
@@ -681,7 +683,7 @@ describe(`revocable fast lane (transfer() ${HAS_TRANSFER ? 'available' : 'not av
 
   it("watched handles ('sampled' leak detection) stay on the native path, and a dropped one is still found", async () => {
     mgr.close();
-    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'sampled', leakSampleRate: 1 });
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'sampled', leakSampleRate: 1, channelDefaults: { unsafeImmediateReuse: true } });
     const leaks: number[] = [];
     mgr.on('leak', (e) => leaks.push(e.handleId));
     const r = mgr.openChannel('r');
@@ -693,5 +695,46 @@ describe(`revocable fast lane (transfer() ${HAS_TRANSFER ? 'available' : 'not av
     expect(await collectUntil(() => leaks.length > 0), 'the leak is detected').to.equal(true);
     expect(leaks).to.deep.equal([id]);
     expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+  });
+});
+
+describe(`revocable fast lane: deferred reuse (the default) never takes it (transfer() ${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
+  const POOLS = [{ name: 's', slotSize: 4096, queueSize: 8 }];
+  let mgr: ResourceManager;
+  beforeEach(() => {
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off' });
+  });
+  afterEach(() => mgr.close());
+
+  /** 20 round trips of 1000 bytes in channel 'r'; returns nothing that reaches the freed buffers. */
+  function roundTrips(): void {
+    const r = mgr.openChannel('r');
+    let previous: ArrayBuffer | null = null;
+    for (let i = 0; i < 20; i++) {
+      const h = r.allocate('buffer', 1000);
+      const buf = bufferOf(h);
+      expect(buf.buffer, `round ${i}: a new ArrayBuffer each time`).to.not.equal(previous);
+      previous = buf.buffer as ArrayBuffer;
+      buf.fill(i + 1);
+      expect(r.deallocate(h), `round ${i}: freed`).to.equal(true);
+      expect([buf.length, filledWith(buf, i + 1)], `round ${i}: not revoked, same bytes`).to.deep.equal([1000, true]);
+    }
+  }
+
+  it('round trips go to native, each freed buffer stays attached and parked, and every slot returns once collected', async () => {
+    roundTrips();
+    const m = mgr.getResourceMetrics();
+    expect([m.fastLane.allocations, m.fastLane.deallocations], 'nothing through the lane').to.deep.equal([0, 0]);
+    expect(m.revocation, 'one external ArrayBuffer per allocation, none reused, all parked').to.deep.include({
+      method: HAS_TRANSFER ? 'transfer' : 'detach',
+      buffersCreated: 20,
+      buffersReused: 0,
+      pendingRelease: 20,
+    });
+    expect(m.totals, 'every round trip counted once').to.deep.include({ allocations: 20, deallocations: 20, handles: 0, bytesInUse: 0 });
+    expect(poolMetrics(mgr, 's').liveSlots, 'the parked slots are live').to.equal(20);
+    await collect();
+    expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked once collected').to.equal(0);
+    expect(poolMetrics(mgr, 's').liveSlots, 'every slot returned').to.equal(0);
   });
 });

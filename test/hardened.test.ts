@@ -3,20 +3,47 @@
  * extent (pool choice leaves room for them), CANARY_CORRUPTED on validate and free, guard pages
  * around every slab and direct mapping (a native overrun faults; checked in child processes
  * through the test-only `debugWriteBeyond` hook, installed only with ISOPOOL_TEST_HOOKS=1), and
- * poisoning of freed slots (zeroing rules still apply on reuse).
+ * poisoning of freed slots (zeroing rules still apply on reuse). Under deferred reuse (the default)
+ * a freed revocable buffer keeps its bytes while it is reachable: its slot is poisoned when it
+ * returns to the pool, once the buffer is collected.
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as diagnostics from 'node:diagnostics_channel';
 import * as path from 'node:path';
 import { ResourceManager, ViolationEvent } from '../lib';
-import { SMALL_POOLS, bufferOf, channelMetrics, filledWith, poolMetrics, unscopedMetrics, violations } from './helpers';
+import { SMALL_POOLS, bufferOf, channelMetrics, collect, filledWith, poolMetrics, unscopedMetrics, violations } from './helpers';
 
 const CANARY_BYTES = 16; // native/hardening.h kCanaryBytes
 const POISON = 0xdf; // native/hardening.h kPoisonByte
 
-function hardened(extra: { leakDetection?: 'off' } = {}): ResourceManager {
+function hardened(extra: { leakDetection?: 'off'; channelDefaults?: { unsafeImmediateReuse: boolean } } = {}): ResourceManager {
   return new ResourceManager({ pools: SMALL_POOLS, hardened: true, leakDetection: 'off', ...extra });
+}
+
+/** The two reuse modes of revocable memory: when a freed slot returns to its pool. */
+const REUSE_MODES = [
+  ['unsafeImmediateReuse: the slot returns at free', true],
+  ['deferred reuse, the default: the slot returns once the buffer is collected', false],
+] as const;
+
+/**
+ * Allocates 100 bytes in `channel`, fills them with 0x11 and frees them. Under deferred reuse the
+ * freed buffer must still hold its bytes (not poisoned while reachable); it is then dropped and
+ * collected, so the slot is back in its pool either way.
+ */
+async function freeFilled(mgr: ResourceManager, channel: string, immediate: boolean): Promise<void> {
+  (() => {
+    const a = mgr.allocateResource('buffer', 100, channel);
+    const buf = bufferOf(a);
+    buf.fill(0x11);
+    mgr.deallocateResource(a);
+    if (!immediate) expect(filledWith(buf, 0x11), 'a freed buffer still reachable is not poisoned').to.equal(true);
+  })();
+  if (!immediate) {
+    await collect();
+    expect(poolMetrics(mgr, 's').liveSlots, 'the slot returned once collected').to.equal(0);
+  }
 }
 
 describe('hardened mode', () => {
@@ -162,49 +189,47 @@ describe('hardened mode', () => {
   });
 
   describe('poisoning of freed slots', () => {
-    it('same-channel reuse shows poison over the old extent (+ canary), not the old bytes', () => {
-      const mgr = hardened();
-      try {
-        const a = mgr.allocateResource('buffer', 100, 'a');
-        bufferOf(a).fill(0x11);
-        mgr.deallocateResource(a);
-        const b = bufferOf(mgr.allocateResource('buffer', 4000, 'a')); // the same slot (ring) and owner: not zeroed
-        expect(poolMetrics(mgr, 's').hits, 'served from the retained slot').to.equal(1);
-        expect(filledWith(b.subarray(0, 100 + CANARY_BYTES), POISON), 'old extent and canary poisoned').to.equal(true);
-        expect(b.subarray(100 + CANARY_BYTES).every((x) => x === 0), 'the never-written rest is still zero').to.equal(true);
-        expect(b.indexOf(0x11), 'no old byte survives').to.equal(-1);
-      } finally {
-        mgr.close();
-      }
-    });
+    for (const [mode, immediate] of REUSE_MODES) {
+      it(`same-channel reuse shows poison over the old extent (+ canary), not the old bytes (${mode})`, async () => {
+        const mgr = hardened({ channelDefaults: { unsafeImmediateReuse: immediate } });
+        try {
+          await freeFilled(mgr, 'a', immediate);
+          const b = bufferOf(mgr.allocateResource('buffer', 4000, 'a')); // the same slot (ring) and owner: not zeroed
+          expect(poolMetrics(mgr, 's').hits, 'served from the retained slot').to.equal(1);
+          expect(filledWith(b.subarray(0, 100 + CANARY_BYTES), POISON), 'old extent and canary poisoned').to.equal(true);
+          expect(b.subarray(100 + CANARY_BYTES).every((x) => x === 0), 'the never-written rest is still zero').to.equal(true);
+          expect(b.indexOf(0x11), 'no old byte survives').to.equal(-1);
+        } finally {
+          mgr.close();
+        }
+      });
 
-    it('another owner still gets zeros ("cross-channel" zeroing applies over the poison)', () => {
-      const mgr = hardened();
-      try {
-        const a = mgr.allocateResource('buffer', 100, 'a');
-        bufferOf(a).fill(0x11);
-        mgr.deallocateResource(a);
-        const b = bufferOf(mgr.allocateResource('buffer', 4000, 'b'));
-        expect(poolMetrics(mgr, 's').hits, 'the same slot').to.equal(1);
-        expect(b.every((x) => x === 0), 'zeros only').to.equal(true);
-      } finally {
-        mgr.close();
-      }
-    });
+      it(`another owner still gets zeros ("cross-channel" zeroing applies over the poison) (${mode})`, async () => {
+        const mgr = hardened({ channelDefaults: { unsafeImmediateReuse: immediate } });
+        try {
+          await freeFilled(mgr, 'a', immediate);
+          const b = bufferOf(mgr.allocateResource('buffer', 4000, 'b'));
+          expect(poolMetrics(mgr, 's').hits, 'the same slot').to.equal(1);
+          expect(b.every((x) => x === 0), 'zeros only').to.equal(true);
+        } finally {
+          mgr.close();
+        }
+      });
 
-    it("'always' zeroing applies over the poison in the same channel", () => {
-      const mgr = hardened();
-      try {
-        mgr.openChannel('z', { zero: 'always' });
-        const a = mgr.allocateResource('buffer', 100, 'z');
-        bufferOf(a).fill(0x11);
-        mgr.deallocateResource(a);
-        const b = bufferOf(mgr.allocateResource('buffer', 4000, 'z'));
-        expect(b.every((x) => x === 0), 'zeros only').to.equal(true);
-      } finally {
-        mgr.close();
-      }
-    });
+      it(`'always' zeroing applies over the poison in the same channel (${mode})`, async () => {
+        const mgr = hardened({ channelDefaults: { unsafeImmediateReuse: immediate } });
+        try {
+          mgr.openChannel('z', { zero: 'always' });
+          await freeFilled(mgr, 'z', immediate);
+          const hits = poolMetrics(mgr, 's').hits;
+          const b = bufferOf(mgr.allocateResource('buffer', 4000, 'z'));
+          expect(poolMetrics(mgr, 's').hits - hits, 'served from a retained slot').to.equal(1);
+          expect(b.every((x) => x === 0), 'zeros only').to.equal(true);
+        } finally {
+          mgr.close();
+        }
+      });
+    }
 
     it('view mode: the whole freed slot is poisoned, visible to a stale view of the same channel', () => {
       const mgr = hardened();

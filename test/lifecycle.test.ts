@@ -1,10 +1,20 @@
 /**
  * Lifecycle (SPEC §1, §4): close(), Symbol.dispose on manager and handle, ERR_MANAGER_CLOSED for
  * every operation after close() except close() and getResourceMetrics().
+ *
+ * Buffers freed by a close or a dispose are detached on `unsafeImmediateReuse` managers; under
+ * deferred reuse (the default) they stay attached, and their memory waits until they are collected.
  */
 import { expect } from 'chai';
 import { ChannelScope, ResourceHandle, ResourceManager } from '../lib';
-import { bufferOf, expectCode } from './helpers';
+import type { ResourceManagerOptions } from '../lib';
+import { bufferOf, collect, expectCode } from './helpers';
+
+/** The two reuse modes, with the length a buffer freed by the manager has afterwards. */
+const MODES: Array<[string, ResourceManagerOptions, (size: number) => number]> = [
+  ['deferred reuse (the default): left attached', {}, (size) => size],
+  ['unsafeImmediateReuse: revoked', { channelDefaults: { unsafeImmediateReuse: true } }, () => 0],
+];
 
 describe('lifecycle', () => {
   describe('close()', () => {
@@ -17,6 +27,7 @@ describe('lifecycle', () => {
       scope = mgr.openChannel('a');
       h = scope.allocate('buffer', 1000);
       kept = bufferOf(h);
+      kept.fill(0x5a);
       mgr.allocateResource('buffer', 5000);
       mgr.close();
     });
@@ -67,9 +78,16 @@ describe('lifecycle', () => {
       expect(JSON.parse(JSON.stringify(m)), 'plain JSON').to.deep.equal(m);
     });
 
-    it('revoked every buffer', () => {
-      expect(kept.length, 'kept reference').to.equal(0);
-      expect(kept.buffer.byteLength, 'detached').to.equal(0);
+    it('left every buffer attached with its bytes (deferred reuse, the default)', () => {
+      expect([kept.length, kept.buffer.byteLength], 'kept reference: not detached').to.deep.equal([1000, 1000]);
+      expect(kept.every((x) => x === 0x5a), 'kept reference: same bytes').to.equal(true);
+    });
+
+    it('revoked every buffer on an unsafeImmediateReuse manager', () => {
+      const m = new ResourceManager({ channelDefaults: { unsafeImmediateReuse: true } });
+      const buffers = [bufferOf(m.openChannel('a').allocate('buffer', 1000)), bufferOf(m.allocateResource('buffer', 5000))];
+      m.close();
+      buffers.forEach((b, i) => expect([b.length, b.buffer.byteLength], `buffer ${i}: detached`).to.deep.equal([0, 0]));
     });
 
     it('a handle dispose after close does not throw', () => {
@@ -78,41 +96,67 @@ describe('lifecycle', () => {
   });
 
   describe('Symbol.dispose', () => {
-    it('on the manager closes it', () => {
-      const mgr = new ResourceManager();
-      const kept = bufferOf(mgr.allocateResource('buffer', 10));
-      mgr[Symbol.dispose]();
-      expect(kept.length, 'revoked').to.equal(0);
-      expectCode(() => mgr.allocateResource('buffer', 10), 'ERR_MANAGER_CLOSED', 'after dispose');
-    });
+    for (const [mode, options, lengthAfter] of MODES) {
+      it(`on the manager closes it (${mode})`, () => {
+        const mgr = new ResourceManager(options);
+        const kept = bufferOf(mgr.allocateResource('buffer', 10));
+        mgr[Symbol.dispose]();
+        expect(kept.length, 'the buffer after the close').to.equal(lengthAfter(10));
+        const m = mgr.getResourceMetrics();
+        expect([m.totals.handles, m.totals.deallocations], 'the close freed the live handle').to.deep.equal([0, 1]);
+        expectCode(() => mgr.allocateResource('buffer', 10), 'ERR_MANAGER_CLOSED', 'after dispose');
+      });
 
-    it('works with a using declaration', () => {
-      let kept: Buffer;
-      let outer: ResourceManager;
-      {
-        using mgr = new ResourceManager();
-        outer = mgr;
+      it(`works with a using declaration (${mode})`, () => {
+        let kept: Buffer;
+        let id: number;
+        let outer: ResourceManager;
         {
-          using h = mgr.allocateResource('buffer', 10, 'a');
-          kept = bufferOf(h);
-          expect(kept.length, 'live inside the block').to.equal(10);
+          using mgr = new ResourceManager(options);
+          outer = mgr;
+          {
+            using h = mgr.allocateResource('buffer', 10, 'a');
+            kept = bufferOf(h);
+            id = h.id;
+            expect(kept.length, 'live inside the block').to.equal(10);
+          }
+          expect(kept.length, 'the buffer after the block').to.equal(lengthAfter(10));
+          expectCode(() => mgr.trackResourceUsage(id), 'ERR_STALE_HANDLE', 'handle disposed at block end');
+          expect(mgr.getResourceMetrics().totals.handles, 'no live handles').to.equal(0);
         }
-        expect(kept.length, 'handle disposed at block end').to.equal(0);
-        expect(mgr.getResourceMetrics().totals.handles, 'no live handles').to.equal(0);
-      }
-      expectCode(() => outer.allocateResource('buffer', 10), 'ERR_MANAGER_CLOSED', 'manager disposed at block end');
-    });
+        expectCode(() => outer.allocateResource('buffer', 10), 'ERR_MANAGER_CLOSED', 'manager disposed at block end');
+      });
+    }
 
-    it('on a handle deallocates it; a second dispose is a no-op (no violation counted)', () => {
+    it('on a handle deallocates it; a second dispose is a no-op (no violation counted); the memory returns once collected', async () => {
       const mgr = new ResourceManager();
       try {
-        const h = mgr.allocateResource('buffer', 10, 'a');
+        let h: ResourceHandle | undefined = mgr.allocateResource('buffer', 10, 'a');
+        const id = h.id;
         h[Symbol.dispose]();
         const m1 = mgr.getResourceMetrics();
-        expect([m1.totals.handles, m1.totals.deallocations], 'freed once').to.deep.equal([0, 1]);
-        expect(mgr.verifyCleanupCompletion(h), 'released').to.equal(true);
+        expect([m1.totals.handles, m1.totals.deallocations, m1.revocation.pendingRelease], 'freed once, memory parked').to.deep.equal([0, 1, 1]);
+        expect(mgr.verifyCleanupCompletion(h), 'not released while its buffer lives').to.equal(false);
         h[Symbol.dispose]();
         expect(mgr.getResourceMetrics(), 'nothing changed, no violation counted').to.deep.equal(m1);
+        h = undefined;
+        await collect();
+        expect(mgr.verifyCleanupCompletion(id), 'released once collected').to.equal(true);
+        expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked').to.equal(0);
+      } finally {
+        mgr.close();
+      }
+    });
+
+    it('on a handle of an unsafeImmediateReuse manager deallocates and releases it at once', () => {
+      const mgr = new ResourceManager({ channelDefaults: { unsafeImmediateReuse: true } });
+      try {
+        const h = mgr.allocateResource('buffer', 10, 'a');
+        const kept = bufferOf(h);
+        h[Symbol.dispose]();
+        expect(kept.length, 'revoked').to.equal(0);
+        expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked').to.equal(0);
+        expect(mgr.verifyCleanupCompletion(h), 'released').to.equal(true);
       } finally {
         mgr.close();
       }
@@ -220,20 +264,24 @@ describe('lifecycle', () => {
       }
     });
 
-    it('managers are independent: closing one leaves another working', () => {
-      const m1 = new ResourceManager();
-      const m2 = new ResourceManager();
-      try {
-        const k1 = bufferOf(m1.allocateResource('buffer', 10, 'a'));
-        const h2 = m2.allocateResource('buffer', 10, 'a');
-        m1.close();
-        expect(k1.length, 'm1 buffer revoked').to.equal(0);
-        expect(bufferOf(h2).length, 'm2 buffer live').to.equal(10);
-        expect(m2.deallocateResource(h2), 'm2 works').to.equal(true);
-      } finally {
-        m1.close();
-        m2.close();
-      }
-    });
+    for (const [mode, options, lengthAfter] of MODES) {
+      it(`managers are independent: closing one leaves another working (${mode})`, () => {
+        const m1 = new ResourceManager(options);
+        const m2 = new ResourceManager(options);
+        try {
+          const k1 = bufferOf(m1.allocateResource('buffer', 10, 'a'));
+          const h2 = m2.allocateResource('buffer', 10, 'a');
+          m1.close();
+          expect(k1.length, 'm1 buffer after the close').to.equal(lengthAfter(10));
+          expect(m1.getResourceMetrics().totals.handles, 'm1 freed its handle').to.equal(0);
+          expect(bufferOf(h2).length, 'm2 buffer live').to.equal(10);
+          expect(m2.verifyResourceIsolation('a').handleCount, 'm2 handle live').to.equal(1);
+          expect(m2.deallocateResource(h2), 'm2 works').to.equal(true);
+        } finally {
+          m1.close();
+          m2.close();
+        }
+      });
+    }
   });
 });

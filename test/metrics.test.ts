@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { SMALL_POOLS, VIOLATION_CODES, channelMetrics, expectCode, unscopedMetrics, violations } from './helpers';
+import { SMALL_POOLS, VIOLATION_CODES, channelMetrics, collect, expectCode, unscopedMetrics, violations } from './helpers';
 
 const POOL_FIELDS = [
   'slotSize',
@@ -101,6 +101,7 @@ describe('metrics', () => {
     expect(m.fragmentation.internal, 'fragmentation.internal = 1 - requested / live slot bytes').to.equal(1 - 6000 / (4096 + 65536));
     expect(m.fragmentation.pool, 'fragmentation.pool: every reserved byte is live or a retained free slot').to.equal(0);
     expect(m.leaks, 'leaks').to.deep.equal({ detected: 0, reclaimed: 0 });
+    expectCount(m.revocation.pendingRelease, 'revocation.pendingRelease');
   });
 
   it('is plain JSON: JSON.stringify round-trips it exactly', () => {
@@ -154,10 +155,9 @@ describe('metrics', () => {
     });
   });
 
-  it('reports per-pool live slots, live (requested) bytes, hits and misses', () => {
-    const a = mgr.allocateResource('buffer', 1000);
-    mgr.allocateResource('buffer', 3000);
-    mgr.allocateResource('buffer', 5000);
+  it('reports per-pool live slots, live (requested) bytes, hits and misses; a parked slot stays live until collected', async () => {
+    let a: ResourceHandle | undefined = mgr.allocateResource('buffer', 1000);
+    const kept = [mgr.allocateResource('buffer', 3000), mgr.allocateResource('buffer', 5000)];
     const m = mgr.getResourceMetrics();
     expect([m.pools['s']?.liveSlots, m.pools['s']?.liveBytes], 'pool s').to.deep.equal([2, 4000]);
     expect([m.pools['m']?.liveSlots, m.pools['m']?.liveBytes], 'pool m').to.deep.equal([1, 5000]);
@@ -166,9 +166,26 @@ describe('metrics', () => {
     const s = m.pools['s'];
     expect((s?.hits ?? 0) + (s?.misses ?? 0), 'every allocation is a hit or a miss').to.equal(2);
     mgr.deallocateResource(a);
+    const parked = mgr.getResourceMetrics();
+    expect([parked.totals.handles, parked.revocation.pendingRelease], 'after a free: two live handles, one parked').to.deep.equal([2, 1]);
+    expect([parked.pools['s']?.liveSlots, parked.pools['s']?.liveBytes], 'after a free: the parked slot still counts').to.deep.equal([2, 4000]);
+    a = undefined;
+    await collect();
     const after = mgr.getResourceMetrics();
-    expect([after.pools['s']?.liveSlots, after.pools['s']?.liveBytes], 'after a free').to.deep.equal([1, 3000]);
+    expect(after.revocation.pendingRelease, 'nothing parked once collected').to.equal(0);
+    expect([after.pools['s']?.liveSlots, after.pools['s']?.liveBytes], 'after a free, once collected').to.deep.equal([1, 3000]);
     expect(after.pools['s']?.failures, 'no failures').to.equal(0);
+    expect(kept.map((h) => mgr.deallocateResource(h)), 'the other handles stayed live').to.deep.equal([true, true]);
+  });
+
+  it('reports the slot as free at once after a free with unsafeImmediateReuse', () => {
+    mgr.close();
+    mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: { unsafeImmediateReuse: true } });
+    const a = mgr.allocateResource('buffer', 1000);
+    mgr.allocateResource('buffer', 3000);
+    mgr.deallocateResource(a);
+    const after = mgr.getResourceMetrics();
+    expect([after.pools['s']?.liveSlots, after.pools['s']?.liveBytes, after.revocation.pendingRelease], 'after a free').to.deep.equal([1, 3000, 0]);
   });
 
   it('counts refusals in totals.refusals and the channel limitRejections', () => {

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { loadNative } from '../lib/loader';
 import { readSnapshot } from '../lib/native';
 import type { NativeManager } from '../lib/native';
-import { gc } from './helpers';
+import { collect, gc } from './helpers';
 
 const OK = 0;
 const INVALID_ARGUMENT = 1;
@@ -35,8 +35,9 @@ function freeIn(m: NativeManager, id: number, presenter = -1, reason = 0, keep =
 }
 
 describe('native hot calls (allocIn / freeIn)', () => {
-  it('allocate and free like allocate() and free()', () => {
+  it('allocate and free like allocate() and free() (unscoped domain with immediate reuse: the buffer is detached at free)', () => {
     const m = nativeManager();
+    expect(m.openChannel('', 0, 0, 1), 'the unscoped domain set to immediate reuse').to.equal(0);
     expect(allocIn(m, 0, 100, 0), 'a view-style allocation (no buffer)').to.equal(OK);
     const id = m.out[0];
     expect(handles(m), 'one live handle').to.equal(1);
@@ -49,6 +50,29 @@ describe('native hot calls (allocIn / freeIn)', () => {
     expect(freeIn(m, id2, -1, 0, 0, -1, ab as ArrayBuffer), 'freed with its buffer').to.equal(OK);
     expect((ab as ArrayBuffer).byteLength, 'and the buffer detached').to.equal(0);
     expect(handles(m), 'nothing live').to.equal(0);
+    m.release();
+  });
+
+  it('a free with its buffer under deferred reuse (the default) leaves it attached and parks the memory until the buffer dies', async () => {
+    const m = nativeManager();
+    const pool = (): [number, number] => {
+      const snap = readSnapshot(m, ['s']);
+      return [snap.pools[0]!.liveSlots, snap.parkedHandles];
+    };
+    (() => {
+      const ab = allocIn(m, 0, 100, 0, 1);
+      expect(ab, 'mode 1: a fresh ArrayBuffer').to.be.instanceOf(ArrayBuffer);
+      const id = m.out[0];
+      new Uint8Array(ab as ArrayBuffer).fill(7);
+      expect(freeIn(m, id, -1, 0, 0, -1, ab as ArrayBuffer), 'freed with its buffer (keep 0: the channel decides)').to.equal(OK);
+      expect((ab as ArrayBuffer).byteLength, 'the buffer is not detached').to.equal(100);
+      expect(new Uint8Array(ab as ArrayBuffer).every((x) => x === 7), 'and keeps its bytes').to.equal(true);
+      expect(freeIn(m, id), 'a double free is refused').to.not.equal(OK);
+      expect(handles(m), 'nothing live').to.equal(0);
+      expect(pool(), 'the slot parked: live in its pool, one parked handle').to.deep.equal([1, 1]);
+    })();
+    await collect();
+    expect(pool(), 'the buffer died: the slot is back, nothing parked').to.deep.equal([0, 0]);
     m.release();
   });
 

@@ -1,7 +1,8 @@
 /**
  * A revoked (detached) buffer reads nothing and writes nothing (SPEC §1 "Access modes",
- * revocable): for each of the four revocation paths (deallocation, closeChannel, close(),
- * transferHandle), every way user code can hold or reach the memory is tried through references
+ * revocable, on `unsafeImmediateReuse` channels): for each of the four revocation paths
+ * (deallocation, closeChannel, close(), transferHandle), every way user code can hold or reach the
+ * memory is tried through references
  * taken *before* revocation: the Buffer itself (indexed access and Buffer methods), a `subarray`,
  * a `DataView`, a `Uint32Array` over `buf.buffer`, and new views taken after revocation.
  *
@@ -11,10 +12,14 @@
  * "Writes nothing": the memory is observed afterwards from its new holder (the slot reused by the
  * same channel, which is not zeroed, or the adopted handle) and holds exactly the bytes it had
  * before the scribbling.
+ *
+ * Under deferred reuse (the default) only transferHandle detaches; a freed buffer and every view
+ * of it keep reading and writing the buffer's own memory, which no other handle is given until the
+ * buffer is collected, and which a new owner in another channel then gets zeroed.
  */
 import { expect } from 'chai';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { SMALL_POOLS, bufferOf, containsByte, filledWith } from './helpers';
+import { SMALL_POOLS, bufferOf, collect, containsByte, filledWith, poolMetrics } from './helpers';
 
 /** References to one buffer's memory, all taken while it was live. */
 interface Kept {
@@ -121,10 +126,10 @@ function expectInert(k: Kept, byte: number, what: string): void {
   }
 }
 
-describe('revocation: a detached buffer reads nothing and writes nothing', () => {
+describe('revocation (unsafeImmediateReuse): a detached buffer reads nothing and writes nothing', () => {
   let mgr: ResourceManager;
   beforeEach(() => {
-    mgr = new ResourceManager({ pools: SMALL_POOLS });
+    mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: { unsafeImmediateReuse: true } });
   });
   afterEach(() => {
     mgr.close();
@@ -190,5 +195,103 @@ describe('revocation: a detached buffer reads nothing and writes nothing', () =>
     k.buf.fill(0x5a);
     expect(mgr.deallocateResource(h), 'freed').to.equal(true);
     expectInert(k, 0x99, 'direct');
+  });
+});
+
+/** Every kept reference reads `byte` over the whole buffer (deferred reuse: nothing was revoked). */
+function expectLive(k: Kept, byte: number, what: string): void {
+  const w = byte * 0x01010101;
+  expect([k.buf.length, k.sub.length, k.view.byteLength, k.words.length, k.buf.buffer.byteLength], `${what}: extents unchanged`).to.deep.equal([
+    4096, 16, 4096, 1024, 4096,
+  ]);
+  expect([k.buf[0], k.buf[4095], k.sub[15], k.view.getUint8(100), k.words[1023], k.buf.readUInt32LE(0)], `${what}: every reference reads the bytes`).to.deep.equal([
+    byte,
+    byte,
+    byte,
+    byte,
+    w >>> 0,
+    w >>> 0,
+  ]);
+  expect(filledWith(k.buf, byte), `${what}: the whole buffer`).to.equal(true);
+}
+
+/** Writes `byte` through every kept reference. */
+function scribbleAll(k: Kept, byte: number): void {
+  k.buf.fill(byte);
+  k.sub.fill(byte);
+  for (let i = 0; i < 1024; i++) k.words[i] = byte * 0x01010101;
+  k.view.setUint8(0, byte);
+}
+
+describe('revocation: under deferred reuse (the default) a freed buffer keeps only its own memory until it is collected', () => {
+  let mgr: ResourceManager;
+  beforeEach(() => {
+    mgr = new ResourceManager({ pools: SMALL_POOLS });
+  });
+  afterEach(() => {
+    mgr.close();
+  });
+
+  /**
+   * Frees with `free` the 4096-byte handles of channel 'a' that `alloc` made, then, while the kept
+   * references live: every reference reads the old bytes and writes its own memory, and no slot
+   * served to channel `servedTo` shows them, neither at allocation (channel 'a' itself: reuse
+   * would not be zeroed) nor after the freed references write again. Returns nothing that reaches
+   * the freed buffers.
+   */
+  function checkParked(count: number, free: (hs: ResourceHandle[]) => void, servedTo: string, what: string): void {
+    const hs: ResourceHandle[] = [];
+    for (let i = 0; i < count; i++) hs.push(mgr.allocateResource('buffer', 4096, 'a'));
+    const kept = hs.map(keep);
+    kept.forEach((k) => k.buf.fill(0x5a));
+    free(hs);
+    kept.forEach((k, i) => expectLive(k, 0x5a, `${what}, handle ${i}`));
+    kept.forEach((k) => scribbleAll(k, 0x99));
+    kept.forEach((k, i) => expectLive(k, 0x99, `${what}, handle ${i}, after writing`));
+    const served: ResourceHandle[] = [];
+    for (let i = 0; i < SMALL_POOLS[0].queueSize + 1; i++) served.push(mgr.allocateResource('buffer', 4096, servedTo));
+    kept.forEach((k) => scribbleAll(k, 0x98));
+    served.map(bufferOf).forEach((b, i) => {
+      expect([containsByte(b, 0x5a), containsByte(b, 0x99), containsByte(b, 0x98)], `${what}: served buffer ${i} holds none of the freed bytes`).to.deep.equal([
+        false,
+        false,
+        false,
+      ]);
+    });
+    kept.forEach((k, i) => expectLive(k, 0x98, `${what}, handle ${i}, after the pool served others`));
+    expect(mgr.getResourceMetrics().revocation.pendingRelease, `${what}: the freed handles are parked`).to.equal(count);
+    expect(poolMetrics(mgr, 's').liveSlots, `${what}: parked and served slots are live`).to.equal(count + served.length);
+    for (const h of served) expect(mgr.deallocateResource(h), `${what}: served handle freed`).to.equal(true);
+  }
+
+  /** After a collection every slot is back; every retained one, and a fresh one, goes zeroed to channel 'b'. */
+  async function expectReturnedZeroed(what: string): Promise<void> {
+    await collect();
+    expect(mgr.getResourceMetrics().revocation.pendingRelease, `${what}: nothing parked once collected`).to.equal(0);
+    expect(poolMetrics(mgr, 's').liveSlots, `${what}: every slot returned`).to.equal(0);
+    const next = Array.from({ length: poolMetrics(mgr, 's').retainedFreeSlots + 1 }, () => bufferOf(mgr.allocateResource('buffer', 4096, 'b')));
+    next.forEach((b, i) => expect(b.every((x) => x === 0), `${what}: channel b buffer ${i} is zeroed (no old bytes, no scribbles)`).to.equal(true));
+  }
+
+  it('after deallocateResource: every reference still reads and writes its own memory, which nobody else gets until collected', async () => {
+    checkParked(1, (hs) => expect(mgr.deallocateResource(hs[0]!), 'freed').to.equal(true), 'a', 'deallocated');
+    await expectReturnedZeroed('deallocated');
+  });
+
+  it('after closeChannel: the same, for every buffer of the channel', async () => {
+    checkParked(3, () => expect(mgr.closeChannel('a').count, 'three handles freed').to.equal(3), 'c', 'closed channel');
+    await expectReturnedZeroed('closed channel');
+  });
+
+  it('after transferHandle: the sender is inert at once; the adopter sees the old bytes and none of the scribbles', () => {
+    const h = mgr.allocateResource('buffer', 4096, 'a');
+    const k = keep(h);
+    k.buf.fill(0x5a);
+    const id = mgr.transferHandle(h);
+    expectInert(k, 0x99, 'in transit');
+    const adopted = mgr.adoptHandle(id);
+    expectInert(k, 0x98, 'adopted elsewhere');
+    expect(filledWith(bufferOf(adopted), 0x5a), 'the adopter sees exactly the bytes before the transfer').to.equal(true);
+    expect(mgr.deallocateResource(adopted), 'freed').to.equal(true);
   });
 });

@@ -10,6 +10,7 @@ import {
   SMALL_POOLS,
   bufferOf,
   channelMetrics,
+  collect,
   detachExternally,
   expectCode,
   filledWith,
@@ -20,6 +21,9 @@ import {
   violations,
 } from './helpers';
 
+
+/** Immediate reuse for every channel and the unscoped domain: a free revokes and reuses at once. */
+const IMMEDIATE = { unsafeImmediateReuse: true };
 
 /** A uniformly random safe integer in [0, 2^53). */
 function randomSafeInteger(next: () => number): number {
@@ -142,20 +146,36 @@ describe('security', () => {
   });
 
   describe('BUFFER_DETACHED', () => {
-    it('a live revocable handle whose buffer was detached by other code is reported', async () => {
-      const h = mgr.allocateResource('buffer', 4096, 'a');
-      const buf = bufferOf(h);
-      const method = await detachExternally(buf.buffer as ArrayBuffer);
-      expect(method, `Node ${process.version} can detach the handle's ArrayBuffer from outside`).to.not.equal(null);
-      expect(buf.length, 'detached').to.equal(0);
-      const r = mgr.validateSecurityBoundaries(h);
-      expect([r.valid, r.handleId, r.channelId], `result (detached via ${String(method)})`).to.deep.equal([false, h.id, 'a']);
-      expect(r.violations.map((v) => v.code), 'codes').to.deep.equal(['BUFFER_DETACHED']);
-      expect(channelMetrics(mgr, 'a').violations['BUFFER_DETACHED'], 'counted on the owner').to.equal(1);
-      expect(mgr.verifyCleanupCompletion(h), 'not released').to.equal(false);
-      expect(mgr.deallocateResource(h), 'the owner can still free it').to.equal(true);
-      expect(mgr.verifyCleanupCompletion(h), 'released').to.equal(true);
-    });
+    for (const [mode, options] of [
+      ['deferred reuse, the default', {}],
+      ['unsafeImmediateReuse', IMMEDIATE],
+    ] as const) {
+      it(`a live revocable handle whose buffer was detached by other code is reported; its memory returns once the moved-out store dies (${mode})`, async () => {
+        mgr.close();
+        mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: options });
+        let h: ResourceHandle | undefined = mgr.allocateResource('buffer', 4096, 'a');
+        const id = h.id;
+        let buf: Buffer | undefined = bufferOf(h);
+        const method = await detachExternally(buf.buffer as ArrayBuffer);
+        expect(method, `Node ${process.version} can detach the handle's ArrayBuffer from outside`).to.not.equal(null);
+        expect(buf.length, 'detached').to.equal(0);
+        const r = mgr.validateSecurityBoundaries(h);
+        expect([r.valid, r.handleId, r.channelId], `result (detached via ${String(method)})`).to.deep.equal([false, id, 'a']);
+        expect(r.violations.map((v) => v.code), 'codes').to.deep.equal(['BUFFER_DETACHED']);
+        expect(channelMetrics(mgr, 'a').violations['BUFFER_DETACHED'], 'counted on the owner').to.equal(1);
+        expect(mgr.verifyCleanupCompletion(h), 'not released').to.equal(false);
+        expect(mgr.deallocateResource(h), 'the owner can still free it').to.equal(true);
+        expect(mgr.getResourceMetrics().totals.handles, 'no live handle').to.equal(0);
+        // In both modes: the memory other code moved out may still be reached, so it waits.
+        expect(mgr.verifyCleanupCompletion(id), 'parked while the moved-out memory may live').to.equal(false);
+        expect(mgr.getResourceMetrics().revocation.pendingRelease, 'counted as pending').to.equal(1);
+        h = undefined;
+        buf = undefined;
+        await collect();
+        expect(mgr.verifyCleanupCompletion(id), 'released once nothing reaches the memory').to.equal(true);
+        expect([poolMetrics(mgr, 's').liveSlots, mgr.getResourceMetrics().revocation.pendingRelease], 'slot back, nothing parked').to.deep.equal([0, 0]);
+      });
+    }
 
     it('an intact live handle is not reported (paired with the above)', () => {
       const h = mgr.allocateResource('buffer', 4096, 'a');
@@ -165,43 +185,61 @@ describe('security', () => {
   });
 
   describe('double free', () => {
-    it('returns false and never puts a slot in the free queue twice', () => {
-      const a = mgr.allocateResource('buffer', 4096, 'a');
-      expect(mgr.deallocateResource(a), 'first').to.equal(true);
-      const afterFirst = stateOf(mgr);
-      expect(mgr.deallocateResource(a), 'second, by handle').to.equal(false);
-      expect(mgr.deallocateResource(a.id), 'third, by id').to.equal(false);
-      expect(mgr.channel('a').deallocate(a), 'fourth, by scope').to.equal(false);
-      a[Symbol.dispose]();
-      expect(stateOf(mgr), 'pools and ledgers unchanged by the double frees').to.deep.equal(afterFirst);
-      const retained = poolMetrics(mgr, 's').retainedFreeSlots;
-      const b = bufferOf(mgr.allocateResource('buffer', 4096, 'a'));
-      const c = bufferOf(mgr.allocateResource('buffer', 4096, 'a'));
-      b.fill(0xb1);
-      c.fill(0xc2);
-      expect(filledWith(b, 0xb1), 'b keeps its bytes: b and c are distinct memory').to.equal(true);
-      expect(filledWith(c, 0xc2), 'c keeps its bytes').to.equal(true);
-      expect(poolMetrics(mgr, 's').liveSlots, 'two live slots').to.equal(2);
-      expect(retained, 'retained count never exceeds the slots actually freed').to.be.at.most(8);
-    });
+    for (const [mode, options] of [
+      ['deferred reuse, the default: the slot returns when collected', {}],
+      ['unsafeImmediateReuse: the slot returns at once', IMMEDIATE],
+    ] as const) {
+      it(`returns false and never puts a slot in the free queue twice (${mode})`, async () => {
+        mgr.close();
+        mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: options });
+        let a: ResourceHandle | undefined = mgr.allocateResource('buffer', 4096, 'a');
+        expect(mgr.deallocateResource(a), 'first').to.equal(true);
+        const afterFirst = stateOf(mgr);
+        expect(mgr.deallocateResource(a), 'second, by handle').to.equal(false);
+        expect(mgr.deallocateResource(a.id), 'third, by id').to.equal(false);
+        expect(mgr.channel('a').deallocate(a), 'fourth, by scope').to.equal(false);
+        a[Symbol.dispose]();
+        expect(stateOf(mgr), 'pools and ledgers unchanged by the double frees').to.deep.equal(afterFirst);
+        a = undefined;
+        await collect();
+        expect(poolMetrics(mgr, 's').liveSlots, 'the freed slot is back').to.equal(0);
+        const retained = poolMetrics(mgr, 's').retainedFreeSlots;
+        const b = bufferOf(mgr.allocateResource('buffer', 4096, 'a'));
+        const c = bufferOf(mgr.allocateResource('buffer', 4096, 'a'));
+        b.fill(0xb1);
+        c.fill(0xc2);
+        expect(filledWith(b, 0xb1), 'b keeps its bytes: b and c are distinct memory').to.equal(true);
+        expect(filledWith(c, 0xc2), 'c keeps its bytes').to.equal(true);
+        expect(poolMetrics(mgr, 's').liveSlots, 'two live slots').to.equal(2);
+        expect(retained, 'retained count never exceeds the slots actually freed').to.be.at.most(8);
+      });
 
-    it('many double frees never duplicate slots', () => {
-      const hs: ResourceHandle[] = [];
-      for (let i = 0; i < 8; i++) hs.push(mgr.allocateResource('buffer', 4096, 'a'));
-      for (const h of hs) {
-        mgr.deallocateResource(h);
-        mgr.deallocateResource(h);
-        mgr.deallocateResource(h.id);
-      }
-      const bufs: Buffer[] = [];
-      for (let i = 0; i < 16; i++) bufs.push(bufferOf(mgr.allocateResource('buffer', 4096, 'a')));
-      bufs.forEach((b, i) => b.fill(i + 1));
-      bufs.forEach((b, i) => expect(filledWith(b, i + 1), `buffer ${i} distinct`).to.equal(true));
-    });
+      it(`many double frees never duplicate slots (${mode})`, async () => {
+        mgr.close();
+        mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: options });
+        const hs: Array<ResourceHandle | undefined> = [];
+        for (let i = 0; i < 8; i++) hs.push(mgr.allocateResource('buffer', 4096, 'a'));
+        hs.forEach((h, i) => {
+          mgr.deallocateResource(h!);
+          mgr.deallocateResource(h!);
+          mgr.deallocateResource(h!.id);
+          hs[i] = undefined;
+        });
+        await collect();
+        expect(poolMetrics(mgr, 's').liveSlots, 'every freed slot is back').to.equal(0);
+        const bufs: Buffer[] = [];
+        for (let i = 0; i < 16; i++) bufs.push(bufferOf(mgr.allocateResource('buffer', 4096, 'a')));
+        bufs.forEach((b, i) => b.fill(i + 1));
+        bufs.forEach((b, i) => expect(filledWith(b, i + 1), `buffer ${i} distinct`).to.equal(true));
+        expect(poolMetrics(mgr, 's').liveSlots, 'sixteen live slots').to.equal(16);
+      });
+    }
   });
 
   describe('verifyCleanupCompletion', () => {
-    it('is false while live, true after deallocation and after closeChannel, false for forged', () => {
+    it('unsafeImmediateReuse: is false while live, true after deallocation and after closeChannel, false for forged', () => {
+      mgr.close();
+      mgr = new ResourceManager({ pools: SMALL_POOLS, channelDefaults: IMMEDIATE });
       const h = mgr.allocateResource('buffer', 16, 'a');
       const g = mgr.allocateResource('buffer', 16, 'b');
       expect(mgr.verifyCleanupCompletion(h), 'live').to.equal(false);
@@ -213,32 +251,60 @@ describe('security', () => {
       expect(mgr.verifyCleanupCompletion(-1), 'malformed').to.equal(false);
     });
 
-    it('is false while a handle is in transit', () => {
-      const h = mgr.allocateResource('buffer', 16);
-      mgr.transferHandle(h);
-      expect(mgr.verifyCleanupCompletion(h.id), 'in transit').to.equal(false);
-      mgr.deallocateResource(mgr.adoptHandle(h.id));
-      expect(mgr.verifyCleanupCompletion(h.id), 'after adopt + free').to.equal(true);
+    it('deferred reuse (the default): is false while live and while the freed memory is parked, true once collected, false for forged', async () => {
+      const ids = (() => {
+        const h = mgr.allocateResource('buffer', 16, 'a');
+        const g = mgr.allocateResource('buffer', 16, 'b');
+        expect(mgr.verifyCleanupCompletion(h), 'live').to.equal(false);
+        mgr.deallocateResource(h);
+        expect(mgr.verifyCleanupCompletion(h), 'after deallocate: parked while its buffer lives').to.equal(false);
+        mgr.closeChannel('b');
+        expect(mgr.verifyCleanupCompletion(g), 'after closeChannel: parked while its buffer lives').to.equal(false);
+        return [h.id, g.id];
+      })();
+      expect(mgr.getResourceMetrics().revocation.pendingRelease, 'both parked').to.equal(2);
+      await collect();
+      expect(ids.map((id) => mgr.verifyCleanupCompletion(id)), 'complete once collected').to.deep.equal([true, true]);
+      expect(mgr.verifyCleanupCompletion(123456789), 'forged').to.equal(false);
+      expect(mgr.verifyCleanupCompletion(-1), 'malformed').to.equal(false);
+    });
+
+    it('is false while a handle is in transit', async () => {
+      const id = (() => {
+        const h = mgr.allocateResource('buffer', 16);
+        mgr.transferHandle(h);
+        expect(mgr.verifyCleanupCompletion(h.id), 'in transit').to.equal(false);
+        mgr.deallocateResource(mgr.adoptHandle(h.id));
+        expect(mgr.verifyCleanupCompletion(h.id), 'after adopt + free: parked while the adopted buffer lives').to.equal(false);
+        return h.id;
+      })();
+      await collect();
+      expect(mgr.verifyCleanupCompletion(id), 'after adopt + free, once collected').to.equal(true);
     });
   });
 
   describe('hardened mode', () => {
-    it('serves, validates and frees handles like the default mode', () => {
+    it('serves, validates and frees handles like the default mode', async () => {
       const hard = new ResourceManager({ pools: SMALL_POOLS, hardened: true });
       try {
-        const h = hard.allocateResource('buffer', 4096, 'a');
-        const buf = bufferOf(h);
-        buf.fill(0x5e);
-        expect(filledWith(buf, 0x5e), 'the whole extent is usable').to.equal(true);
-        expect(hard.validateSecurityBoundaries(h), 'valid, no canary or bounds violation').to.deep.equal({
-          valid: true,
-          handleId: h.id,
-          channelId: 'a',
-          violations: [],
-        });
-        expect(hard.deallocateResource(h), 'freed').to.equal(true);
-        expect(hard.validateSecurityBoundaries(h).violations.map((v) => v.code), 'then stale').to.deep.equal(['STALE_HANDLE']);
-        expect(hard.verifyCleanupCompletion(h), 'released').to.equal(true);
+        const id = (() => {
+          const h = hard.allocateResource('buffer', 4096, 'a');
+          const buf = bufferOf(h);
+          buf.fill(0x5e);
+          expect(filledWith(buf, 0x5e), 'the whole extent is usable').to.equal(true);
+          expect(hard.validateSecurityBoundaries(h), 'valid, no canary or bounds violation').to.deep.equal({
+            valid: true,
+            handleId: h.id,
+            channelId: 'a',
+            violations: [],
+          });
+          expect(hard.deallocateResource(h), 'freed').to.equal(true);
+          expect(hard.validateSecurityBoundaries(h).violations.map((v) => v.code), 'then stale').to.deep.equal(['STALE_HANDLE']);
+          expect(hard.verifyCleanupCompletion(h), 'parked while its buffer lives (deferred reuse)').to.equal(false);
+          return h.id;
+        })();
+        await collect();
+        expect(hard.verifyCleanupCompletion(id), 'released once collected').to.equal(true);
       } finally {
         hard.close();
       }

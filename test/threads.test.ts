@@ -196,9 +196,19 @@ describe('threads (shared managers)', function () {
     expect(poolMetrics(m, 's').liveSlots, 'their slots are back in the pool').to.equal(0);
   });
 
-  it("revokes a worker's buffer when another thread closes its channel; the memory waits for it", async () => {
+  /** Polls (gc on this thread too) until pool s of `m` has no live slot; returns its liveSlots. */
+  async function drained(m: ResourceManager): Promise<number> {
+    for (let i = 0; i < 50 && poolMetrics(m, 's').liveSlots !== 0; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return poolMetrics(m, 's').liveSlots;
+  }
+
+  it("unsafeImmediateReuse: revokes a worker's buffer when another thread closes its channel; the memory waits for it", async () => {
     const name = sharedName();
     const m = manager(name);
+    m.openChannel('victim', { unsafeImmediateReuse: true });
     const peer = await new Peer(name, SMALL_POOLS).ready();
     try {
       await peer.call({ op: 'allocate-and-keep', channel: 'victim', count: 1, size: 4096, fill: 0x5a });
@@ -210,11 +220,29 @@ describe('threads (shared managers)', function () {
       await peer.call({ op: 'touch' });
       const after = await peer.call({ op: 'read-kept', index: 0 });
       expect(after.length, 'revoked in the worker on its next call').to.equal(0);
-      for (let i = 0; i < 50 && poolMetrics(m, 's').liveSlots !== 0; i++) {
-        gc();
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      expect(poolMetrics(m, 's').liveSlots, 'the slot returned once the buffer was released').to.equal(0);
+      expect(await drained(m), 'the slot returned once the buffer was released').to.equal(0);
+    } finally {
+      await peer.worker.terminate();
+    }
+  });
+
+  it("deferred reuse (the default): a worker's buffer stays attached when another thread closes its channel; the memory waits until the worker drops it", async () => {
+    const name = sharedName();
+    const m = manager(name);
+    const peer = await new Peer(name, SMALL_POOLS).ready();
+    try {
+      await peer.call({ op: 'allocate-and-keep', channel: 'victim', count: 1, size: 4096, fill: 0x5a });
+      const report = m.closeChannel('victim');
+      expect(report.count, 'the handle is freed by the close').to.equal(1);
+      expect(poolMetrics(m, 's').liveSlots, 'its slot is parked, not reused, while the worker can reach it').to.equal(1);
+      expect(m.getResourceMetrics().revocation.pendingRelease, 'one parked handle').to.equal(1);
+      await peer.call({ op: 'touch' });
+      const after = await peer.call({ op: 'read-kept', index: 0 });
+      expect(after, 'not revoked in the worker, even after its next call').to.include({ length: 4096, first: 0x5a });
+      expect(await drained(m), 'still parked while the worker holds the buffer').to.equal(1);
+      await peer.call({ op: 'drop-kept' });
+      expect(await drained(m), 'the slot returned once the worker dropped the buffer').to.equal(0);
+      expect(m.getResourceMetrics().revocation.pendingRelease, 'nothing parked').to.equal(0);
     } finally {
       await peer.worker.terminate();
     }

@@ -1,5 +1,6 @@
 /**
- * Revocation by `ArrayBuffer.prototype.transfer()` (issue #4, Node >= 21).
+ * Revocation by `ArrayBuffer.prototype.transfer()` (Node >= 21), on `unsafeImmediateReuse`
+ * channels (here through channelDefaults, so the unscoped domain too).
  *
  * Where transfer() exists, a manager that is not `shared` creates each slot's external
  * ArrayBuffer once and then moves its backing store: out of a handle's buffer at deallocation
@@ -7,24 +8,29 @@
  * allocation of the slot hands out. On Node 20 every allocation gets a new external ArrayBuffer,
  * detached on release, unless Node was started with `--harmony-rab-gsab-transfer`. Each test
  * states what must hold on the Node it runs on. `npm test` on Node 20 passes that flag
- * (.mocharc.js); CI also runs the suite on Node 20 without it, and on 22 and 24.
+ * (.mocharc.js); CI also runs the suite on Node 20 without it, and on 22, 24 and 26.
+ *
+ * Deferred reuse (the default) never uses the cache: each allocation gets a new external
+ * ArrayBuffer, which a free leaves attached until it is collected.
  */
 import { expect } from 'chai';
 import { ResourceManager } from '../lib';
 import type { ResourceHandle } from '../lib';
-import { bufferOf, collectUntil, filledWith, poolMetrics } from './helpers';
+import { bufferOf, collect, collectUntil, filledWith, poolMetrics } from './helpers';
 
 const HAS_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
 const POOLS = [{ name: 's', slotSize: 4096, queueSize: 4 }];
+/** Immediate reuse everywhere: the mode the slot cache serves. */
+const IMMEDIATE = { unsafeImmediateReuse: true };
 
-function revocation(mgr: ResourceManager): { method: string; buffersCreated: number; buffersReused: number } {
+function revocation(mgr: ResourceManager): { method: string; buffersCreated: number; buffersReused: number; pendingRelease: number } {
   return mgr.getResourceMetrics().revocation;
 }
 
-describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
+describe(`revocation by transfer() on unsafeImmediateReuse channels (${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
   let mgr: ResourceManager;
   beforeEach(() => {
-    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off' });
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off', channelDefaults: IMMEDIATE });
   });
   afterEach(() => mgr.close());
 
@@ -34,7 +40,7 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
     // its Node 20 run without it: proves which method the run got.
     const expected = process.env.ISOPOOL_EXPECT_REVOCATION;
     if (expected !== undefined) expect(revocation(mgr).method, 'ISOPOOL_EXPECT_REVOCATION').to.equal(expected);
-    const shared = new ResourceManager({ shared: 'transfer-revocation-test', leakDetection: 'off' });
+    const shared = new ResourceManager({ shared: 'transfer-revocation-test', leakDetection: 'off', channelDefaults: IMMEDIATE });
     try {
       expect(revocation(shared).method, 'a shared manager').to.equal('detach');
     } finally {
@@ -43,7 +49,7 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
     const saved = process.env.ISOPOOL_REVOCATION;
     process.env.ISOPOOL_REVOCATION = 'detach';
     try {
-      const forced = new ResourceManager({ leakDetection: 'off' });
+      const forced = new ResourceManager({ leakDetection: 'off', channelDefaults: IMMEDIATE });
       expect(revocation(forced).method, 'ISOPOOL_REVOCATION=detach').to.equal('detach');
       forced.close();
     } finally {
@@ -127,7 +133,7 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
     const last = bufferOf(d.allocate('buffer', 64));
     mgr.close();
     expect(last.length, 'close()').to.equal(0);
-    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off' }); // for afterEach
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off', channelDefaults: IMMEDIATE }); // for afterEach
   });
 
   it('a buffer stolen with transfer() is never cached again: its slot comes back with a fresh buffer', async () => {
@@ -155,7 +161,7 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
   });
 
   it('a leaked moved buffer is found and its slot reclaimed', async () => {
-    const m = new ResourceManager({ pools: POOLS, leakDetection: 'paranoid' });
+    const m = new ResourceManager({ pools: POOLS, leakDetection: 'paranoid', channelDefaults: IMMEDIATE });
     try {
       const c = m.openChannel('a');
       c.deallocate(c.allocate('buffer', 256));
@@ -169,5 +175,39 @@ describe(`revocation by transfer() (${HAS_TRANSFER ? 'available' : 'not availabl
     } finally {
       m.close();
     }
+  });
+});
+
+describe(`revocation by transfer(): deferred reuse (the default) never uses the slot cache (${HAS_TRANSFER ? 'available' : 'not available'} on ${process.version})`, () => {
+  let mgr: ResourceManager;
+  beforeEach(() => {
+    mgr = new ResourceManager({ pools: POOLS, leakDetection: 'off' });
+  });
+  afterEach(() => mgr.close());
+
+  /** 100 round trips in a default channel; returns nothing that reaches the freed buffers. */
+  function roundTrips(): void {
+    const c = mgr.openChannel('a');
+    for (let i = 0; i < 100; i++) {
+      const h = c.allocate('buffer', 4096);
+      const b = bufferOf(h);
+      b.fill(i & 0xff);
+      expect(c.deallocate(h), 'freed').to.equal(true);
+      expect([b.length, b.buffer.byteLength, b[4095]], `round ${i}: not revoked, same bytes`).to.deep.equal([4096, 4096, i & 0xff]);
+    }
+  }
+
+  it('a round trip creates one ArrayBuffer per allocation and leaves each freed one attached, parked until collected', async () => {
+    const before = revocation(mgr);
+    roundTrips();
+    const after = revocation(mgr);
+    expect(after.method, 'the manager method is still the same').to.equal(before.method);
+    expect(after.buffersCreated - before.buffersCreated, 'one external ArrayBuffer per allocation').to.equal(100);
+    expect(after.buffersReused - before.buffersReused, 'no cached backing store moved').to.equal(0);
+    expect(after.pendingRelease - before.pendingRelease, 'every freed buffer parked').to.equal(100);
+    expect(poolMetrics(mgr, 's').liveSlots, 'parked slots are live').to.equal(100);
+    await collect();
+    expect(revocation(mgr).pendingRelease, 'nothing parked once collected').to.equal(before.pendingRelease);
+    expect(poolMetrics(mgr, 's').liveSlots, 'every slot returned').to.equal(0);
   });
 });

@@ -190,7 +190,7 @@ export interface NativeSnapshot {
   retainedFreeBytes: number;
   allocateLatency: NativeLatency;
   deallocateLatency: NativeLatency;
-  /** Freed handles whose memory waits for another thread to drop its buffer. */
+  /** Freed handles whose memory waits for a buffer over it to die (deferred reuse, another thread's buffer, moved memory). */
   parkedHandles: number;
   /** Live handles reclaimed because the thread holding them exited. */
   threadExitReclaims: number;

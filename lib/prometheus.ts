@@ -172,7 +172,7 @@ const DEFINITIONS: readonly Definition[] = [
   { name: 'refusals_total', type: 'counter', help: 'Allocations refused by a limit.', collect: (s, emit) => emit(undefined, s.metrics.totals.refusals) },
   { name: 'handles', type: 'gauge', help: 'Live handles.', collect: (s, emit) => emit(undefined, s.metrics.totals.handles) },
   { name: 'bytes_in_use', type: 'gauge', help: 'Charged bytes in use over every channel and the unscoped domain.', collect: (s, emit) => emit(undefined, s.metrics.totals.bytesInUse) },
-  { name: 'requested_bytes', type: 'gauge', help: 'Requested bytes of the live handles.', collect: (s, emit) => emit(undefined, s.metrics.totals.requestedBytes) },
+  { name: 'requested_bytes', type: 'gauge', help: 'Requested bytes of the live handles and of freed ones whose memory waits for collection.', collect: (s, emit) => emit(undefined, s.metrics.totals.requestedBytes) },
   { name: 'reserved_bytes', type: 'gauge', help: 'Bytes held from the system by every pool.', collect: (s, emit) => emit(undefined, s.metrics.totals.reservedBytes) },
   {
     name: 'fragmentation_ratio',

@@ -244,7 +244,10 @@ export interface ManagerMetrics {
     handles: number;
     /** Charged bytes (units for counted types) in use. */
     bytesInUse: number;
-    /** Requested bytes (units) of the live handles. */
+    /**
+     * Requested bytes (units) of the live handles, plus those of freed handles whose memory waits
+     * for its buffer to be collected (`revocation.pendingRelease`): the pools' `liveBytes`.
+     */
     requestedBytes: number;
     /** Bytes every pool holds from the system. */
     reservedBytes: number;

@@ -357,7 +357,7 @@ describe('allocation: every public method', () => {
       expectCode(() => s.allocate('nope', 1), 'ERR_UNKNOWN_RESOURCE_TYPE', 'unknown type');
       expect(s.deallocate(other), 'foreign deallocate').to.equal(false);
       expect(s.validate(other).valid, 'foreign validate').to.equal(false);
-      expectCode(() => s.track(other), 'ERR_ISOLATION_VIOLATION', 'foreign track');
+      expectCode(() => s.track(other), 'ERR_INVALID_HANDLE', 'foreign track: a forged id\'s error');
       expectCode(() => s.limits('nope'), 'ERR_UNKNOWN_RESOURCE_TYPE', 'limits of unknown type');
       s.close();
       expectCode(() => s.close(), 'ERR_CHANNEL_CLOSED', 'close twice');

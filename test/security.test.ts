@@ -135,10 +135,10 @@ describe('security', () => {
   });
 
   describe('CROSS_CHANNEL', () => {
-    it('is reported by scope.validate and counted per channel', () => {
+    it('is counted per channel; scope.validate answers it as a forged id (no oracle)', () => {
       const h = mgr.openChannel('a').allocate('buffer', 16);
       const r = mgr.openChannel('b').validate(h);
-      expect([r.valid, r.handleId, r.violations.map((v) => v.code)], 'result').to.deep.equal([false, h.id, ['CROSS_CHANNEL']]);
+      expect([r.valid, r.handleId, r.channelId, r.violations.map((v) => v.code)], 'result').to.deep.equal([false, h.id, null, ['FORGED_HANDLE']]);
       expect(channelMetrics(mgr, 'b').violations, 'b').to.deep.equal(violations({ CROSS_CHANNEL: 1 }));
       expect(channelMetrics(mgr, 'a').violations, 'a').to.deep.equal(violations({}));
       expect(mgr.validateSecurityBoundaries(h).valid, 'the manager itself may use it').to.equal(true);

@@ -41,6 +41,12 @@ export const DEFAULT_POOLS: readonly PoolOptions[] = Object.freeze([
 export const DEFAULT_MAX_ALLOCATION_SIZE = 64 * 1024 * 1024;
 /** The default `leakSampleRate`: with `leakDetection: 'sampled'`, 1 in 128 allocations is watched. */
 export const DEFAULT_LEAK_SAMPLE_RATE = 128;
+/**
+ * The `maxHandles` of every channel's total unless `channelDefaults` or the channel's own limits
+ * set it: 65,536, 1/32 of the manager's handle table, so no single channel can fill the table
+ * and refuse everyone else (README, "Limits"; docs/DECISIONS.md, "Limits").
+ */
+export const DEFAULT_CHANNEL_MAX_HANDLES = 65536;
 
 const OPTION_KEYS = [
   'pools',
@@ -270,6 +276,10 @@ function parseOptions(options: unknown): ParsedOptions {
   }
   const channelDefaults: CheckedChannelOptions =
     o.channelDefaults === undefined ? { limits: [], access: undefined, zero: undefined } : checkChannelOptions('channelDefaults', o.channelDefaults);
+  // Every channel's total gets the default handle cap unless channelDefaults sets its own.
+  const total = channelDefaults.limits.find(([type]) => type === '*');
+  if (total === undefined) channelDefaults.limits.push(['*', { maxHandles: DEFAULT_CHANNEL_MAX_HANDLES }]);
+  else if (total[1].maxHandles === undefined) total[1] = { maxHandles: DEFAULT_CHANNEL_MAX_HANDLES, ...total[1] };
   return {
     pools,
     maxAllocationSize,

@@ -5,7 +5,7 @@
 //   1. type and size checks              (kUnknownType, kInvalidSize)
 //   2. channel Enter: inflight + 1       (kUnknownChannel, kChannelClosed)
 //   3. ledger check-and-charge           (kResourceLimit)
-//   4. handle index Reserve              (kPoolExhausted: table full)
+//   4. handle index Reserve              (kHandleTableFull; kPoolExhausted: segment refused)
 //   5. slot from the pool / direct map   (kPoolExhausted: system refused)
 //   6. zeroing, ledger Commit (usage readers see, peaks), Publish (id is live), channel Exit.
 //

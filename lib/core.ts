@@ -7,6 +7,7 @@
  */
 import {
   ChannelClosedError,
+  HandleTableFullError,
   InvalidArgumentError,
   InvalidHandleError,
   InvalidSizeError,
@@ -29,6 +30,7 @@ import type { HandleOwner } from './handle';
 import {
   AllocOut,
   BufferMode,
+  HANDLE_TABLE_CAPACITY,
   InArgs,
   InfoOut,
   LimitsOut,
@@ -1386,6 +1388,8 @@ export class Core implements HandleOwner {
         return new ChannelClosedError(ctx.channel ?? '');
       case NativeStatus.PoolExhausted:
         return new PoolExhaustedError(ctx.size ?? 0);
+      case NativeStatus.HandleTableFull:
+        return new HandleTableFullError(HANDLE_TABLE_CAPACITY);
       case NativeStatus.InvalidHandle:
         return new InvalidHandleError(ctx.id ?? NaN, ctx.id === undefined ? 'is invalid' : 'is forged or not in transit');
       case NativeStatus.StaleHandle:

@@ -16,7 +16,8 @@ export type IsopoolErrorCode =
   | 'ERR_INVALID_HANDLE'
   | 'ERR_STALE_HANDLE'
   | 'ERR_ISOLATION_VIOLATION'
-  | 'ERR_MANAGER_CLOSED';
+  | 'ERR_MANAGER_CLOSED'
+  | 'ERR_HANDLE_TABLE_FULL';
 
 /** Base class of every error isopool throws. */
 export abstract class IsopoolError extends Error {
@@ -166,6 +167,23 @@ export class PoolExhaustedError extends IsopoolError {
   constructor(requested: number) {
     super(`the system refused memory for an allocation of ${requested} bytes`);
     this.requested = requested;
+  }
+}
+
+/**
+ * Every handle of the manager's handle table is live: the table, not the system's memory nor
+ * a limit, refused the allocation. Per-channel `maxHandles` caps keep any one channel from
+ * getting there (README, "Limits").
+ */
+export class HandleTableFullError extends IsopoolError {
+  readonly code = 'ERR_HANDLE_TABLE_FULL' as const;
+  /** The class name, as shown in stack traces. */
+  override readonly name = 'HandleTableFullError' as const;
+  /** How many handles the table holds: all of them are live. */
+  readonly capacity: number;
+  constructor(capacity: number) {
+    super(`the handle table is full: all ${capacity} handles of the manager are live`);
+    this.capacity = capacity;
   }
 }
 

@@ -3,7 +3,13 @@
  * security-boundary validation and typed metrics.
  * @packageDocumentation
  */
-export { ResourceManager, DEFAULT_POOLS, DEFAULT_MAX_ALLOCATION_SIZE, DEFAULT_LEAK_SAMPLE_RATE } from './manager';
+export {
+  ResourceManager,
+  DEFAULT_POOLS,
+  DEFAULT_MAX_ALLOCATION_SIZE,
+  DEFAULT_LEAK_SAMPLE_RATE,
+  DEFAULT_CHANNEL_MAX_HANDLES,
+} from './manager';
 export type { ResourceManagerEvents } from './manager';
 export {
   IsopoolError,
@@ -14,6 +20,7 @@ export {
   ChannelClosedError,
   ResourceLimitError,
   PoolExhaustedError,
+  HandleTableFullError,
   InvalidHandleError,
   StaleHandleError,
   IsolationViolationError,

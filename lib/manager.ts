@@ -41,6 +41,12 @@ export const DEFAULT_POOLS: readonly PoolOptions[] = Object.freeze([
 export const DEFAULT_MAX_ALLOCATION_SIZE = 64 * 1024 * 1024;
 /** The default `leakSampleRate`: with `leakDetection: 'sampled'`, 1 in 128 allocations is watched. */
 export const DEFAULT_LEAK_SAMPLE_RATE = 128;
+/**
+ * The `maxHandles` of every channel's total unless `channelDefaults` or the channel's own limits
+ * set it: 65,536, 1/32 of the manager's handle table, so no single channel can fill the table
+ * and refuse everyone else (README, "Limits"; docs/DECISIONS.md, "Limits").
+ */
+export const DEFAULT_CHANNEL_MAX_HANDLES = 65536;
 
 const OPTION_KEYS = [
   'pools',
@@ -275,7 +281,16 @@ function parseOptions(options: unknown): ParsedOptions {
   if (shared !== undefined && (typeof shared !== 'string' || shared.length === 0)) {
     throw new InvalidArgumentError('shared', `shared must be a non-empty string, got ${describeValue(shared)}`);
   }
-  const channelDefaults = o.channelDefaults === undefined ? NO_CHANNEL_OPTIONS : checkChannelOptions('channelDefaults', o.channelDefaults);
+  const checked = o.channelDefaults === undefined ? NO_CHANNEL_OPTIONS : checkChannelOptions('channelDefaults', o.channelDefaults);
+  // Every channel's total gets the default handle cap unless channelDefaults sets its own.
+  const total = checked.limits.find(([type]) => type === '*');
+  const limits =
+    total === undefined
+      ? [...checked.limits, Object.freeze(['*', Object.freeze({ maxHandles: DEFAULT_CHANNEL_MAX_HANDLES })] as const)]
+      : total[1].maxHandles !== undefined
+        ? checked.limits
+        : checked.limits.map((entry) => (entry === total ? Object.freeze(['*', Object.freeze({ maxHandles: DEFAULT_CHANNEL_MAX_HANDLES, ...total[1] })] as const) : entry));
+  const channelDefaults: CheckedChannelOptions = Object.freeze({ ...checked, limits: Object.freeze(limits) });
   return Object.freeze({ pools, maxAllocationSize, autoOpenChannels, channelDefaults, leakDetection, leakSampleRate, hardened, shared });
 }
 

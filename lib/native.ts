@@ -27,7 +27,11 @@ export const enum NativeStatus {
   StaleHandle = 9,
   IsolationViolation = 10,
   ManagerClosed = 11,
+  HandleTableFull = 12,
 }
+
+/** native/handle_table.h `kMaxIndex`: how many handles one manager can hold live at once. */
+export const HANDLE_TABLE_CAPACITY = 2 ** 21 - 1;
 
 /** native/status.h `Violation`: bit positions of a violation mask. */
 export const VIOLATION_CODES = [

@@ -75,7 +75,10 @@ export interface ResourceManagerOptions {
   maxAllocationSize?: number;
   /** Default true: an unknown channel id opens the channel with `channelDefaults`. */
   autoOpenChannels?: boolean;
-  /** Options every new channel starts with (limits are copied per channel). */
+  /**
+   * Options every new channel starts with (limits are copied per channel). `limits['*'].maxHandles`
+   * defaults to `DEFAULT_CHANNEL_MAX_HANDLES` (65,536) when not given here.
+   */
   channelDefaults?: ChannelOptions;
   /** Default `'sampled'`. */
   leakDetection?: LeakDetectionMode;

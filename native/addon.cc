@@ -26,7 +26,8 @@ namespace {
 ///    residentBytes (how much of the pools' mappings is resident).
 /// 4: discardChannel(channel, owner) discards only that incarnation, and only if nothing is
 ///    in flight in it; mallocTrim (the soak's A/B of memory glibc keeps after a free).
-constexpr int32_t kBindingVersion = 4;
+/// 5: status 12, kHandleTableFull (ERR_HANDLE_TABLE_FULL).
+constexpr int32_t kBindingVersion = 5;
 
 /// The process's C heap as glibc counts it, or `undefined` where that count is not available
 /// (another libc, glibc < 2.33). A diagnostic for the soak (bench/soak.ts), not a metric: RSS

@@ -40,6 +40,7 @@ inline const char* StatusCode(Status status) noexcept {
     case Status::kStaleHandle: return "ERR_STALE_HANDLE";
     case Status::kIsolationViolation: return "ERR_ISOLATION_VIOLATION";
     case Status::kManagerClosed: return "ERR_MANAGER_CLOSED";
+    case Status::kHandleTableFull: return "ERR_HANDLE_TABLE_FULL";
   }
   return "ERR_INVALID_ARGUMENT";
 }

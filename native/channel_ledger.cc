@@ -11,8 +11,9 @@ namespace isopool {
 
 namespace {
 
-constexpr LimitScope kScopeKinds[3] = {LimitScope::kType, LimitScope::kChannel,
-                                       LimitScope::kChannelType};
+/// ScopesOf's order: most specific first.
+constexpr LimitScope kScopeKinds[3] = {LimitScope::kChannelType, LimitScope::kChannel,
+                                       LimitScope::kType};
 
 uint64_t Min(uint64_t a, uint64_t b) noexcept { return a < b ? a : b; }
 
@@ -27,10 +28,12 @@ Limits Tighten(Limits a, const Limits& b) noexcept {
 }  // namespace
 
 // --- LedgerScope -------------------------------------------------------------------
-// Limits and counters are independent words; none of them guards other data,
-// so relaxed ordering is enough everywhere (atomicity is what keeps the limits).
+// Limits and usage counters are independent words that guard no other data: relaxed.
+// The reservation counters order with the committed ones (TryCharge, Refund).
 
 void LedgerScope::Reset() noexcept {
+  reserved_bytes.store(0, std::memory_order_relaxed);
+  reserved_handles.store(0, std::memory_order_relaxed);
   bytes.store(0, std::memory_order_relaxed);
   handles.store(0, std::memory_order_relaxed);
   peak_bytes.store(0, std::memory_order_relaxed);
@@ -236,13 +239,14 @@ Status ChannelLedger::TryDiscard(int32_t channel, uint32_t expected_owner) noexc
   // waits, or we see its inflight and leave the channel alone.
   st->phase.store(static_cast<uint32_t>(ChannelPhase::kDiscarding), std::memory_order_seq_cst);
   // With no allocation in flight and none able to enter, the handle counts can only fall. A
-  // concurrent Free refunds the channel total before the channel-type scope, so a handle
-  // counted in no scope has been refunded completely and nothing will touch this ledger again
-  // (Open resets it for the next incarnation).
+  // concurrent Free unreserves the channel total last (Refund), so a channel total that
+  // holds no handle has been refunded completely and nothing will touch this ledger again
+  // (Open resets it for the next incarnation). The channel-type scopes are read too, as a
+  // second line of defence: they are only ever 0 then.
   bool used = st->inflight.load(std::memory_order_seq_cst) != 0 ||
-              st->total.handles.load(std::memory_order_acquire) != 0;
+              st->total.reserved_handles.load(std::memory_order_acquire) != 0;
   for (int32_t t = 0; t < kMaxTypes && !used; ++t) {
-    used = st->types[t].handles.load(std::memory_order_acquire) != 0;
+    used = st->types[t].reserved_handles.load(std::memory_order_acquire) != 0;
   }
   if (used) {
     st->phase.store(static_cast<uint32_t>(ChannelPhase::kOpen), std::memory_order_seq_cst);
@@ -363,10 +367,21 @@ Limits ChannelLedger::Scope(int32_t type, int32_t channel) const noexcept {
 }
 
 void ChannelLedger::ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept {
-  scopes[0] = &type_totals_[type];
+  scopes[0] = &channel->types[type];
   scopes[1] = &channel->total;
-  scopes[2] = &channel->types[type];
+  scopes[2] = &type_totals_[type];
 }
+
+// Why readers never see a scope above its hard limit (channel_ledger.h), for scopes S and R
+// of one allocation (S == R included): each allocation X reserves in R (a successful CAS,
+// acquire) before it commits to S (sequenced after), and uncommits from S before it
+// unreserves R (sequenced before a release decrement). Take any prefix of S.bytes's
+// modification order and the allocations committed in it, and W the one among them whose
+// reservation in R came last in R's modification order. An X of them unreserved R before W
+// reserved it would synchronise with W's acquire, so X's uncommit would happen before W's
+// commit and be in the prefix: a contradiction. So at W's reservation they were all reserved
+// in R together, and their sum is at most R.reserved_bytes <= R.max_bytes. Same for handles.
+// Single owner: one thread, program order is the only order.
 
 Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t size, uint64_t n,
                                 ChargeTicket* ticket, Allocation* out) noexcept {
@@ -379,7 +394,7 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   bool by_handles = false;
   bool by_size = false;
 
-  // 1. Per-scope allocation size caps: nothing is charged yet.
+  // 1. Per-scope allocation size caps: nothing is reserved yet.
   for (int i = 0; i < 3 && refused < 0; ++i) {
     const uint64_t cap = scopes[i]->max_allocation_size.load(std::memory_order_relaxed);
     if (size > cap) {
@@ -390,11 +405,11 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
     }
   }
 
-  // 2. Charge scope by scope; roll back on a refusal.
-  int charged = 0;
+  // 2. Reserve scope by scope, most specific first; roll back on a refusal.
+  int reserved = 0;
   for (int i = 0; i < 3 && refused < 0; ++i) {
     LedgerScope* s = scopes[i];
-    uint64_t cur = s->bytes.load(std::memory_order_relaxed);
+    uint64_t cur = s->reserved_bytes.load(std::memory_order_relaxed);
     for (;;) {
       const uint64_t max = s->max_bytes.load(std::memory_order_relaxed);
       if (n > max || cur > max - n) {
@@ -404,46 +419,50 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
         in_use = cur;
         break;
       }
-      // relaxed: atomicity alone keeps bytes <= max; the counter guards no data.
-      if (CompareExchangeWeak<uint64_t>(s->bytes, cur, cur + n, single, std::memory_order_relaxed,
+      // acquire on success: pairs with Refund's release, see the comment above TryCharge.
+      if (CompareExchangeWeak<uint64_t>(s->reserved_bytes, cur, cur + n, single, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
         break;
       }
-      // CAS failed: another charge/refund moved `bytes`; `cur` reloaded, re-check.
+      // CAS failed: another charge/refund moved the counter; `cur` reloaded, re-check.
     }
     if (refused >= 0) break;
-    uint64_t h = s->handles.load(std::memory_order_relaxed);
+    uint64_t h = s->reserved_handles.load(std::memory_order_relaxed);
     for (;;) {
       const uint64_t max = s->max_handles.load(std::memory_order_relaxed);
       if (h >= max) {
-        // handles + 1 > max_handles: undo this scope's byte charge and refuse.
-        FetchSub<uint64_t>(s->bytes, n, single);
+        // handles + 1 > max_handles: undo this scope's byte reservation and refuse. relaxed:
+        // nothing was committed on it, there is nothing to order.
+        FetchSub<uint64_t>(s->reserved_bytes, n, single, std::memory_order_relaxed);
         refused = i;
         limit = max;
         in_use = h;
         by_handles = true;
         break;
       }
-      if (CompareExchangeWeak<uint64_t>(s->handles, h, h + 1, single, std::memory_order_relaxed,
+      // acquire on success: as for bytes.
+      if (CompareExchangeWeak<uint64_t>(s->reserved_handles, h, h + 1, single, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
         break;
       }
       // CAS failed: `h` reloaded, re-check.
     }
     if (refused >= 0) break;
-    ticket->after[i] = cur + n;
-    const uint64_t soft = s->soft_bytes.load(std::memory_order_relaxed);
-    if (cur <= soft && cur + n > soft) ticket->soft = kScopeKinds[i];  // later = more specific
-    charged = i + 1;
+    reserved = i + 1;
   }
 
-  if (refused < 0) return Status::kOk;
-
-  for (int i = charged - 1; i >= 0; --i) {
-    FetchSub<uint64_t>(scopes[i]->bytes, n, single);
-    FetchSub<uint64_t>(scopes[i]->handles, 1, single);
+  if (refused < 0) {
+    ticket->n = n;
+    ticket->soft = LimitScope::kNone;
+    return Status::kOk;
   }
-  for (auto* s : scopes) FetchAdd<uint64_t>(s->rejections, 1, single);
+
+  // relaxed: a refused allocation never committed, there is nothing to order.
+  for (int i = reserved - 1; i >= 0; --i) {
+    FetchSub<uint64_t>(scopes[i]->reserved_bytes, n, single, std::memory_order_relaxed);
+    FetchSub<uint64_t>(scopes[i]->reserved_handles, 1, single, std::memory_order_relaxed);
+  }
+  for (auto* s : scopes) FetchAdd<uint64_t>(s->rejections, 1, single, std::memory_order_relaxed);
   ticket->soft = LimitScope::kNone;
   out->refused_scope = kScopeKinds[refused];
   out->refused_limit = limit;
@@ -453,30 +472,57 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   return Status::kResourceLimit;
 }
 
-void ChannelLedger::Commit(int32_t type, ChannelState* channel, const ChargeTicket& ticket) noexcept {
+void ChannelLedger::Commit(int32_t type, ChannelState* channel, ChargeTicket* ticket) noexcept {
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
   const bool single = single_owner_;
+  const uint64_t n = ticket->n;
+  ticket->soft = LimitScope::kNone;
   for (int i = 0; i < 3; ++i) {
-    uint64_t peak = scopes[i]->peak_bytes.load(std::memory_order_relaxed);
-    while (peak < ticket.after[i] &&
-           !CompareExchangeWeak<uint64_t>(scopes[i]->peak_bytes, peak, ticket.after[i], single,
-                                          std::memory_order_relaxed, std::memory_order_relaxed)) {
+    LedgerScope* s = scopes[i];
+    // relaxed: sequenced after every reservation of this charge (TryCharge's acquire).
+    FetchAdd<uint64_t>(s->handles, 1, single, std::memory_order_relaxed);
+    const uint64_t before = FetchAdd<uint64_t>(s->bytes, n, single, std::memory_order_relaxed);
+    const uint64_t after = before + n;  // a committed value of s->bytes
+    uint64_t peak = s->peak_bytes.load(std::memory_order_relaxed);
+    while (peak < after &&
+           !CompareExchangeWeak<uint64_t>(s->peak_bytes, peak, after, single, std::memory_order_relaxed,
+                                          std::memory_order_relaxed)) {
       // CAS failed: `peak` reloaded; stop once it is already >= ours.
+    }
+    const uint64_t soft = s->soft_bytes.load(std::memory_order_relaxed);
+    if (ticket->soft == LimitScope::kNone && before <= soft && after > soft) {
+      ticket->soft = kScopeKinds[i];  // the first crossed is the most specific
     }
   }
 }
 
-void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n) noexcept {
+void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n, bool committed) noexcept {
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
   const bool single = single_owner_;
-  for (auto* s : scopes) {
-    FetchSub<uint64_t>(s->bytes, n, single);
-    // release: a TryDiscard that reads the last scope's count at 0 (acquire) knows this
-    // refund wrote the ledger for the last time.
-    FetchSub<uint64_t>(s->handles, 1, single, std::memory_order_release);
+  if (committed) {
+    // relaxed: sequenced before the release decrements below. Least specific first, the
+    // reverse of Commit.
+    for (int i = 2; i >= 0; --i) {
+      FetchSub<uint64_t>(scopes[i]->bytes, n, single, std::memory_order_relaxed);
+      FetchSub<uint64_t>(scopes[i]->handles, 1, single, std::memory_order_relaxed);
+    }
   }
+  // Type total, channel-type, then the channel total last (HeldHandles, TryDiscard).
+  // release: a later reservation of the room (acquire) orders this charge's uncommit before
+  // that allocation's commit; and a reader of the channel total's reserved_handles at 0
+  // (acquire) knows this refund wrote the channel's ledger for the last time.
+  for (int i : {2, 0, 1}) {
+    FetchSub<uint64_t>(scopes[i]->reserved_bytes, n, single, std::memory_order_release);
+    FetchSub<uint64_t>(scopes[i]->reserved_handles, 1, single, std::memory_order_release);
+  }
+}
+
+uint64_t ChannelLedger::HeldHandles(int32_t channel) const noexcept {
+  const ChannelState* st = Get(channel);
+  // acquire: pairs with Refund's last release (see there).
+  return st == nullptr ? 0 : st->total.reserved_handles.load(std::memory_order_acquire);
 }
 
 LedgerUsage ChannelLedger::ChannelUsage(int32_t channel) const noexcept {
@@ -506,7 +552,7 @@ void ChannelLedger::CountViolation(int32_t channel, Violation kind) noexcept {
   ChannelState* st = Get(channel);
   const uint32_t k = static_cast<uint32_t>(kind);
   if (st == nullptr || k >= kViolationKinds) return;
-  FetchAdd<uint64_t>(st->violations[k], 1, single_owner_);
+  FetchAdd<uint64_t>(st->violations[k], 1, single_owner_, std::memory_order_relaxed);
 }
 
 }  // namespace isopool

@@ -12,24 +12,45 @@
 //   inflight   allocations that passed the channel's open check and are not
 //              finished; CloseChannel waits for it to reach 0.
 //
-// Invariants
-//   for every scope S and at every instant:
-//     S.bytes <= S.max_bytes and S.handles <= S.max_handles (when the limit
-//     was in force before the charge); S.peak_bytes >= S.bytes at quiescence
-//   at quiescence, for each channel c and type t:
+// Invariants (per scope S; "reserved" counts the charges that passed S's check,
+// "committed" those of allocations that passed every check and will be handed out)
+//   S.committed_bytes <= S.reserved_bytes <= S.max_bytes, same for handles (when the
+//     limit was in force before the charge), and S.peak_bytes is a value S.committed_bytes
+//     had: so S.peak_bytes <= S.max_bytes too
+//   at quiescence, reserved == committed, and for each channel c and type t:
 //     channel_total(c).bytes == sum_t channel_type(c, t).bytes
 //     type_total(t).bytes    == sum_c channel_type(c, t).bytes
 //
-// Check-and-charge (TryCharge)
-//   Scopes are charged in the order type total, channel total, channel-type.
-//   Each scope is one CAS loop on `bytes` (refuse if bytes + n > max_bytes),
-//   then one on `handles` (refuse if handles + 1 > max_handles). A refusal
-//   rolls back the scopes already charged, so a hard limit is never exceeded,
-//   not even transiently, and a refused allocation leaves every usage counter
-//   as it was: it only adds 1 to limit_rejections of every scope that applies
-//   (so a channel's limit_rejections counts its refused allocations whichever
-//   scope refused them). Peaks and soft crossings are committed only once the
-//   allocation has succeeded (Commit).
+// Hard limits as readers see them
+//   Readers (metrics, Prometheus, trackResourceUsage, peaks) see committed usage only. A
+//   charge that one scope admits and another refuses, or that is refunded because the
+//   handle table or the pool failed after it, is never visible in any scope's usage or
+//   peak. So no reader ever sees a scope above the hard limit effective for it:
+//     channel-type (c, t)  eff(c, t) = min(channel-type, channel total, type total), field
+//                          by field: what getResourceLimits(t, c) returns;
+//     channel total c      min(its own limit, sum over the types t in use of eff(c, t)):
+//                          with limits only on channel-type scopes, the channel may hold up
+//                          to the sum of them; with one type in use, eff(c, t) bounds it;
+//     type total t         min(its own limit, sum over the channels c of eff(c, t)).
+//   Each bound holds because every committed allocation of a scope is, at the same
+//   instant, reserved in all three of its scopes (the proof is the order argument in
+//   TryCharge / Commit / Refund: reservations acquire, unreservations release).
+//
+// Check-and-charge (TryCharge), Commit, Refund
+//   TryCharge reserves in every scope, from the most specific to the least: channel-type,
+//   channel total, type total. Each scope is one CAS loop on `reserved_bytes` (refuse if
+//   reserved_bytes + n > max_bytes), then one on `reserved_handles`. A refusal rolls back
+//   the scopes already reserved, so a scope a more specific scope refuses for is never
+//   touched (a channel hammering its own limit never disturbs the shared type total), and
+//   a refused allocation leaves every counter as it was except limit_rejections: +1 in
+//   every scope that applies (so a channel's limit_rejections counts its refused
+//   allocations whichever scope refused them).
+//   Commit (once the allocation can no longer fail) adds the charge to the committed
+//   counters, channel-type first, and records peaks and the soft crossing from them.
+//   Refund takes the charge out of the committed counters (type total first), then
+//   unreserves: type total, channel-type, and the channel total last, so a channel total
+//   whose reserved_handles reads 0 (acquire) has seen the last refund write anything to
+//   the channel (CloseChannel, TryDiscard).
 //
 // Threads: charge/refund/violation counting are lock-free. Open, close, names
 // and limits updates take mu_. Channel storage grows lazily in segments and is
@@ -57,24 +78,28 @@
 
 namespace isopool {
 
-/// One ledger scope. All fields are atomics read and written relaxed except
-/// the CAS loops (see TryCharge).
+/// One ledger scope. Limits and usage counters are relaxed; the reservation counters
+/// order with the committed ones as TryCharge / Refund describe.
 struct LedgerScope {
-  std::atomic<uint64_t> bytes{0};             ///< charged bytes/units in use
-  std::atomic<uint64_t> handles{0};           ///< live handles
-  std::atomic<uint64_t> peak_bytes{0};        ///< max bytes after any successful charge
-  std::atomic<uint64_t> rejections{0};        ///< allocations refused by a limit
+  std::atomic<uint64_t> reserved_bytes{0};    ///< bytes/units passed this scope's check, not refunded
+  std::atomic<uint64_t> reserved_handles{0};  ///< handles passed this scope's check, not refunded
+  std::atomic<uint64_t> bytes{0};             ///< committed bytes/units in use (what readers see)
+  std::atomic<uint64_t> handles{0};           ///< committed live handles (what readers see)
+  std::atomic<uint64_t> peak_bytes{0};        ///< max committed bytes ever
   std::atomic<uint64_t> max_bytes{kUnlimited};
   std::atomic<uint64_t> max_handles{kUnlimited};
   std::atomic<uint64_t> max_allocation_size{kUnlimited};
   std::atomic<uint64_t> soft_bytes{kUnlimited};
+  std::atomic<uint64_t> rejections{0};        ///< allocations refused by a limit (cold: last)
 
   void Reset() noexcept;  ///< zero usage, no limits
   void SetLimits(const Limits& limits) noexcept;
   Limits GetLimits() const noexcept;
   void FillUsage(LedgerUsage* out) const noexcept;  ///< all but violations
 };
-static_assert(sizeof(LedgerScope) == 64, "one scope is one cache line");
+// Ten words: a scope straddles two cache lines (17 scopes per channel; a 128-byte
+// alignment would double every channel's ledger for a few cycles a charge).
+static_assert(sizeof(LedgerScope) == 80, "ten 8-byte words, no padding");
 
 /// kDiscarding: open, but TryDiscard (under mu_) is checking that nothing uses it. It never
 /// waits in that phase, so Enter waits it out instead of reporting the channel closed.
@@ -91,10 +116,10 @@ struct ChannelState {
   LedgerScope types[kMaxTypes];       ///< the channel per type
 };
 
-/// Result of a successful TryCharge, needed by Commit / Refund.
+/// A successful TryCharge, for Commit: the charge, and what Commit found.
 struct ChargeTicket {
-  uint64_t after[3] = {};        ///< bytes of each scope right after our charge
-  LimitScope soft = LimitScope::kNone;  ///< most specific soft limit crossed upward
+  uint64_t n = 0;                       ///< bytes/units reserved in every scope
+  LimitScope soft = LimitScope::kNone;  ///< set by Commit: most specific soft limit crossed upward
 };
 
 class ChannelLedger {
@@ -162,14 +187,19 @@ class ChannelLedger {
   /// The limits of exactly one scope (SetLimits addressing); all unlimited if none.
   Limits Scope(int32_t type, int32_t channel) const noexcept;
 
-  /// Check-and-charge `n` and one handle in every scope of (type, channel), see
+  /// Check-and-reserve `n` and one handle in every scope of (type, channel), see
   /// the file comment. On kResourceLimit fills out->refused_*.
   Status TryCharge(int32_t type, ChannelState* channel, uint64_t size, uint64_t n,
                    ChargeTicket* ticket, Allocation* out) noexcept;
-  /// After the allocation succeeded: peaks (and the soft crossing to report).
-  void Commit(int32_t type, ChannelState* channel, const ChargeTicket& ticket) noexcept;
-  /// Gives back a charge.
-  void Refund(int32_t type, ChannelState* channel, uint64_t n) noexcept;
+  /// Once the allocation can no longer fail: the charge becomes usage readers see; peaks;
+  /// ticket->soft gets the soft crossing to report.
+  void Commit(int32_t type, ChannelState* channel, ChargeTicket* ticket) noexcept;
+  /// Gives back a charge: a committed one, or (committed = false) one TryCharge reserved
+  /// for an allocation that failed before Commit.
+  void Refund(int32_t type, ChannelState* channel, uint64_t n, bool committed = true) noexcept;
+  /// Handles reserved in the channel's total, read with acquire: 0 means no refund will
+  /// write to the channel's ledger again unless an allocation enters (see Refund).
+  uint64_t HeldHandles(int32_t channel) const noexcept;
 
   LedgerUsage ChannelUsage(int32_t channel) const noexcept;
   LedgerUsage TypeUsage(int32_t type, int32_t channel) const noexcept;
@@ -177,6 +207,7 @@ class ChannelLedger {
 
  private:
   bool EnsureSegment(int32_t segment) noexcept;
+  /// Most specific first: [0] channel-type, [1] channel total, [2] type total.
   void ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept;
   /// FinishClose with mu_ held.
   void FinishCloseLocked(int32_t channel, bool remember) noexcept;

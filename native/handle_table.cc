@@ -166,14 +166,15 @@ Status HandleTable::Reserve(uint32_t* index) noexcept {
   }
   uint32_t hw = high_water_.load(std::memory_order_acquire);
   for (;;) {
-    if (hw > kMaxIndex || !EnsureSegment(hw >> kSegmentBits)) {
+    const bool full = hw > kMaxIndex;
+    if (full || !EnsureSegment(hw >> kSegmentBits)) {
       // Table full (or segment memory refused): fall back to quarantined indices.
       uint32_t quarantined = 0;
       if (quarantine_.TryPop(&quarantined)) {
         *index = quarantined;
         return Status::kOk;
       }
-      return Status::kPoolExhausted;
+      return full ? Status::kHandleTableFull : Status::kPoolExhausted;
     }
     // acq_rel: the segment (installed before) is visible to readers of high_water_.
     if (CompareExchangeWeak(high_water_, hw, hw + 1, single_, std::memory_order_acq_rel,

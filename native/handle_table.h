@@ -148,8 +148,8 @@ class HandleTable {
   /// A random key from std::random_device, the clock and address entropy.
   static uint64_t RandomSecret() noexcept;
 
-  /// Takes a free index for exclusive use. kPoolExhausted if the table is full
-  /// or segment memory is refused.
+  /// Takes a free index for exclusive use. kHandleTableFull if every index up to kMaxIndex
+  /// is taken (live, reserved or freeing), kPoolExhausted if segment memory is refused.
   Status Reserve(uint32_t* index) noexcept;
   /// Gives back a reserved, never published index (rollback). uses is unchanged.
   void Unreserve(uint32_t index) noexcept;

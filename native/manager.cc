@@ -5,9 +5,9 @@
 //   1. type and size checks              (kUnknownType, kInvalidSize)
 //   2. channel Enter: inflight + 1       (kUnknownChannel, kChannelClosed)
 //   3. ledger check-and-charge           (kResourceLimit)
-//   4. handle index Reserve              (kPoolExhausted: table full)
+//   4. handle index Reserve              (kHandleTableFull; kPoolExhausted: segment refused)
 //   5. slot from the pool / direct map   (kPoolExhausted: system refused)
-//   6. zeroing, Publish (id is live), ledger Commit (peaks), channel Exit.
+//   6. zeroing, ledger Commit (usage readers see, peaks), Publish (id is live), channel Exit.
 //
 // Free: classify the id, read its record under the seqlock, check the
 // presenter, win the CAS live|transit -> freeing, return the slot, refund the
@@ -506,8 +506,9 @@ Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
   // Every entry of the channel is charged to its ledger until its free has refunded it (the
   // last step of a free that touches the channel), and no allocation is in flight now. So a
   // channel whose ledger holds no handle has nothing to free or wait for: no census scan,
-  // which costs the table's high-water mark, not the channel's size.
-  const uint64_t held = m.ledger.ChannelUsage(channel).handles;
+  // which costs the table's high-water mark, not the channel's size. HeldHandles reads the
+  // reservation a free gives back last, so 0 means no free is still refunding.
+  const uint64_t held = m.ledger.HeldHandles(channel);
   if (held == 0) {
     m.ledger.FinishClose(channel);
     return Status::kOk;
@@ -648,7 +649,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   uint32_t index = 0;
   s = m.table.Reserve(&index);
   if (s != Status::kOk) {
-    m.ledger.Refund(type, ch, charged);
+    m.ledger.Refund(type, ch, charged, /*committed=*/false);
     ChannelLedger::Exit(ch, single);
     m.refusals.Add();
     return s;
@@ -664,7 +665,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
     }
     if (s != Status::kOk) {
       m.table.Unreserve(index);
-      m.ledger.Refund(type, ch, charged);
+      m.ledger.Refund(type, ch, charged, /*committed=*/false);
       ChannelLedger::Exit(ch, single);
       m.refusals.Add();
       return s;
@@ -689,6 +690,8 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
     }
     m.hardening.WriteCanary(ref.data() + size);
   }
+  // Nothing below can fail: the charge becomes usage readers see (peaks, soft crossing).
+  m.ledger.Commit(type, ch, &ticket);
 
   HandleRecord rec;
   rec.size = size;
@@ -712,7 +715,6 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
       static_cast<uint32_t>((HandleTable::UsesOf(m.table.LoadState(index)) + 1) & kGenMask);
   m.table.StoreHolder(index, HandleTable::HolderWord(ctx.env, memory && ctx.env != 0, generation));
   const uint64_t id = m.table.Publish(index, rec);
-  m.ledger.Commit(type, ch, ticket);
   ChannelLedger::Exit(ch, single);
   m.events.Add(shard, Impl::kAllocations);
   m.alloc_latency.Record(rec.latency_ns, shard);

@@ -23,6 +23,7 @@ enum class Status : int32_t {
   kStaleHandle = 9,         ///< ERR_STALE_HANDLE (freed or reused)
   kIsolationViolation = 10, ///< ERR_ISOLATION_VIOLATION
   kManagerClosed = 11,      ///< ERR_MANAGER_CLOSED
+  kHandleTableFull = 12,    ///< ERR_HANDLE_TABLE_FULL (every index of the handle table is live)
 };
 
 /// Violation kinds (SPEC.md §2). Values are bit positions in a violation mask

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import {
   ChannelClosedError,
+  HandleTableFullError,
   InvalidArgumentError,
   InvalidHandleError,
   InvalidSizeError,
@@ -31,11 +32,12 @@ describe('errors (SPEC §4)', () => {
       StaleHandleError,
       IsolationViolationError,
       ManagerClosedError,
+      HandleTableFullError,
     ];
     for (const cls of classes) {
       expect(cls.prototype, `${cls.name} extends IsopoolError`).to.be.instanceOf(IsopoolError);
     }
-    expect(new Set(classes).size, 'eleven distinct classes').to.equal(11);
+    expect(new Set(classes).size, 'twelve distinct classes').to.equal(12);
   });
 
   /** One way to reach each code through the public API. */
@@ -118,6 +120,18 @@ describe('errors (SPEC §4)', () => {
     } finally {
       mgr.close();
     }
+  });
+
+  it('HandleTableFullError has the literal code and name, and carries and names the capacity', () => {
+    const err = new HandleTableFullError(2097151);
+    expect(err, 'an IsopoolError').to.be.instanceOf(IsopoolError);
+    expect(err, 'an Error').to.be.instanceOf(Error);
+    expect(err.code, 'code').to.equal('ERR_HANDLE_TABLE_FULL');
+    expect(err.name, 'name').to.equal('HandleTableFullError');
+    expect(err.capacity, 'capacity').to.equal(2097151);
+    expect(err.message, 'message').to.equal('the handle table is full: all 2097151 handles of the manager are live');
+    expect(CLASS_BY_CODE.ERR_HANDLE_TABLE_FULL, 'SPEC table row').to.equal(HandleTableFullError);
+    // Reached through the public API in handle-cap.test.ts (filling the table takes seconds).
   });
 
   it('ResourceLimitError carries limit, requested, inUse and scope', () => {

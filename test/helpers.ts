@@ -20,6 +20,7 @@ import {
   IsopoolError,
   ManagerClosedError,
   PoolExhaustedError,
+  HandleTableFullError,
   ResourceHandle,
   ResourceLimitError,
   ResourceManager,
@@ -43,7 +44,8 @@ export type ErrorCode =
   | 'ERR_INVALID_HANDLE'
   | 'ERR_STALE_HANDLE'
   | 'ERR_ISOLATION_VIOLATION'
-  | 'ERR_MANAGER_CLOSED';
+  | 'ERR_MANAGER_CLOSED'
+  | 'ERR_HANDLE_TABLE_FULL';
 
 /** A constructor of one of the exported error classes. */
 export type ErrorClass = abstract new (...args: never[]) => IsopoolError;
@@ -61,6 +63,7 @@ export const CLASS_BY_CODE: Readonly<Record<ErrorCode, ErrorClass>> = {
   ERR_STALE_HANDLE: StaleHandleError,
   ERR_ISOLATION_VIOLATION: IsolationViolationError,
   ERR_MANAGER_CLOSED: ManagerClosedError,
+  ERR_HANDLE_TABLE_FULL: HandleTableFullError,
 };
 
 /**

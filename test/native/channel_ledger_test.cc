@@ -97,7 +97,9 @@ TEST(ChargeRefuseRollback) {
   Allocation out;
   ChargeTicket t1, t2, t3;
   CHECK(ledger.TryCharge(0, st, 4096, 4096, &t1, &out) == Status::kOk);
+  ledger.Commit(0, st, &t1);
   CHECK(ledger.TryCharge(0, st, 4096, 4096, &t2, &out) == Status::kOk);
+  ledger.Commit(0, st, &t2);
   CHECK(ledger.TryCharge(0, st, 4096, 4096, &t3, &out) == Status::kResourceLimit) << "12288 > 10000";
   CHECK(out.refused_scope == LimitScope::kChannel);
   CHECK_EQ(out.refused_limit, uint64_t{10000});
@@ -110,6 +112,7 @@ TEST(ChargeRefuseRollback) {
   CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).limit_rejections, uint64_t{1});
   // Handle limit on the channel-type scope.
   CHECK(ledger.TryCharge(0, st, 10, 10, &t3, &out) == Status::kOk);
+  ledger.Commit(0, st, &t3);
   Allocation out2;
   CHECK(ledger.TryCharge(0, st, 10, 10, &t3, &out2) == Status::kResourceLimit) << "4th handle";
   CHECK(out2.refused_scope == LimitScope::kChannelType);
@@ -150,16 +153,16 @@ TEST(SoftCrossingAndPeak) {
   Allocation out;
   ChargeTicket t;
   CHECK(ledger.TryCharge(0, st, 4096, 4096, &t, &out) == Status::kOk);
+  ledger.Commit(0, st, &t);
   CHECK(t.soft == LimitScope::kNone) << "4096 <= 5000";
-  ledger.Commit(0, st, t);
   ChargeTicket t2;
   CHECK(ledger.TryCharge(0, st, 4096, 4096, &t2, &out) == Status::kOk);
+  ledger.Commit(0, st, &t2);
   CHECK(t2.soft == LimitScope::kType) << "8192 crosses 5000 upward";
-  ledger.Commit(0, st, t2);
   ChargeTicket t3;
   CHECK(ledger.TryCharge(0, st, 4096, 4096, &t3, &out) == Status::kOk);
+  ledger.Commit(0, st, &t3);
   CHECK(t3.soft == LimitScope::kNone) << "already above: no new crossing";
-  ledger.Commit(0, st, t3);
   CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).peak_bytes, uint64_t{12288});
   for (int i = 0; i < 3; ++i) ledger.Refund(0, st, 4096);
   CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).peak_bytes, uint64_t{12288}) << "peak stays";
@@ -201,7 +204,7 @@ TEST(ConcurrentHardLimitNeverExceeded) {
           Allocation out;
           ChargeTicket t;
           if (ledger.TryCharge(0, st, n, n, &t, &out) == Status::kOk) {
-            ledger.Commit(0, st, t);
+            ledger.Commit(0, st, &t);
             held.push_back(n);
           } else {
             refusals.fetch_add(1, std::memory_order_relaxed);
@@ -269,7 +272,7 @@ TEST(TryDiscardUndoesOnlyAnUnusedIncarnation) {
   Allocation out;
   ChargeTicket t;
   CHECK(ledger.TryCharge(0, st, 10, 4096, &t, &out) == Status::kOk);
-  ledger.Commit(0, st, t);
+  ledger.Commit(0, st, &t);
   ChannelLedger::Exit(st);
   CHECK(ledger.TryDiscard(c, owner) == Status::kInvalidArgument) << "holds a handle: in use";
   CHECK(ledger.IsOpen(c) && ledger.Find("d") == c) << "a refused discard leaves it open";
@@ -302,7 +305,7 @@ TEST(TryDiscardNeverShowsAnAllocationAClosedChannel) {
   Allocation out;
   ChargeTicket t;
   CHECK(ledger.TryCharge(0, held, 1, 1, &t, &out) == Status::kOk);  // one handle for the whole run
-  ledger.Commit(0, held, t);
+  ledger.Commit(0, held, &t);
   ChannelLedger::Exit(held);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> entered{0}, refused{0}, discards{0}, wrong{0};
@@ -318,7 +321,7 @@ TEST(TryDiscardNeverShowsAnAllocationAClosedChannel) {
         Allocation o;
         ChargeTicket tk;
         if (ledger.TryCharge(0, st, 1, 1, &tk, &o) == Status::kOk) {
-          ledger.Commit(0, st, tk);
+          ledger.Commit(0, st, &tk);
           ledger.Refund(0, st, 1);
         }
         ChannelLedger::Exit(st);

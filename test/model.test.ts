@@ -345,11 +345,12 @@ function step(mgr: ResourceManager, model: Model, op: Op, n: number): void {
       const presenter = others[op.presenter % others.length] as string;
       const scope = mgr.channel(presenter);
       if (op.method === 'validate') {
-        expectValidation(scope.validate(e.handle), false, ['CROSS_CHANNEL'], `${what}: cross validate`);
+        // A scope answers another channel's live id as a forged one (no oracle); counted as CROSS_CHANNEL.
+        expectValidation(scope.validate(e.handle), false, ['FORGED_HANDLE'], `${what}: cross validate`);
       } else if (op.method === 'deallocate') {
         expect(scope.deallocate(e.handle), `${what}: cross free`).to.equal(false);
       } else {
-        expect(run(() => scope.track(e.handle)), `${what}: cross track`).to.deep.equal({ ok: false, code: 'ERR_ISOLATION_VIOLATION' });
+        expect(run(() => scope.track(e.handle)), `${what}: cross track`).to.deep.equal({ ok: false, code: 'ERR_INVALID_HANDLE' });
       }
       model.count(presenter, 'CROSS_CHANNEL');
       saw('cross counted');
@@ -478,7 +479,8 @@ describe('model-based: the manager agrees with a reference model after every ope
         await runSequence(ops, 'deferred');
         await runSequence(ops, 'immediate');
       }),
-      { seed: 42, numRuns: CI_RUNS },
+      // No shrinking: shrinking a failing 1,000-step asynchronous run outlasts the timeout and hides the failure.
+      { seed: 42, numRuns: CI_RUNS, endOnFailure: true },
     );
     expect(steps, 'operations run').to.equal(CI_RUNS * OPS_PER_RUN);
     const required = [

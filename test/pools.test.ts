@@ -291,7 +291,7 @@ describe('pools', () => {
     });
   });
 
-  it('queueSize 1 pools survive bursts in both access modes, revocable with and without deferred reuse (a one-cell ring used to hang the second free)', function () {
+  it('queueSize 1 pools survive bursts in both access modes, revocable with and without deferred reuse (a one-cell ring must not hang the second free)', function () {
     this.timeout(60_000);
     // In a child process with a timeout: the bug was an infinite loop, which would block mocha.
     // Revocable memory goes back to the ring at the free (unsafeImmediateReuse) or, by default, when

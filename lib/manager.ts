@@ -43,10 +43,11 @@ export const DEFAULT_MAX_ALLOCATION_SIZE = 64 * 1024 * 1024;
 export const DEFAULT_LEAK_SAMPLE_RATE = 128;
 /**
  * The `maxHandles` of every channel's total unless `channelDefaults` or the channel's own limits
- * set it: 65,536, 1/32 of the manager's handle table, so no single channel can fill the table
- * and refuse everyone else (README, "Limits"; docs/DECISIONS.md, "Limits").
+ * set it: 16,384, 1/128 of the manager's handle table, so no single channel can fill the table
+ * and refuse everyone else, and closing a channel at its cap stays within tens of milliseconds
+ * (README, "Limits"; docs/DECISIONS.md, "Limits").
  */
-export const DEFAULT_CHANNEL_MAX_HANDLES = 65536;
+export const DEFAULT_CHANNEL_MAX_HANDLES = 16384;
 
 const OPTION_KEYS = [
   'pools',

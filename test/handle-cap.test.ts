@@ -22,14 +22,14 @@ describe('handle caps and the handle table', function () {
     for (const m of open.splice(0)) m.close();
   });
 
-  it('gives every channel maxHandles 65,536 on its total by default, and the unscoped domain none', () => {
-    expect(DEFAULT_CHANNEL_MAX_HANDLES, 'the documented default').to.equal(65536);
+  it('gives every channel maxHandles 16,384 on its total by default, and the unscoped domain none', () => {
+    expect(DEFAULT_CHANNEL_MAX_HANDLES, 'the documented default').to.equal(16384);
     const m = manager();
     m.openChannel('a');
     m.allocateResource('buffer', 1, 'b'); // auto-opened
     for (const c of ['a', 'b']) {
-      expect(m.getResourceLimits('buffer', c).maxHandles, `${c}: buffer in the channel`).to.equal(65536);
-      expect(m.getResourceLimits('conn', c).maxHandles, `${c}: conn in the channel`).to.equal(65536);
+      expect(m.getResourceLimits('buffer', c).maxHandles, `${c}: buffer in the channel`).to.equal(16384);
+      expect(m.getResourceLimits('conn', c).maxHandles, `${c}: conn in the channel`).to.equal(16384);
     }
     expect(m.getResourceLimits('buffer').maxHandles, 'unscoped: governed by type totals only').to.equal(Infinity);
   });
@@ -45,15 +45,15 @@ describe('handle caps and the handle table', function () {
     expect(err, 'a ResourceLimitError').to.deep.include({
       scope: 'channel',
       limitKind: 'maxHandles',
-      limit: 65536,
-      inUse: 65536,
+      limit: 16384,
+      inUse: 16384,
       requested: 1,
       channelId: 'hog',
       resourceType: 'conn',
     });
     const other = m.allocateResource('conn', 1, 'other');
     expect(other.channelId, 'another channel still allocates').to.equal('other');
-    expect(m.getResourceMetrics().channels.hog.handles, 'the hog holds its cap').to.equal(65536);
+    expect(m.getResourceMetrics().channels.hog.handles, 'the hog holds its cap').to.equal(16384);
   });
 
   it('the cap is overridable: channelDefaults, openChannel limits, setResourceLimits', () => {
@@ -70,10 +70,10 @@ describe('handle caps and the handle table', function () {
     n.openChannel('bytes');
     expect(n.getResourceLimits('buffer', 'bytes'), 'a default total without maxHandles keeps the default cap').to.deep.include({
       maxBytes: 4096,
-      maxHandles: 65536,
+      maxHandles: 16384,
     });
     n.openChannel('own', { limits: { '*': { softBytes: 100 } } });
-    expect(n.getResourceLimits('buffer', 'own').maxHandles, 'merged with the default, not replacing it').to.equal(65536);
+    expect(n.getResourceLimits('buffer', 'own').maxHandles, 'merged with the default, not replacing it').to.equal(16384);
   });
 
   it('a full handle table refuses with ERR_HANDLE_TABLE_FULL, naming its capacity, and changes nothing', () => {

@@ -210,12 +210,21 @@ export async function runOperations(config: BenchConfig, log: Logger): Promise<O
     const iso = manager.openChannel('iso');
     const live: ResourceHandle[] = [];
     for (let i = 0; i < LIVE_HANDLES; i++) live.push(iso.allocate('buffer', HANDLE_BYTES));
-    // Fully released handles, for verifyCleanupCompletion (true is its full-check path).
-    const freedIds: number[] = [];
-    for (let i = 0; i < 1_000; i++) {
-      const h = iso.allocate('buffer', HANDLE_BYTES);
-      freedIds.push(h.id);
-      iso.deallocate(h);
+    // Fully released handles, for verifyCleanupCompletion (true is its full-check path). Deferred
+    // reuse returns their memory once their buffers are collected: made in a function of their
+    // own so that none stays reachable from here, then collected.
+    const freedIds = ((): number[] => {
+      const ids: number[] = [];
+      for (let i = 0; i < 1_000; i++) {
+        const h = iso.allocate('buffer', HANDLE_BYTES);
+        ids.push(h.id);
+        iso.deallocate(h);
+      }
+      return ids;
+    })();
+    for (let i = 0; i < 20 && manager.getResourceMetrics().revocation.pendingRelease > 0; i++) {
+      collectGarbage();
+      await endJob();
     }
     const checks = checkBehaviour(manager, live, freedIds);
     const pick = (i: number): ResourceHandle => live[(i * 7919) % LIVE_HANDLES];

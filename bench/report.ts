@@ -186,16 +186,17 @@ export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; 
           { label: 'view 4 KiB / JS pool with handles (API reference)', ratio: ratio('4 KiB', CANDIDATES.viewChannel, BASELINES.jsHandlePool) },
         ]),
     { label: 'view 4 KiB: fast lane / no fast lane', ratio: ratio('4 KiB', CANDIDATES.viewChannel, CANDIDATES.viewNoLane) },
-    // Node >= 21 only: revocation by transfer() against the detach method, same run.
+    // Node >= 21 only, unsafeImmediateReuse channels: revocation by transfer() against the detach
+    // method, and the fast lane against none, same run.
     ...(find('4 KiB', CANDIDATES.revocableDetach) === undefined
       ? []
       : ['4 KiB', '64 KiB'].map((label) => ({
-          label: `revocable (channel) ${label}: transfer() method / detach method`,
-          ratio: ratio(label, CANDIDATES.revocableChannel, CANDIDATES.revocableDetach),
+          label: `revocable, unsafeImmediateReuse ${label}: transfer() method / detach method`,
+          ratio: ratio(label, CANDIDATES.revocableImmediate, CANDIDATES.revocableDetach),
         }))),
     ...(find('4 KiB', CANDIDATES.revocableNoLane) === undefined
       ? []
-      : [{ label: 'revocable (channel) 4 KiB: fast lane / no fast lane', ratio: ratio('4 KiB', CANDIDATES.revocableChannel, CANDIDATES.revocableNoLane) }]),
+      : [{ label: 'revocable, unsafeImmediateReuse 4 KiB: fast lane / no fast lane', ratio: ratio('4 KiB', CANDIDATES.revocableImmediate, CANDIDATES.revocableNoLane) }]),
   ];
 }
 

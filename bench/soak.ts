@@ -49,7 +49,7 @@ import { machineInfo as benchMachineInfo } from './report';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-/** Target of the issue: growth after warm-up, bytes per hour. */
+/** Target: growth after warm-up, bytes per hour. */
 const GROWTH_TARGET = 64 * KiB;
 /** Target of SPEC.md §1/§5: pool fragmentation. */
 const FRAGMENTATION_TARGET = 0.05;

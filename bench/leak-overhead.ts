@@ -1,9 +1,10 @@
 /**
  * Suite 3: what leak detection costs. A 4 KiB round trip through a channel scope, revocable and
  * view mode, in managers that differ only in `leakDetection`: 'off' (the baseline of its access
- * mode), 'sampled' (default rate, 1 in 128 allocations watched, with its allocation site) and
- * 'paranoid' (every allocation watched). `Buffer.allocUnsafe(4096)` runs in the same rounds for
- * scale. A watched view allocation takes the native path, not the fast lane (lib/fast-lane.ts).
+ * mode), 'sampled' (default rate, 1 in 128 allocations watched, no allocation site) and
+ * 'paranoid' (every allocation watched, with its site). `Buffer.allocUnsafe(4096)` runs in the
+ * same rounds for scale. A watched view allocation takes the fast lane with a `Buffer` of its own;
+ * 'paranoid' turns the lane off (lib/fast-lane.ts).
  * @packageDocumentation
  */
 import { DEFAULT_LEAK_SAMPLE_RATE, ResourceManager } from '../lib';

@@ -21,7 +21,7 @@ export interface MachineInfo {
   readonly os: string;
   readonly node: string;
   readonly v8: string;
-  /** Node's command-line flags besides --expose-gc (absent in reports written before session 11). */
+  /** Node's command-line flags besides --expose-gc (absent from reports that predate the field). */
   readonly nodeFlags?: readonly string[];
   readonly date: string;
   /** os.loadavg() (1, 5, 15 min) when the run started and ended: how shared the machine was. */

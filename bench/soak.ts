@@ -49,7 +49,7 @@ import { machineInfo as benchMachineInfo } from './report';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-/** Target of the issue: growth after warm-up, bytes per hour. */
+/** Target: growth after warm-up, bytes per hour. */
 const GROWTH_TARGET = 64 * KiB;
 /** Target of SPEC.md §1/§5: pool fragmentation. */
 const FRAGMENTATION_TARGET = 0.05;
@@ -466,7 +466,7 @@ class Workload {
     if (p < 0.55) return 0; // request-scoped: released at the end of the round
     if (p < 0.85) return this.#int(1, 20);
     if (p < 0.99) return this.#int(21, WHEEL - 1);
-    return Infinity; // session-long
+    return Infinity; // held until its channel closes
   }
 
   /** Hot channels get more traffic: index skewed towards the start of the table. */
@@ -1083,7 +1083,7 @@ function reportHeader(m: SoakResult['machine']): string {
     '',
     `- One \`ResourceManager\` with default options (default pools, \`leakDetection: 'sampled'\`), ${CHANNELS} channels open at any time.`,
     '  Each channel (a "connection") lives a random 200–4,000 rounds, is checked with `verifyResourceIsolation` against',
-    '  what the workload holds, closed with `closeChannel` (its session-long handles still live) and replaced by a new id.',
+    '  what the workload holds, closed with `closeChannel` (its long-lived handles still live) and replaced by a new id.',
     '- About 20% of the channels are `access: \'view\'`, 10% `zero: \'always\'`. Channel quotas: a `\'*\'` `maxBytes` of',
     '  6, 8, 16 or 32 MiB (softBytes at 75%) or none; a quarter cap `buffer` handles at 40; every channel caps the',
     `  counter type \`${COUNTER}\` at 8 units (and the type at ${CHANNELS * 6} units overall). Quota refusals are expected and counted.`,

@@ -1,5 +1,5 @@
 /**
- * Per-handle records by handle-table index: what `Map<id, record>` did, without hashing.
+ * Per-handle records by handle-table index: a `Map<id, record>` without the hashing.
  * @internal
  * @packageDocumentation
  */
@@ -35,7 +35,7 @@ export interface IdRecord {
  * later one then goes to a small overflow Map, so neither is lost.
  *
  * Records are also listed by channel index, so closing a channel visits its own records only
- * (it used to ask the native side for every id of the channel and look each one up).
+ * (rather than asking the native side for every id of the channel and looking each one up).
  */
 export class RecordTable<R extends IdRecord> {
   readonly #slots: Array<R | undefined> = [];

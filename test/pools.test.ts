@@ -334,9 +334,10 @@ describe('pools', () => {
   describe('retired view slabs (emptied while exported) go back within the same job', () => {
     // A view slab's memory is exported once as an ArrayBuffer that the manager caches through a
     // WeakRef, which keeps it alive at least to the end of the current job. A manager without the
-    // view fast lane (shared, hardened, 'paranoid') that keeps emptying new slabs used to hold
-    // every one of them until then: 150 bursts of 64 pinned ~35 MiB here, and with hardened guard
-    // pages a longer loop ran out of mappings (vm.max_map_count) and crashed the process.
+    // view fast lane (shared, hardened, 'paranoid') that keeps emptying new slabs would hold every
+    // one of them until then if retired exports were not detached at the next export (150 bursts
+    // of 64 would pin ~35 MiB here, and with hardened guard pages a longer loop runs out of
+    // mappings, vm.max_map_count, and crashes the process).
     const POOL = [{ name: 's', slotSize: 4096, queueSize: 4 }]; // 4 slots per slab
     const BURST = 64;
     const variants: Array<[string, object]> = [

@@ -103,7 +103,7 @@ TEST(FragmentationAfterRandomBursts) {
 }
 
 TEST(QueueOneBurstsFreeAndReturn) {
-  // queueSize 1 (a one-cell ring) used to hang the second free of a burst: see mpmc_ring_test.
+  // queueSize 1 (a one-cell ring): the second free of a burst must not hang; see mpmc_ring_test.
   for (const AccessMode mode : {AccessMode::kRevocable, AccessMode::kView}) {
     SlabRegistry registry;
     SlabPool pool;

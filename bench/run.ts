@@ -31,7 +31,7 @@ interface Args {
   readonly suites: ReadonlySet<SuiteName>;
   /** Re-render RESULTS.md and ratios.svg from bench/results.json, measuring nothing. */
   readonly render: boolean;
-  /** Where RESULTS.md, results.json and ratios.svg go (default bench/), e.g. bench/node22 for another Node. */
+  /** Where RESULTS.md, results.json and ratios.svg go (default bench/), e.g. bench/node24 for another Node. */
   readonly outDir: string | null;
 }
 

@@ -22,7 +22,11 @@ import type { Result, Revocation } from './fixtures/io-crash-child';
 
 const CHILD = path.join(__dirname, 'fixtures', 'io-crash-child.js');
 
-/** Each scenario with the terminal events of each stream it watches, as an undisturbed run emits them. */
+/**
+ * Each scenario with the terminal events of each stream it watches, as an undisturbed run emits them
+ * (an http2 server stream that responded and ended emits 'end' and 'close' but no 'finish', on
+ * Node 20, 24 and 26 alike).
+ */
 const SCENARIOS: ReadonlyArray<{ name: string; what: string; streams: Record<string, string[]> }> = [
   {
     name: 'net-onread',
@@ -48,6 +52,16 @@ const SCENARIOS: ReadonlyArray<{ name: string; what: string; streams: Record<str
     name: 'http-response-body',
     what: 'an HTTP response body of 4 MiB to a client that reads nothing yet',
     streams: { serverResponse: ['close', 'finish'], request: ['close', 'finish'], response: ['close', 'end'] },
+  },
+  {
+    name: 'http2-request-body',
+    what: 'an http2 request body of 4 MiB (cleartext, loopback) to a server stream that reads nothing yet',
+    streams: { request: ['close', 'end', 'finish'], serverStream: ['close', 'end'] },
+  },
+  {
+    name: 'http2-response-body',
+    what: 'an http2 response body of 4 MiB (cleartext, loopback) to a client stream that reads nothing yet',
+    streams: { serverStream: ['close', 'end'], request: ['close', 'end', 'finish'] },
   },
   {
     name: 'dgram-send',

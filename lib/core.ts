@@ -137,6 +137,21 @@ function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
 }
 
 
+/** A new open channel incarnation from its native option bits (see {@link channelBits}). */
+function channelState(name: string, index: number, owner: number, bits: number): ChannelState {
+  return {
+    name,
+    index,
+    owner,
+    access: bits & 1 ? 'view' : 'revocable',
+    zero: bits & 2 ? 'always' : 'cross-channel',
+    deferred: (bits & 5) === 0,
+    open: true,
+    scope: undefined,
+    lane: newChannelLane(),
+  };
+}
+
 /** The native channel option bits: access (1), zero (2), immediate reuse (4). */
 function channelBits(access: AccessMode, zero: ZeroMode, immediate: boolean): number {
   return (access === 'view' ? 1 : 0) | (zero === 'always' ? 2 : 0) | (immediate ? 4 : 0);
@@ -371,17 +386,7 @@ export class Core implements HandleOwner {
     const owner = this.#out[1];
     if (cached !== undefined && cached.index === index && cached.owner === owner) return cached;
     if (cached !== undefined) this.#forget(cached);
-    const state: ChannelState = {
-      name,
-      index,
-      owner,
-      access: bits & 1 ? 'view' : 'revocable',
-      zero: bits & 2 ? 'always' : 'cross-channel',
-      deferred: (bits & 5) === 0,
-      open: true,
-      scope: undefined,
-      lane: newChannelLane(),
-    };
+    const state = channelState(name, index, owner, bits);
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
     return state;
@@ -488,17 +493,7 @@ export class Core implements HandleOwner {
   /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
   #lookupChannelUncached(name: string, index: number, bits: number): ChannelState {
     this.#native.findChannel(name);
-    const state: ChannelState = {
-      name,
-      index,
-      owner: this.#out[1],
-      access: bits & 1 ? 'view' : 'revocable',
-      zero: bits & 2 ? 'always' : 'cross-channel',
-      deferred: (bits & 5) === 0,
-      open: true,
-      scope: undefined,
-      lane: newChannelLane(),
-    };
+    const state = channelState(name, index, this.#out[1], bits);
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
     return state;

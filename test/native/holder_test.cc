@@ -24,17 +24,30 @@ ManagerConfig Small() {
   return c;
 }
 
+/// Immediate reuse unless `deferred`: the caller (JS) revokes its own buffer at free, so only
+/// another thread's buffer parks memory. The unscoped domain follows.
+ChannelOptions Reuse(bool deferred) {
+  ChannelOptions o;
+  o.immediate_reuse = !deferred;
+  return o;
+}
+
 struct Mgr {
   Manager* m = nullptr;
-  Mgr() { CHECK(Manager::Create(Small(), &m) == Status::kOk); }
+  explicit Mgr(bool deferred = false) {
+    CHECK(Manager::Create(Small(), &m) == Status::kOk);
+    int32_t unscoped = -1;
+    bool created = false;
+    CHECK(m->OpenChannel("", Reuse(deferred), &unscoped, &created) == Status::kOk);
+  }
   ~Mgr() { m->Unref(); }
   Manager* operator->() { return m; }
 };
 
-int32_t Open(Manager* m, const char* name) {
+int32_t Open(Manager* m, const char* name, bool deferred = false) {
   int32_t idx = -1;
   bool created = false;
-  CHECK(m->OpenChannel(name, ChannelOptions{}, &idx, &created) == Status::kOk);
+  CHECK(m->OpenChannel(name, Reuse(deferred), &idx, &created) == Status::kOk);
   return idx;
 }
 
@@ -72,6 +85,41 @@ TEST(ForeignFreeParksUntilTheHolderReleasesItsBuffer) {
   ManagerSnapshot s;
   m->Snapshot(&s);
   CHECK_EQ(s.parked_handles, 0u);
+}
+
+TEST(DeferredReuseParksEvenTheHoldersOwnFreeWithoutAnnouncingIt) {
+  // The default for revocable channels and the unscoped domain: a free never revokes the buffer,
+  // so the memory waits for that buffer, whoever frees it, and no thread is asked to detach.
+  Mgr m(/*deferred=*/true);
+  const int32_t ch = Open(m.m, "d", /*deferred=*/true);
+  for (const int32_t channel : {ch, 0}) {
+    Allocation a;
+    CHECK(m->Allocate(0, 100, channel, CallContext{1, 0}, &a) == Status::kOk);
+    HandleInfo info;
+    uint32_t v = 0;
+    CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{1, 0}, &info, &v) == Status::kOk);
+    CHECK(info.parked) << "the holder's own free parks: its buffer is not revoked";
+    CHECK(!m->HasRevocations()) << "nothing to detach: deferred buffers are never revoked";
+    CHECK(!m->IsReleased(a.id)) << "freed, not released, while its buffer lives";
+    CHECK_EQ(m->ChannelUsage(channel).bytes, 0u) << "the ledger is refunded at once";
+    CHECK_EQ(LiveSlots(m.m), 1u) << "the slot is not back in the pool";
+    m->OnBufferReleased(a.id, 1);
+    CHECK_EQ(LiveSlots(m.m), 0u) << "released with the buffer";
+    CHECK(m->IsReleased(a.id));
+  }
+  // Another thread's free of a deferred handle parks for the holder, unannounced as well.
+  Allocation b;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &b) == Status::kOk);
+  HandleInfo info;
+  uint32_t v = 0;
+  CHECK(m->Free(b.id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked);
+  CHECK(!m->HasRevocations());
+  m->OnBufferReleased(b.id, 1);
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.parked_handles, 0u);
+  CHECK_EQ(LiveSlots(m.m), 0u);
 }
 
 TEST(OwnFreeAndReleasedBuffersDoNotPark) {

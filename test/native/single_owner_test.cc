@@ -72,6 +72,13 @@ struct Twin {
       int32_t t = -1;
       CHECK(m[k]->DefineType("units", TypeKind::kCounter, &t) == Status::kOk);
       counter_type = t;
+      // Immediate reuse (the caller revokes its buffers at free), the unscoped domain included:
+      // parking is then only for another thread's buffer, which the twins model with kEnvB.
+      ChannelOptions unscoped;
+      unscoped.immediate_reuse = true;
+      int32_t u = -1;
+      bool created = false;
+      CHECK(m[k]->OpenChannel("", unscoped, &u, &created) == Status::kOk);
     }
     for (int c = 0; c < kChannels; ++c) OpenBoth(c);
   }
@@ -83,6 +90,7 @@ struct Twin {
 
   void OpenBoth(int c) {
     ChannelOptions o;
+    o.immediate_reuse = true;
     if (c == 2) o.access = AccessMode::kView;
     if (c == 3) o.zero = ZeroMode::kAlways;
     int32_t idx[2] = {-1, -1};

@@ -88,10 +88,17 @@ struct Manager::Impl {
   // leaves (ReclaimEnv). Invariant: a parked record's memory is in no pool and no handle.
   struct Parked {
     HandleRecord rec;
-    uint32_t env;  ///< the thread whose buffer keeps the memory reachable
+    uint32_t env;  ///< the thread whose buffer keeps the memory reachable; 0: only pins do
   };
   mutable std::mutex parked_mu;
   std::unordered_map<uint64_t, Parked> parked;                   ///< by freed id
+  // Pins: buffers over a handle's memory that the holder word no longer describes. A deferred-
+  // reuse handle moved by BeginTransfer keeps its sender's buffer attached (nothing revokes it),
+  // so the sender's attachment becomes a pin, one entry per buffer, until OnBufferReleased.
+  // Memory is released only when its holder's buffer is gone and no pin of its id is left:
+  // parked memory waits while PinnedLocked(id), its env set to 0 once the holder's buffer died.
+  std::unordered_multimap<uint64_t, uint32_t> pins;              ///< id -> env of the pinned buffer
+  std::atomic<uint64_t> pin_count{0};       ///< pins.size(), readable without the lock
   std::unordered_map<uint32_t, std::vector<uint64_t>> revoke;   ///< per env: ids to detach
   std::atomic<uint64_t> parked_count{0};    ///< parked.size(), readable without the lock
   std::atomic<uint64_t> revoke_count{0};    ///< ids waiting in `revoke`
@@ -253,6 +260,8 @@ struct Manager::Impl {
     if (park) {
       // A deferred buffer is not revoked by its holder: it waits for that buffer to die.
       park = ParkOrRelease(index, id, holder_env, /*announce=*/holder_env != ctx.env && !deferred, rec);
+    } else if (ParkForPins(id, rec)) {
+      park = true;
     } else {
       ReleaseMemory(rec, shard);
     }
@@ -260,6 +269,21 @@ struct Manager::Impl {
     if (info != nullptr) info->parked = park;
     table.FinishFree(index, reason);
     events.Add(shard, kDeallocations);
+  }
+
+  /// Parks `rec`'s memory (no holder buffer left) if a pinned buffer still reaches it; false if
+  /// none does. seq_cst with BeginTransfer's pin, which is published before the handle can be freed.
+  bool ParkForPins(uint64_t id, const HandleRecord& rec) noexcept {
+    if (rec.data == nullptr || pin_count.load(std::memory_order_seq_cst) == 0) return false;
+    std::lock_guard<std::mutex> lock(parked_mu);
+    if (!PinnedLocked(id)) return false;
+    try {
+      parked.emplace(id, Parked{rec, 0});
+    } catch (...) {
+      return true;  // no memory to remember it: never reused rather than reused too early
+    }
+    parked_count.fetch_add(1, std::memory_order_seq_cst);
+    return true;
   }
 
   /// Parks `rec`'s memory for holder `env` (announcing it to that thread if `announce`), then
@@ -300,11 +324,21 @@ struct Manager::Impl {
     return st != nullptr && (st->options.load(std::memory_order_relaxed) & 4u) != 0;
   }
 
-  /// Returns parked memory of `id` to its pool; false if it was not parked (any more).
+  /// Whether a pinned buffer may still reach `id`'s memory. Caller holds parked_mu.
+  bool PinnedLocked(uint64_t id) const noexcept {
+    return pin_count.load(std::memory_order_relaxed) != 0 && pins.find(id) != pins.end();
+  }
+
+  /// Returns parked memory of `id` to its pool; false if it was not parked (any more) or a
+  /// pinned buffer still reaches it (it then waits for the pins only).
   bool Unpark(uint64_t id) noexcept {
     std::lock_guard<std::mutex> lock(parked_mu);
     auto it = parked.find(id);
     if (it == parked.end()) return false;
+    if (PinnedLocked(id)) {
+      it->second.env = 0;
+      return false;
+    }
     ReleaseMemory(it->second.rec, ThisThreadShard());
     parked.erase(it);
     parked_count.fetch_sub(1, std::memory_order_relaxed);
@@ -885,9 +919,33 @@ Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
         if (!m.table.TryTransition(p.index, p.state, EntryState::kTransit)) continue;  // raced: re-probe
-        // Nobody holds it in transit: the caller detaches its buffer before its JS runs again.
-        m.table.StoreHolder(p.index, 0);
         FillInfo(id, rec, true, info);
+        if (info != nullptr) info->parked = false;
+        // Nobody holds it in transit. Immediate reuse: the caller detaches its buffer before its
+        // JS runs again. Deferred reuse: nothing revokes the holder's buffer, so its attachment
+        // becomes a pin (info->parked) that keeps the memory from every other owner until that
+        // buffer dies. The holder's own OnBufferReleased either clears the attached bit first
+        // (then there is nothing to pin) or, losing the CAS, finds the pin under the lock.
+        if (rec.data != nullptr && rec.access == static_cast<uint32_t>(AccessMode::kRevocable) &&
+            !m.ImmediateReuse(rec.channel)) {
+          std::lock_guard<std::mutex> lock(m.parked_mu);
+          const uint64_t h = m.table.LoadHolder(p.index);
+          const uint32_t env = HandleTable::HolderEnv(h);
+          if (env != 0 && HandleTable::HolderAttached(h) && HandleTable::HolderGeneration(h) == Impl::GenerationOf(id)) {
+            try {
+              auto pin = m.pins.emplace(id, env);
+              if (m.table.CasHolder(p.index, h, 0)) {
+                m.pin_count.fetch_add(1, std::memory_order_seq_cst);
+                if (info != nullptr) info->parked = true;
+              } else {
+                m.pins.erase(pin);  // released meanwhile: nothing left to pin
+              }
+            } catch (...) {
+              // No memory to remember the pin: the caller detaches its buffer (info->parked false).
+            }
+          }
+        }
+        m.table.StoreHolder(p.index, 0);
         return Status::kOk;
       }
     }
@@ -931,16 +989,39 @@ void Manager::OnBufferReleased(uint64_t id, uint32_t env) noexcept {
   // 1. The incarnation's buffer in `env` is gone: nothing needs parking for it any more. The
   //    holder word is keyed by generation, so this never touches a later incarnation.
   const uint32_t index = static_cast<uint32_t>(id >> 32);
+  bool cleared = false;
   if ((id >> 53) == 0 && index != 0 && index < m.table.HighWater()) {
     const uint32_t generation = Impl::GenerationOf(id);
-    m.table.CasHolder(index, HandleTable::HolderWord(env, true, generation),
-                      HandleTable::HolderWord(env, false, generation));
+    cleared = m.table.CasHolder(index, HandleTable::HolderWord(env, true, generation),
+                                HandleTable::HolderWord(env, false, generation));
   }
+  const bool pins = m.pin_count.load(std::memory_order_seq_cst) != 0;
   // 2. Memory parked until this buffer died (seq_cst: Dekker with ParkOrRelease).
-  if (m.parked_count.load(std::memory_order_seq_cst) == 0) return;
+  if (!pins && m.parked_count.load(std::memory_order_seq_cst) == 0) return;
   std::lock_guard<std::mutex> lock(m.parked_mu);
+  if (!cleared && pins) {
+    // A pinned buffer (BeginTransfer of a deferred handle): one of env's buffers over the memory
+    // is gone. Buffers of one env over one id are interchangeable here: each counts once.
+    auto range = m.pins.equal_range(id);
+    for (auto p = range.first; p != range.second; ++p) {
+      if (p->second != env) continue;
+      m.pins.erase(p);
+      m.pin_count.fetch_sub(1, std::memory_order_relaxed);
+      auto it = m.parked.find(id);
+      if (it != m.parked.end() && it->second.env == 0 && !m.PinnedLocked(id)) {
+        m.ReleaseMemory(it->second.rec, ThisThreadShard());
+        m.parked.erase(it);
+        m.parked_count.fetch_sub(1, std::memory_order_relaxed);
+      }
+      return;
+    }
+  }
   auto it = m.parked.find(id);
   if (it != m.parked.end() && it->second.env == env) {
+    if (m.PinnedLocked(id)) {
+      it->second.env = 0;  // the holder's buffer is gone; pinned ones are not
+      return;
+    }
     m.ReleaseMemory(it->second.rec, ThisThreadShard());
     m.parked.erase(it);
     m.parked_count.fetch_sub(1, std::memory_order_relaxed);
@@ -990,12 +1071,21 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
   // close() of the attachment leaves them parked: that thread's JS still runs.
   if (reason != FreeReason::kLeak) return reclaimed;
   std::lock_guard<std::mutex> lock(m.parked_mu);
+  for (auto p = m.pins.begin(); p != m.pins.end();) {
+    if (p->second == env) {
+      p = m.pins.erase(p);
+      m.pin_count.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      ++p;
+    }
+  }
   for (auto it = m.parked.begin(); it != m.parked.end();) {
-    if (it->second.env == env) {
+    if ((it->second.env == env || it->second.env == 0) && !m.PinnedLocked(it->first)) {
       m.ReleaseMemory(it->second.rec, ThisThreadShard());
       it = m.parked.erase(it);
       m.parked_count.fetch_sub(1, std::memory_order_relaxed);
     } else {
+      if (it->second.env == env) it->second.env = 0;
       ++it;
     }
   }

@@ -282,7 +282,9 @@ class Manager {
 
   // --- threads (SPEC §3) -------------------------------------------------------
   /// Live -> in transit. kInvalidHandle/kStaleHandle/kIsolationViolation as Free;
-  /// kInvalidHandle if already in transit.
+  /// kInvalidHandle if already in transit. A deferred-reuse revocable handle whose holder has
+  /// a buffer attached keeps it: that buffer is pinned (info->parked) and the memory returns
+  /// to no pool while it lives; otherwise the caller revokes its buffer.
   Status BeginTransfer(uint64_t id, HandleInfo* info) noexcept;
   /// In transit -> live. kInvalidHandle if forged or not in transit, kStaleHandle if freed.
   Status Adopt(uint64_t id, HandleInfo* info) noexcept;

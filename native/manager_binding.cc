@@ -1378,7 +1378,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     HandleInfo h;
     Status s = manager_->BeginTransfer(id, &h);
     WriteInfo(h, 0);
-    if (s == Status::kOk && ab != nullptr) DetachIfAttached(env, ab);
+    // Deferred reuse pins the sender's buffer instead (h.parked): left attached, never revoked.
+    if (s == Status::kOk && ab != nullptr && !h.parked) DetachIfAttached(env, ab);
     return StatusValue(env, s);
   }
 

@@ -283,15 +283,17 @@ describe('revocation: under deferred reuse (the default) a freed buffer keeps on
     await expectReturnedZeroed('closed channel');
   });
 
-  it('after transferHandle: the sender is inert at once; the adopter sees the old bytes and none of the scribbles', () => {
-    const h = mgr.allocateResource('buffer', 4096, 'a');
-    const k = keep(h);
-    k.buf.fill(0x5a);
-    const id = mgr.transferHandle(h);
-    expectInert(k, 0x99, 'in transit');
-    const adopted = mgr.adoptHandle(id);
-    expectInert(k, 0x98, 'adopted elsewhere');
-    expect(filledWith(bufferOf(adopted), 0x5a), 'the adopter sees exactly the bytes before the transfer').to.equal(true);
-    expect(mgr.deallocateResource(adopted), 'freed').to.equal(true);
+  it('after transferHandle and the adopter\'s free: the sender\'s buffer still reaches only its own memory, which nobody else gets until both are collected', async () => {
+    checkParked(
+      1,
+      (hs) => {
+        const adopted = mgr.adoptHandle(mgr.transferHandle(hs[0]!));
+        expect(filledWith(bufferOf(adopted), 0x5a), 'the adopter sees exactly the bytes before the transfer').to.equal(true);
+        expect(mgr.deallocateResource(adopted), 'freed by the adopter').to.equal(true);
+      },
+      'b',
+      'transferred',
+    );
+    await expectReturnedZeroed('transferred');
   });
 });

@@ -312,8 +312,26 @@ describe('revocation: deferred reuse (the default) leaves a freed buffer attache
     expect(next.every((x) => x === 0), 'zeroed for the new owner: neither the old bytes nor the stale writes').to.equal(true);
   });
 
-  it('transferHandle still detaches the transferring reference at once', () => {
-    const h = mgr.allocateResource('buffer', 10, 'a');
+  it('transferHandle leaves the sender\'s buffer attached: its memory waits for it as well as for the adopter\'s', async () => {
+    const id = ((): number => {
+      const h = mgr.allocateResource('buffer', 10, 'a');
+      bufferOf(h).fill(0x41);
+      const moved = mgr.transferHandle(h);
+      expect([bufferOf(h).length, bufferOf(h)[0]], 'the sender\'s buffer is not detached').to.deep.equal([10, 0x41]);
+      const adopted = mgr.adoptHandle(moved);
+      expect(bufferOf(adopted)[0], 'the adopter sees the same memory').to.equal(0x41);
+      expect(mgr.deallocateResource(adopted), 'freed by the adopter').to.equal(true);
+      return moved;
+    })();
+    expect(mgr.getResourceMetrics().revocation.pendingRelease, 'parked while either buffer lives').to.equal(1);
+    await collect();
+    expect(mgr.getResourceMetrics().revocation.pendingRelease, 'released once both are collected').to.equal(0);
+    expect(mgr.verifyCleanupCompletion(id), 'fully released').to.equal(true);
+  });
+
+  it('transferHandle detaches the transferring reference at once in an unsafeImmediateReuse channel', () => {
+    mgr.openChannel('i', { unsafeImmediateReuse: true });
+    const h = mgr.allocateResource('buffer', 10, 'i');
     const kept = bufferOf(h);
     mgr.transferHandle(h);
     expectRevoked(kept, 'in transit');

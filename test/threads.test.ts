@@ -122,6 +122,8 @@ describe('threads (shared managers)', function () {
     const m = manager(name);
     const peer = await new Peer(name, SMALL_POOLS).ready();
     try {
+      // unsafeImmediateReuse: a transfer detaches the sender's buffer (deferred reuse pins it instead).
+      m.openChannel('x', { unsafeImmediateReuse: true });
       const h = m.allocateResource('buffer', 4096, 'x');
       h.buffer!.write('from main', 'latin1');
       const before = m.getResourceMetrics();

@@ -122,6 +122,58 @@ TEST(DeferredReuseParksEvenTheHoldersOwnFreeWithoutAnnouncingIt) {
   CHECK_EQ(LiveSlots(m.m), 0u);
 }
 
+TEST(DeferredTransferPinsTheSendersBufferUntilItDies) {
+  Mgr m(/*deferred=*/true);
+  const int32_t ch = Open(m.m, "t", /*deferred=*/true);
+  // Another thread adopts; the sender's buffer (env 1) stays attached and is pinned.
+  Allocation a;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &a) == Status::kOk);
+  HandleInfo info;
+  CHECK(m->BeginTransfer(a.id, &info) == Status::kOk);
+  CHECK(info.parked) << "the sender's buffer is pinned, not revoked";
+  CHECK(m->Adopt(a.id, CallContext{2, 0}, true, &info) == Status::kOk);
+  uint32_t v = 0;
+  CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked);
+  m->OnBufferReleased(a.id, 2);
+  CHECK_EQ(LiveSlots(m.m), 1u) << "the adopter's buffer is gone, the sender's pinned one is not";
+  CHECK(!m->IsReleased(a.id));
+  m->OnBufferReleased(a.id, 1);
+  CHECK_EQ(LiveSlots(m.m), 0u) << "released once the pinned buffer died";
+  CHECK(m->IsReleased(a.id));
+  // Adopted back by the sender's own thread: two buffers of env 1, either may die first.
+  Allocation b;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &b) == Status::kOk);
+  CHECK(m->BeginTransfer(b.id, &info) == Status::kOk && info.parked);
+  CHECK(m->Adopt(b.id, CallContext{1, 0}, true, &info) == Status::kOk);
+  CHECK(m->Free(b.id, -1, FreeReason::kDeallocate, CallContext{1, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked);
+  m->OnBufferReleased(b.id, 1);
+  CHECK_EQ(LiveSlots(m.m), 1u) << "one of the two buffers still lives";
+  m->OnBufferReleased(b.id, 1);
+  CHECK_EQ(LiveSlots(m.m), 0u);
+  // Freed while in transit (never adopted): the pin alone keeps it.
+  Allocation c;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &c) == Status::kOk);
+  CHECK(m->BeginTransfer(c.id, &info) == Status::kOk && info.parked);
+  CHECK(m->Free(c.id, -1, FreeReason::kDeallocate, CallContext{1, 0}, &info, &v) == Status::kOk);
+  CHECK(info.parked) << "in transit, yet a pinned buffer reaches it";
+  CHECK_EQ(LiveSlots(m.m), 1u);
+  // The sender's thread leaves: its pinned buffers can no longer be used.
+  CHECK_EQ(m->ReclaimEnv(1, FreeReason::kLeak), 0u);
+  CHECK_EQ(LiveSlots(m.m), 0u) << "released when the pinning thread left";
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.parked_handles, 0u);
+  // Immediate reuse: nothing is pinned (the caller detaches its buffer).
+  Mgr i;
+  const int32_t ich = Open(i.m, "i");
+  Allocation d;
+  CHECK(i->Allocate(0, 100, ich, CallContext{1, 0}, &d) == Status::kOk);
+  CHECK(i->BeginTransfer(d.id, &info) == Status::kOk);
+  CHECK(!info.parked);
+}
+
 TEST(OwnFreeAndReleasedBuffersDoNotPark) {
   Mgr m;
   const int32_t ch = Open(m.m, "c");

@@ -3,7 +3,8 @@
  * still running when a buffer is freed"). Each scenario of fixtures/io-crash-child.ts runs in its
  * own child process (mocha has its own uncaughtException handler, and a crash must not take the
  * suite down), once for each way of revoking a default channel's buffers while the I/O is in
- * flight: deallocating the handles, `closeChannel`, and `close()`.
+ * flight: deallocating the handles, `closeChannel`, `close()`, and `transferHandle` followed by
+ * adoption and a free of the adopted copy.
  *
  * Every run must show:
  * - the child exits normally (no signal, code 0) and records no uncaught exception or unhandled
@@ -89,6 +90,7 @@ const REVOCATIONS: ReadonlyArray<{ mode: Revocation; what: string }> = [
   { mode: 'free', what: 'deallocating the handles' },
   { mode: 'closeChannel', what: 'closeChannel of their channel' },
   { mode: 'close', what: 'close() of the manager' },
+  { mode: 'transfer', what: 'transferHandle, adoption and free of the handles' },
 ];
 
 /** How a child ended and what it printed. */

@@ -186,7 +186,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         REQUIRE((s == Status::kOk) == want);
         REQUIRE(s == Status::kOk || s == Status::kResourceLimit);
         if (s == Status::kOk) {
-          ledger.Commit(t, st, ticket);
+          ledger.Commit(t, st, &ticket);
           Add(type_totals[t], n, +1);
           Add(c.total, n, +1);
           Add(c.types[t], n, +1);

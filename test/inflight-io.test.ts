@@ -94,15 +94,20 @@ describe('in-flight Node I/O on freed buffers (isolation)', function () {
     handles.length = 0;
   }
 
-  it('net: a write pending to a paused peer sends exactly the original bytes after free, no other channel bytes', async () => {
+  /**
+   * 4 MiB of victim writes pending to a paused peer while `revoke` gives the handles up (and
+   * empties the list): the peer still receives exactly the original bytes, and the attacker's
+   * buffers are untouched.
+   */
+  async function netWriteSurvives(revoke: (handles: ResourceHandle[]) => void, at: string): Promise<void> {
     const attacker = new Attacker(manager.openChannel('attacker'), MiB);
     const peer = await SlowPeer.listen();
     try {
       const socket = await peer.connect();
       const { handles, original } = victimHandles(4, MiB);
       for (const h of handles) socket.write(buf(h));
-      expect(socket.writableLength, 'precondition: more than 3 MiB of the 4 MiB still pending at free').to.be.greaterThan(3 * MiB);
-      freeAll(handles);
+      expect(socket.writableLength, `precondition: more than 3 MiB of the 4 MiB still pending at ${at}`).to.be.greaterThan(3 * MiB);
+      revoke(handles);
       attacker.take(6);
       await attacker.hammer(3, 2);
       socket.end();
@@ -112,31 +117,20 @@ describe('in-flight Node I/O on freed buffers (isolation)', function () {
     } finally {
       await peer.close();
     }
+  }
+
+  it('net: a write pending to a paused peer sends exactly the original bytes after free, no other channel bytes', async () => {
+    await netWriteSurvives(freeAll, 'free');
   });
 
   it('net: a write pending to a paused peer sends exactly the original bytes after transferHandle, adoption and free', async () => {
-    const attacker = new Attacker(manager.openChannel('attacker'), MiB);
-    const peer = await SlowPeer.listen();
-    try {
-      const socket = await peer.connect();
-      const { handles, original } = victimHandles(4, MiB);
-      for (const h of handles) socket.write(buf(h));
-      expect(socket.writableLength, 'precondition: more than 3 MiB of the 4 MiB still pending at the transfer').to.be.greaterThan(3 * MiB);
-      // Moved away (as to another thread of a shared manager), adopted and freed there: the
-      // sender's buffers, still in Node's write queue, keep their memory from everyone else.
+    // Moved away (as to another thread of a shared manager), adopted and freed there: the
+    // sender's buffers, still in Node's write queue, keep their memory from everyone else.
+    await netWriteSurvives((handles) => {
       const adopted = handles.map((h) => manager.adoptHandle(manager.transferHandle(h)));
       expect(adopted.map((h) => manager.deallocateResource(h)), 'each adopted handle is freed once').to.deep.equal([true, true, true, true]);
       handles.length = 0;
-      adopted.length = 0;
-      attacker.take(6);
-      await attacker.hammer(3, 2);
-      socket.end();
-      peer.resume();
-      const got = await within(5000, peer.received, 'peer data');
-      expectOriginalOnly(got, original, attacker, 'what the peer received');
-    } finally {
-      await peer.close();
-    }
+    }, 'the transfer');
   });
 
   it('fs.write queued behind a busy threadpool writes the original bytes after free, no other channel bytes', async () => {

@@ -130,6 +130,26 @@ const SLOT_CACHE_MIN = 4096;
 
 /** Transfers remembered per thread (see Core.#moves). */
 const MOVES_KEPT = 65536;
+/**
+ * A close of at most this many handles finishes before closeChannel returns (the default
+ * per-channel cap: tens of milliseconds at most). A larger one frees its handles in slices over
+ * the following turns of the event loop, each at most CLOSE_AT_ONCE_MAX handles and
+ * CLOSE_SLICE_MS (checked every CLOSE_STEP_HANDLES); to every caller they are freed at once.
+ */
+const CLOSE_AT_ONCE_MAX = 16384;
+const CLOSE_SLICE_MS = 10;
+const CLOSE_STEP_HANDLES = 2048;
+
+/** A close under way: the batches freed so far ([id, type, size, charged, violations] per handle) and how many wait. */
+interface ClosingChannel {
+  readonly state: ChannelState;
+  readonly freed: Float64Array[];
+  /** Allocation sites of freed handles (their records are gone). */
+  sites: Map<number, string> | null;
+  left: number;
+  /** Immediate reuse: which handles of a batch keep their memory parked (reused between batches). */
+  keep: Uint8Array | null;
+}
 
 /** Memory in the unscoped domain or a revocable channel: its buffer is its own, revocable ArrayBuffer. */
 function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
@@ -276,6 +296,8 @@ export class Core implements HandleOwner {
    * first), which only matters for an id moved away and adopted back here that many transfers later.
    */
   readonly #moves = new Map<number, number>();
+  /** Closes of large channels whose memory is still coming back (#closeLater). */
+  readonly #closing = new Set<ClosingChannel>();
   #finalMetrics: ManagerMetrics | null = null;
 
   constructor(options: CoreOptions) {
@@ -517,45 +539,110 @@ export class Core implements HandleOwner {
 
   closeChannel(channelId: unknown): ChannelCloseReport {
     const state = this.openChannelState(channelId);
-    const report: ChannelCloseReport = { channelId: state.name, count: 0, bytes: 0, handles: [] };
-    const add = (id: number, type: number, size: number, charged: number, record: LiveRecord | undefined): void => {
-      const entry: ChannelCloseReport['handles'][number] = { id, resourceType: this.#typesByIndex[type]?.name ?? 'unknown', size };
-      if (record?.site !== undefined) entry.site = record.site.text;
-      report.handles.push(entry);
-      report.count++;
-      report.bytes += charged;
-    };
-    // Handles whose buffers we cannot revoke ourselves go first, one by one, so their memory
-    // is parked until whatever holds it now lets go. Only this thread's records can name such
-    // buffers; a record whose handle is no longer live (a shared manager's, freed by another
-    // thread) makes the free refuse, and is skipped.
-    const out = this.#out;
-    const held = this.#records.ofChannel(state.index);
-    for (let i = 0; i < held.length; i++) {
-      const record = held[i];
-      if (!unrevocable(record)) continue;
-      const id = record.id;
-      if (this.#native.free(id, -1, NativeFreeReason.ChannelClose, undefined, true) !== NativeStatus.Ok) continue;
-      add(id, out[InfoOut.Type], out[InfoOut.Size], out[InfoOut.Charged], record); // before #release: it drops the site
-      this.#release(id, record);
-    }
-    const freed = this.#native.closeChannel(state.index);
-    if (typeof freed === 'number') throw this.#statusError(freed, { channel: state.name });
-    /** Damaged canaries found by the close, as (mask, id) pairs: reported once the channel is closed in JS too. */
-    let canaries: number[] | null = null;
-    for (let i = 0; i + 4 < freed.length; i += 5) {
-      const id = freed[i];
-      const record = this.#records.get(id);
-      add(id, freed[i + 1], freed[i + 2], freed[i + 3], record);
-      this.#release(id, record);
-      this.#fast?.forget(id);
-      // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
-      // channel's counters close with it); the event names the channel.
-      if (freed[i + 4] !== 0) (canaries ??= []).push(freed[i + 4], id);
-    }
+    // From here on the channel's handles are freed to every caller and the name is closed;
+    // #closeSteps frees them.
+    const status = this.#native.closeChannel(state.index);
+    if (status !== NativeStatus.Ok) throw this.#statusError(status, { channel: state.name });
+    const count = this.#out[0];
+    const bytes = this.#out[1];
     this.#forget(state);
-    if (canaries !== null) for (let i = 0; i < canaries.length; i += 2) this.#emitViolations(canaries[i], canaries[i + 1], state);
+    const closing: ClosingChannel = { state, freed: [], sites: null, left: count, keep: null };
+    const report = { channelId: state.name, count, bytes } as ChannelCloseReport;
+    if (count <= CLOSE_AT_ONCE_MAX) {
+      this.#closeSteps(closing, Infinity);
+      report.handles = this.#closedHandles(closing);
+      return report;
+    }
+    // A large channel: its handles are freed in slices of the event loop, and its report's list
+    // is made when first read (reading it finishes the close).
+    this.#closeSteps(closing, CLOSE_SLICE_MS);
+    if (closing.left > 0) this.#closeLater(closing);
+    let handles: ChannelCloseReport['handles'] | null = null;
+    Object.defineProperty(report, 'handles', {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        if (handles === null) {
+          this.#closeSteps(closing, Infinity);
+          handles = this.#closedHandles(closing);
+        }
+        return handles;
+      },
+    });
     return report;
+  }
+
+  /**
+   * Frees a closing channel's handles, for up to `budgetMs` (Infinity: all of them). Each batch
+   * is claimed natively, then this thread drops its records and revokes their buffers
+   * (immediate reuse), then native returns the memory. A buffer we cannot revoke ourselves
+   * (detached or moved by other code) keeps its memory parked until that backing store dies.
+   */
+  #closeSteps(closing: ClosingChannel, budgetMs: number): void {
+    const deadline = budgetMs === Infinity ? Infinity : performance.now() + budgetMs;
+    const index = closing.state.index;
+    const revoking = !closing.state.deferred;
+    let quota = budgetMs === Infinity ? Infinity : CLOSE_AT_ONCE_MAX;
+    while (closing.left > 0 && quota > 0) {
+      const batch = this.#native.closeChannelClaim(index, budgetMs === Infinity ? closing.left : CLOSE_STEP_HANDLES);
+      if (typeof batch === 'number') throw this.#statusError(-batch, {});
+      closing.freed.push(batch);
+      const n = batch.length / 5;
+      quota -= n;
+      let keep: Uint8Array | null = null;
+      /** Damaged canaries found, as (mask, id) pairs: reported once the batch is freed. */
+      let canaries: number[] | null = null;
+      try {
+        if (revoking) {
+          keep = closing.keep !== null && closing.keep.length >= n ? closing.keep.fill(0, 0, n) : (closing.keep = new Uint8Array(n));
+        }
+        for (let k = 0; k < n; k++) {
+          const id = batch[k * 5];
+          const record = this.#records.get(id);
+          if (record !== undefined) {
+            if (record.site !== undefined) (closing.sites ??= new Map()).set(id, record.site.text); // #release drops it
+            if (keep !== null && unrevocable(record)) keep[k] = 1;
+            this.#release(id, record);
+          }
+          this.#fast?.forget(id);
+          // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
+          // channel's counters close with it); the event names the channel.
+          const mask = batch[k * 5 + 4];
+          if (mask !== 0) (canaries ??= []).push(mask, id);
+        }
+      } finally {
+        const left = this.#native.closeChannelFinish(index, keep);
+        closing.left = left < 0 ? 0 : left;
+      }
+      if (canaries !== null) for (let i = 0; i < canaries.length; i += 2) this.#emitViolations(canaries[i], canaries[i + 1], closing.state);
+      if (performance.now() >= deadline) break;
+    }
+    if (closing.left === 0) this.#closing.delete(closing);
+  }
+
+  /** Finishes a large close over the next turns of the event loop, a slice at a time. */
+  #closeLater(closing: ClosingChannel): void {
+    this.#closing.add(closing);
+    const slice = (): void => {
+      if (this.#closed || closing.left === 0) return;
+      this.#closeSteps(closing, CLOSE_SLICE_MS);
+      if (closing.left > 0) setImmediate(slice);
+    };
+    setImmediate(slice);
+  }
+
+  /** A finished close's list of handles (ChannelCloseReport.handles). */
+  #closedHandles(closing: ClosingChannel): ChannelCloseReport['handles'] {
+    const handles: ChannelCloseReport['handles'] = [];
+    const entry = (id: number, type: number, size: number, site: string | undefined): void => {
+      const item: ChannelCloseReport['handles'][number] = { id, resourceType: this.#typesByIndex[type]?.name ?? 'unknown', size };
+      if (site !== undefined) item.site = site;
+      handles.push(item);
+    };
+    for (const batch of closing.freed) {
+      for (let i = 0; i + 4 < batch.length; i += 5) entry(batch[i], batch[i + 1], batch[i + 2], closing.sites?.get(batch[i]));
+    }
+    return handles;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1351,6 +1438,7 @@ export class Core implements HandleOwner {
 
   close(): void {
     if (this.#closed) return;
+    for (const closing of this.#closing) this.#closeSteps(closing, Infinity);
     this.#fast?.sync();
     // Revoke every buffer, then free what this manager (this thread's attachment) holds, so the
     // final snapshot shows everything released.

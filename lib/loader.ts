@@ -38,7 +38,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * The binding contract this lib/ speaks: native/addon.cc `kBindingVersion` (bump both together).
  * scripts/install.js reads it from the compiled loader to judge a prebuild or an earlier build.
  */
-export const BINDING_VERSION = 5;
+export const BINDING_VERSION = 6;
 
 /**
  * Checks the raw addon export against the {@link NativeAddon} contract.

@@ -332,8 +332,15 @@ export interface NativeManager {
   openChannel(name: string, access: number, zero: number, immediateReuse: number): number;
   /** >= 0 open index (out[0] = access | zero << 1, out[1] = owner epoch); -1 unknown; -2 closed. */
   findChannel(name: string): number;
-  /** Frees the channel's live handles and closes it. Returns [id, type, size, charged, violation mask] * n, or -status. */
-  closeChannel(channel: number): Float64Array | number;
+  /**
+   * Begins closing the channel: from now on its handles are freed to every caller and its name
+   * is closed. Returns status; out[0] = handles to free, out[1] = their charged bytes.
+   */
+  closeChannel(channel: number): number;
+  /** Claims up to `max` handles of a close under way: [id, type, size, charged, violation mask] per handle, or -status. */
+  closeChannelClaim(channel: number, max: number): Float64Array | number;
+  /** Frees the last claim's handles (the k-th's memory parked until its buffer dies where keep[k]); returns how many are left, or -status. */
+  closeChannelFinish(channel: number, keep: Uint8Array | null): number;
   /**
    * Closes incarnation `owner` of a channel as if it was never opened (undoing an auto-open),
    * if it holds no handles and no allocation is in flight in it. Returns status (INVALID_ARGUMENT: in use; CHANNEL_CLOSED: that incarnation is gone).

@@ -298,7 +298,9 @@ export interface ManagerMetrics {
     /**
      * Freed handles whose memory waits until nothing can reach their buffer (deferred reuse, the
      * default for revocable memory; also buffers whose memory other code moved away). Their
-     * slots count as live in `pools` until the garbage collector frees the buffer.
+     * slots count as live in `pools` until the garbage collector frees the buffer. Also the
+     * handles of a closed channel of more than 16,384 handles whose memory is still coming back
+     * (a slice per turn of the event loop; their slots and type totals count until then).
      */
     pendingRelease: number;
   };
@@ -332,7 +334,11 @@ export interface ChannelCloseReport {
   count: number;
   /** Charged bytes released. */
   bytes: number;
-  /** The freed handles; `site` is the allocation site where it is known (paranoid leak detection). */
+  /**
+   * The freed handles; `site` is the allocation site where it is known (paranoid leak detection).
+   * For a close of more than 16,384 handles the list is built when first read (a getter, which
+   * also finishes returning their memory); `JSON.stringify` includes it.
+   */
   handles: Array<{
     /** The freed handle's id (now stale). */
     id: number;

@@ -27,7 +27,7 @@ namespace {
 /// 4: discardChannel(channel, owner) discards only that incarnation, and only if nothing is
 ///    in flight in it; mallocTrim (the soak's A/B of memory glibc keeps after a free).
 /// 5: status 12, kHandleTableFull (ERR_HANDLE_TABLE_FULL).
-constexpr int32_t kBindingVersion = 5;
+constexpr int32_t kBindingVersion = 6;
 
 /// The process's C heap as glibc counts it, or `undefined` where that count is not available
 /// (another libc, glibc < 2.33). A diagnostic for the soak (bench/soak.ts), not a metric: RSS

@@ -263,8 +263,21 @@ void ChannelLedger::FinishClose(int32_t channel, bool remember) noexcept {
 
 void ChannelLedger::FinishCloseLocked(int32_t channel, bool remember) noexcept {
   ChannelState* st = Get(channel);
+  UnnameLocked(channel, remember);
+  free_indices_.push_back(channel);  // capacity reserved at Open: does not allocate
+  st->phase.store(static_cast<uint32_t>(ChannelPhase::kFree), std::memory_order_seq_cst);
+}
+
+void ChannelLedger::Unname(int32_t channel) noexcept {
+  std::lock_guard<std::mutex> lock(mu_);
+  UnnameLocked(channel, /*remember=*/true);
+}
+
+void ChannelLedger::UnnameLocked(int32_t channel, bool remember) noexcept {
   std::string& name = names_[channel];
-  open_.erase(name);
+  if (name.empty()) return;  // unnamed already (a close that finishes in steps)
+  auto open = open_.find(name);
+  if (open != open_.end() && open->second == channel) open_.erase(open);
   if (remember) {
     try {
       // An open name is never in closed_ (Open removed it), so this is a new entry.
@@ -285,8 +298,6 @@ void ChannelLedger::FinishCloseLocked(int32_t channel, bool remember) noexcept {
   }
   name.clear();
   name.shrink_to_fit();
-  free_indices_.push_back(channel);  // capacity reserved at Open: does not allocate
-  st->phase.store(static_cast<uint32_t>(ChannelPhase::kFree), std::memory_order_seq_cst);
 }
 
 void ChannelLedger::OpenChannels(std::vector<std::pair<std::string, int32_t>>* out) const noexcept {

@@ -154,6 +154,9 @@ class ChannelLedger {
   /// Closing -> free: remembers the name as closed (unless !remember: then it is as if
   /// never opened) and recycles the index.
   void FinishClose(int32_t channel, bool remember = true) noexcept;
+  /// A closing channel's name is closed now, while its index stays reserved until
+  /// FinishClose (a close that finishes in steps): the name reopens as a new incarnation.
+  void Unname(int32_t channel) noexcept;
   /// Closing -> open again (a close that was called off).
   void AbortClose(int32_t channel) noexcept;
   /// Undoes an open nobody used: if `channel` is the open incarnation `expected_owner` and
@@ -211,6 +214,8 @@ class ChannelLedger {
   void ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept;
   /// FinishClose with mu_ held.
   void FinishCloseLocked(int32_t channel, bool remember) noexcept;
+  /// Unname with mu_ held; `remember` records the name as closed.
+  void UnnameLocked(int32_t channel, bool remember) noexcept;
 
   LedgerScope type_totals_[kMaxTypes];
   std::atomic<ChannelState*> segments_[kSegments] = {};  ///< lazily allocated

@@ -259,7 +259,10 @@ IdProbe HandleTable::Probe(uint64_t id) const noexcept {
     switch (StateOf(state)) {
       case EntryState::kLive: probe.kind = IdProbe::kLive; break;
       case EntryState::kTransit: probe.kind = IdProbe::kTransit; break;
-      case EntryState::kFreeing: probe.kind = IdProbe::kFreeing; break;
+      case EntryState::kFreeing:
+        probe.kind = IdProbe::kFreeing;
+        probe.closed_by_channel = ReasonOf(state) == FreeReason::kChannelClose;
+        break;
       case EntryState::kFree:
         probe.kind = IdProbe::kStale;
         probe.same_generation = true;
@@ -290,8 +293,9 @@ bool HandleTable::ReadRecord(uint32_t index, uint64_t state, HandleRecord* out) 
   return true;
 }
 
-bool HandleTable::TryTransition(uint32_t index, uint64_t expected, EntryState to) noexcept {
-  const uint64_t desired = (expected & ~uint64_t{3}) | static_cast<uint64_t>(to);
+bool HandleTable::TryTransition(uint32_t index, uint64_t expected, EntryState to, FreeReason reason) noexcept {
+  uint64_t desired = (expected & ~uint64_t{3}) | static_cast<uint64_t>(to);
+  if (to == EntryState::kFreeing) desired = (desired & ~uint64_t{0xC}) | (static_cast<uint64_t>(reason) << 2);
   // acq_rel: the winner sees the record of this incarnation and publishes its claim.
   if (!CompareExchange(At(index)->state, expected, desired, single_, std::memory_order_acq_rel,
                        std::memory_order_acquire)) {

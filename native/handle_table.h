@@ -9,7 +9,7 @@
 //              random secret.
 //   state      one atomic 64-bit word per entry:
 //                bits 0-1  kFree | kLive | kFreeing | kTransit
-//                bits 2-3  FreeReason of the last free
+//                bits 2-3  FreeReason of the last free (kFreeing: of the free under way)
 //                bits 4-63 uses
 //   record     the handle's payload (HandleRecord), stored as relaxed atomic
 //              words and read with a seqlock on `state`.
@@ -170,8 +170,11 @@ class HandleTable {
   /// Seqlock read of the record of `index` as of state word `state`. False if
   /// the entry changed meanwhile (the caller re-probes).
   bool ReadRecord(uint32_t index, uint64_t state, HandleRecord* out) const noexcept;
-  /// CAS state `expected` -> same uses, state `to`. One winner per race.
-  bool TryTransition(uint32_t index, uint64_t expected, EntryState to) noexcept;
+  /// CAS state `expected` -> same uses, state `to`. One winner per race. Into kFreeing the
+  /// word also takes `reason`, so a probe of a handle whose free has not finished (a channel
+  /// close finishing in steps) already tells a close from another free.
+  bool TryTransition(uint32_t index, uint64_t expected, EntryState to,
+                     FreeReason reason = FreeReason::kDeallocate) noexcept;
   /// Freeing -> free with `reason`, then recycles the index. Call once, by the
   /// winner of the transition to kFreeing, after every resource is returned.
   void FinishFree(uint32_t index, FreeReason reason) noexcept;
@@ -186,6 +189,29 @@ class HandleTable {
   /// Calls f(index) for every entry the census puts in `channel`'s incarnation `owner`: live,
   /// in transit, or claimed by a free that has not finished (closeChannel waits for those).
   /// With no concurrent allocation in the channel, that is every entry of it.
+  /// ForEachOfChannel from table index `from`, while f returns true: returns the index to
+  /// resume at, or the high-water mark once every entry was looked at.
+  template <typename F>
+  uint32_t ForEachOfChannelFrom(int32_t channel, uint32_t owner, uint32_t from, F&& f) const {
+    const uint64_t tag = CensusTag(channel, owner);
+    const uint32_t high = HighWater();
+    for (uint32_t at = from; at < high;) {
+      const uint32_t segment = at / kSegmentSize;
+      const CensusCell* cells = census_[segment].load(std::memory_order_acquire);
+      const uint32_t end = std::min((segment + 1) * kSegmentSize, high);
+      if (cells == nullptr) {
+        at = end;
+        continue;
+      }
+      for (; at < end; ++at) {
+        if ((cells[at - segment * kSegmentSize].tag.load(std::memory_order_acquire) & ~kCensusLeaving) == tag &&
+            !f(at)) {
+          return at + 1;
+        }
+      }
+    }
+    return high;
+  }
   template <typename F>
   void ForEachOfChannel(int32_t channel, uint32_t owner, F&& f) const {
     const uint64_t tag = CensusTag(channel, owner);

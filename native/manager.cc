@@ -14,11 +14,15 @@
 // ledgers, then FinishFree (state free + index recycled). IsReleased is true
 // only after FinishFree, i.e. after every resource went back.
 //
-// CloseChannel: BeginClose (no new allocation can enter; waits for those in
-// flight), then scans the table up to its high-water mark and frees every
-// live/in-transit handle of that incarnation, waiting for concurrent frees of
-// the channel to finish, then FinishClose recycles the index. Hence a channel
-// index is never reused while anything may still charge or refund its ledger.
+// CloseChannel = BeginChannelClose, then CloseChannelStep until nothing is left.
+// BeginChannelClose: BeginClose (no new allocation can enter, and no free, transfer or
+// adoption of the channel's handles: those enter the channel like an allocation and find it
+// closing, so to every caller the handles are freed from here on; waits for those in flight),
+// reads what the channel holds from its ledger and closes the name (it reopens as a new
+// incarnation). Each CloseChannelStep walks the channel's census on from where the last one
+// stopped and frees up to `max` handles; the last one recycles the index (FinishClose). Hence
+// a channel index is never reused while anything may still charge or refund its ledger, and a
+// close of a million handles can return them a few thousand at a time.
 //
 // Fast lane (ReserveIds, Reissue, Burn; single owner and not hardened): replays what the
 // binding's JS side did without calling in (a pooled slot freed and handed to the next
@@ -103,6 +107,25 @@ struct Manager::Impl {
   std::atomic<uint64_t> parked_count{0};    ///< parked.size(), readable without the lock
   std::atomic<uint64_t> revoke_count{0};    ///< ids waiting in `revoke`
   RelaxedCounter exit_reclaims;
+
+  // Closes that finish in steps (BeginChannelClose / CloseChannelStep), one per closing channel.
+  // The env that began a close finishes it; ReclaimEnv finishes what a leaving thread left.
+  struct Claimed {
+    uint64_t id;
+    uint32_t index;
+    EntryState was;
+  };
+  struct PendingClose {
+    int32_t channel;
+    uint32_t owner;
+    uint32_t env;
+    uint32_t cursor = 1;          ///< census index the next claim starts at (index 0 is never used)
+    uint64_t left;                ///< handles not freed yet, as the ledger counted them
+    std::vector<Claimed> batch;   ///< claimed (kFreeing) by the last claim, not finished yet
+  };
+  std::mutex closing_mu;
+  std::vector<PendingClose> closing;
+  std::atomic<uint64_t> closing_handles{0};  ///< sum of `left`
 
   // Hot statistics: per-thread shards (metrics.h).
   LatencyHistogram alloc_latency;
@@ -349,6 +372,36 @@ struct Manager::Impl {
     return static_cast<uint32_t>((id >> HandleTable::kCheckBits) & kGenMask);
   }
 
+  /// A free, transfer or adoption of a handle of `rec`'s channel enters the channel like an
+  /// allocation (ChannelLedger::Enter), so a close that has begun (BeginClose waits for what is
+  /// in flight) owns every handle of it: null if the channel is closing, then the handle is
+  /// freed to the caller. Otherwise call ExitChannel with the result when done.
+  ChannelState* EnterChannel(const HandleRecord& rec) noexcept {
+    ChannelState* st = nullptr;
+    if (ledger.Enter(rec.channel, &st) != Status::kOk) return nullptr;
+    if (st->owner.load(std::memory_order_relaxed) != rec.owner) {  // cannot happen: a live entry's incarnation is open or closing
+      ExitChannel(st);
+      return nullptr;
+    }
+    return st;
+  }
+  void ExitChannel(ChannelState* st) const noexcept { ChannelLedger::Exit(st, config.single_owner); }
+  /// Whether `rec`'s channel is closing: its handles read as freed (a snapshot; the frees that
+  /// matter are serialised by EnterChannel).
+  bool Closing(const HandleRecord& rec) const noexcept {
+    return rec.channel != kUnscopedChannel && !ledger.IsOpen(rec.channel);
+  }
+
+  /// Claims (kFreeing) up to `max` more handles of a closing channel into p->batch, walking its
+  /// census on from p->cursor; appends them to *claimed (may be null). Returns how many.
+  uint64_t Claim(PendingClose* p, uint64_t max, std::vector<HandleInfo>* claimed) noexcept;
+  /// Frees p->batch: returns (or, where keep[k], parks until its buffer dies) each memory;
+  /// infos[k] (if given) learns whether the k-th was parked.
+  void Finish(PendingClose* p, const CallContext& ctx, const uint8_t* keep, size_t keep_n, HandleInfo* infos) noexcept;
+  /// Claim then Finish; true once the close has nothing left.
+  bool Step(PendingClose* p, const CallContext& ctx, uint64_t max, std::vector<HandleInfo>* freed) noexcept;
+  bool Done(const PendingClose& p) const noexcept { return p.batch.empty() && p.cursor >= table.HighWater(); }
+
   /// The channel a violation about a stale id is counted against.
   int32_t StaleTarget(const IdProbe& probe, int32_t presenter) const noexcept {
     if (presenter >= 0) return presenter;
@@ -402,6 +455,84 @@ Violation StaleKind(const IdProbe& probe) noexcept {
 }
 
 }  // namespace
+
+// --- channel close in steps ----------------------------------------------------------------
+
+uint64_t Manager::Impl::Claim(PendingClose* p, uint64_t max, std::vector<HandleInfo>* claimed) noexcept {
+  uint64_t got = 0;
+  try {
+    p->batch.reserve(p->batch.size() + static_cast<size_t>(std::min<uint64_t>(max, p->left)));
+  } catch (...) {
+    max = std::min<uint64_t>(max, p->batch.capacity() - p->batch.size());  // std::bad_alloc: what fits
+    if (max == 0) max = 1;
+    try {
+      p->batch.reserve(p->batch.size() + 1);
+    } catch (...) {
+      return 0;
+    }
+  }
+  p->cursor = table.ForEachOfChannelFrom(p->channel, p->owner, p->cursor, [&](uint32_t i) {
+    for (;;) {
+      uint64_t state;
+      HandleRecord rec;
+      if (!ReadLive(i, &state, &rec)) break;  // free entry
+      if (rec.channel != p->channel || rec.owner != p->owner) break;
+      const EntryState was = HandleTable::StateOf(state);
+      if (was == EntryState::kFreeing) {
+        // Nothing else frees a handle of a closing channel; a free that began before the
+        // close is over (BeginClose waited for it) but may still be leaving the census.
+        std::this_thread::yield();
+        continue;
+      }
+      if (!table.TryTransition(i, state, EntryState::kFreeing, FreeReason::kChannelClose)) continue;
+      const uint64_t id = table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask));
+      p->batch.push_back(Claimed{id, i, was});  // reserved: does not throw
+      ++got;
+      if (claimed != nullptr) {
+        HandleInfo info;
+        FillInfo(id, rec, was == EntryState::kTransit, &info);
+        info.violations = CheckCanaryOnFree(rec, /*closing=*/true);  // hardened
+        try {
+          claimed->push_back(info);
+        } catch (...) {
+          // std::bad_alloc: the handle is freed; only the report is incomplete.
+        }
+      } else {
+        CheckCanaryOnFree(rec, /*closing=*/true);
+      }
+      break;
+    }
+    return got < max && p->batch.size() < p->batch.capacity();
+  });
+  return got;
+}
+
+void Manager::Impl::Finish(PendingClose* p, const CallContext& ctx, const uint8_t* keep, size_t keep_n,
+                           HandleInfo* infos) noexcept {
+  const uint32_t shard = ThisThreadShard();
+  for (size_t k = 0; k < p->batch.size(); ++k) {
+    const Claimed& c = p->batch[k];
+    uint64_t state;
+    HandleRecord rec;
+    if (!ReadLive(c.index, &state, &rec)) continue;  // cannot happen: a claimed entry waits for us
+    CallContext with = ctx;
+    with.keep_until_released = keep != nullptr && k < keep_n && keep[k] != 0;
+    FinishClaimedFree(c.index, c.id, c.was, rec, FreeReason::kChannelClose, with,
+                      infos == nullptr ? nullptr : &infos[k], shard);
+    if (p->left > 0) --p->left;
+    closing_handles.fetch_sub(1, std::memory_order_relaxed);
+  }
+  p->batch.clear();
+}
+
+bool Manager::Impl::Step(PendingClose* p, const CallContext& ctx, uint64_t max, std::vector<HandleInfo>* freed) noexcept {
+  const size_t start = freed == nullptr ? 0 : freed->size();
+  if (p->batch.empty()) Claim(p, max, freed);
+  // The claim's infos learn whether their memory was parked (unless the report missed some).
+  HandleInfo* infos = freed != nullptr && freed->size() - start == p->batch.size() ? freed->data() + start : nullptr;
+  Finish(p, ctx, nullptr, 0, infos);
+  return Done(*p);
+}
 
 // --- LatencySnapshot ---------------------------------------------------------------
 
@@ -533,62 +664,108 @@ Status Manager::CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) no
 
 Status Manager::CloseChannel(int32_t channel, const CallContext& ctx,
                              std::vector<HandleInfo>* freed) noexcept {
-  Impl& m = *impl_;
-  const Status s = m.ledger.BeginClose(channel);
+  uint64_t count = 0, bytes = 0, left = 0;
+  const Status s = BeginChannelClose(channel, ctx, &count, &bytes);
   if (s != Status::kOk) return s;
-  const uint32_t owner = OwnerOf(channel);
-  // Every entry of the channel is charged to its ledger until its free has refunded it (the
-  // last step of a free that touches the channel), and no allocation is in flight now. So a
-  // channel whose ledger holds no handle has nothing to free or wait for: no census scan,
-  // which costs the table's high-water mark, not the channel's size. HeldHandles reads the
-  // reservation a free gives back last, so 0 means no free is still refunding.
-  const uint64_t held = m.ledger.HeldHandles(channel);
-  if (held == 0) {
-    m.ledger.FinishClose(channel);
-    return Status::kOk;
-  }
   if (freed != nullptr) {
     // One allocation for the report: growing it by doubling reallocated and copied it about ten
     // times for 1,000 handles, a third of the native close (perf).
     try {
-      freed->reserve(freed->size() + held);
+      freed->reserve(freed->size() + count);
     } catch (...) {
-      // std::bad_alloc: push_back below copes the same way.
+      // std::bad_alloc: push_back in the step copes the same way.
     }
   }
-  // The census names the channel's entries (no allocation in it is in flight now), so only
-  // those are read, not the whole table.
-  m.table.ForEachOfChannel(channel, owner, [&](uint32_t i) {
-    for (;;) {
-      uint64_t state;
-      HandleRecord rec;
-      if (!m.ReadLive(i, &state, &rec)) break;  // free entry
-      if (rec.channel != channel || rec.owner != owner) break;
-      if (HandleTable::StateOf(state) == EntryState::kFreeing) {
-        // A concurrent Free of this channel's handle: wait until it has
-        // refunded the ledger, so the index can be recycled safely.
-        std::this_thread::yield();
-        continue;
-      }
-      if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // lost a race: re-read
-      HandleInfo info;
-      const uint64_t id = m.table.MakeId(i, static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask));
-      FillInfo(id, rec, HandleTable::StateOf(state) == EntryState::kTransit, &info);
-      const uint32_t violations = m.CheckCanaryOnFree(rec, /*closing=*/true);  // hardened
-      m.FinishClaimedFree(i, id, HandleTable::StateOf(state), rec, FreeReason::kChannelClose, ctx, &info);
-      info.violations = violations;
-      if (freed != nullptr) {
-        try {
-          freed->push_back(info);
-        } catch (...) {
-          // std::bad_alloc: the handle is freed; only the report is incomplete.
-        }
-      }
-      break;
-    }
-  });
-  m.ledger.FinishClose(channel);
+  do {
+    CloseChannelStep(channel, ctx, UINT64_MAX, freed, &left);
+  } while (left != 0);
   return Status::kOk;
+}
+
+Status Manager::BeginChannelClose(int32_t channel, const CallContext& ctx, uint64_t* count,
+                                  uint64_t* bytes) noexcept {
+  Impl& m = *impl_;
+  *count = 0;
+  *bytes = 0;
+  // From here no allocation, free, transfer or adoption enters the channel, and none is in flight.
+  const Status s = m.ledger.BeginClose(channel);
+  if (s != Status::kOk) return s;
+  // So the ledger counts exactly the handles the close frees. One that holds none has nothing
+  // to free: no census walk.
+  const LedgerUsage usage = m.ledger.ChannelUsage(channel);
+  if (usage.handles == 0) {
+    m.ledger.FinishClose(channel);
+    return Status::kOk;
+  }
+  *count = usage.handles;
+  *bytes = usage.bytes;
+  m.closing_handles.fetch_add(usage.handles, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(m.closing_mu);
+  try {
+    m.closing.push_back(Impl::PendingClose{channel, OwnerOf(channel), ctx.env, 1, usage.handles, {}});
+  } catch (...) {
+    // std::bad_alloc: no room to remember the close, so it finishes now.
+    Impl::PendingClose now{channel, OwnerOf(channel), ctx.env, 1, usage.handles, {}};
+    while (!m.Step(&now, ctx, UINT64_MAX, nullptr)) {
+    }
+    m.closing_handles.fetch_sub(now.left, std::memory_order_relaxed);
+    m.ledger.FinishClose(channel);
+    return Status::kOk;
+  }
+  m.ledger.Unname(channel);  // the name reopens as a new incarnation while the steps run
+  return Status::kOk;
+}
+
+void Manager::CloseChannelStep(int32_t channel, const CallContext& ctx, uint64_t max,
+                               std::vector<HandleInfo>* freed, uint64_t* left) noexcept {
+  Impl& m = *impl_;
+  *left = 0;
+  std::lock_guard<std::mutex> lock(m.closing_mu);
+  auto it = std::find_if(m.closing.begin(), m.closing.end(),
+                         [&](const Impl::PendingClose& p) { return p.channel == channel; });
+  if (it == m.closing.end()) return;
+  const bool done = m.Step(&*it, ctx, max, freed);
+  if (!done) {
+    *left = it->left == 0 ? 1 : it->left;  // the census is not walked to its end yet
+    return;
+  }
+  m.closing_handles.fetch_sub(it->left, std::memory_order_relaxed);  // 0 unless the ledger miscounted
+  m.closing.erase(it);
+  m.ledger.FinishClose(channel, /*remember=*/false);
+}
+
+Status Manager::CloseChannelClaim(int32_t channel, uint64_t max, std::vector<HandleInfo>* claimed) noexcept {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.closing_mu);
+  auto it = std::find_if(m.closing.begin(), m.closing.end(),
+                         [&](const Impl::PendingClose& p) { return p.channel == channel; });
+  if (it == m.closing.end()) return Status::kChannelClosed;
+  if (!it->batch.empty()) return Status::kInvalidArgument;  // the last claim is not finished
+  m.Claim(&*it, max, claimed);
+  return Status::kOk;
+}
+
+Status Manager::CloseChannelFinish(int32_t channel, const CallContext& ctx, const uint8_t* keep, size_t keep_n,
+                                   uint64_t* left) noexcept {
+  Impl& m = *impl_;
+  *left = 0;
+  std::lock_guard<std::mutex> lock(m.closing_mu);
+  auto it = std::find_if(m.closing.begin(), m.closing.end(),
+                         [&](const Impl::PendingClose& p) { return p.channel == channel; });
+  if (it == m.closing.end()) return Status::kChannelClosed;
+  m.Finish(&*it, ctx, keep, keep_n, nullptr);
+  if (!m.Done(*it)) {
+    *left = it->left == 0 ? 1 : it->left;  // the census is not walked to its end yet
+    return Status::kOk;
+  }
+  m.closing_handles.fetch_sub(it->left, std::memory_order_relaxed);  // 0 unless the ledger miscounted
+  m.closing.erase(it);
+  m.ledger.FinishClose(channel, /*remember=*/false);
+  return Status::kOk;
+}
+
+uint64_t Manager::ClosingHandles() const noexcept {
+  return impl_->closing_handles.load(std::memory_order_relaxed);
 }
 
 ChannelOptions Manager::OptionsOf(int32_t channel) const noexcept {
@@ -801,13 +978,23 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const Ca
           FillInfo(id, rec, p.kind == IdProbe::kTransit, info);
           return Status::kIsolationViolation;
         }
-        // One winner: a racing Free/BeginTransfer/Adopt/CloseChannel makes this fail.
-        if (!m.table.TryTransition(p.index, p.state, EntryState::kFreeing)) continue;
+        ChannelState* st = m.EnterChannel(rec);
+        if (st == nullptr) {  // its channel is closing: the close frees it
+          m.ledger.CountViolation(presenter >= 0 ? presenter : kUnscopedChannel, Violation::kChannelClosed);
+          if (violations != nullptr) *violations = ViolationBit(Violation::kChannelClosed);
+          return Status::kStaleHandle;
+        }
+        // One winner: a racing Free/BeginTransfer/Adopt makes this fail.
+        if (!m.table.TryTransition(p.index, p.state, EntryState::kFreeing)) {
+          m.ExitChannel(st);
+          continue;
+        }
         FillInfo(id, rec, false, info);
         // Hardened: a damaged canary is reported (and counted) but the free goes ahead (hardening.h).
         const uint32_t canary = m.CheckCanaryOnFree(rec, /*closing=*/false);
         if (violations != nullptr) *violations = canary;
         m.FinishClaimedFree(p.index, id, HandleTable::StateOf(p.state), rec, reason, ctx, info, shard);
+        m.ExitChannel(st);
         m.free_latency.Record(watch.ElapsedNs(), shard);
         return Status::kOk;
       }
@@ -833,6 +1020,10 @@ uint32_t Manager::Validate(uint64_t id, int32_t presenter, HandleInfo* info) noe
       case IdProbe::kTransit: {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        if (m.Closing(rec)) {  // freed by a close that has not finished
+          m.ledger.CountViolation(presenter >= 0 ? presenter : kUnscopedChannel, Violation::kChannelClosed);
+          return ViolationBit(Violation::kChannelClosed);
+        }
         const bool cross = presenter >= 0 && presenter != rec.channel;
         bool canary_ok = true;
         if (m.hardening.canaries && rec.data != nullptr && !cross) {
@@ -882,6 +1073,7 @@ Status Manager::Lookup(uint64_t id, HandleInfo* info) const noexcept {
       case IdProbe::kTransit: {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        if (m.Closing(rec)) return Status::kStaleHandle;  // freed by a close that has not finished
         FillInfo(id, rec, p.kind == IdProbe::kTransit, info);
         return Status::kOk;
       }
@@ -918,7 +1110,12 @@ Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
       case IdProbe::kLive: {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
-        if (!m.table.TryTransition(p.index, p.state, EntryState::kTransit)) continue;  // raced: re-probe
+        ChannelState* st = m.EnterChannel(rec);
+        if (st == nullptr) return Status::kStaleHandle;  // its channel is closing: the close frees it
+        if (!m.table.TryTransition(p.index, p.state, EntryState::kTransit)) {  // raced: re-probe
+          m.ExitChannel(st);
+          continue;
+        }
         FillInfo(id, rec, true, info);
         if (info != nullptr) info->parked = false;
         // Nobody holds it in transit. Immediate reuse: the caller detaches its buffer before its
@@ -946,6 +1143,7 @@ Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
           }
         }
         m.table.StoreHolder(p.index, 0);
+        m.ExitChannel(st);
         return Status::kOk;
       }
     }
@@ -970,13 +1168,17 @@ Status Manager::Adopt(uint64_t id, const CallContext& ctx, bool attached, Handle
       case IdProbe::kTransit: {
         HandleRecord rec;
         if (!m.table.ReadRecord(p.index, p.state, &rec)) continue;
+        ChannelState* st = m.EnterChannel(rec);
+        if (st == nullptr) return Status::kStaleHandle;  // its channel is closing: the close frees it
         // The holder goes in before the CAS that publishes kLive: a thread that then wins a
         // free of the live handle sees it and parks the memory. Freeing an in-transit
         // handle ignores the holder, so a losing adopter's store is harmless.
         m.table.StoreHolder(p.index, HandleTable::HolderWord(ctx.env, attached && rec.data != nullptr,
                                                              Impl::GenerationOf(id)));
         // One winner among racing adopters; losers re-probe and see kLive.
-        if (!m.table.TryTransition(p.index, p.state, EntryState::kLive)) continue;
+        const bool won = m.table.TryTransition(p.index, p.state, EntryState::kLive);
+        m.ExitChannel(st);
+        if (!won) continue;
         FillInfo(id, rec, false, info);
         return Status::kOk;
       }
@@ -1050,6 +1252,22 @@ bool Manager::HasRevocations() const noexcept {
 uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
   Impl& m = *impl_;
   if (env == 0) return 0;
+  // Closes this thread began and did not finish: their handles were freed already as far as
+  // any caller is concerned, so they are not counted here.
+  {
+    std::lock_guard<std::mutex> lock(m.closing_mu);
+    for (auto it = m.closing.begin(); it != m.closing.end();) {
+      if (it->env != env) {
+        ++it;
+        continue;
+      }
+      while (!m.Step(&*it, CallContext{env, 0, false}, UINT64_MAX, nullptr)) {
+      }
+      m.closing_handles.fetch_sub(it->left, std::memory_order_relaxed);
+      m.ledger.FinishClose(it->channel, /*remember=*/false);
+      it = m.closing.erase(it);
+    }
+  }
   uint64_t reclaimed = 0;
   const uint32_t high = m.table.HighWater();
   for (uint32_t i = 1; i < high; ++i) {
@@ -1060,10 +1278,21 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
     const uint64_t h = m.table.LoadHolder(i);
     const uint32_t generation = static_cast<uint32_t>(HandleTable::UsesOf(state) & kGenMask);
     if (HandleTable::HolderEnv(h) != env || HandleTable::HolderGeneration(h) != generation) continue;
-    if (!m.table.TryTransition(i, state, EntryState::kFreeing)) continue;  // someone else frees it
     const uint64_t id = m.table.MakeId(i, generation);
+    ChannelState* st = m.EnterChannel(rec);
+    if (st == nullptr) {
+      // Another thread's close owns it. At thread exit the buffers are gone: as if each was
+      // collected, so that close returns the memory instead of waiting for this thread.
+      if (reason == FreeReason::kLeak) OnBufferReleased(id, env);
+      continue;
+    }
+    if (!m.table.TryTransition(i, state, EntryState::kFreeing)) {  // someone else frees it
+      m.ExitChannel(st);
+      continue;
+    }
     m.CheckCanaryOnFree(rec, /*closing=*/false);  // hardened: counted against the owner channel
     m.FinishClaimedFree(i, id, EntryState::kLive, rec, reason, CallContext{env, 0, false}, nullptr);
+    m.ExitChannel(st);
     ++reclaimed;
   }
   if (reason == FreeReason::kLeak) m.exit_reclaims.Add(reclaimed);
@@ -1258,7 +1487,8 @@ void Manager::Snapshot(ManagerSnapshot* out) const noexcept {
   } catch (...) {
   }
   out->reserved_bytes += out->direct.reserved_bytes;
-  out->parked_handles = m.parked_count.load(std::memory_order_relaxed);
+  // Handles of a close still in steps wait for their memory the same way.
+  out->parked_handles = m.parked_count.load(std::memory_order_relaxed) + m.closing_handles.load(std::memory_order_relaxed);
   out->thread_exit_reclaims = m.exit_reclaims.Load();
   out->live_slot_bytes += m.direct_slot_bytes.Load();
   out->requested_bytes += out->direct.live_bytes;

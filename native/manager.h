@@ -192,7 +192,7 @@ struct ManagerSnapshot {
   uint64_t refusals = 0;               ///< failed allocations of any cause
   uint64_t live_slot_bytes = 0;        ///< slot bytes of live pooled + direct allocations
   uint64_t retained_free_bytes = 0;    ///< sum over pools of retained_free_slots * slot_size
-  uint64_t parked_handles = 0;         ///< freed handles whose memory waits for another thread's buffer release
+  uint64_t parked_handles = 0;         ///< freed handles whose memory has not returned: parked for a buffer, or in a close still in steps
   uint64_t thread_exit_reclaims = 0;   ///< live handles reclaimed because their thread exited (ReclaimEnv kLeak)
   LatencySnapshot allocate_latency;
   LatencySnapshot deallocate_latency;
@@ -227,6 +227,28 @@ class Manager {
   /// them to *freed, marks the name closed and recycles the index.
   Status CloseChannel(int32_t channel, std::vector<HandleInfo>* freed) noexcept;
   Status CloseChannel(int32_t channel, const CallContext& ctx, std::vector<HandleInfo>* freed) noexcept;
+  /// The first half of a close that finishes in steps: from now on no allocation, free,
+  /// transfer or adoption enters the channel, so to every caller its handles are freed
+  /// (STALE_HANDLE, closed by its channel), and its name is closed (it reopens as a new
+  /// incarnation). *count and *bytes are what it holds: what the steps will free. The same
+  /// thread (ctx.env) calls CloseChannelStep until nothing is left; ReclaimEnv finishes what
+  /// that thread leaves.
+  Status BeginChannelClose(int32_t channel, const CallContext& ctx, uint64_t* count, uint64_t* bytes) noexcept;
+  /// Frees up to `max` handles of a close under way (reason kChannelClose), appending them to
+  /// *freed (may be null); *left is how many remain (0: done, the index is recycled). A
+  /// channel with no close under way: *left = 0, nothing happens.
+  void CloseChannelStep(int32_t channel, const CallContext& ctx, uint64_t max,
+                        std::vector<HandleInfo>* freed, uint64_t* left) noexcept;
+  /// CloseChannelStep in two halves, for a caller that must look at each handle between them:
+  /// Claim takes up to `max` more handles (appended to *claimed; each now waits for Finish),
+  /// Finish frees them, parking the memory of the k-th until its buffer dies where keep[k]
+  /// (a buffer the caller cannot revoke), and sets *left. kChannelClosed: no close under way;
+  /// kInvalidArgument: Claim before the last claim's Finish.
+  Status CloseChannelClaim(int32_t channel, uint64_t max, std::vector<HandleInfo>* claimed) noexcept;
+  Status CloseChannelFinish(int32_t channel, const CallContext& ctx, const uint8_t* keep, size_t keep_n,
+                            uint64_t* left) noexcept;
+  /// Handles of closes that have not finished yet.
+  uint64_t ClosingHandles() const noexcept;
   /// Undoes an open that turned out unneeded (an auto-open whose allocation failed): closes
   /// the incarnation `expected_owner` (0: whichever is open) if it holds no handles and no
   /// allocation is in flight in it, without remembering its name, as if it was never opened.

@@ -541,6 +541,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
             InstanceMethod<&ManagerWrap::OpenChannel>("openChannel"),
             InstanceMethod<&ManagerWrap::FindChannel>("findChannel"),
             InstanceMethod<&ManagerWrap::CloseChannel>("closeChannel"),
+            InstanceMethod<&ManagerWrap::CloseChannelClaim>("closeChannelClaim"),
+            InstanceMethod<&ManagerWrap::CloseChannelFinish>("closeChannelFinish"),
             InstanceMethod<&ManagerWrap::DiscardChannel>("discardChannel"),
             InstanceMethod<&ManagerWrap::ChannelOptionsOf>("channelOptions"),
             InstanceMethod<&ManagerWrap::SetLimits>("setLimits"),
@@ -842,26 +844,67 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return Num(env, index);
   }
 
+  /// closeChannel(channel): begins a close (Manager::BeginChannelClose). Returns the status;
+  /// out[0] = handles it frees, out[1] = their charged bytes. closeChannelStep frees them.
   Napi::Value CloseChannel(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return StatusValue(env, Status::kManagerClosed);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) return StatusValue(env, Status::kInvalidArgument);
+    uint64_t count = 0, bytes = 0;
+    const Status s = manager_->BeginChannelClose(channel, CallContext{holder_, 0}, &count, &bytes);
+    out_[0] = U64(count);
+    out_[1] = U64(bytes);
+    return StatusValue(env, s);
+  }
+
+  /// closeChannelClaim(channel, max): claims up to `max` handles of a close under way.
+  /// [id, type, size, charged, violation mask] per claimed handle, or -status.
+  Napi::Value CloseChannelClaim(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
     int32_t channel;
     if (!ReadInt32(env, info[0], &channel)) return NegStatusValue(env, Status::kInvalidArgument);
-    std::vector<HandleInfo>& freed = closed_;
-    freed.clear();
-    Status s = manager_->CloseChannel(channel, CallContext{holder_, 0}, &freed);
+    const double max = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!IsIntegerIn(max, 1, kMaxSafeInteger)) return NegStatusValue(env, Status::kInvalidArgument);
+    std::vector<HandleInfo>& claimed = closed_;
+    claimed.clear();
+    const Status s = manager_->CloseChannelClaim(channel, static_cast<uint64_t>(max), &claimed);
     if (s != Status::kOk) return NegStatusValue(env, s);
-    Napi::Float64Array result = Napi::Float64Array::New(env, freed.size() * 5);
+    Napi::Float64Array result = Napi::Float64Array::New(env, claimed.size() * 5);
     double* d = result.Data();
-    for (const HandleInfo& h : freed) {
+    for (const HandleInfo& h : claimed) {
       *d++ = U64(h.id);
       *d++ = h.type;
       *d++ = U64(h.size);
       *d++ = U64(h.charged);
       *d++ = h.violations;
     }
-    if (freed.capacity() > kClosedKept) std::vector<HandleInfo>().swap(freed);
+    if (claimed.capacity() > kClosedKept) std::vector<HandleInfo>().swap(claimed);
     return result;
+  }
+
+  /// closeChannelFinish(channel, keep: Uint8Array | null): frees what the last claim took,
+  /// parking the k-th's memory until its buffer dies where keep[k] is set. Returns the handles
+  /// still to free, or -status.
+  Napi::Value CloseChannelFinish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (manager_ == nullptr) return NegStatusValue(env, Status::kManagerClosed);
+    int32_t channel;
+    if (!ReadInt32(env, info[0], &channel)) return NegStatusValue(env, Status::kInvalidArgument);
+    const uint8_t* keep = nullptr;
+    size_t keep_n = 0;
+    if (info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      Napi::Uint8Array k = info[1].As<Napi::Uint8Array>();
+      keep = k.Data();
+      keep_n = k.ElementLength();
+    } else if (!info[1].IsNull() && !info[1].IsUndefined()) {
+      return NegStatusValue(env, Status::kInvalidArgument);
+    }
+    uint64_t left = 0;
+    const Status s = manager_->CloseChannelFinish(channel, CallContext{holder_, 0}, keep, keep_n, &left);
+    if (s != Status::kOk) return NegStatusValue(env, s);
+    return Num(env, U64(left));
   }
 
   Napi::Value DiscardChannel(const Napi::CallbackInfo& info) {
@@ -1545,7 +1588,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   double* snap_ = nullptr;         ///< the `snap` Float64Array's values (kept alive by the property)
   size_t snap_length_ = 0;
   uint64_t buffers_created_ = 0;   ///< external ArrayBuffers created over slots
-  /// closeChannel's list of freed handles, kept between calls up to kClosedKept entries: a new
+  /// closeChannelClaim's list of claimed handles, kept between calls up to kClosedKept entries: a new
   /// vector each time was malloc'd, written through freshly faulted pages and trimmed again
   /// (~10% of a 1,000-handle close in perf).
   std::vector<HandleInfo> closed_;

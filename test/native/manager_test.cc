@@ -314,6 +314,67 @@ TEST(CloseChannelFreesEverything) {
   CHECK_EQ(s.direct.reserved_bytes, uint64_t{0});
 }
 
+TEST(CloseInStepsFreesToEveryCallerAtOnce) {
+  Mgr m;
+  const int32_t c = Open(m.m, "stepped");
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 50; ++i) {
+    Allocation a;
+    CHECK(m->Allocate(0, 100, c, &a) == Status::kOk);
+    ids.push_back(a.id);
+  }
+  CHECK(m->BeginTransfer(ids[3], nullptr) == Status::kOk);
+  uint64_t count = 0, bytes = 0, left = 0;
+  CHECK(m->BeginChannelClose(c, CallContext{}, &count, &bytes) == Status::kOk);
+  CHECK_EQ(count, uint64_t{50});
+  CHECK_EQ(bytes, uint64_t{50 * 4096});
+  CHECK_EQ(m->ClosingHandles(), uint64_t{50});
+  CHECK_EQ(m->FindChannel("stepped"), -2) << "the name is closed at once";
+  Allocation refused;
+  CHECK(m->Allocate(0, 10, c, &refused) == Status::kChannelClosed);
+  // Before any step every handle reads as freed by its channel, and nothing can move it.
+  uint32_t v = 0;
+  CHECK(m->Free(ids[0], -1, FreeReason::kDeallocate, nullptr, &v) == Status::kStaleHandle);
+  CHECK_EQ(v, ViolationBit(Violation::kChannelClosed));
+  CHECK_EQ(m->Validate(ids[1], -1, nullptr), ViolationBit(Violation::kChannelClosed));
+  CHECK(m->Lookup(ids[2], nullptr) == Status::kStaleHandle);
+  CHECK(m->BeginTransfer(ids[4], nullptr) == Status::kStaleHandle);
+  CHECK(m->Adopt(ids[3], nullptr) == Status::kStaleHandle);
+  CHECK(!m->IsReleased(ids[0])) << "its memory is not back yet";
+  // The name reopens as a new incarnation on another index while the close goes on.
+  const int32_t again = Open(m.m, "stepped");
+  CHECK(again != c);
+  Allocation fresh;
+  CHECK(m->Allocate(0, 10, again, &fresh) == Status::kOk);
+  std::vector<HandleInfo> freed;
+  m->CloseChannelStep(c, CallContext{}, 20, &freed, &left);
+  CHECK_EQ(freed.size(), size_t{20});
+  CHECK_EQ(left, uint64_t{30});
+  CHECK_EQ(m->ClosingHandles(), uint64_t{30});
+  // Claim and Finish: one claim at a time.
+  std::vector<HandleInfo> claimed;
+  CHECK(m->CloseChannelClaim(c, 25, &claimed) == Status::kOk);
+  CHECK_EQ(claimed.size(), size_t{25});
+  CHECK(m->CloseChannelClaim(c, 1, &claimed) == Status::kInvalidArgument) << "finish the last claim first";
+  CHECK(m->CloseChannelFinish(c, CallContext{}, nullptr, 0, &left) == Status::kOk);
+  CHECK_EQ(left, uint64_t{5});
+  m->CloseChannelStep(c, CallContext{}, 100, &freed, &left);
+  CHECK_EQ(left, uint64_t{0});
+  CHECK_EQ(freed.size(), size_t{25});
+  CHECK_EQ(m->ClosingHandles(), uint64_t{0});
+  CHECK(m->CloseChannelFinish(c, CallContext{}, nullptr, 0, &left) == Status::kChannelClosed) << "nothing under way";
+  for (uint64_t id : ids) {
+    CHECK(m->IsReleased(id));
+    CHECK_EQ(m->Validate(id, -1, nullptr), ViolationBit(Violation::kChannelClosed));
+  }
+  CHECK(m->Lookup(fresh.id, nullptr) == Status::kOk) << "the new incarnation is untouched";
+  CHECK_EQ(m->FindChannel("stepped"), again);
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.handles, uint64_t{1});
+  CHECK_EQ(s.parked_handles, uint64_t{0});
+}
+
 TEST(CloseChannelOfAnEmptiedOrTransitOnlyChannel) {
   // CloseChannel and ChannelIds skip the census when the channel's ledger holds no handle.
   // Another channel keeps the table's high-water mark up, so a scan would have work to do.

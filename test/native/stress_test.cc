@@ -344,4 +344,71 @@ TEST(CloseRacesWithAllocateAndFree) {
   m->Unref();
 }
 
+TEST(CloseInStepsRacesWithFreeTransferAndAdopt) {
+  // A close that finishes in steps owns every handle from BeginChannelClose on: racing frees,
+  // transfers and adoptions either finished before it (the close waited for them) or are
+  // refused. Every handle is freed exactly once, by a thread or by the close.
+  const uint64_t rounds = testing::EnvU64("ISOPOOL_CLOSE_ROUNDS", 300) / 3 + 1;
+  Manager* m = nullptr;
+  ManagerConfig cfg;
+  cfg.pools = {{"small", 4096, 64}};
+  CHECK(Manager::Create(cfg, &m) == Status::kOk);
+  uint64_t errors = 0;
+  for (uint64_t r = 0; r < rounds; ++r) {
+    int32_t c = -1;
+    bool created;
+    CHECK(m->OpenChannel("stepped", ChannelOptions{}, &c, &created) == Status::kOk);
+    constexpr int kHandles = 200;
+    std::vector<uint64_t> ids(kHandles);
+    for (int i = 0; i < kHandles; ++i) {
+      Allocation a;
+      CHECK(m->Allocate(0, 100, c, &a) == Status::kOk);
+      ids[i] = a.id;
+    }
+    for (int i = 1; i < kHandles; i += 4) CHECK(m->BeginTransfer(ids[i], nullptr) == Status::kOk);  // some in transit
+    std::atomic<bool> go{false};
+    std::atomic<uint64_t> freed_by_threads{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < 2; ++w) {
+      workers.emplace_back([&, w] {
+        while (!go.load()) std::this_thread::yield();
+        for (int i = w; i < kHandles; i += 2) {
+          if (i % 4 == 1) {  // in transit: adopt, then free
+            if (m->Adopt(ids[i], CallContext{static_cast<uint32_t>(10 + w), 0}, false, nullptr) != Status::kOk) continue;
+          } else if (i % 4 == 2 && m->BeginTransfer(ids[i], nullptr) != Status::kOk) {
+            continue;
+          }
+          if (m->Free(ids[i], c, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk) freed_by_threads++;
+        }
+      });
+    }
+    go.store(true);
+    uint64_t count = 0, bytes = 0, left = 0, closed = 0;
+    if (m->BeginChannelClose(c, CallContext{}, &count, &bytes) != Status::kOk) ++errors;
+    std::vector<HandleInfo> freed;
+    do {
+      m->CloseChannelStep(c, CallContext{}, 7, &freed, &left);
+    } while (left != 0);
+    closed = freed.size();
+    for (auto& w : workers) w.join();
+    if (closed != count) ++errors;                          // the ledger counted exactly what the close freed
+    if (closed + freed_by_threads.load() != kHandles) ++errors;  // each handle freed once
+    uint64_t h = 0, b = 0;
+    m->RecountChannel(c, &h, &b);
+    if (h != 0) ++errors;
+    if (m->ClosingHandles() != 0) ++errors;
+    for (uint64_t id : ids) {
+      if (!m->IsReleased(id)) ++errors;
+    }
+  }
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(errors, uint64_t{0});
+  CHECK_EQ(s.handles, uint64_t{0});
+  CHECK_EQ(s.pools[0].live_slots, uint64_t{0});
+  CHECK_EQ(s.allocations, s.deallocations);
+  std::cout << "  " << rounds << " stepped closes with 2 racing freeing, transferring and adopting threads" << std::endl;
+  m->Unref();
+}
+
 TEST_MAIN()

@@ -4,7 +4,7 @@
  * mode), 'sampled' (default rate, 1 in 128 allocations watched, no allocation site) and
  * 'paranoid' (every allocation watched, with its site). `Buffer.allocUnsafe(4096)` runs in the
  * same rounds for scale. A watched view allocation takes the fast lane with a `Buffer` of its own;
- * 'paranoid' turns the lane off (lib/fast-lane.ts).
+ * 'paranoid' turns the lane off (lib/lane/fast-lane.ts).
  * @packageDocumentation
  */
 import { DEFAULT_LEAK_SAMPLE_RATE, ResourceManager } from '../lib';

@@ -39,8 +39,8 @@ import { performance } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
 import { ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ManagerMetrics, PoolMetrics, ResourceHandle } from '../lib';
-import { loadNative } from '../lib/loader';
-import type { NativeConfig, NativeManager } from '../lib/native';
+import { loadNative } from '../lib/native/loader';
+import type { NativeConfig, NativeManager } from '../lib/native/binding';
 import { mulberry32 } from '../test/random';
 import { machineInfo as benchMachineInfo } from './report';
 

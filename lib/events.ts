@@ -11,7 +11,7 @@
  *   and here for the EventEmitter listeners too (where `emit()` would throw into the operation).
  * - The core publishes an event only once its state is consistent: after every change of the
  *   operation and everything the operation returns has been read from the native side, so a
- *   listener that calls back into the manager sees the operation complete (lib/core.ts, each
+ *   listener that calls back into the manager sees the operation complete (lib/engine/engine.ts, each
  *   call of this sink).
  * @packageDocumentation
  */

@@ -136,3 +136,12 @@ export function tableIndexOf(id: number): number {
 export function isWellFormedId(id: number): boolean {
   return Number.isSafeInteger(id) && id >= 0;
 }
+
+/**
+ * Writes `array[index] = value`, first growing the array densely: a write far past the end would
+ * turn it into a dictionary.
+ */
+export function placeAt<T>(array: Array<T | undefined>, index: number, value: T): void {
+  while (array.length < index) array.push(undefined);
+  array[index] = value;
+}

@@ -3,12 +3,12 @@
  * @packageDocumentation
  */
 import { EventEmitter } from 'node:events';
-import { scopeOf } from './channel';
-import { Core } from './core';
+import { scopeOf } from './scope';
+import { Engine } from './engine/engine';
 import { InvalidArgumentError, describeValue } from './errors';
 import { createEventSink } from './events';
-import { loadNative } from './loader';
-import type { NativeConfig, NativeManager, NativePoolConfig } from './native';
+import { loadNative } from './native/loader';
+import type { NativeConfig, NativeManager, NativePoolConfig } from './native/binding';
 import type {
   ChannelCloseReport,
   ChannelOptions,
@@ -82,7 +82,7 @@ export interface ResourceManagerEvents {
  * {@link ResourceManagerEvents}: a listener that throws never fails the operation).
  */
 export class ResourceManager extends EventEmitter implements IResourceManager, Disposable {
-  readonly #core: Core;
+  readonly #engine: Engine;
 
   constructor(options: ResourceManagerOptions = {}) {
     super();
@@ -90,7 +90,7 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
     const config: NativeConfig = { pools: parsed.pools, maxAllocationSize: parsed.maxAllocationSize, hardened: parsed.hardened };
     if (parsed.shared !== undefined) config.shared = parsed.shared;
     const native = constructNative(config);
-    this.#core = new Core({
+    this.#engine = new Engine({
       native,
       poolNames: parsed.pools.map((p) => p.name),
       slotSizes: parsed.pools.map((p) => p.slotSize),
@@ -110,49 +110,49 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
    * (opened on first use unless `autoOpenChannels` is false) or to the unscoped domain.
    */
   allocateResource(resourceType: string, size: number, channelId?: string): ResourceHandle {
-    this.#core.checkOpenHot('allocateResource');
-    return this.#core.allocate(resourceType, size, channelId, null);
+    this.#engine.checkOpenHot('allocateResource');
+    return this.#engine.allocate(resourceType, size, channelId, null);
   }
 
   /** Frees a live handle: true once; false for a double free, stale, forged or foreign handle. */
   deallocateResource(handle: ResourceHandle | number): boolean {
-    this.#core.checkOpenHot('deallocateResource');
-    return this.#core.deallocate(handle, null);
+    this.#engine.checkOpenHot('deallocateResource');
+    return this.#engine.deallocate(handle, null);
   }
 
   /** Checks a handle or id against every security boundary (SPEC.md §2); counts what it finds. */
   validateSecurityBoundaries(handle: ResourceHandle | number): SecurityValidationResult {
-    this.#core.checkOpen('validateSecurityBoundaries');
-    return this.#core.validate(handle, null);
+    this.#engine.checkOpen('validateSecurityBoundaries');
+    return this.#engine.validate(handle, null);
   }
 
   /** Compares a channel's ledger with its live handles and reports recorded violations. */
   verifyResourceIsolation(channelId: string): ResourceIsolationResult {
-    this.#core.checkOpen('verifyResourceIsolation');
-    return this.#core.verifyIsolation(channelId);
+    this.#engine.checkOpen('verifyResourceIsolation');
+    return this.#engine.verifyIsolation(channelId);
   }
 
   /** Usage of one live handle. Throws InvalidHandleError / StaleHandleError. */
   trackResourceUsage(handle: ResourceHandle | number): ResourceMetrics {
-    this.#core.checkOpen('trackResourceUsage');
-    return this.#core.track(handle, null);
+    this.#engine.checkOpen('trackResourceUsage');
+    return this.#engine.track(handle, null);
   }
 
   /** Effective limits for a type (or `'*'`) in a channel or overall: the tightest field by field. */
   getResourceLimits(resourceType: string, channelId?: string): ResourceLimits {
-    this.#core.checkOpen('getResourceLimits');
-    return this.#core.getLimits(resourceType, channelId);
+    this.#engine.checkOpen('getResourceLimits');
+    return this.#engine.getLimits(resourceType, channelId);
   }
 
   /** True only for an issued handle that is fully released (slot, ledger, buffer). */
   verifyCleanupCompletion(handle: ResourceHandle | number): boolean {
-    this.#core.checkOpen('verifyCleanupCompletion');
-    return this.#core.verifyCleanup(handle);
+    this.#engine.checkOpen('verifyCleanupCompletion');
+    return this.#engine.verifyCleanup(handle);
   }
 
   /** A plain JSON-serialisable snapshot; after close(), the final snapshot. */
   getResourceMetrics(): ManagerMetrics {
-    return this.#core.metrics();
+    return this.#engine.metrics();
   }
 
   /**
@@ -160,23 +160,23 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
    * with options on an open channel, throws ERR_INVALID_ARGUMENT.
    */
   openChannel(channelId: string, options?: ChannelOptions): ChannelScope {
-    this.#core.checkOpen('openChannel');
+    this.#engine.checkOpen('openChannel');
     const checked = options === undefined ? undefined : checkChannelOptions('options', options);
     // Reading the options ran the caller's code (getters, Proxy traps), which may have closed the manager.
-    if (checked !== undefined) this.#core.checkOpen('openChannel');
-    return scopeOf(this.#core, this.#core.openChannel(channelId, checked));
+    if (checked !== undefined) this.#engine.checkOpen('openChannel');
+    return scopeOf(this.#engine, this.#engine.openChannel(channelId, checked));
   }
 
   /** The scope of an open channel. */
   channel(channelId: string): ChannelScope {
-    this.#core.checkOpen('channel');
-    return scopeOf(this.#core, this.#core.openChannelState(channelId));
+    this.#engine.checkOpen('channel');
+    return scopeOf(this.#engine, this.#engine.openChannelState(channelId));
   }
 
   /** Frees everything the channel holds, revokes its buffers and closes it. */
   closeChannel(channelId: string): ChannelCloseReport {
-    this.#core.checkOpen('closeChannel');
-    return this.#core.closeChannel(channelId);
+    this.#engine.checkOpen('closeChannel');
+    return this.#engine.closeChannel(channelId);
   }
 
   /**
@@ -184,39 +184,39 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
    * channel's total (`'*'` with channelId) or a type within a channel.
    */
   setResourceLimits(resourceType: string, limits: Partial<ResourceLimits>, channelId?: string): void {
-    this.#core.checkOpen('setResourceLimits');
+    this.#engine.checkOpen('setResourceLimits');
     const checked = checkLimits('limits', limits);
-    this.#core.checkOpen('setResourceLimits'); // reading `limits` ran the caller's code
-    this.#core.setLimits(resourceType, checked, channelId);
+    this.#engine.checkOpen('setResourceLimits'); // reading `limits` ran the caller's code
+    this.#engine.setLimits(resourceType, checked, channelId);
   }
 
   /** Adds a counted, non-memory resource type: `{ kind: 'counter', limits? }`. */
   defineResourceType(name: string, options: ResourceTypeOptions): void {
-    this.#core.checkOpen('defineResourceType');
+    this.#engine.checkOpen('defineResourceType');
     const o = readOptions('options', options, ['kind', 'limits']);
     if (o.kind !== 'counter') {
       throw new InvalidArgumentError('options.kind', `options.kind must be 'counter', got ${describeValue(o.kind)}`);
     }
     const limits = o.limits === undefined ? undefined : checkLimits('options.limits', o.limits);
-    this.#core.checkOpen('defineResourceType'); // reading `options` ran the caller's code
-    this.#core.defineType(name, limits);
+    this.#engine.checkOpen('defineResourceType'); // reading `options` ran the caller's code
+    this.#engine.defineType(name, limits);
   }
 
   /** Releases this thread's access (the buffer is revoked) and puts the handle in transit. */
   transferHandle(handle: ResourceHandle | number): number {
-    this.#core.checkOpen('transferHandle');
-    return this.#core.transfer(handle);
+    this.#engine.checkOpen('transferHandle');
+    return this.#engine.transfer(handle);
   }
 
   /** Takes a handle out of transit, with zero-copy access to the same memory. */
   adoptHandle(id: number): ResourceHandle {
-    this.#core.checkOpen('adoptHandle');
-    return this.#core.adopt(id);
+    this.#engine.checkOpen('adoptHandle');
+    return this.#engine.adopt(id);
   }
 
   /** Revokes every buffer and releases the native manager. A second close is a no-op. */
   close(): void {
-    this.#core.close();
+    this.#engine.close();
   }
 
   /** Same as {@link ResourceManager.close}: `using manager = new ResourceManager()`. */

@@ -18,7 +18,7 @@ namespace isopool {
 namespace binding {
 namespace {
 
-/// The contract between this binary and lib/: bump it with BINDING_VERSION in lib/loader.ts
+/// The contract between this binary and lib/: bump it with BINDING_VERSION in lib/native/loader.ts
 /// whenever a method, argument or `out` slot of the binding changes, so a stale build is refused
 /// at load with a clear message instead of failing in the middle of a call.
 /// 2: takeRetiredSlab / releaseSlab (view slabs released early).

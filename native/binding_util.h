@@ -59,7 +59,7 @@ inline Napi::Error ArgumentTypeError(Napi::Env env, const std::string& message) 
   return error;
 }
 
-/// Numeric value of a status as it crosses into JS (lib/native.ts NativeStatus).
+/// Numeric value of a status as it crosses into JS (lib/native/binding.ts NativeStatus).
 inline double StatusNumber(Status status) noexcept {
   return static_cast<double>(static_cast<int32_t>(status));
 }

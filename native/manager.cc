@@ -186,7 +186,7 @@ struct Manager::Impl {
     if (ch == nullptr || ch->owner.load(std::memory_order_relaxed) != rec->owner) return Status::kInvalidArgument;
     // The Allocate half's size caps (TryCharge step 1). Its byte and handle checks always pass
     // right after the Free half refunded the same charge, unless a limit was lowered below the
-    // usage meanwhile: the caller must not reuse a slot then (see lib/fast-lane.ts).
+    // usage meanwhile: the caller must not reuse a slot then (see lib/lane/fast-lane.ts).
     if (size_cap && size > m.ledger.Effective(rec->type, rec->channel).max_allocation_size) return Status::kResourceLimit;
     *index = p.index;
     *state = p.state;

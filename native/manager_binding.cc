@@ -1,7 +1,7 @@
-// manager_binding.cc — the NativeManager class: lib/native.ts's NativeManager
+// manager_binding.cc — the NativeManager class: lib/native/binding.ts's NativeManager
 // over isopool::Manager.
 //
-// Calling convention (lib/native.ts): arguments are primitives; hot methods
+// Calling convention (lib/native/binding.ts): arguments are primitives; hot methods
 // return a status number (or -status, or an ArrayBuffer) and write their other
 // results into the scratch `out` Float64Array. Only the constructor throws for
 // a Status; the other methods throw only for a binding misuse (wrong argument
@@ -47,10 +47,10 @@ namespace isopool {
 namespace binding {
 namespace {
 
-// --- `out` slots: keep in sync with lib/native.ts -----------------------------
+// --- `out` slots: keep in sync with lib/native/binding.ts -----------------------------
 constexpr size_t kOutLength = 32;
 
-/// allocate()'s buffer modes (lib/native.ts BufferMode).
+/// allocate()'s buffer modes (lib/native/binding.ts BufferMode).
 constexpr int32_t kBufferNone = 0, kBufferFresh = 1, kBufferSlotCache = 2;
 
 namespace alloc_out {
@@ -119,10 +119,10 @@ bool ReadLimit(napi_env env, napi_value value, uint64_t* out) noexcept {
 }
 
 // --- scratch results ------------------------------------------------------------
-/// Slots of `in` (lib/native.ts InArgs): the arguments of allocIn() and freeIn().
+/// Slots of `in` (lib/native/binding.ts InArgs): the arguments of allocIn() and freeIn().
 constexpr size_t kInLength = 8;
 
-// --- fast lane (single-owner view memory; lib/native.ts fastIds, journal) -------------------
+// --- fast lane (single-owner view memory; lib/native/binding.ts fastIds, journal) -------------------
 /// `fastIds`: the ids reserveIds() hands out.
 constexpr size_t kFastIdsLength = 256;
 /// `journal`: applyJournal()'s ops, kJournalOpLength doubles each: [op, a, b, c].
@@ -519,7 +519,7 @@ ManagerConfig ParseConfig(Napi::Env env, Napi::Value value, std::string* shared)
   }
   config.hardened = hardened.IsBoolean() && hardened.As<Napi::Boolean>().Value();
 
-  // Optional (not yet in lib/native.ts NativeConfig): a process-wide name.
+  // Optional (not yet in lib/native/binding.ts NativeConfig): a process-wide name.
   Napi::Value name = obj.Get("shared");
   if (!name.IsUndefined()) {
     if (!name.IsString()) throw ArgumentTypeError(env, "isopool: config.shared must be a string");
@@ -1486,7 +1486,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return result;
   }
 
-  // snapshot() layout: keep in sync with lib/native.ts SnapshotOut.
+  // snapshot() layout: keep in sync with lib/native/binding.ts SnapshotOut.
   static constexpr size_t kSnapHeader = 11, kSnapLatency = 4, kSnapPool = 10;
   static constexpr size_t kSnapDirect = kSnapHeader + 2 * kSnapLatency;  ///< then the pools
 
@@ -1512,7 +1512,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return o;
   }
 
-  /// Writes the manager's statistics into `snap` (lib/native.ts readSnapshot names them) and
+  /// Writes the manager's statistics into `snap` (lib/native/binding.ts readSnapshot names them) and
   /// returns how many values: building a JS object field by field through Node-API cost ~20 µs.
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -3,7 +3,7 @@
 // The core never throws. Every fallible operation returns a Status; the binding
 // layer (addon.cc, *_binding.cc) maps each value to the JS error class with the
 // same `code` (SPEC.md §4). The numeric values cross into JS: keep them stable
-// and in sync with lib/native.ts (`NativeStatus`).
+// and in sync with lib/native/binding.ts (`NativeStatus`).
 #pragma once
 
 #include <cstdint>

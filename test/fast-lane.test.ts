@@ -1,5 +1,5 @@
 /**
- * The view-mode fast lane (lib/fast-lane.ts): view allocations and deallocations served in JS
+ * The view-mode fast lane (lib/lane/fast-lane.ts): view allocations and deallocations served in JS
  * from slots the same channel freed, applied natively before anything observes them.
  *
  * The main test is an equivalence test: one random workload runs on two managers, one with the
@@ -15,8 +15,8 @@
 import { expect } from 'chai';
 import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
-import { loadNative } from '../lib/loader';
-import type { NativeAddon } from '../lib/native';
+import { loadNative } from '../lib/native/loader';
+import type { NativeAddon } from '../lib/native/binding';
 import { KiB, MiB, SMALL_POOLS, allZero, bufferOf, collect, collectUntil, expectCode, filledWith, gc, poolMetrics, tick } from './helpers';
 import { mulberry32 } from './random';
 

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { DEFAULT_CHANNEL_MAX_HANDLES, HandleTableFullError, IsopoolError, ResourceManager } from '../lib';
-import { HANDLE_TABLE_CAPACITY } from '../lib/native';
+import { HANDLE_TABLE_CAPACITY } from '../lib/native/binding';
 import { expectCode, expectLimitError, expectUnchanged } from './helpers';
 
 describe('handle caps and the handle table', function () {

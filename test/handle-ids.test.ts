@@ -20,8 +20,8 @@
 import { expect } from 'chai';
 import { ResourceManager } from '../lib';
 import type { AccessMode, ResourceHandle } from '../lib';
-import { loadNative } from '../lib/loader';
-import type { NativeManager } from '../lib/native';
+import { loadNative } from '../lib/native/loader';
+import type { NativeManager } from '../lib/native/binding';
 import { expectCode, unscopedMetrics } from './helpers';
 
 const PROBES = 10_000_000;
@@ -197,7 +197,7 @@ describe('a stale id whose table index is live again', () => {
           const oldId = old.id;
           expect(free(old), 'the first free').to.equal(true);
           // A fast-lane free parks the slot, still held natively under its last native id; any
-          // observation applies the lane (lib/fast-lane.ts), which frees the id's table entry.
+          // observation applies the lane (lib/lane/fast-lane.ts), which frees the id's table entry.
           expect(mgr.getResourceMetrics().channels['c'].handles, 'nothing live').to.equal(0);
           let fresh: ResourceHandle | null = null;
           let churned = 0;

@@ -252,7 +252,7 @@ describe('hardened mode', () => {
 
     /** Runs a child that allocates in a hardened native manager and writes `beyond` bytes past the requested size. */
     function overrun(slot: { slotSize: number } | null, size: number, beyond: number): ReturnType<typeof spawnSync> {
-      const loader = path.resolve(__dirname, '..', 'lib', 'loader.js');
+      const loader = path.resolve(__dirname, '..', 'lib', 'native', 'loader.js');
       const pools = slot === null ? [] : [{ name: 'p', slotSize: slot.slotSize, queueSize: 1 }];
       const script = `
         const { loadNative } = require(${JSON.stringify(loader)});
@@ -273,7 +273,7 @@ describe('hardened mode', () => {
     }
 
     it('the hook is absent without ISOPOOL_TEST_HOOKS=1', () => {
-      const loader = path.resolve(__dirname, '..', 'lib', 'loader.js');
+      const loader = path.resolve(__dirname, '..', 'lib', 'native', 'loader.js');
       const env = { ...process.env };
       delete env['ISOPOOL_TEST_HOOKS'];
       const r = spawnSync(

@@ -1,10 +1,10 @@
 /**
- * The addon check (lib/loader.ts narrowAddon): a stale or foreign isopool.node is refused at load
+ * The addon check (lib/native/loader.ts narrowAddon): a stale or foreign isopool.node is refused at load
  * with a message that says what to do, instead of failing in the middle of a call. The binding
  * version moves whenever the JS <-> native contract changes (native/addon.cc kBindingVersion).
  */
 import { expect } from 'chai';
-import { BINDING_VERSION, loadNative, narrowAddon } from '../lib/loader';
+import { BINDING_VERSION, loadNative, narrowAddon } from '../lib/native/loader';
 
 describe('loading the addon', () => {
   const good = { NativeManager: function NativeManager(): void {}, pageSize: 4096, bindingVersion: BINDING_VERSION, mallocStats: (): undefined => undefined, mallocTrim: (): undefined => undefined };

@@ -3,7 +3,7 @@
  * slabs is resident. (mallocStats is checked with the loader: test/loader.test.ts.)
  */
 import { expect } from 'chai';
-import { loadNative } from '../lib/loader';
+import { loadNative } from '../lib/native/loader';
 
 const MANAGER_CLOSED = 11;
 // 4 slots of 4 KiB per slab (queueSize 4): a 16 KiB mapping, too small for a transparent huge page.

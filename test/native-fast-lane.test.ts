@@ -6,8 +6,8 @@
  */
 import { expect } from 'chai';
 import { ResourceManager } from '../lib';
-import { loadNative } from '../lib/loader';
-import type { NativeAddon, NativeManager } from '../lib/native';
+import { loadNative } from '../lib/native/loader';
+import type { NativeAddon, NativeManager } from '../lib/native/binding';
 import { stateOf } from './helpers';
 
 const INVALID_ARGUMENT = 1;

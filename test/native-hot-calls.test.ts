@@ -1,13 +1,13 @@
 /**
  * The addon's hot calls, allocIn() and freeIn(): per-instance functions that take their
- * arguments from the `in` scratch array (lib/native.ts InArgs) instead of converting JS
+ * arguments from the `in` scratch array (lib/native/binding.ts InArgs) instead of converting JS
  * arguments. They must refuse what the argument-taking methods refuse, change nothing when they
  * refuse, and stay safe when they outlive their wrapper.
  */
 import { expect } from 'chai';
-import { loadNative } from '../lib/loader';
-import { readSnapshot } from '../lib/native';
-import type { NativeManager } from '../lib/native';
+import { loadNative } from '../lib/native/loader';
+import { readSnapshot } from '../lib/native/binding';
+import type { NativeManager } from '../lib/native/binding';
 import { collect, gc } from './helpers';
 
 const OK = 0;

@@ -1,9 +1,9 @@
 /**
- * The per-handle record table (lib/records.ts): records keyed by id, stored at the id's handle-table
+ * The per-handle record table (lib/engine/records.ts): records keyed by id, stored at the id's handle-table
  * index, with an overflow for a second live id on the same index. Checked against a Map model.
  */
 import { expect } from 'chai';
-import { RecordTable } from '../lib/records';
+import { RecordTable } from '../lib/engine/records';
 import { mulberry32 } from './random';
 
 interface Rec {

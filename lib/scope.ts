@@ -5,7 +5,8 @@
  */
 import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { ChannelState, Core } from './core';
+import type { Engine } from './engine/engine';
+import type { ChannelState } from './engine/state';
 import { InvalidArgumentError, describeValue } from './errors';
 import { Handle } from './handle';
 import type {
@@ -19,11 +20,11 @@ import type {
 
 /** @internal */
 export class Scope implements ChannelScope {
-  readonly #core: Core;
+  readonly #engine: Engine;
   readonly #state: ChannelState;
 
-  constructor(core: Core, state: ChannelState) {
-    this.#core = core;
+  constructor(core: Engine, state: ChannelState) {
+    this.#engine = core;
     this.#state = state;
   }
 
@@ -32,29 +33,29 @@ export class Scope implements ChannelScope {
   }
 
   allocate(resourceType: string, size: number): ResourceHandle {
-    this.#core.checkOpenHot('ChannelScope.allocate');
-    return this.#core.allocate(resourceType, size, undefined, this.#state);
+    this.#engine.checkOpenHot('ChannelScope.allocate');
+    return this.#engine.allocate(resourceType, size, undefined, this.#state);
   }
 
   deallocate(handle: ResourceHandle | number): boolean {
-    this.#core.checkOpenHot('ChannelScope.deallocate');
-    return this.#core.deallocate(handle, this.#state);
+    this.#engine.checkOpenHot('ChannelScope.deallocate');
+    return this.#engine.deallocate(handle, this.#state);
   }
 
   validate(handle: ResourceHandle | number): SecurityValidationResult {
-    this.#core.checkOpen('ChannelScope.validate');
-    return this.#core.validate(handle, this.#state);
+    this.#engine.checkOpen('ChannelScope.validate');
+    return this.#engine.validate(handle, this.#state);
   }
 
   track(handle: ResourceHandle | number): ResourceMetrics {
-    this.#core.checkOpen('ChannelScope.track');
-    return this.#core.track(handle, this.#state);
+    this.#engine.checkOpen('ChannelScope.track');
+    return this.#engine.track(handle, this.#state);
   }
 
   limits(resourceType: string): ResourceLimits {
-    this.#core.checkOpen('ChannelScope.limits');
-    this.#core.checkScopeOpen(this.#state);
-    return this.#core.getLimits(resourceType, this.#state.name);
+    this.#engine.checkOpen('ChannelScope.limits');
+    this.#engine.checkScopeOpen(this.#state);
+    return this.#engine.getLimits(resourceType, this.#state.name);
   }
 
   write(stream: NodeJS.WritableStream, handle: ResourceHandle): Promise<void> {
@@ -130,11 +131,11 @@ export class Scope implements ChannelScope {
    * buffer travels with the object) and counted types.
    */
   #owned(operation: string, handle: ResourceHandle): Buffer {
-    this.#core.checkOpen(operation);
+    this.#engine.checkOpen(operation);
     if (typeof handle !== 'object' || handle === null || Handle.idOf(handle) === undefined) {
       throw new InvalidArgumentError('handle', `handle must be a ResourceHandle object (its buffer is written), got ${describeValue(handle)}`);
     }
-    this.#core.track(handle, this.#state);
+    this.#engine.track(handle, this.#state);
     const buffer = handle.buffer;
     if (buffer === null) throw new InvalidArgumentError('handle', `handle ${handle.id} is of a counted type: it has no buffer to write`);
     return buffer;
@@ -142,14 +143,14 @@ export class Scope implements ChannelScope {
 
   /** Gives back a handle a helper owns; already freed (the channel or manager closed) is fine. */
   #free(handle: ResourceHandle): void {
-    if (this.#core.closed || !this.#state.open) return;
-    this.#core.deallocate(handle, this.#state);
+    if (this.#engine.closed || !this.#state.open) return;
+    this.#engine.deallocate(handle, this.#state);
   }
 
   close(): ChannelCloseReport {
-    this.#core.checkOpen('ChannelScope.close');
-    this.#core.checkScopeOpen(this.#state);
-    return this.#core.closeChannel(this.#state.name);
+    this.#engine.checkOpen('ChannelScope.close');
+    this.#engine.checkScopeOpen(this.#state);
+    return this.#engine.closeChannel(this.#state.name);
   }
 }
 
@@ -160,7 +161,7 @@ function prematureClose(id: number, channel: string): Error {
 }
 
 /** The scope of a channel incarnation, created once. */
-export function scopeOf(core: Core, state: ChannelState): ChannelScope {
+export function scopeOf(core: Engine, state: ChannelState): ChannelScope {
   if (state.scope === undefined) state.scope = new Scope(core, state);
   return state.scope as ChannelScope;
 }

@@ -429,7 +429,7 @@ export interface NativeAddon {
   NativeManager: new (config: NativeConfig) => NativeManager;
   /** Size of a system page, for direct-allocation rounding. */
   pageSize: number;
-  /** The binding's contract version (native/addon.cc kBindingVersion; lib/loader.ts BINDING_VERSION). */
+  /** The binding's contract version (native/addon.cc kBindingVersion; lib/native/loader.ts BINDING_VERSION). */
   bindingVersion: number;
   /**
    * The process's C heap as glibc counts it (`mallinfo2`), or `undefined` on another libc.

@@ -21,7 +21,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { NativeAddon } from './native';
+import type { NativeAddon } from './binding';
 
 /** `bindings`' export: finds `<name>.node` under the package root and requires it. */
 type BindingsLoader = (name: string) => unknown;

@@ -34,7 +34,7 @@
  * Not timed: fast allocations record no latency sample, and their handles report the time of the
  * sync as their allocation time (README "Access modes").
  *
- * Revocable slots (`'transfer'` revocation, lib/core.ts): a deallocation revokes the handle's
+ * Revocable slots (`'transfer'` revocation, lib/engine/engine.ts): a deallocation revokes the handle's
  * buffer by moving its backing store (`transfer()`) into a new ArrayBuffer that the parked slot
  * keeps, and the next allocation of the same channel, type, pool and exact size (a buffer is
  * exactly its size; the stack is searched a few slots deep for it) gets that ArrayBuffer. The
@@ -52,10 +52,19 @@
  * @internal
  * @packageDocumentation
  */
-import type { ChannelState, Transferable } from './core';
-import type { LimitFields } from './types';
-import { tableIndexOf } from './handle';
-import { placeAt } from './records';
+import { placeAt, tableIndexOf } from '../handle';
+import type { LimitFields, ZeroMode } from '../types';
+
+/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
+export type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
+
+/** What the lane needs of a channel incarnation (the engine's LaneChannel is one). */
+export interface LaneChannel {
+  /** This incarnation's part of the lane. */
+  readonly lane: ChannelLane;
+  readonly zero: ZeroMode;
+  open: boolean;
+}
 
 /** What {@link FastLane.release} did with a handle. */
 export const enum Parked {
@@ -118,7 +127,7 @@ const SAME_SIZE_DEPTH = 8;
 const PARKED_BYTES_MAX = 16 * 1024 * 1024;
 const PARKED_SLOTS_MAX = 4096;
 
-/** A channel incarnation's part of the lane (kept on its ChannelState: no hashing on the hot path). */
+/** A channel incarnation's part of the lane (kept on the channel: no hashing on the hot path). */
 export interface ChannelLane {
   /** Parked slots of the channel. */
   parked: number;
@@ -144,7 +153,7 @@ interface FastSlot {
   live: boolean;
   /** In the dirty list: the native side does not know its current state. */
   dirty: boolean;
-  readonly channel: ChannelState;
+  readonly channel: LaneChannel;
   /** Index of its stack in channel.lane.stacks. */
   readonly stack: number;
   readonly pool: number;
@@ -255,7 +264,7 @@ export class FastLane {
    * (then the caller allocates natively). `watched`: the handle is watched for leaks; its view is
    * a new one that the lane does not keep.
    */
-  take(channel: ChannelState, type: number, n: number, watched: boolean): FastAllocation | null {
+  take(channel: LaneChannel, type: number, n: number, watched: boolean): FastAllocation | null {
     const slot = this.#parkedTop(channel, type, n);
     if (slot === null || (this.#sizeLimited && n > slot.admitted)) return null;
     if (slot.slab.byteLength === 0 && !this.#reexport(slot)) return null;
@@ -283,7 +292,7 @@ export class FastLane {
    * a fresh id with the ArrayBuffer that holds the store, or null. Only for handles not watched
    * for leaks (the lane keeps its buffer).
    */
-  takeRevocable(channel: ChannelState, type: number, n: number): FastSlot | null {
+  takeRevocable(channel: LaneChannel, type: number, n: number): FastSlot | null {
     const top = this.#parkedTop(channel, type, n);
     if (top === null) return null;
     const slot = top.ab !== null && top.ab.byteLength === n ? top : this.#sameSizeToTop(n);
@@ -302,7 +311,7 @@ export class FastLane {
    * when the lane leaves the channel alone). Nothing changes; the caller checks the slot's
    * admitted size where an allocation-size limit is set.
    */
-  #parkedTop(channel: ChannelState, type: number, n: number): FastSlot | null {
+  #parkedTop(channel: LaneChannel, type: number, n: number): FastSlot | null {
     if (this.#parkedSlots === 0) return null;
     const pool = this.#poolOf(n);
     if (pool < 0) return null;
@@ -341,7 +350,7 @@ export class FastLane {
    * Unparks `slot` (the top of #topStack, just found by #parkedTop) as live under the next
    * reserved id, and returns that id; -1 (nothing changed) when no id can be reserved.
    */
-  #handOut(channel: ChannelState, slot: FastSlot): number {
+  #handOut(channel: LaneChannel, slot: FastSlot): number {
     if (this.#idCount === 0 && !this.#refill()) return -1;
     const lane = channel.lane;
     this.#topStack.pop();
@@ -374,7 +383,7 @@ export class FastLane {
    * Registers a view handle the native path just allocated, so its deallocation can park it.
    * `watched`: the lane does not keep its `buffer`.
    */
-  adopt(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, slabKey: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer, watched: boolean): void {
+  adopt(id: number, channel: LaneChannel, type: number, pool: number, slotBytes: number, slabKey: number, slab: ArrayBuffer, offset: number, size: number, buffer: Buffer, watched: boolean): void {
     if (this.#softLimited || channel.lane.soft) return;
     this.#adoptSlot(id, channel, type, pool, slotBytes, size, slabKey, slab, offset, watched ? NO_BUFFER : buffer, -1, null);
   }
@@ -383,13 +392,13 @@ export class FastLane {
    * Registers a revocable handle (not watched for leaks) that the native path just allocated
    * with slot-cache entry `token`'s backing store in `ab`, so its deallocation can park it.
    */
-  adoptRevocable(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, size: number, ab: ArrayBuffer, token: number): void {
+  adoptRevocable(id: number, channel: LaneChannel, type: number, pool: number, slotBytes: number, size: number, ab: ArrayBuffer, token: number): void {
     if (this.#recache === null || this.#softLimited || channel.lane.soft) return;
     this.#adoptSlot(id, channel, type, pool, slotBytes, size, -1, NO_SLAB, 0, NO_BUFFER, token, ab);
   }
 
   /** A live slot for handle `id`, natively allocated now (so admitted under the current limits). */
-  #adoptSlot(id: number, channel: ChannelState, type: number, pool: number, slotBytes: number, size: number, slabKey: number, slab: ArrayBuffer, offset: number, buffer: Buffer, token: number, ab: ArrayBuffer | null): void {
+  #adoptSlot(id: number, channel: LaneChannel, type: number, pool: number, slotBytes: number, size: number, slabKey: number, slab: ArrayBuffer, offset: number, buffer: Buffer, token: number, ab: ArrayBuffer | null): void {
     this.#setLive(id, {
       nativeId: id,
       id,
@@ -418,7 +427,7 @@ export class FastLane {
    * changed since its allocation, or the parking space is full. The caller then syncs and frees
    * natively. {@link Parked.Watched}: parked, and the caller unregisters the handle's leak watch.
    */
-  release(id: number, presenter: ChannelState | null): Parked {
+  release(id: number, presenter: LaneChannel | null): Parked {
     const index = tableIndexOf(id);
     const slot = this.#live[index];
     if (slot === undefined || slot.id !== id) return Parked.No;
@@ -485,14 +494,14 @@ export class FastLane {
    * peaks it updates. Frees the channel's parked slots natively (all of them when a type's total
    * has a hard limit: every channel counts there).
    */
-  beforeNativeAllocation(channel: ChannelState | null): void {
+  beforeNativeAllocation(channel: LaneChannel | null): void {
     if (this.#parkedSlots === 0) return;
     if (this.#typeTotalLimited) this.sync();
     else if (channel !== null && channel.lane.parked > 0) this.#freeParked(channel);
   }
 
   /** Frees `channel`'s parked slots natively (a partial sync: the rest of the lane stays). */
-  #freeParked(channel: ChannelState): void {
+  #freeParked(channel: LaneChannel): void {
     const dirty = this.#dirty;
     let kept = 0;
     for (let i = 0; i < dirty.length; i++) {
@@ -517,7 +526,7 @@ export class FastLane {
    * on `channel`'s scopes). The caller synced before making it, so parked slots were freed under
    * the old limits; slots allocated before it become ineligible here.
    */
-  limitsChanged(update: Partial<LimitFields>, typeTotal: boolean, channel: ChannelState | null): void {
+  limitsChanged(update: Partial<LimitFields>, typeTotal: boolean, channel: LaneChannel | null): void {
     if (typeTotal) this.#typeEpoch++;
     else if (channel !== null) channel.lane.epoch++;
     if (isLimited(update.maxAllocationSize)) this.#sizeLimited = true;

@@ -20,13 +20,13 @@ import {
   UnknownChannelError,
   UnknownResourceTypeError,
   describeValue,
-} from './errors';
-import type { LimitScopeName } from './errors';
-import type { EventSink } from './events';
-import { FastLane, newChannelLane, Parked } from './fast-lane';
-import type { ChannelLane } from './fast-lane';
-import { Handle, handleIdOf, isWellFormedId } from './handle';
-import type { HandleOwner } from './handle';
+} from '../errors';
+import type { LimitScopeName } from '../errors';
+import type { EventSink } from '../events';
+import { FastLane, Parked } from '../lane/fast-lane';
+import type { Transferable } from '../lane/fast-lane';
+import { Handle, handleIdOf, isWellFormedId } from '../handle';
+import type { HandleOwner } from '../handle';
 import {
   AllocOut,
   BufferMode,
@@ -40,9 +40,21 @@ import {
   UsageOut,
   VIOLATION_CODES,
   readSnapshot,
-} from './native';
-import type { NativeLatency, NativeManager, NativePoolStats } from './native';
+} from '../native/binding';
+import type { NativeLatency, NativeManager, NativePoolStats } from '../native/binding';
 import { RecordTable } from './records';
+import { AllocationSite } from './sites';
+import {
+  BUFFER_TYPE,
+  UNSCOPED_INDEX,
+  bufferOf,
+  channelBits,
+  channelState,
+  isRevocable,
+  transferAvailable,
+  unrevocable,
+} from './state';
+import type { ChannelState, LiveRecord, TypeState } from './state';
 import type {
   AccessMode,
   ChannelCloseReport,
@@ -59,76 +71,14 @@ import type {
   Violation,
   ViolationCode,
   ZeroMode,
-} from './types';
-import { checkChannelId, checkSize, checkTypeName } from './validate';
-import type { CheckedChannelOptions } from './validate';
-
-interface TypeState {
-  readonly name: string;
-  readonly index: number;
-  readonly memory: boolean;
-}
-
-/** One incarnation of an open channel. */
-export interface ChannelState {
-  readonly name: string;
-  readonly index: number;
-  readonly access: AccessMode;
-  readonly zero: ZeroMode;
-  /**
-   * Revocable memory freed here waits for its buffer to die before any reuse (the default; see
-   * README "Security model"). False only for `unsafeImmediateReuse` channels and view channels.
-   */
-  readonly deferred: boolean;
-  /** Native owner epoch of this incarnation: allocations check it, so a recycled index is never charged. */
-  readonly owner: number;
-  open: boolean;
-  /** The scope object handed out for this incarnation (created lazily by the manager). */
-  scope: unknown;
-  /** This incarnation's part of the fast lane (lib/fast-lane.ts). */
-  readonly lane: ChannelLane;
-}
-
-/** Per live handle, only where something must be done at release: revoke a buffer or unwatch a leak. */
-interface LiveRecord {
-  readonly id: number;
-  /** Place in its channel's list of records (lib/records.ts). */
-  pos: number;
-  /**
-   * The handle's own ArrayBuffer (revocable memory), to revoke it when the handle is freed by id.
-   * Held weakly only when the handle is watched for leaks (so a leak stays collectable); else
-   * strongly: a WeakRef would keep it alive to the end of the current job anyway, and costs an
-   * allocation on the hot path.
-   */
-  readonly ab: ArrayBuffer | WeakRef<ArrayBuffer> | null;
-  /** Allocation site, when recorded. */
-  readonly site: AllocationSite | undefined;
-  /** Registered with the leak registry (this record is the unregister token). */
-  readonly watched: boolean;
-  /** Native index of the handle's channel (0: unscoped). */
-  readonly channel: number;
-  /** Slot-cache entry of the buffer's backing store (`'transfer'` revocation), or -1. */
-  readonly token: number;
-  /** Deferred release: freeing it leaves the buffer attached; its memory waits for the buffer to die. */
-  readonly deferred: boolean;
-}
-
-/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
-export type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
-
-/**
- * Revocation by `transfer()` unless `ISOPOOL_REVOCATION=detach` (a diagnostic switch, for
- * comparing the two methods on one Node; README "Access modes").
- */
-function transferAvailable(): boolean {
-  if (process.env.ISOPOOL_REVOCATION === 'detach') return false;
-  return typeof (ArrayBuffer.prototype as Partial<Transferable>).transfer === 'function';
-}
+} from '../types';
+import { checkChannelId, checkSize, checkTypeName } from '../validate';
+import type { CheckedChannelOptions } from '../validate';
 
 /** Slot-cache entries kept at least (each is an ArrayBuffer object without memory of its own). */
 const SLOT_CACHE_MIN = 4096;
 
-/** Transfers remembered per thread (see Core.#moves). */
+/** Transfers remembered per thread (see Engine.#moves). */
 const MOVES_KEPT = 65536;
 /**
  * A close of at most this many handles finishes before closeChannel returns (the default
@@ -151,50 +101,6 @@ interface ClosingChannel {
   keep: Uint8Array | null;
 }
 
-/** Memory in the unscoped domain or a revocable channel: its buffer is its own, revocable ArrayBuffer. */
-function isRevocable(type: TypeState, channel: ChannelState | null): boolean {
-  return type.memory && (channel === null || channel.access === 'revocable');
-}
-
-
-/** A new open channel incarnation from its native option bits (see {@link channelBits}). */
-function channelState(name: string, index: number, owner: number, bits: number): ChannelState {
-  return {
-    name,
-    index,
-    owner,
-    access: bits & 1 ? 'view' : 'revocable',
-    zero: bits & 2 ? 'always' : 'cross-channel',
-    deferred: (bits & 5) === 0,
-    open: true,
-    scope: undefined,
-    lane: newChannelLane(),
-  };
-}
-
-/** The native channel option bits: access (1), zero (2), immediate reuse (4). */
-function channelBits(access: AccessMode, zero: ZeroMode, immediate: boolean): number {
-  return (access === 'view' ? 1 : 0) | (zero === 'always' ? 2 : 0) | (immediate ? 4 : 0);
-}
-
-/** The revocable ArrayBuffer of a record, if it is still reachable. */
-function bufferOf(record: LiveRecord | undefined): ArrayBuffer | undefined {
-  const ab = record?.ab;
-  if (ab === undefined || ab === null) return undefined;
-  return ab instanceof WeakRef ? ab.deref() : ab;
-}
-
-/**
- * A revocable handle whose buffer we can no longer revoke ourselves: detached by other code
- * (`transfer()`, a BYOB stream read...) or, held weakly, collected. Another ArrayBuffer may
- * still reach its memory, so freeing it must park the memory until that backing store dies.
- */
-function unrevocable(record: LiveRecord | undefined): boolean {
-  if (record === undefined || record.ab === null) return false;
-  const ab = bufferOf(record);
-  return ab === undefined || ab.byteLength === 0;
-}
-
 /** What the leak registry remembers of a watched handle (never the handle or its buffer). */
 interface LeakHeld {
   readonly id: number;
@@ -204,7 +110,7 @@ interface LeakHeld {
   readonly site: AllocationSite | undefined;
 }
 
-export interface CoreOptions {
+export interface EngineOptions {
   native: NativeManager;
   poolNames: string[];
   /** Slot sizes of the pools, in pool index order. */
@@ -220,9 +126,6 @@ export interface CoreOptions {
   shared: boolean;
 }
 
-const UNSCOPED_INDEX = 0;
-/** The built-in memory type (native index 0). */
-const BUFFER_TYPE: TypeState = Object.freeze({ name: 'buffer', index: 0, memory: true });
 const SCOPE_NAMES: Record<number, LimitScopeName> = {
   [NativeLimitScope.Type]: 'type',
   [NativeLimitScope.Channel]: 'channel',
@@ -252,7 +155,7 @@ function violationList(mask: number, id: number): Violation[] {
   return out;
 }
 
-export class Core implements HandleOwner {
+export class Engine implements HandleOwner {
   readonly #native: NativeManager;
   readonly #out: Float64Array;
   readonly #in: Float64Array;
@@ -286,7 +189,7 @@ export class Core implements HandleOwner {
   #cache: Array<Transferable | undefined> = [];
   #cached = 0;
   #cacheLimit = SLOT_CACHE_MIN;
-  /** View-mode fast lane (lib/fast-lane.ts); null for shared and hardened managers and 'paranoid' leak detection. */
+  /** View-mode fast lane (lib/lane/fast-lane.ts); null for shared and hardened managers and 'paranoid' leak detection. */
   readonly #fast: FastLane | null;
   #closed = false;
   #unscopedDeferred = true;
@@ -300,7 +203,7 @@ export class Core implements HandleOwner {
   readonly #closing = new Set<ClosingChannel>();
   #finalMetrics: ManagerMetrics | null = null;
 
-  constructor(options: CoreOptions) {
+  constructor(options: EngineOptions) {
     this.#native = options.native;
     this.#out = options.native.out;
     this.#in = options.native.in;
@@ -335,7 +238,7 @@ export class Core implements HandleOwner {
 
   /**
    * Every public operation starts here. It also makes the native side exact for what follows
-   * (the fast lane's sync), except for allocate and deallocate: see {@link Core.checkOpenHot}.
+   * (the fast lane's sync), except for allocate and deallocate: see {@link Engine.checkOpenHot}.
    */
   checkOpen(operation: string): void {
     this.checkOpenHot(operation);
@@ -1493,7 +1396,7 @@ export class Core implements HandleOwner {
  * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */
-function fastLaneFor(options: CoreOptions, slabOf: (key: number) => ArrayBuffer | null, recache: ((token: number, ab: ArrayBuffer) => void) | null): FastLane | null {
+function fastLaneFor(options: EngineOptions, slabOf: (key: number) => ArrayBuffer | null, recache: ((token: number, ab: ArrayBuffer) => void) | null): FastLane | null {
   // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
   if (options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid') return null;
   if (process.env.ISOPOOL_FASTLANE === 'off') return null;
@@ -1532,55 +1435,3 @@ export function mergeChannelOptions(defaults: CheckedChannelOptions, options: Ch
   });
 }
 
-/** Sites captured in this turn of the event loop and not formatted yet. */
-const unformattedSites: AllocationSite[] = [];
-/** Past this many, the pending sites are formatted at once (a long synchronous run holds no more traces). */
-const UNFORMATTED_SITES_MAX = 1024;
-
-/** Formats the sites of this turn's watched allocations that are still live. */
-function formatSites(): void {
-  for (let i = 0; i < unformattedSites.length; i++) unformattedSites[i].format();
-  unformattedSites.length = 0;
-}
-
-/**
- * A watched allocation's site: the caller's stack without isopool's own frames.
- *
- * Capturing a stack costs about a quarter of capturing and formatting it (V8 formats lazily, on
- * the first read of `stack`: bench/OPTIMISATIONS.md), and most handles are freed soon after
- * their allocation. So formatting waits for the first read of {@link AllocationSite.text}, the
- * end of the current turn of the event loop or the 1,024th site captured in that turn,
- * whichever comes first, and the site of a handle freed before then is never formatted.
- *
- * The captured frames hold their receivers, and a receiver may hold the handle's buffer:
- * keeping them past that turn could keep a leak from being collected, so they are not kept.
- */
-class AllocationSite {
-  #trace: { stack?: string } | null = {};
-  #text = '';
-
-  constructor() {
-    Error.captureStackTrace(this.#trace as object, AllocationSite);
-    if (unformattedSites.length >= UNFORMATTED_SITES_MAX) formatSites();
-    if (unformattedSites.push(this) === 1) setImmediate(formatSites).unref();
-  }
-
-  get text(): string {
-    this.format();
-    return this.#text;
-  }
-
-  format(): void {
-    const trace = this.#trace;
-    if (trace === null) return;
-    this.#trace = null;
-    const lines = (trace.stack ?? '').split('\n').slice(1);
-    const outside = lines.filter((line) => !/[\\/]lib[\\/](core|manager|channel)\.[jt]s/.test(line) && !/[\\/]dist[\\/](core|manager|channel)\.js/.test(line));
-    this.#text = (outside.length > 0 ? outside : lines).map((l) => l.trim()).join('\n');
-  }
-
-  /** The handle was freed: its site is not needed any more. */
-  drop(): void {
-    this.#trace = null;
-  }
-}

@@ -3,16 +3,7 @@
  * @internal
  * @packageDocumentation
  */
-import { tableIndexOf } from './handle';
-
-/**
- * Writes `array[index] = value`, first growing the array densely: a write far past the end would
- * turn it into a dictionary.
- */
-export function placeAt<T>(array: Array<T | undefined>, index: number, value: T): void {
-  while (array.length < index) array.push(undefined);
-  array[index] = value;
-}
+import { placeAt, tableIndexOf } from '../handle';
 
 /** A record names the id it belongs to: a slot of the table may later hold another id's. */
 export interface IdRecord {

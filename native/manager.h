@@ -53,8 +53,10 @@ constexpr int32_t kPoolCounter = -2; ///< Allocation::pool for counter types
 enum class TypeKind : uint8_t { kMemory = 0, kCounter = 1 };
 enum class AccessMode : uint8_t { kRevocable = 0, kView = 1 };
 enum class ZeroMode : uint8_t { kCrossChannel = 0, kAlways = 1 };
+// abi: NativeFreeReason
 enum class FreeReason : uint8_t { kDeallocate = 0, kChannelClose = 1, kManagerClose = 2, kLeak = 3 };
 /// Which limit refused an allocation or was crossed softly.
+// abi: NativeLimitScope
 enum class LimitScope : uint8_t { kNone = 0, kType = 1, kChannel = 2, kChannelType = 3, kAllocationSize = 4 };
 
 struct PoolConfig {

@@ -1,7 +1,7 @@
 // manager_binding.cc — the NativeManager class: lib/native/binding.ts's NativeManager
 // over isopool::Manager.
 //
-// Calling convention (lib/native/binding.ts): arguments are primitives; hot methods
+// Calling convention (abi.h; lib/native/binding.ts): arguments are primitives; hot methods
 // return a status number (or -status, or an ArrayBuffer) and write their other
 // results into the scratch `out` Float64Array. Only the constructor throws for
 // a Status; the other methods throw only for a binding misuse (wrong argument
@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "abi.h"
 #include "binding_util.h"
 #include "hardening.h"
 #include "manager.h"
@@ -46,40 +47,6 @@
 namespace isopool {
 namespace binding {
 namespace {
-
-// --- `out` slots: keep in sync with lib/native/binding.ts -----------------------------
-constexpr size_t kOutLength = 32;
-
-/// allocate()'s buffer modes (lib/native/binding.ts BufferMode).
-constexpr int32_t kBufferNone = 0, kBufferFresh = 1, kBufferSlotCache = 2;
-
-namespace alloc_out {
-enum : size_t {
-  kId = 0, kSlotBytes = 1, kCharged = 2, kPool = 3, kSlabKey = 4, kSlabOffset = 5,
-  kSoftCrossed = 6, kLatencyNs = 7, kRefusedScope = 8, kRefusedLimit = 9,
-  kRefusedInUse = 10, kRefusedHandles = 11,
-  kCacheToken = 12,  ///< slot cache: the JS cache entry of the handle's backing store
-  kCacheEvict = 13,  ///< slot cache: a JS cache entry to drop (-1: none)
-};
-}  // namespace alloc_out
-
-namespace info_out {
-enum : size_t {
-  kType = 0, kChannel = 1, kPool = 2, kSize = 3, kSlotBytes = 4, kCharged = 5,
-  kAgeNs = 6, kLatencyNs = 7, kSlabKey = 8, kSlabOffset = 9, kInTransit = 10,
-  kOwner = 11, kViolationMask = 12, kClosedByChannel = 13,
-  kRecached = 14,  ///< free with a slot-cache token: 1 if JS must move the backing store to its cache
-};
-}  // namespace info_out
-
-namespace usage_out {
-enum : size_t { kBytes = 0, kHandles = 1, kPeakBytes = 2, kLimitRejections = 3, kViolations = 4 };
-}  // namespace usage_out
-static_assert(usage_out::kViolations + kViolationKinds <= kOutLength, "UsageOut must fit in out");
-
-namespace limits_out {
-enum : size_t { kMaxBytes = 0, kMaxHandles = 1, kMaxAllocationSize = 2, kSoftBytes = 3 };
-}  // namespace limits_out
 
 /// An id that no manager ever issues (ids are < 2^53): what a malformed JS id
 /// (NaN, negative, fractional, unsafe) is presented as, so the core counts it
@@ -118,30 +85,6 @@ bool ReadLimit(napi_env env, napi_value value, uint64_t* out) noexcept {
   return true;
 }
 
-// --- scratch results ------------------------------------------------------------
-/// Slots of `in` (lib/native/binding.ts InArgs): the arguments of allocIn() and freeIn().
-constexpr size_t kInLength = 8;
-
-// --- fast lane (single-owner view memory; lib/native/binding.ts fastIds, journal) -------------------
-/// `fastIds`: the ids reserveIds() hands out.
-constexpr size_t kFastIdsLength = 256;
-/// `journal`: applyJournal()'s ops, kJournalOpLength doubles each: [op, a, b, c].
-constexpr size_t kJournalOps = 1024, kJournalOpLength = 4;
-constexpr size_t kJournalLength = kJournalOps * kJournalOpLength;
-namespace journal_op {
-enum : int32_t {
-  kReissue = 1,  ///< a = old id, b = new id (from fastIds), c = size: Manager::Reissue
-  kFree = 2,     ///< a = id: freeIn(id) with presenter -1, reason Deallocate, no buffer, keep 0, token -1
-  kBurn = 3,     ///< a = id (from fastIds), b = source id (holds the slot), c = size: Manager::Burn
-  /// a = id, b = slot-cache token: kFree, and the backing store goes back to the slot cache (its
-  /// ArrayBuffer is the JS cache's entry b from now on), as a deallocation with a token does.
-  kFreeCached = 4,
-  /// a = old id, b = new id, c = slot-cache token: the token's backing store, held by old id's
-  /// handle, now belongs to new id's (after a kReissue of a revocable slot): its finalizer
-  /// reports new id, and a free of new id may put it back in the cache.
-  kSlotOwner = 5,
-};
-}  // namespace journal_op
 /// applyJournal()'s results besides the index of the failed op.
 constexpr double kJournalApplied = -1, kJournalBadCount = -2, kJournalClosed = -3;
 
@@ -806,7 +749,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     Manager* m = Live(env);
     if (!info[0].IsString()) throw ArgumentTypeError(env, "isopool: findType(name): name must be a string");
     const int32_t index = m->FindType(info[0].As<Napi::String>().Utf8Value());
-    if (index >= 0) out_[0] = static_cast<double>(m->KindOf(index));
+    if (index >= 0) out_[type_out::kKind] = static_cast<double>(m->KindOf(index));
     return Num(env, index);
   }
 
@@ -827,7 +770,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     bool created = false;
     Status s = manager_->OpenChannel(info[0].As<Napi::String>().Utf8Value(), options, &index, &created);
     if (s != Status::kOk) return NegStatusValue(env, s);
-    out_[0] = created ? 1 : 0;
+    out_[open_out::kCreated] = created ? 1 : 0;
     return Num(env, index);
   }
 
@@ -838,8 +781,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     const int32_t index = m->FindChannel(info[0].As<Napi::String>().Utf8Value());
     if (index >= 0) {
       const ChannelOptions o = m->OptionsOf(index);
-      out_[0] = static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1) | (o.immediate_reuse ? 4 : 0);
-      out_[1] = m->OwnerOf(index);
+      out_[find_out::kBits] = static_cast<int32_t>(o.access) | (static_cast<int32_t>(o.zero) << 1) | (o.immediate_reuse ? 4 : 0);
+      out_[find_out::kOwner] = m->OwnerOf(index);
     }
     return Num(env, index);
   }
@@ -853,8 +796,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (!ReadInt32(env, info[0], &channel)) return StatusValue(env, Status::kInvalidArgument);
     uint64_t count = 0, bytes = 0;
     const Status s = manager_->BeginChannelClose(channel, CallContext{holder_, 0}, &count, &bytes);
-    out_[0] = U64(count);
-    out_[1] = U64(bytes);
+    out_[close_out::kCount] = U64(count);
+    out_[close_out::kBytes] = U64(bytes);
     return StatusValue(env, s);
   }
 
@@ -1007,9 +950,11 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       if (self == nullptr || self->manager_ == nullptr) return Num(e, StatusNumber(Status::kManagerClosed));
       const double* in = hot->in;
       int32_t type, channel, mode;
-      if (!AsInt32(in[0], &type) || !AsInt32(in[2], &channel)) return Num(e, StatusNumber(Status::kInvalidArgument));
-      if (!AsInt32(in[3], &mode)) mode = kBufferNone;
-      return self->DoAllocate(e, type, in[1], channel, mode, in[4]);
+      if (!AsInt32(in[in_args::kAllocType], &type) || !AsInt32(in[in_args::kAllocChannel], &channel)) {
+        return Num(e, StatusNumber(Status::kInvalidArgument));
+      }
+      if (!AsInt32(in[in_args::kAllocMode], &mode)) mode = kBufferNone;
+      return self->DoAllocate(e, type, in[in_args::kAllocSize], channel, mode, in[in_args::kAllocOwner]);
     });
   }
 
@@ -1111,13 +1056,14 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       const double* in = hot->in;
       napi_value ab = nullptr;
       int32_t presenter, reason, token;
-      if ((argc >= 1 && !ReadOptionalArrayBuffer(env, argv[0], &ab)) || !AsInt32(in[1], &presenter) ||
-          !AsInt32(in[2], &reason)) {
+      if ((argc >= 1 && !ReadOptionalArrayBuffer(env, argv[0], &ab)) || !AsInt32(in[in_args::kFreePresenter], &presenter) ||
+          !AsInt32(in[in_args::kFreeReason], &reason)) {
         return Num(e, StatusNumber(Status::kInvalidArgument));
       }
-      if (!AsInt32(in[4], &token)) token = -1;
-      const uint64_t id = IsIntegerIn(in[0], 0, kMaxSafeInteger) ? static_cast<uint64_t>(in[0]) : kMalformedId;
-      return self->DoFree(e, id, presenter, reason, ab, in[3] == 1, token);
+      if (!AsInt32(in[in_args::kFreeToken], &token)) token = -1;
+      const double id_d = in[in_args::kFreeId];
+      const uint64_t id = IsIntegerIn(id_d, 0, kMaxSafeInteger) ? static_cast<uint64_t>(id_d) : kMalformedId;
+      return self->DoFree(e, id, presenter, reason, ab, in[in_args::kFreeKeep] == 1, token);
     });
   }
 
@@ -1203,7 +1149,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       ManagerWrap* self = hot->wrap;
       if (self == nullptr) return Num(e, kJournalClosed);
       if (self->manager_ == nullptr) {
-        self->out_[0] = StatusNumber(Status::kManagerClosed);
+        self->out_[journal_out::kStatus] = StatusNumber(Status::kManagerClosed);
         return Num(e, kJournalClosed);
       }
       double count = 0;
@@ -1246,7 +1192,7 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
         }
       }
       if (s != Status::kOk) {
-        out_[0] = StatusNumber(s);
+        out_[journal_out::kStatus] = StatusNumber(s);
         return i;
       }
     }
@@ -1467,8 +1413,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     if (!ReadInt32(env, info[0], &channel)) throw ArgumentTypeError(env, "isopool: recountChannel(channel): channel must be an integer");
     uint64_t handles = 0, charged = 0;
     m->RecountChannel(channel, &handles, &charged);
-    out_[0] = U64(handles);
-    out_[1] = U64(charged);
+    out_[recount_out::kHandles] = U64(handles);
+    out_[recount_out::kCharged] = U64(charged);
   }
 
   Napi::Value OpenChannels(const Napi::CallbackInfo& info) {
@@ -1486,9 +1432,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
     return result;
   }
 
-  // snapshot() layout: keep in sync with lib/native/binding.ts SnapshotOut.
-  static constexpr size_t kSnapHeader = 11, kSnapLatency = 4, kSnapPool = 10;
-  static constexpr size_t kSnapDirect = kSnapHeader + 2 * kSnapLatency;  ///< then the pools
+  // snapshot() layout: abi.h snapshot_out.
+  static constexpr size_t kSnapDirect = snapshot_out::kPools, kSnapPool = snapshot_out::kPoolLength;
 
   static double* WritePool(double* o, const PoolStats& p) noexcept {
     *o++ = U64(p.slot_size);
@@ -1523,20 +1468,21 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
       throw StatusError(env, Status::kInvalidArgument, "isopool: snapshot: more pools than the snap array holds");
     }
     double* o = snap_;
-    *o++ = U64(s.handles);
-    *o++ = U64(s.bytes_in_use);
-    *o++ = U64(s.requested_bytes);
-    *o++ = U64(s.reserved_bytes);
-    *o++ = U64(s.allocations);
-    *o++ = U64(s.deallocations);
-    *o++ = U64(s.refusals);
-    *o++ = U64(s.live_slot_bytes);
-    *o++ = U64(s.retained_free_bytes);
-    *o++ = U64(s.parked_handles);
-    *o++ = U64(s.thread_exit_reclaims);
-    o = WriteLatency(o, s.allocate_latency);
-    o = WriteLatency(o, s.deallocate_latency);
-    o = WritePool(o, s.direct);
+    o[snapshot_out::kHandles] = U64(s.handles);
+    o[snapshot_out::kBytesInUse] = U64(s.bytes_in_use);
+    o[snapshot_out::kRequestedBytes] = U64(s.requested_bytes);
+    o[snapshot_out::kReservedBytes] = U64(s.reserved_bytes);
+    o[snapshot_out::kAllocations] = U64(s.allocations);
+    o[snapshot_out::kDeallocations] = U64(s.deallocations);
+    o[snapshot_out::kRefusals] = U64(s.refusals);
+    o[snapshot_out::kLiveSlotBytes] = U64(s.live_slot_bytes);
+    o[snapshot_out::kRetainedFreeBytes] = U64(s.retained_free_bytes);
+    o[snapshot_out::kParkedHandles] = U64(s.parked_handles);
+    o[snapshot_out::kThreadExitReclaims] = U64(s.thread_exit_reclaims);
+    WriteLatency(o + snapshot_out::kAllocateLatency, s.allocate_latency);
+    WriteLatency(o + snapshot_out::kDeallocateLatency, s.deallocate_latency);
+    WritePool(o + snapshot_out::kDirect, s.direct);
+    o += snapshot_out::kPools;
     for (const PoolStats& p : s.pools) o = WritePool(o, p);
     return Num(env, static_cast<double>(o - snap_));
   }
@@ -1561,8 +1507,8 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   /// out[0] = external ArrayBuffers created over slots (allocate, adopt), out[1] = allocations
   /// served from the cache. Returns false for a manager without a slot cache (shared).
   Napi::Value SlotCacheStats(const Napi::CallbackInfo& info) {
-    out_[0] = U64(buffers_created_);
-    out_[1] = cache_ == nullptr ? 0 : U64(cache_->reused);
+    out_[cache_out::kBuffersCreated] = U64(buffers_created_);
+    out_[cache_out::kBuffersReused] = cache_ == nullptr ? 0 : U64(cache_->reused);
     return Napi::Boolean::New(info.Env(), cache_ != nullptr);
   }
 

@@ -3,13 +3,14 @@
 // The core never throws. Every fallible operation returns a Status; the binding
 // layer (addon.cc, *_binding.cc) maps each value to the JS error class with the
 // same `code` (SPEC.md §4). The numeric values cross into JS: keep them stable
-// and in sync with lib/native/binding.ts (`NativeStatus`).
+// (lib/native/abi.ts `NativeStatus` is generated from this enum).
 #pragma once
 
 #include <cstdint>
 
 namespace isopool {
 
+// abi: NativeStatus
 enum class Status : int32_t {
   kOk = 0,
   kInvalidArgument = 1,     ///< ERR_INVALID_ARGUMENT
@@ -28,6 +29,7 @@ enum class Status : int32_t {
 
 /// Violation kinds (SPEC.md §2). Values are bit positions in a violation mask
 /// and indices into per-channel violation counters.
+// abi: NativeViolation
 enum class Violation : uint32_t {
   kForgedHandle = 0,     ///< FORGED_HANDLE: never issued
   kStaleHandle = 1,      ///< STALE_HANDLE: freed

@@ -30,17 +30,22 @@ import type { HandleOwner } from '../handle';
 import {
   AllocOut,
   BufferMode,
-  HANDLE_TABLE_CAPACITY,
+  CacheOut,
+  CloseOut,
+  FindOut,
   InArgs,
   InfoOut,
   LimitsOut,
   NativeFreeReason,
   NativeLimitScope,
   NativeStatus,
+  OpenOut,
+  RecountOut,
+  TypeOut,
   UsageOut,
   VIOLATION_CODES,
-  readSnapshot,
-} from '../native/binding';
+} from '../native/abi';
+import { HANDLE_TABLE_CAPACITY, readSnapshot } from '../native/binding';
 import type { NativeLatency, NativeManager, NativePoolStats } from '../native/binding';
 import { RecordTable } from './records';
 import { AllocationSite } from './sites';
@@ -288,7 +293,7 @@ export class Engine implements HandleOwner {
   #nativeType(name: string): TypeState | undefined {
     const index = this.#native.findType(name);
     if (index < 0) return undefined;
-    const type: TypeState = { name, index, memory: this.#out[0] === 0 };
+    const type: TypeState = { name, index, memory: this.#out[TypeOut.Kind] === 0 };
     this.#addType(type);
     return type;
   }
@@ -307,8 +312,8 @@ export class Engine implements HandleOwner {
       if (cached !== undefined) this.#forget(cached);
       return undefined;
     }
-    const bits = this.#out[0];
-    const owner = this.#out[1];
+    const bits = this.#out[FindOut.Bits];
+    const owner = this.#out[FindOut.Owner];
     if (cached !== undefined && cached.index === index && cached.owner === owner) return cached;
     if (cached !== undefined) this.#forget(cached);
     const state = channelState(name, index, owner, bits);
@@ -405,7 +410,7 @@ export class Engine implements HandleOwner {
     const immediate = access === 'revocable' && options.unsafeImmediateReuse === true;
     const index = this.#native.openChannel(name, access === 'view' ? 1 : 0, zero === 'always' ? 1 : 0, immediate ? 1 : 0);
     if (index < 0) throw this.#statusError(-index, { channel: name });
-    const created = this.#out[0] === 1;
+    const created = this.#out[OpenOut.Created] === 1;
     if (!created && explicit !== undefined) {
       throw new InvalidArgumentError('options', `channel ${describeValue(name)} is already open; change its limits with setResourceLimits`);
     }
@@ -418,7 +423,7 @@ export class Engine implements HandleOwner {
   /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
   #lookupChannelUncached(name: string, index: number, bits: number): ChannelState {
     this.#native.findChannel(name);
-    const state = channelState(name, index, this.#out[1], bits);
+    const state = channelState(name, index, this.#out[FindOut.Owner], bits);
     this.#channels.set(name, state);
     this.#channelsByIndex[index] = state;
     return state;
@@ -446,8 +451,8 @@ export class Engine implements HandleOwner {
     // #closeSteps frees them.
     const status = this.#native.closeChannel(state.index);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { channel: state.name });
-    const count = this.#out[0];
-    const bytes = this.#out[1];
+    const count = this.#out[CloseOut.Count];
+    const bytes = this.#out[CloseOut.Bytes];
     this.#forget(state);
     const closing: ClosingChannel = { state, freed: [], sites: null, left: count, keep: null };
     const report = { channelId: state.name, count, bytes } as ChannelCloseReport;
@@ -1147,8 +1152,8 @@ export class Engine implements HandleOwner {
     const native = this.#native;
     const out = this.#out;
     native.recountChannel(state.index);
-    const liveHandles = out[0];
-    const liveCharged = out[1];
+    const liveHandles = out[RecountOut.Handles];
+    const liveCharged = out[RecountOut.Charged];
     native.channelUsage(state.index);
     const ledgerBytes = out[UsageOut.Bytes];
     const ledgerHandles = out[UsageOut.Handles];
@@ -1313,7 +1318,7 @@ export class Engine implements HandleOwner {
   #revocationMetrics(): Omit<ManagerMetrics['revocation'], 'pendingRelease'> {
     this.#native.slotCacheStats();
     const laneReused = this.#fast?.revocableAllocations ?? 0;
-    return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[0], buffersReused: this.#out[1] + laneReused };
+    return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[CacheOut.BuffersCreated], buffersReused: this.#out[CacheOut.BuffersReused] + laneReused };
   }
 
   #fastLaneMetrics(): ManagerMetrics['fastLane'] {

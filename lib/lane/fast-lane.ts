@@ -53,6 +53,7 @@
  * @packageDocumentation
  */
 import { placeAt, tableIndexOf } from '../handle';
+import { JournalOp, JournalOut } from '../native/abi';
 import type { LimitFields, ZeroMode } from '../types';
 
 /** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
@@ -92,19 +93,6 @@ export interface FastLaneNative {
   applyJournal(count: number): number;
 }
 
-/** Journal ops (manager_binding.cc ApplyJournal): 4 doubles each, `[op, a, b, c]`. */
-const enum Op {
-  /** a: native id, b: new id, c: requested size. */
-  Reissue = 1,
-  /** a: native id. */
-  Free = 2,
-  /** a: id, b: the id that holds the slot natively, c: requested size. */
-  Burn = 3,
-  /** a: native id, b: slot-cache token (Free, and the backing store goes back to the slot cache). */
-  FreeCached = 4,
-  /** a: old id, b: new id, c: slot-cache token (after a Reissue of a revocable slot). */
-  SlotOwner = 5,
-}
 
 /**
  * Pending journal ops are applied once there are this many (the journal holds up to 1,024). Applying costs ~50 ns an op (mostly
@@ -453,7 +441,7 @@ export class FastLane {
     }
     this.#live[index] = undefined;
     slot.live = false;
-    if (id !== slot.nativeId) this.#push(Op.Burn, id, slot.nativeId, slot.size);
+    if (id !== slot.nativeId) this.#push(JournalOp.Burn, id, slot.nativeId, slot.size);
     if (!slot.dirty) {
       slot.dirty = true;
       this.#dirty.push(slot);
@@ -551,8 +539,8 @@ export class FastLane {
         slot.channel.lane.parked = 0;
         slot.channel.lane.stacks.length = 0;
       } else if (slot.id !== slot.nativeId) {
-        this.#push(Op.Reissue, slot.nativeId, slot.id, slot.size);
-        if (slot.token >= 0) this.#push(Op.SlotOwner, slot.nativeId, slot.id, slot.token);
+        this.#push(JournalOp.Reissue, slot.nativeId, slot.id, slot.size);
+        if (slot.token >= 0) this.#push(JournalOp.SlotOwner, slot.nativeId, slot.id, slot.token);
         slot.nativeId = slot.id;
       }
     }
@@ -567,17 +555,17 @@ export class FastLane {
   #pushFree(slot: FastSlot): void {
     const ab = slot.ab;
     if (slot.token < 0 || ab === null) {
-      this.#push(Op.Free, slot.nativeId, 0, 0);
+      this.#push(JournalOp.Free, slot.nativeId, 0, 0);
       return;
     }
-    this.#push(Op.FreeCached, slot.nativeId, slot.token, 0);
+    this.#push(JournalOp.FreeCached, slot.nativeId, slot.token, 0);
     // After the push: a full journal is applied first, and delivers what it covers.
     this.#recacheTokens.push(slot.token);
     this.#recacheBuffers.push(ab);
     slot.ab = null;
   }
 
-  #push(op: Op, a: number, b: number, c: number): void {
+  #push(op: JournalOp, a: number, b: number, c: number): void {
     if (this.#ops >= APPLY_AT) this.#apply();
     const j = this.#journal;
     const at = this.#ops++ * 4;
@@ -594,7 +582,7 @@ export class FastLane {
     const failed = this.#native.applyJournal(count);
     if (failed !== -1) {
       // Never expected: the lane and the native table disagree. Nothing safe can continue.
-      throw new Error(`isopool internal error: fast-lane journal op ${failed} of ${count} failed (native status ${this.#native.out[0]})`);
+      throw new Error(`isopool internal error: fast-lane journal op ${failed} of ${count} failed (native status ${this.#native.out[JournalOut.Status]})`);
     }
     // The slot cache takes the stores of the FreeCached ops just applied, before any allocation
     // can ask for them (an entry the native side did not mark cached is never asked for).

@@ -5,145 +5,18 @@
  * {@link narrowAddon} has checked it. Everything else in lib/ uses the
  * {@link NativeManager} interface declared here.
  *
- * Calling convention (hot paths): arguments are primitives; results that have
+ * Calling convention (native/abi.h): arguments are primitives; results that have
  * several numbers are written into the manager's scratch `out` Float64Array
- * (ids are safe integers, so they fit a double exactly). Status values are the
- * numbers of native/status.h.
+ * (ids are safe integers, so they fit a double exactly). The slot layouts and number
+ * codes are in ./abi.ts, generated from the C++ headers.
  * @internal
  * @packageDocumentation
  */
-
-/** native/status.h `Status`. */
-export const enum NativeStatus {
-  Ok = 0,
-  InvalidArgument = 1,
-  InvalidSize = 2,
-  UnknownType = 3,
-  UnknownChannel = 4,
-  ChannelClosed = 5,
-  ResourceLimit = 6,
-  PoolExhausted = 7,
-  InvalidHandle = 8,
-  StaleHandle = 9,
-  IsolationViolation = 10,
-  ManagerClosed = 11,
-  HandleTableFull = 12,
-}
+import { SnapshotOut } from './abi';
+import type { BufferMode } from './abi';
 
 /** native/handle_table.h `kMaxIndex`: how many handles one manager can hold live at once. */
 export const HANDLE_TABLE_CAPACITY = 2 ** 21 - 1;
-
-/** native/status.h `Violation`: bit positions of a violation mask. */
-export const VIOLATION_CODES = [
-  'FORGED_HANDLE',
-  'STALE_HANDLE',
-  'CHANNEL_CLOSED',
-  'CROSS_CHANNEL',
-  'OUT_OF_BOUNDS',
-  'CANARY_CORRUPTED',
-  'BUFFER_DETACHED',
-] as const;
-
-/** native/manager.h `LimitScope`. */
-export const enum NativeLimitScope {
-  None = 0,
-  Type = 1,
-  Channel = 2,
-  ChannelType = 3,
-  AllocationSize = 4,
-}
-
-/** native/manager.h `FreeReason`. */
-export const enum NativeFreeReason {
-  Deallocate = 0,
-  ChannelClose = 1,
-  ManagerClose = 2,
-  Leak = 3,
-}
-
-/** Slots of `NativeManager.out` after `allocate`. */
-export const enum AllocOut {
-  Id = 0,
-  SlotBytes = 1,
-  Charged = 2,
-  Pool = 3, // pool index, -1 direct, -2 counter
-  SlabKey = 4,
-  SlabOffset = 5,
-  SoftCrossed = 6, // NativeLimitScope
-  LatencyNs = 7,
-  RefusedScope = 8, // NativeLimitScope
-  RefusedLimit = 9,
-  RefusedInUse = 10,
-  RefusedHandles = 11, // 0 maxBytes refused, 1 maxHandles, 2 the scope's maxAllocationSize
-  /** BufferMode.SlotCache: the JS slot-cache entry (token) of the handle's backing store. */
-  CacheToken = 12,
-  /** BufferMode.SlotCache: a slot-cache entry to drop (-1: none). */
-  CacheEvict = 13,
-}
-
-/** Slots of `NativeManager.in`: the arguments of `allocIn()` and `freeIn()`. */
-export const enum InArgs {
-  AllocType = 0,
-  AllocSize = 1,
-  AllocChannel = 2,
-  AllocMode = 3, // BufferMode
-  AllocOwner = 4, // expected owner epoch, 0 = any
-  FreeId = 0,
-  FreePresenter = 1,
-  FreeReason = 2,
-  FreeKeep = 3, // 1: keepUntilReleased
-  FreeToken = 4, // slot-cache token, -1 = none
-}
-
-/** What `allocate` makes for revocable memory. */
-export const enum BufferMode {
-  /** No buffer (view memory, counted types). */
-  None = 0,
-  /** A fresh external ArrayBuffer over the slot. */
-  Fresh = 1,
-  /**
-   * The slot cache (non-shared managers, revocation by `ArrayBuffer.prototype.transfer()`):
-   * either a fresh ArrayBuffer, or status Ok and "take cache entry `out[CacheToken]`".
-   */
-  SlotCache = 2,
-}
-
-/** Slots of `NativeManager.out` after `lookup`, `validate` (live id), `free` (freed id). */
-export const enum InfoOut {
-  Type = 0,
-  Channel = 1,
-  Pool = 2,
-  Size = 3,
-  SlotBytes = 4,
-  Charged = 5,
-  AgeNs = 6,
-  LatencyNs = 7,
-  SlabKey = 8,
-  SlabOffset = 9,
-  InTransit = 10,
-  Owner = 11,
-  ViolationMask = 12, // set by free/validate
-  ClosedByChannel = 13, // 1 if a stale id was freed by its channel's close
-  /** After `free` with a slot-cache token: 1 if the caller must move the backing store into its cache. */
-  Recached = 14,
-}
-
-/** Slots of `NativeManager.out` after `channelUsage` / `typeUsage`. */
-export const enum UsageOut {
-  Bytes = 0,
-  Handles = 1,
-  PeakBytes = 2,
-  LimitRejections = 3,
-  Violations = 4, // 7 counters follow, in VIOLATION_CODES order
-}
-
-/** Slots of `NativeManager.out` after `getLimits`. Infinity means none. */
-export const enum LimitsOut {
-  MaxBytes = 0,
-  MaxHandles = 1,
-  MaxAllocationSize = 2,
-  SoftBytes = 3,
-}
 
 export interface NativePoolConfig {
   name: string;
@@ -198,26 +71,6 @@ export interface NativeSnapshot {
   parkedHandles: number;
   /** Live handles reclaimed because the thread holding them exited. */
   threadExitReclaims: number;
-}
-
-/** Layout of `NativeManager.snapshot()`'s Float64Array. */
-const enum SnapshotOut {
-  Handles = 0,
-  BytesInUse = 1,
-  RequestedBytes = 2,
-  ReservedBytes = 3,
-  Allocations = 4,
-  Deallocations = 5,
-  Refusals = 6,
-  LiveSlotBytes = 7,
-  RetainedFreeBytes = 8,
-  ParkedHandles = 9,
-  ThreadExitReclaims = 10,
-  AllocateLatency = 11, // count, p50, p99, p999
-  DeallocateLatency = 15,
-  Direct = 19, // a pool: slotSize, queueSize, reservedBytes, liveSlots, liveBytes, retainedFreeSlots, hits, misses, releasedToSystem, failures
-  Pools = 29, // one pool after another, in configuration order
-  PoolLength = 10,
 }
 
 function readLatency(v: Float64Array, at: number): NativeLatency {

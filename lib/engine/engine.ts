@@ -7,11 +7,8 @@
  */
 import {
   ChannelClosedError,
-  HandleTableFullError,
   InvalidArgumentError,
   InvalidHandleError,
-  InvalidSizeError,
-  IsolationViolationError,
   IsopoolError,
   ManagerClosedError,
   PoolExhaustedError,
@@ -21,16 +18,15 @@ import {
   UnknownResourceTypeError,
   describeValue,
 } from '../errors';
-import type { LimitScopeName } from '../errors';
 import type { EventSink } from '../events';
 import { FastLane, Parked } from '../lane/fast-lane';
-import type { Transferable } from '../lane/fast-lane';
+import { SlabExports } from '../lane/slabs';
+import { SlotCache } from '../lane/slot-cache';
 import { Handle, handleIdOf, isWellFormedId } from '../handle';
 import type { HandleOwner } from '../handle';
 import {
   AllocOut,
   BufferMode,
-  CacheOut,
   CloseOut,
   FindOut,
   InArgs,
@@ -45,9 +41,12 @@ import {
   UsageOut,
   VIOLATION_CODES,
 } from '../native/abi';
-import { HANDLE_TABLE_CAPACITY, readSnapshot } from '../native/binding';
-import type { NativeLatency, NativeManager, NativePoolStats } from '../native/binding';
+import type { NativeManager } from '../native/binding';
+import { ChannelClose } from './close';
+import { managerMetrics } from './metrics';
 import { RecordTable } from './records';
+import { SCOPE_NAMES, limitError, statusError, violationList } from './status';
+import type { StatusContext } from './status';
 import { AllocationSite } from './sites';
 import {
   BUFFER_TYPE,
@@ -63,49 +62,19 @@ import type { ChannelState, LiveRecord, TypeState } from './state';
 import type {
   AccessMode,
   ChannelCloseReport,
-  ChannelMetrics,
-  LatencyMetrics,
   LeakDetectionMode,
   LimitFields,
   ManagerMetrics,
-  PoolMetrics,
   ResourceIsolationResult,
   ResourceLimits,
   ResourceMetrics,
   SecurityValidationResult,
-  Violation,
-  ViolationCode,
-  ZeroMode,
 } from '../types';
 import { checkChannelId, checkSize, checkTypeName } from '../validate';
 import type { CheckedChannelOptions } from '../validate';
 
-/** Slot-cache entries kept at least (each is an ArrayBuffer object without memory of its own). */
-const SLOT_CACHE_MIN = 4096;
-
 /** Transfers remembered per thread (see Engine.#moves). */
 const MOVES_KEPT = 65536;
-/**
- * A close of at most this many handles finishes before closeChannel returns (the default
- * per-channel cap: tens of milliseconds at most). A larger one frees its handles in slices over
- * the following turns of the event loop, each at most CLOSE_AT_ONCE_MAX handles and
- * CLOSE_SLICE_MS (checked every CLOSE_STEP_HANDLES); to every caller they are freed at once.
- */
-const CLOSE_AT_ONCE_MAX = 16384;
-const CLOSE_SLICE_MS = 10;
-const CLOSE_STEP_HANDLES = 2048;
-
-/** A close under way: the batches freed so far ([id, type, size, charged, violations] per handle) and how many wait. */
-interface ClosingChannel {
-  readonly state: ChannelState;
-  readonly freed: Float64Array[];
-  /** Allocation sites of freed handles (their records are gone). */
-  sites: Map<number, string> | null;
-  left: number;
-  /** Immediate reuse: which handles of a batch keep their memory parked (reused between batches). */
-  keep: Uint8Array | null;
-}
-
 /** What the leak registry remembers of a watched handle (never the handle or its buffer). */
 interface LeakHeld {
   readonly id: number;
@@ -131,34 +100,9 @@ export interface EngineOptions {
   shared: boolean;
 }
 
-const SCOPE_NAMES: Record<number, LimitScopeName> = {
-  [NativeLimitScope.Type]: 'type',
-  [NativeLimitScope.Channel]: 'channel',
-  [NativeLimitScope.ChannelType]: 'channel-type',
-};
-const VIOLATION_MESSAGES: Record<ViolationCode, string> = {
-  FORGED_HANDLE: 'was never issued by this manager',
-  STALE_HANDLE: 'was freed',
-  CHANNEL_CLOSED: "was freed by its channel's close",
-  CROSS_CHANNEL: 'belongs to another channel',
-  OUT_OF_BOUNDS: "recorded extent falls outside its slot or slab",
-  CANARY_CORRUPTED: 'canary bytes are damaged',
-  BUFFER_DETACHED: 'buffer was detached by other code while the handle is live',
-};
 const BUFFER_DETACHED_KIND = VIOLATION_CODES.indexOf('BUFFER_DETACHED');
 const FORGED_BIT = 1 << VIOLATION_CODES.indexOf('FORGED_HANDLE');
 const CROSS_CHANNEL_BIT = 1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL');
-
-function violationList(mask: number, id: number): Violation[] {
-  const out: Violation[] = [];
-  for (let bit = 0; bit < VIOLATION_CODES.length; bit++) {
-    if (mask & (1 << bit)) {
-      const code = VIOLATION_CODES[bit];
-      out.push({ code, message: `handle ${describeValue(id)} ${VIOLATION_MESSAGES[code]}` });
-    }
-  }
-  return out;
-}
 
 export class Engine implements HandleOwner {
   readonly #native: NativeManager;
@@ -180,8 +124,7 @@ export class Engine implements HandleOwner {
   readonly #channelsByIndex: Array<ChannelState | undefined> = [];
   readonly #records = new RecordTable<LiveRecord>();
   /** View-mode slab ArrayBuffers by slab key, held weakly: live views keep them alive. */
-  readonly #slabs = new Map<number, WeakRef<ArrayBuffer>>();
-  #slabSweepAt = 64;
+  readonly #slabs: SlabExports;
   readonly #leaks: FinalizationRegistry<LeakHeld>;
   #leaksDetected = 0;
   #leaksReclaimed = 0;
@@ -191,9 +134,7 @@ export class Engine implements HandleOwner {
    * each in an ArrayBuffer only this object references.
    */
   readonly #slotCache: boolean;
-  #cache: Array<Transferable | undefined> = [];
-  #cached = 0;
-  #cacheLimit = SLOT_CACHE_MIN;
+  readonly #cache: SlotCache | null;
   /** View-mode fast lane (lib/lane/fast-lane.ts); null for shared and hardened managers and 'paranoid' leak detection. */
   readonly #fast: FastLane | null;
   #closed = false;
@@ -205,7 +146,7 @@ export class Engine implements HandleOwner {
    */
   readonly #moves = new Map<number, number>();
   /** Closes of large channels whose memory is still coming back (#closeLater). */
-  readonly #closing = new Set<ClosingChannel>();
+  readonly #closing = new Set<ChannelClose>();
   #finalMetrics: ManagerMetrics | null = null;
 
   constructor(options: EngineOptions) {
@@ -222,7 +163,9 @@ export class Engine implements HandleOwner {
     this.#shared = options.shared;
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
-    this.#fast = fastLaneFor(options, (key) => this.#slab(key), this.#slotCache ? (token, ab) => this.#putCached(token, ab) : null);
+    this.#slabs = new SlabExports(options.native);
+    this.#cache = this.#slotCache ? new SlotCache(options.native) : null;
+    this.#fast = fastLaneFor(options, this.#slabs, this.#cache);
     this.#addType(BUFFER_TYPE);
     // The unscoped domain (revocable) reuses memory as channelDefaults says.
     if (options.channelDefaults.unsafeImmediateReuse === true) this.#native.openChannel('', 0, 0, 1);
@@ -448,109 +391,51 @@ export class Engine implements HandleOwner {
   closeChannel(channelId: unknown): ChannelCloseReport {
     const state = this.openChannelState(channelId);
     // From here on the channel's handles are freed to every caller and the name is closed;
-    // #closeSteps frees them.
+    // the ChannelClose frees them.
     const status = this.#native.closeChannel(state.index);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { channel: state.name });
     const count = this.#out[CloseOut.Count];
     const bytes = this.#out[CloseOut.Bytes];
     this.#forget(state);
-    const closing: ClosingChannel = { state, freed: [], sites: null, left: count, keep: null };
-    const report = { channelId: state.name, count, bytes } as ChannelCloseReport;
-    if (count <= CLOSE_AT_ONCE_MAX) {
-      this.#closeSteps(closing, Infinity);
-      report.handles = this.#closedHandles(closing);
-      return report;
+    const close = new ChannelClose(this, this.#native, state, count);
+    const report = close.begin(bytes);
+    if (close.left > 0) {
+      this.#closing.add(close);
+      const slice = (): void => {
+        if (this.#closed) return;
+        if (close.slice()) setImmediate(slice);
+        else this.#closing.delete(close);
+      };
+      setImmediate(slice);
     }
-    // A large channel: its handles are freed in slices of the event loop, and its report's list
-    // is made when first read (reading it finishes the close).
-    this.#closeSteps(closing, CLOSE_SLICE_MS);
-    if (closing.left > 0) this.#closeLater(closing);
-    let handles: ChannelCloseReport['handles'] | null = null;
-    Object.defineProperty(report, 'handles', {
-      enumerable: true,
-      configurable: true,
-      get: () => {
-        if (handles === null) {
-          this.#closeSteps(closing, Infinity);
-          handles = this.#closedHandles(closing);
-        }
-        return handles;
-      },
-    });
     return report;
   }
 
   /**
-   * Frees a closing channel's handles, for up to `budgetMs` (Infinity: all of them). Each batch
-   * is claimed natively, then this thread drops its records and revokes their buffers
-   * (immediate reuse), then native returns the memory. A buffer we cannot revoke ourselves
-   * (detached or moved by other code) keeps its memory parked until that backing store dies.
+   * ChannelClose's part of each freed handle: drops its record (revoking its buffer if
+   * `revoking`), forgets it in the fast lane; true if its buffer could not be revoked (another
+   * ArrayBuffer may still reach the memory, which must then stay parked).
    */
-  #closeSteps(closing: ClosingChannel, budgetMs: number): void {
-    const deadline = budgetMs === Infinity ? Infinity : performance.now() + budgetMs;
-    const index = closing.state.index;
-    const revoking = !closing.state.deferred;
-    let quota = budgetMs === Infinity ? Infinity : CLOSE_AT_ONCE_MAX;
-    while (closing.left > 0 && quota > 0) {
-      const batch = this.#native.closeChannelClaim(index, budgetMs === Infinity ? closing.left : CLOSE_STEP_HANDLES);
-      if (typeof batch === 'number') throw this.#statusError(-batch, {});
-      closing.freed.push(batch);
-      const n = batch.length / 5;
-      quota -= n;
-      let keep: Uint8Array | null = null;
-      /** Damaged canaries found, as (mask, id) pairs: reported once the batch is freed. */
-      let canaries: number[] | null = null;
-      try {
-        if (revoking) {
-          keep = closing.keep !== null && closing.keep.length >= n ? closing.keep.fill(0, 0, n) : (closing.keep = new Uint8Array(n));
-        }
-        for (let k = 0; k < n; k++) {
-          const id = batch[k * 5];
-          const record = this.#records.get(id);
-          if (record !== undefined) {
-            if (record.site !== undefined) (closing.sites ??= new Map()).set(id, record.site.text); // #release drops it
-            if (keep !== null && unrevocable(record)) keep[k] = 1;
-            this.#release(id, record);
-          }
-          this.#fast?.forget(id);
-          // Hardened: a damaged canary found by the close. Counted in the unscoped domain (the
-          // channel's counters close with it); the event names the channel.
-          const mask = batch[k * 5 + 4];
-          if (mask !== 0) (canaries ??= []).push(mask, id);
-        }
-      } finally {
-        const left = this.#native.closeChannelFinish(index, keep);
-        closing.left = left < 0 ? 0 : left;
-      }
-      if (canaries !== null) for (let i = 0; i < canaries.length; i += 2) this.#emitViolations(canaries[i], canaries[i + 1], closing.state);
-      if (performance.now() >= deadline) break;
+  closeRecord(id: number, revoking: boolean, close: ChannelClose): boolean {
+    const record = this.#records.get(id);
+    let keep = false;
+    if (record !== undefined) {
+      if (record.site !== undefined) close.noteSite(id, record.site.text); // #release drops it
+      keep = revoking && unrevocable(record);
+      this.#release(id, record);
     }
-    if (closing.left === 0) this.#closing.delete(closing);
+    this.#fast?.forget(id);
+    return keep;
   }
 
-  /** Finishes a large close over the next turns of the event loop, a slice at a time. */
-  #closeLater(closing: ClosingChannel): void {
-    this.#closing.add(closing);
-    const slice = (): void => {
-      if (this.#closed || closing.left === 0) return;
-      this.#closeSteps(closing, CLOSE_SLICE_MS);
-      if (closing.left > 0) setImmediate(slice);
-    };
-    setImmediate(slice);
+  /** ChannelClose: a damaged canary found by the close (counted unscoped; the event names the channel). */
+  closeViolations(mask: number, id: number, state: ChannelState): void {
+    this.#emitViolations(mask, id, state);
   }
 
-  /** A finished close's list of handles (ChannelCloseReport.handles). */
-  #closedHandles(closing: ClosingChannel): ChannelCloseReport['handles'] {
-    const handles: ChannelCloseReport['handles'] = [];
-    const entry = (id: number, type: number, size: number, site: string | undefined): void => {
-      const item: ChannelCloseReport['handles'][number] = { id, resourceType: this.#typesByIndex[type]?.name ?? 'unknown', size };
-      if (site !== undefined) item.site = site;
-      handles.push(item);
-    };
-    for (const batch of closing.freed) {
-      for (let i = 0; i + 4 < batch.length; i += 5) entry(batch[i], batch[i + 1], batch[i + 2], closing.sites?.get(batch[i]));
-    }
-    return handles;
+  /** ChannelClose: a resource type's name by native index. */
+  typeName(type: number): string {
+    return this.#typesByIndex[type]?.name ?? 'unknown';
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -708,7 +593,7 @@ export class Engine implements HandleOwner {
     if (revocable && this.#slotCache && !this.#isDeferred(channel)) {
       token = out[AllocOut.CacheToken];
       const evict = out[AllocOut.CacheEvict];
-      if (evict >= 0) this.#dropCached(evict);
+      if (evict >= 0) this.#cache?.drop(evict);
       if (typeof result === 'number') result = this.#takeCached(token, id, n, opened);
     }
     if (typeof result !== 'number') {
@@ -717,7 +602,7 @@ export class Engine implements HandleOwner {
       if (token >= 0 && fast !== null && pool >= 0 && channel !== null && !watched) fast.adoptRevocable(id, channel, type.index, pool, slotBytes, n, ab, token);
     } else if (type.memory) {
       const offset = out[AllocOut.SlabOffset];
-      const slab = this.#slab(out[AllocOut.SlabKey]);
+      const slab = this.#slabs.get(out[AllocOut.SlabKey]);
       if (slab === null) {
         native.free(id, -1, NativeFreeReason.Deallocate, undefined);
         if (opened !== null) this.#discard(opened);
@@ -778,55 +663,14 @@ export class Engine implements HandleOwner {
 
   /** The ArrayBuffer of slot-cache entry `token`, handed to handle `id` (it leaves the cache). */
   #takeCached(token: number, id: number, size: number, opened: ChannelState | null): ArrayBuffer {
-    const cached = this.#cache[token];
+    const cached = this.#cache?.take(token);
     if (cached === undefined) {
       // The native side and this cache disagree: a bug. Undo the allocation rather than serve it.
       this.#native.free(id, -1, NativeFreeReason.Deallocate, undefined);
       if (opened !== null) this.#discard(opened);
       throw new PoolExhaustedError(size);
     }
-    this.#cache[token] = undefined;
-    this.#cached--;
-    // The entry was made by #recache's transfer() and nothing else holds it: hand it out as is.
     return cached;
-  }
-
-  /** Revokes `ab` by moving its backing store into slot-cache entry `token` (native marked it cached). */
-  #recache(token: number, ab: ArrayBuffer): void {
-    let moved: ArrayBuffer;
-    try {
-      moved = (ab as Transferable).transfer();
-    } catch {
-      // Not movable (never expected for our buffers): revoke it the other way, forget the cache.
-      this.#native.detach(ab);
-      this.#flushCache();
-      return;
-    }
-    this.#cache[token] = moved as Transferable;
-    if (++this.#cached > this.#cacheLimit) this.#flushCache();
-  }
-
-  /** The fast lane's sync returns a parked slot's backing store (in `ab`) to the cache. */
-  #putCached(token: number, ab: ArrayBuffer): void {
-    if (this.#cache[token] === undefined) this.#cached++;
-    this.#cache[token] = ab as Transferable;
-  }
-
-  #dropCached(token: number): void {
-    if (this.#cache[token] === undefined) return;
-    this.#cache[token] = undefined;
-    this.#cached--;
-  }
-
-  /**
-   * Drops every slot-cache entry (their ArrayBuffers are collected later). Bounds the cache: it
-   * would otherwise keep an entry for every slot address ever used, including released slabs'.
-   */
-  #flushCache(): void {
-    this.#native.flushSlotCache();
-    this.#cache = [];
-    this.#cached = 0;
-    this.#cacheLimit = Math.max(SLOT_CACHE_MIN, 2 * this.#records.size);
   }
 
   /**
@@ -885,58 +729,9 @@ export class Engine implements HandleOwner {
   }
 
   /** The view-mode ArrayBuffer of a slab, exporting it once per lifetime of its JS object. */
-  #slab(key: number): ArrayBuffer | null {
-    const cached = this.#slabs.get(key)?.deref();
-    // A slab export is never empty: a detached one had its memory taken over by user code (a
-    // BYOB read into a view, transfer()), which the stale export cannot serve; export it afresh.
-    if (cached !== undefined && cached.byteLength !== 0) return cached;
-    this.#releaseRetiredSlabs();
-    const exported = this.#native.exportSlab(key);
-    if (typeof exported === 'number') return null;
-    if (this.#slabs.size >= this.#slabSweepAt) {
-      for (const [k, ref] of this.#slabs) if (ref.deref() === undefined) this.#slabs.delete(k);
-      this.#slabSweepAt = Math.max(64, this.#slabs.size * 2);
-    }
-    this.#slabs.set(key, new WeakRef(exported));
-    return exported;
-  }
-
-  /**
-   * Detaches the exports of slabs the native side has retired (emptied and given back while
-   * exported), so they are unmapped now rather than when the garbage collector finds them: the
-   * cache's WeakRef keeps each one alive at least to the end of the current job, and a loop that
-   * keeps emptying new slabs (small `queueSize`, no fast lane) would otherwise hold every slab
-   * it ever mapped until then. Stale views of freed handles on those slabs become empty.
-   * Runs before each new export, so at most the slabs of one burst wait.
-   */
-  #releaseRetiredSlabs(): void {
-    for (let key = this.#native.takeRetiredSlab(); key >= 0; key = this.#native.takeRetiredSlab()) {
-      this.#native.releaseSlab(this.#slabs.get(key)?.deref());
-      this.#slabs.delete(key);
-    }
-  }
-
   #allocationError(status: number, type: TypeState, size: number, channel: ChannelState | null): IsopoolError {
-    if (status !== NativeStatus.ResourceLimit) {
-      return this.#statusError(status, { type: type.name, channel: channel?.name, size });
-    }
-    const out = this.#out;
-    const nativeScope = out[AllocOut.RefusedScope];
-    const scope: LimitScopeName = SCOPE_NAMES[nativeScope] ?? 'type';
-    const limit = out[AllocOut.RefusedLimit];
-    const inUse = out[AllocOut.RefusedInUse];
-    const refusedBy = out[AllocOut.RefusedHandles];
-    const limitKind = refusedBy === 1 ? 'maxHandles' : refusedBy === 2 ? 'maxAllocationSize' : 'maxBytes';
-    const requested = refusedBy === 1 ? 1 : refusedBy === 2 ? size : out[AllocOut.Charged];
-    return new ResourceLimitError({
-      limitKind,
-      limit,
-      requested,
-      inUse,
-      scope,
-      resourceType: type.name,
-      channelId: channel === null ? null : channel.name,
-    });
+    if (status !== NativeStatus.ResourceLimit) return this.#statusError(status, { type: type.name, channel: channel?.name, size });
+    return limitError(this.#out, type.name, size, channel === null ? null : channel.name);
   }
 
   /** `isopool:limit` for a refusal, once the refused allocation is fully undone. */
@@ -963,7 +758,7 @@ export class Engine implements HandleOwner {
     if (record.deferred) return; // left attached: its memory returns when it dies
     const ab = bufferOf(record);
     if (ab === undefined || ab.byteLength === 0) return;
-    if (recached) this.#recache(record.token, ab);
+    if (recached) this.#cache?.revoke(record.token, ab, this.#records.size);
     else this.#native.detach(ab);
   }
 
@@ -1264,81 +1059,23 @@ export class Engine implements HandleOwner {
   metrics(): ManagerMetrics {
     if (this.#finalMetrics !== null) return structuredClone(this.#finalMetrics);
     this.#fast?.sync();
-    const native = this.#native;
-    const snap = readSnapshot(native, this.#poolNames);
-    const pools: Record<string, PoolMetrics> = {};
-    let poolLive = 0;
-    let poolRetained = 0;
-    let poolReserved = 0;
-    for (const p of snap.pools) {
-      pools[p.name] = poolMetrics(p);
-      poolLive += p.liveSlots * p.slotSize;
-      poolRetained += p.retainedFreeSlots * p.slotSize;
-      poolReserved += p.reservedBytes;
-    }
-    pools.direct = poolMetrics(snap.direct);
-    const channels: Record<string, ChannelMetrics> = {};
+    const channels: Array<[string, number]> = [];
     if (this.#shared) {
       // From the native manager: a shared one's channels are every thread's.
-      for (const [name, index] of native.openChannels()) if (index !== UNSCOPED_INDEX) channels[name] = this.#channelMetrics(index);
+      for (const [name, index] of this.#native.openChannels()) if (index !== UNSCOPED_INDEX) channels.push([name, index]);
     } else {
       // A private manager's channel cache is authoritative (no JS strings made by the addon).
-      for (const state of this.#channels.values()) channels[state.name] = this.#channelMetrics(state.index);
+      for (const state of this.#channels.values()) channels.push([state.name, state.index]);
     }
-    return {
-      pools,
+    return managerMetrics({
+      native: this.#native,
+      poolNames: this.#poolNames,
       channels,
-      unscoped: this.#channelMetrics(UNSCOPED_INDEX),
-      totals: {
-        handles: snap.handles,
-        bytesInUse: snap.bytesInUse,
-        requestedBytes: snap.requestedBytes,
-        reservedBytes: snap.reservedBytes,
-        allocations: snap.allocations,
-        deallocations: snap.deallocations,
-        refusals: snap.refusals,
-      },
-      latencyNs: {
-        allocate: latencyMetrics(snap.allocateLatency),
-        deallocate: latencyMetrics(snap.deallocateLatency),
-      },
-      fragmentation: {
-        internal: snap.liveSlotBytes > 0 ? 1 - snap.requestedBytes / snap.liveSlotBytes : 0,
-        pool: poolReserved > 0 ? 1 - (poolLive + poolRetained) / poolReserved : 0,
-      },
-      leaks: {
-        detected: this.#leaksDetected + snap.threadExitReclaims,
-        reclaimed: this.#leaksReclaimed + snap.threadExitReclaims,
-      },
-      revocation: { ...this.#revocationMetrics(), pendingRelease: snap.parkedHandles },
-      fastLane: this.#fastLaneMetrics(),
-    };
-  }
-
-  #revocationMetrics(): Omit<ManagerMetrics['revocation'], 'pendingRelease'> {
-    this.#native.slotCacheStats();
-    const laneReused = this.#fast?.revocableAllocations ?? 0;
-    return { method: this.#slotCache ? 'transfer' : 'detach', buffersCreated: this.#out[CacheOut.BuffersCreated], buffersReused: this.#out[CacheOut.BuffersReused] + laneReused };
-  }
-
-  #fastLaneMetrics(): ManagerMetrics['fastLane'] {
-    const fast = this.#fast;
-    if (fast === null) return { enabled: false, allocations: 0, deallocations: 0, syncs: 0 };
-    return { enabled: fast.enabled, allocations: fast.allocations, deallocations: fast.deallocations, syncs: fast.syncs };
-  }
-
-  #channelMetrics(index: number): ChannelMetrics {
-    this.#native.channelUsage(index);
-    const out = this.#out;
-    const violations = {} as Record<ViolationCode, number>;
-    for (let k = 0; k < VIOLATION_CODES.length; k++) violations[VIOLATION_CODES[k]] = out[UsageOut.Violations + k];
-    return {
-      bytesInUse: out[UsageOut.Bytes],
-      handles: out[UsageOut.Handles],
-      peakBytes: out[UsageOut.PeakBytes],
-      limitRejections: out[UsageOut.LimitRejections],
-      violations,
-    };
+      leaksDetected: this.#leaksDetected,
+      leaksReclaimed: this.#leaksReclaimed,
+      revocation: this.#slotCache ? 'transfer' : 'detach',
+      fast: this.#fast,
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1346,7 +1083,8 @@ export class Engine implements HandleOwner {
 
   close(): void {
     if (this.#closed) return;
-    for (const closing of this.#closing) this.#closeSteps(closing, Infinity);
+    for (const close of this.#closing) close.finish();
+    this.#closing.clear();
     this.#fast?.sync();
     // Revoke every buffer, then free what this manager (this thread's attachment) holds, so the
     // final snapshot shows everything released.
@@ -1355,7 +1093,7 @@ export class Engine implements HandleOwner {
       this.#release(record.id, record);
     }
     this.#native.reclaimHeld();
-    if (this.#slotCache) this.#flushCache();
+    this.#cache?.flush(0);
     this.#finalMetrics = this.metrics();
     this.#closed = true;
     for (const state of this.#channels.values()) state.open = false;
@@ -1367,32 +1105,10 @@ export class Engine implements HandleOwner {
   // ---------------------------------------------------------------------------------------------
   // status -> error
 
-  #statusError(status: number, ctx: { type?: string; channel?: string; size?: number; id?: number }): IsopoolError {
-    switch (status) {
-      case NativeStatus.InvalidSize:
-        return new InvalidSizeError(ctx.size ?? NaN, this.#maxAllocationSize);
-      case NativeStatus.UnknownType:
-        return new UnknownResourceTypeError(ctx.type ?? '');
-      case NativeStatus.UnknownChannel:
-        return new UnknownChannelError(ctx.channel ?? '');
-      case NativeStatus.ChannelClosed:
-        return new ChannelClosedError(ctx.channel ?? '');
-      case NativeStatus.PoolExhausted:
-        return new PoolExhaustedError(ctx.size ?? 0);
-      case NativeStatus.HandleTableFull:
-        return new HandleTableFullError(HANDLE_TABLE_CAPACITY);
-      case NativeStatus.InvalidHandle:
-        return new InvalidHandleError(ctx.id ?? NaN, ctx.id === undefined ? 'is invalid' : 'is forged or not in transit');
-      case NativeStatus.StaleHandle:
-        return new StaleHandleError(ctx.id ?? NaN, this.#out[InfoOut.ClosedByChannel] === 1);
-      case NativeStatus.IsolationViolation:
-        return new IsolationViolationError(ctx.id ?? NaN, ctx.channel ?? '');
-      case NativeStatus.ManagerClosed:
-        return new ManagerClosedError('native call');
-      default:
-        return new InvalidArgumentError('arguments', `the native core refused the arguments (status ${status})`);
-    }
+  #statusError(status: number, ctx: StatusContext): IsopoolError {
+    return statusError(status, ctx, this.#out, this.#maxAllocationSize);
   }
+
 }
 
 /**
@@ -1401,32 +1117,15 @@ export class Engine implements HandleOwner {
  * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */
-function fastLaneFor(options: EngineOptions, slabOf: (key: number) => ArrayBuffer | null, recache: ((token: number, ab: ArrayBuffer) => void) | null): FastLane | null {
+function fastLaneFor(options: EngineOptions, slabs: SlabExports, cache: SlotCache | null): FastLane | null {
   // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
   if (options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid') return null;
   if (process.env.ISOPOOL_FASTLANE === 'off') return null;
-  return new FastLane(options.native, options.slotSizes, slabOf, recache);
+  return new FastLane(options.native, options.slotSizes, slabs, cache);
 }
 
 /** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */
-function latencyMetrics(l: NativeLatency): LatencyMetrics {
-  return { p50: Math.round(l.p50), p99: Math.round(l.p99), p999: Math.round(l.p999), count: l.count };
-}
 
-function poolMetrics(p: NativePoolStats): PoolMetrics {
-  return {
-    slotSize: p.slotSize,
-    queueSize: p.queueSize,
-    reservedBytes: p.reservedBytes,
-    liveSlots: p.liveSlots,
-    liveBytes: p.liveBytes,
-    retainedFreeSlots: p.retainedFreeSlots,
-    hits: p.hits,
-    misses: p.misses,
-    releasedToSystem: p.releasedToSystem,
-    failures: p.failures,
-  };
-}
 
 /** channelDefaults, overridden by explicit options (limits merged per type key). */
 export function mergeChannelOptions(defaults: CheckedChannelOptions, options: CheckedChannelOptions): CheckedChannelOptions {

@@ -54,6 +54,8 @@
  */
 import { placeAt, tableIndexOf } from '../handle';
 import { JournalOp, JournalOut } from '../native/abi';
+import type { SlabExports } from './slabs';
+import type { SlotCache } from './slot-cache';
 import type { LimitFields, ZeroMode } from '../types';
 
 /** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
@@ -213,21 +215,21 @@ export class FastLane {
   deallocations = 0;
   syncs = 0;
 
-  readonly #slabOf: (key: number) => ArrayBuffer | null;
-  /** Puts an ArrayBuffer holding a backing store into the manager's slot cache as entry `token`. */
-  readonly #recache: ((token: number, ab: ArrayBuffer) => void) | null;
-  /** Backing stores of FreeCached ops not applied yet: handed to #recache once they are. */
+  readonly #slabs: SlabExports;
+  /** The manager's slot cache, where parked revocable slots' backing stores go back. */
+  readonly #cache: SlotCache | null;
+  /** Backing stores of FreeCached ops not applied yet: put in #cache once they are. */
   readonly #recacheTokens: number[] = [];
   readonly #recacheBuffers: ArrayBuffer[] = [];
 
   /**
-   * `recache`: the manager's slot cache, when revocation is by `transfer()` (then revocable
+   * `cache`: the manager's slot cache, when revocation is by `transfer()` (then revocable
    * channels take the lane too); null otherwise.
    */
-  constructor(native: FastLaneNative, slotSizes: readonly number[], slabOf: (key: number) => ArrayBuffer | null, recache: ((token: number, ab: ArrayBuffer) => void) | null) {
+  constructor(native: FastLaneNative, slotSizes: readonly number[], slabs: SlabExports, cache: SlotCache | null) {
     this.#native = native;
-    this.#slabOf = slabOf;
-    this.#recache = recache;
+    this.#slabs = slabs;
+    this.#cache = cache;
     this.#journal = native.journal;
     this.#slotSizes = slotSizes;
   }
@@ -360,7 +362,7 @@ export class FastLane {
    * side to free.
    */
   #reexport(slot: FastSlot): boolean {
-    const slab = this.#slabOf(slot.slabKey);
+    const slab = this.#slabs.get(slot.slabKey);
     if (slab === null) return false;
     slot.slab = slab;
     slot.size = -1; // the kept view is over the detached export
@@ -381,7 +383,7 @@ export class FastLane {
    * with slot-cache entry `token`'s backing store in `ab`, so its deallocation can park it.
    */
   adoptRevocable(id: number, channel: LaneChannel, type: number, pool: number, slotBytes: number, size: number, ab: ArrayBuffer, token: number): void {
-    if (this.#recache === null || this.#softLimited || channel.lane.soft) return;
+    if (this.#cache === null || this.#softLimited || channel.lane.soft) return;
     this.#adoptSlot(id, channel, type, pool, slotBytes, size, -1, NO_SLAB, 0, NO_BUFFER, token, ab);
   }
 
@@ -587,9 +589,10 @@ export class FastLane {
     // The slot cache takes the stores of the FreeCached ops just applied, before any allocation
     // can ask for them (an entry the native side did not mark cached is never asked for).
     const tokens = this.#recacheTokens;
-    if (tokens.length === 0 || this.#recache === null) return;
+    const cache = this.#cache;
+    if (tokens.length === 0 || cache === null) return;
     const buffers = this.#recacheBuffers;
-    for (let i = 0; i < tokens.length; i++) this.#recache(tokens[i], buffers[i]);
+    for (let i = 0; i < tokens.length; i++) cache.put(tokens[i], buffers[i]);
     tokens.length = 0;
     buffers.length = 0;
   }

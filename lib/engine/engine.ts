@@ -15,7 +15,6 @@ import {
   ResourceLimitError,
   StaleHandleError,
   UnknownChannelError,
-  UnknownResourceTypeError,
   describeValue,
 } from '../errors';
 import type { EventSink } from '../events';
@@ -28,7 +27,6 @@ import {
   AllocOut,
   BufferMode,
   CloseOut,
-  FindOut,
   InArgs,
   InfoOut,
   LimitsOut,
@@ -37,23 +35,22 @@ import {
   NativeStatus,
   OpenOut,
   RecountOut,
-  TypeOut,
   UsageOut,
   VIOLATION_CODES,
 } from '../native/abi';
 import type { NativeManager } from '../native/binding';
+import { ChannelDirectory } from './channels';
 import { ChannelClose } from './close';
 import { managerMetrics } from './metrics';
 import { RecordTable } from './records';
+import { TypeDirectory } from './resource-types';
 import { SCOPE_NAMES, limitError, statusError, violationList } from './status';
 import type { StatusContext } from './status';
 import { AllocationSite } from './sites';
 import {
-  BUFFER_TYPE,
   UNSCOPED_INDEX,
   bufferOf,
   channelBits,
-  channelState,
   isRevocable,
   transferAvailable,
   unrevocable,
@@ -117,11 +114,8 @@ export class Engine implements HandleOwner {
   readonly #events: EventSink;
   readonly #shared: boolean;
 
-  readonly #types = new Map<string, TypeState>();
-  readonly #typesByIndex: TypeState[] = [];
-  #lastType: TypeState = BUFFER_TYPE;
-  readonly #channels = new Map<string, ChannelState>();
-  readonly #channelsByIndex: Array<ChannelState | undefined> = [];
+  readonly #types: TypeDirectory;
+  readonly #channels: ChannelDirectory;
   readonly #records = new RecordTable<LiveRecord>();
   /** View-mode slab ArrayBuffers by slab key, held weakly: live views keep them alive. */
   readonly #slabs: SlabExports;
@@ -161,12 +155,13 @@ export class Engine implements HandleOwner {
     this.#leakRate = options.leakSampleRate;
     this.#events = options.events;
     this.#shared = options.shared;
+    this.#channels = new ChannelDirectory(options.native, options.shared);
     this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
     this.#slabs = new SlabExports(options.native);
     this.#cache = this.#slotCache ? new SlotCache(options.native) : null;
     this.#fast = fastLaneFor(options, this.#slabs, this.#cache);
-    this.#addType(BUFFER_TYPE);
+    this.#types = new TypeDirectory(options.native);
     // The unscoped domain (revocable) reuses memory as channelDefaults says.
     if (options.channelDefaults.unsafeImmediateReuse === true) this.#native.openChannel('', 0, 0, 1);
     this.#unscopedDeferred = (this.#native.channelOptions(UNSCOPED_INDEX) & 4) === 0;
@@ -212,88 +207,35 @@ export class Engine implements HandleOwner {
   /** Throws ERR_CHANNEL_CLOSED for a scope whose channel incarnation was closed. */
   checkScopeOpen(state: ChannelState): void {
     // Shared: another thread may have closed (and reopened) it; the scope is of this incarnation.
-    if (state.open && this.#shared && this.#lookupChannel(state.name, true) !== state) state.open = false;
+    if (state.open && this.#shared && this.#channels.lookup(state.name, true) !== state) state.open = false;
     if (!state.open) throw new ChannelClosedError(state.name);
   }
 
-  #addType(type: TypeState): void {
-    this.#types.set(type.name, type);
-    this.#typesByIndex[type.index] = type;
-  }
 
-  #type(resourceType: unknown): TypeState {
-    // The last type looked up, without validation or hashing (most calls name one type).
-    const last = this.#lastType;
-    if (resourceType === last.name) return last;
-    const name = checkTypeName(resourceType);
-    const type = this.#types.get(name) ?? this.#nativeType(name);
-    if (type === undefined) throw new UnknownResourceTypeError(name);
-    this.#lastType = type;
-    return type;
-  }
 
-  /** A type another thread defined on a shared manager (the native manager is the truth). */
-  #nativeType(name: string): TypeState | undefined {
-    const index = this.#native.findType(name);
-    if (index < 0) return undefined;
-    const type: TypeState = { name, index, memory: this.#out[TypeOut.Kind] === 0 };
-    this.#addType(type);
-    return type;
-  }
 
-  /**
-   * The current incarnation of open channel `name`, or undefined. The cache is the truth for a
-   * private manager; for a shared one (`verify`) it is checked against the native manager, where
-   * other threads open and close channels.
-   */
-  #lookupChannel(name: string, verify: boolean): ChannelState | undefined {
-    const cached = this.#channels.get(name);
-    if (cached !== undefined && !(verify && this.#shared)) return cached;
-    if (cached === undefined && !this.#shared) return undefined;
-    const index = this.#native.findChannel(name);
-    if (index < 0) {
-      if (cached !== undefined) this.#forget(cached);
-      return undefined;
-    }
-    const bits = this.#out[FindOut.Bits];
-    const owner = this.#out[FindOut.Owner];
-    if (cached !== undefined && cached.index === index && cached.owner === owner) return cached;
-    if (cached !== undefined) this.#forget(cached);
-    const state = channelState(name, index, owner, bits);
-    this.#channels.set(name, state);
-    this.#channelsByIndex[index] = state;
-    return state;
-  }
 
-  /** ERR_CHANNEL_CLOSED or ERR_UNKNOWN_CHANNEL for a name that is not open. */
-  #notOpen(name: string): ChannelClosedError | UnknownChannelError {
-    return this.#native.findChannel(name) === -2 ? new ChannelClosedError(name) : new UnknownChannelError(name);
-  }
+
+
 
   /**
    * The open channel `name`, opening it if allowed. `created` is true only if this call opened
    * it (on a shared manager another thread may have opened it first, or may be using it).
    */
   #channelForWork(name: string): { state: ChannelState; created: boolean } {
-    const state = this.#lookupChannel(name, false);
+    const state = this.#channels.lookup(name, false);
     if (state !== undefined) return { state, created: false };
-    if (this.#native.findChannel(name) === -2) throw new ChannelClosedError(name);
+    if (this.#channels.isClosed(name)) throw new ChannelClosedError(name);
     if (!this.#autoOpen) throw new UnknownChannelError(name);
     return this.#open(name, undefined);
   }
 
   /** The open channel `name`, never opening it. */
   openChannelState(channelId: unknown): ChannelState {
-    const name = checkChannelId(channelId);
-    const state = this.#lookupChannel(name, true);
-    if (state !== undefined) return state;
-    throw this.#notOpen(name);
+    return this.#channels.openState(channelId);
   }
 
-  #channelName(index: number): string | null {
-    if (index <= UNSCOPED_INDEX) return null;
-    return this.#channelsByIndex[index]?.name ?? null;
-  }
+
 
   #poolName(pool: number): string {
     if (pool === -1) return 'direct';
@@ -322,7 +264,7 @@ export class Engine implements HandleOwner {
   /** Opens (or returns) a channel. `options` undefined: return the open channel or open with defaults. */
   openChannel(channelId: unknown, options: CheckedChannelOptions | undefined): ChannelState {
     const name = checkChannelId(channelId);
-    const existing = this.#lookupChannel(name, true);
+    const existing = this.#channels.lookup(name, true);
     if (existing !== undefined) {
       if (options !== undefined) {
         throw new InvalidArgumentError(
@@ -346,7 +288,7 @@ export class Engine implements HandleOwner {
     const limits: Array<readonly [number, Partial<LimitFields>]> = [];
     for (const [typeName, l] of options.limits) {
       if (typeName === '*') limits.push([-1, l]);
-      else if (explicitTypes.has(typeName) || this.#types.has(typeName)) limits.push([this.#type(typeName).index, l]);
+      else if (explicitTypes.has(typeName) || this.#types.has(typeName)) limits.push([this.#types.get(typeName).index, l]);
     }
     const access = options.access ?? 'revocable';
     const zero = options.zero ?? 'cross-channel';
@@ -358,35 +300,13 @@ export class Engine implements HandleOwner {
       throw new InvalidArgumentError('options', `channel ${describeValue(name)} is already open; change its limits with setResourceLimits`);
     }
     // The incarnation as native has it (another thread of a shared manager may have won the open).
-    const state = this.#lookupChannel(name, true) ?? this.#lookupChannelUncached(name, index, channelBits(access, zero, immediate));
+    const state = this.#channels.lookup(name, true) ?? this.#channels.opened(name, index, channelBits(access, zero, immediate));
     if (created) for (const [type, l] of limits) this.#applyLimits(type, index, l);
     return { state, created };
   }
 
-  /** Private managers: the cache is authoritative, so a fresh open is recorded from its result. */
-  #lookupChannelUncached(name: string, index: number, bits: number): ChannelState {
-    this.#native.findChannel(name);
-    const state = channelState(name, index, this.#out[FindOut.Owner], bits);
-    this.#channels.set(name, state);
-    this.#channelsByIndex[index] = state;
-    return state;
-  }
 
-  /**
-   * Undoes an auto-open: the channel disappears as if never opened, unless another thread of a
-   * shared manager has started to use it (then it stays open, as if that thread opened it).
-   */
-  #discard(state: ChannelState): void {
-    if (this.#native.discardChannel(state.index, state.owner) !== NativeStatus.Ok) return;
-    this.#forget(state);
-  }
 
-  /** Drops the JS side of a channel incarnation that native closed or discarded. */
-  #forget(state: ChannelState): void {
-    state.open = false;
-    if (this.#channels.get(state.name) === state) this.#channels.delete(state.name);
-    if (this.#channelsByIndex[state.index] === state) this.#channelsByIndex[state.index] = undefined;
-  }
 
   closeChannel(channelId: unknown): ChannelCloseReport {
     const state = this.openChannelState(channelId);
@@ -396,7 +316,7 @@ export class Engine implements HandleOwner {
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { channel: state.name });
     const count = this.#out[CloseOut.Count];
     const bytes = this.#out[CloseOut.Bytes];
-    this.#forget(state);
+    this.#channels.forget(state);
     const close = new ChannelClose(this, this.#native, state, count);
     const report = close.begin(bytes);
     if (close.left > 0) {
@@ -435,7 +355,7 @@ export class Engine implements HandleOwner {
 
   /** ChannelClose: a resource type's name by native index. */
   typeName(type: number): string {
-    return this.#typesByIndex[type]?.name ?? 'unknown';
+    return this.#types.at(type)?.name ?? 'unknown';
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -453,7 +373,7 @@ export class Engine implements HandleOwner {
       }
       type = -1;
     } else {
-      type = this.#type(typeName).index;
+      type = this.#types.get(typeName).index;
     }
     this.#applyLimits(type, channel, checked);
   }
@@ -464,7 +384,7 @@ export class Engine implements HandleOwner {
     const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, {});
-    this.#fast?.limitsChanged(update, channel === -1, this.#channelsByIndex[channel] ?? null);
+    this.#fast?.limitsChanged(update, channel === -1, this.#channels.at(channel) ?? null);
   }
 
   /** The limits set on exactly one scope (type -1: a channel's total; channel -1: a type's total). */
@@ -488,7 +408,7 @@ export class Engine implements HandleOwner {
       if (channel === null) throw new InvalidArgumentError('resourceType', "resourceType '*' (a channel's total) needs a channelId");
       type = -1;
     } else {
-      type = this.#type(typeName).index;
+      type = this.#types.get(typeName).index;
     }
     return this.#limits(typeName, type, channel);
   }
@@ -513,7 +433,7 @@ export class Engine implements HandleOwner {
     }
     const index = this.#native.defineType(typeName, 1);
     if (index < 0) throw this.#statusError(-index, {});
-    this.#addType({ name: typeName, index, memory: false });
+    this.#types.add({ name: typeName, index, memory: false });
     if (limits !== undefined) this.#applyLimits(index, -1, limits);
     const seeded = this.#defaults.limits.find(([t]) => t === typeName);
     if (seeded !== undefined) for (const state of this.#channels.values()) this.#applyLimits(index, state.index, seeded[1]);
@@ -523,7 +443,7 @@ export class Engine implements HandleOwner {
   // allocation
 
   allocate(resourceType: unknown, size: unknown, channelId: unknown, presenter: ChannelState | null): Handle {
-    const type = this.#type(resourceType);
+    const type = this.#types.get(resourceType);
     checkSize(size, this.#maxAllocationSize);
     let channel: ChannelState | null = presenter;
     /** A channel this call auto-opened: undone if the allocation fails. */
@@ -532,7 +452,7 @@ export class Engine implements HandleOwner {
       if (!presenter.open) throw new ChannelClosedError(presenter.name);
     } else if (channelId !== undefined) {
       const name = checkChannelId(channelId);
-      channel = this.#channels.get(name) ?? null;
+      channel = this.#channels.cached(name) ?? null;
       if (channel === null) {
         const found = this.#channelForWork(name);
         channel = found.state;
@@ -568,7 +488,7 @@ export class Engine implements HandleOwner {
     if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
       // Another thread closed this incarnation (and may have reopened the name, maybe with
       // another access mode): look again.
-      this.#forget(channel);
+      this.#channels.forget(channel);
       if (presenter !== null) throw new ChannelClosedError(channel.name);
       const found = this.#channelForWork(channel.name);
       channel = found.state;
@@ -579,7 +499,7 @@ export class Engine implements HandleOwner {
     const out = this.#out;
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
-      if (opened !== null) this.#discard(opened);
+      if (opened !== null) this.#channels.discard(opened);
       if (error instanceof ResourceLimitError) this.#emitLimit(error);
       throw error;
     }
@@ -605,7 +525,7 @@ export class Engine implements HandleOwner {
       const slab = this.#slabs.get(out[AllocOut.SlabKey]);
       if (slab === null) {
         native.free(id, -1, NativeFreeReason.Deallocate, undefined);
-        if (opened !== null) this.#discard(opened);
+        if (opened !== null) this.#channels.discard(opened);
         throw new PoolExhaustedError(n);
       }
       buffer = Buffer.from(slab, offset, n);
@@ -667,7 +587,7 @@ export class Engine implements HandleOwner {
     if (cached === undefined) {
       // The native side and this cache disagree: a bug. Undo the allocation rather than serve it.
       this.#native.free(id, -1, NativeFreeReason.Deallocate, undefined);
-      if (opened !== null) this.#discard(opened);
+      if (opened !== null) this.#channels.discard(opened);
       throw new PoolExhaustedError(size);
     }
     return cached;
@@ -783,7 +703,7 @@ export class Engine implements HandleOwner {
       const freedMask = this.#out[InfoOut.ViolationMask];
       const ownerIndex = this.#out[InfoOut.Channel];
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);
-      if (freedMask !== 0) this.#emitViolations(freedMask, id, this.#channelsByIndex[ownerIndex] ?? null);
+      if (freedMask !== 0) this.#emitViolations(freedMask, id, this.#channels.at(ownerIndex) ?? null);
       return true;
     }
     this.#emitViolations(this.#out[InfoOut.ViolationMask], id, presenter);
@@ -808,7 +728,7 @@ export class Engine implements HandleOwner {
     if (this.#closed) return;
     if (this.#moves.size !== 0 && (this.#moves.get(id) ?? 0) !== moves) return;
     const scope = presenter as ChannelState | null;
-    if (scope !== null && (!scope.open || (this.#shared && this.#lookupChannel(scope.name, true) !== scope))) return;
+    if (scope !== null && (!scope.open || (this.#shared && this.#channels.lookup(scope.name, true) !== scope))) return;
     const fast = this.#fast;
     if (fast !== null && this.#park(fast, id, scope)) return;
     const record = this.#records.get(id);
@@ -858,7 +778,7 @@ export class Engine implements HandleOwner {
     const live = (mask & notLive) === 0;
     let owner: string | null = null;
     if (live) {
-      owner = this.#channelName(out[InfoOut.Channel]);
+      owner = this.#channels.nameOf(out[InfoOut.Channel]);
       if (this.#isDetached(id, handle)) {
         mask |= 1 << BUFFER_DETACHED_KIND;
         this.#native.countViolation(presenter === null ? out[InfoOut.Channel] : presenterIndex, BUFFER_DETACHED_KIND);
@@ -866,7 +786,7 @@ export class Engine implements HandleOwner {
     }
     // CANARY_CORRUPTED is counted against the owner channel (native), so its event names the owner.
     const canary = mask & (1 << VIOLATION_CODES.indexOf('CANARY_CORRUPTED'));
-    const ownerState = canary !== 0 ? (this.#channelsByIndex[out[InfoOut.Channel]] ?? null) : null;
+    const ownerState = canary !== 0 ? (this.#channels.at(out[InfoOut.Channel]) ?? null) : null;
     this.#emitViolations(mask & ~canary, id, presenter);
     if (canary !== 0) this.#emitViolations(canary, id, ownerState);
     return { valid: mask === 0, handleId: id, channelId: owner, violations: violationList(mask, id) };
@@ -904,7 +824,7 @@ export class Engine implements HandleOwner {
         throw error;
       }
     }
-    const type = this.#typesByIndex[out[InfoOut.Type]];
+    const type = this.#types.at(out[InfoOut.Type]);
     const channelIndex = out[InfoOut.Channel];
     const size = out[InfoOut.Size];
     const slotBytes = out[InfoOut.SlotBytes];
@@ -915,7 +835,7 @@ export class Engine implements HandleOwner {
     const result: ResourceMetrics = {
       handleId: id,
       resourceType: type?.name ?? 'unknown',
-      channelId: this.#channelName(channelIndex),
+      channelId: this.#channels.nameOf(channelIndex),
       pool,
       requestedBytes: size,
       slotBytes,
@@ -1010,7 +930,7 @@ export class Engine implements HandleOwner {
     const result = this.#native.adopt(id, true);
     if (typeof result === 'number' && result !== NativeStatus.Ok) throw this.#statusError(result, { id });
     const out = this.#out;
-    const type = this.#typesByIndex[out[InfoOut.Type]];
+    const type = this.#types.at(out[InfoOut.Type]);
     const size = out[InfoOut.Size];
     let buffer: Buffer | null = null;
     let ab: ArrayBuffer | null = null;
@@ -1020,7 +940,7 @@ export class Engine implements HandleOwner {
     }
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
-    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channelName(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access, null, this.#moves.get(id) ?? 0);
+    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channels.nameOf(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access, null, this.#moves.get(id) ?? 0);
     if (ab !== null) {
       // Deferred as native decides it: revocable slab memory of a channel without immediate reuse
       // (a view channel's adopted memory returns at once, so its own buffer must be revoked).
@@ -1096,8 +1016,7 @@ export class Engine implements HandleOwner {
     this.#cache?.flush(0);
     this.#finalMetrics = this.metrics();
     this.#closed = true;
-    for (const state of this.#channels.values()) state.open = false;
-    this.#channels.clear();
+    this.#channels.closeAll();
     this.#slabs.clear();
     this.#native.release();
   }

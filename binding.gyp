@@ -4,12 +4,12 @@
 # Output: build/Release/isopool.node, found by require('bindings')('isopool').
 {
   'variables': {
-    # every native/*.cc except addon.cc and *_binding.cc (the Node-API glue)
+    # native/core/*.cc (no Node-API) and native/binding/*.cc (the Node-API glue)
     'isopool_core_sources': [
-      '<!@(node -p "require(\'fs\').readdirSync(\'native\').filter(f => f.endsWith(\'.cc\') && f !== \'addon.cc\' && !f.endsWith(\'_binding.cc\')).map(f => \'native/\' + f).join(\' \')")',
+      '<!@(node -p "require(\'fs\').readdirSync(\'native/core\').filter(f => f.endsWith(\'.cc\')).map(f => \'native/core/\' + f).join(\' \')")',
     ],
     'isopool_binding_sources': [
-      '<!@(node -p "require(\'fs\').readdirSync(\'native\').filter(f => f === \'addon.cc\' || f.endsWith(\'_binding.cc\')).map(f => \'native/\' + f).join(\' \')")',
+      '<!@(node -p "require(\'fs\').readdirSync(\'native/binding\').filter(f => f.endsWith(\'.cc\')).map(f => \'native/binding/\' + f).join(\' \')")',
     ],
   },
   'target_defaults': {
@@ -17,7 +17,7 @@
     'cflags_cc!': ['-fno-exceptions', '-fno-rtti'],
     'cflags': ['-fvisibility=hidden', '-fPIC', '-Wall', '-Wextra'],
     'cflags_cc': ['-std=c++17', '-fvisibility=hidden', '-fvisibility-inlines-hidden', '-O2'],
-    'include_dirs': ['native'],
+    'include_dirs': ['native/core'],
     'xcode_settings': {
       'GCC_ENABLE_CPP_EXCEPTIONS': 'YES',
       'GCC_ENABLE_CPP_RTTI': 'YES',

@@ -1166,7 +1166,7 @@ function reportHeader(m: SoakResult['machine']): string {
     '- What the cycles cannot see is growth that needs',
     '  new state (new channel ids, new resource types, a live set that only grows); the random mode covers those.',
     '- Not all growth is a leak: the manager remembers every closed channel id (SPEC §1: a closed id refuses work',
-    '  until it is reopened), natively: the 65,536 most recently closed ids still closed (native/channel_ledger.h). Measured separately on',
+    '  until it is reopened), natively: the 65,536 most recently closed ids still closed (native/core/channel_ledger.h). Measured separately on',
     '  this machine at ~200 B of RSS per unique closed id, so a service that closes N connections an hour grows by',
     '  ~200·N B/hour until the cap (~13 MiB); at this soak\'s churn (the "channels" row) that is several MiB/hour, far',
     '  above 64 KiB/hour, and invisible in `reservedBytes`. Reusing channel ids (reopening them) adds nothing: a',

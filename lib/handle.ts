@@ -127,7 +127,7 @@ export function handleIdOf(handle: unknown): number | undefined {
   return undefined;
 }
 
-/** The handle-table index of an id (native/handle_table.h: index * 2^32 + generation * 2^12 + check). */
+/** The handle-table index of an id (native/core/handle_table.h: index * 2^32 + generation * 2^12 + check). */
 export function tableIndexOf(id: number): number {
   return Math.floor(id / 4294967296);
 }

@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh [seconds-per-target]        (default 25, or $ISOPOOL_FUZZ_SECONDS)
 #
-# Targets: every test/fuzz/*_fuzz.cc, each linked with the core sources (native/*.cc
-# except addon.cc and *_binding.cc), like test/native.
+# Targets: every test/fuzz/*_fuzz.cc, each linked with the core sources (native/core/*.cc,
+# no Node-API), like test/native.
 #   handle_fuzz  HandleTable id decoding and state machine vs a shadow model
 #   ledger_fuzz  ChannelLedger check-and-charge, refunds, limits, open/close vs a model
 #
@@ -47,16 +47,13 @@ fi
 echo "fuzz: $(clang++ --version | head -1)"
 
 # --- build ----------------------------------------------------------------------
-core=()
-for f in "${root}"/native/*.cc; do
-  case "$(basename "${f}")" in addon.cc | *_binding.cc) ;; *) core+=("${f}") ;; esac
-done
+core=("${root}"/native/core/*.cc)
 
 targets=()
 for src in "${root}"/test/fuzz/*_fuzz.cc; do
   name="$(basename "${src}" .cc)"
   echo "fuzz: building ${name}"
-  clang++ ${fuzz_flags} -I"${root}/native" "${src}" "${core[@]}" -lpthread -o "${out}/${name}"
+  clang++ ${fuzz_flags} -I"${root}/native/core" "${src}" "${core[@]}" -lpthread -o "${out}/${name}"
   targets+=("${name}")
 done
 

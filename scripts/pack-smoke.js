@@ -91,7 +91,7 @@ const required = [
   'scripts/install.js',
   'binding.gyp',
   'CMakeLists.txt',
-  'native/addon.cc',
+  'native/binding/addon.cc',
   'native/sources.cmake',
 ];
 for (const f of required) if (!files.includes(f)) fail(`the tarball lacks ${f}`);

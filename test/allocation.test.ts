@@ -19,7 +19,7 @@ describe('allocation: every public method', () => {
     it('returns an unscoped handle with a Buffer of exactly size bytes', () => {
       const h = mgr.allocateResource('buffer', 1000);
       expect(Number.isSafeInteger(h.id), 'id is a safe integer').to.equal(true);
-      // id = table index * 2^32 + generation * 2^12 + check bits (native/handle_table.h)
+      // id = table index * 2^32 + generation * 2^12 + check bits (native/core/handle_table.h)
       expect(Math.floor(h.id / 2 ** 32), "a fresh manager's first handle: table index 1").to.equal(1);
       expect(Math.floor(h.id / 2 ** 12) % 2 ** 20, "the entry's first generation").to.equal(1);
       expect(h.resourceType, 'resourceType').to.equal('buffer');

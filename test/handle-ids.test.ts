@@ -1,5 +1,5 @@
 /**
- * Handle ids (SPEC §2 "Forged ids", "Stale ids"; layout and bound in native/handle_table.h):
+ * Handle ids (SPEC §2 "Forged ids", "Stale ids"; layout and bound in native/core/handle_table.h):
  *   id = index * 2^32 + generation * 2^12 + check   (21 + 20 + 12 bits, a safe integer)
  *
  * 1. 10,000,000 uniformly random safe integers per table fill (empty, 1,000 live, 100,000 live)
@@ -176,7 +176,7 @@ describe('handle ids', function () {
 });
 
 describe('a stale id whose table index is live again', () => {
-  /** More than the 4,096-deep quarantine (native/handle_table.h kQuarantine), with room for the fast lane's reserved ids. */
+  /** More than the 4,096-deep quarantine (native/core/handle_table.h kQuarantine), with room for the fast lane's reserved ids. */
   const CHURN_MAX = 20_000;
   const tableIndex = (id: number): number => Math.floor(id / 2 ** 32);
 

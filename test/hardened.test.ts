@@ -1,5 +1,5 @@
 /**
- * Hardened mode (`{ hardened: true }`, native/hardening.h): canary bytes after the requested
+ * Hardened mode (`{ hardened: true }`, native/core/hardening.h): canary bytes after the requested
  * extent (pool choice leaves room for them), CANARY_CORRUPTED on validate and free, guard pages
  * around every slab and direct mapping (a native overrun faults; checked in child processes
  * through the test-only `debugWriteBeyond` hook, installed only with ISOPOOL_TEST_HOOKS=1), and
@@ -14,8 +14,8 @@ import * as path from 'node:path';
 import { ResourceManager, ViolationEvent } from '../lib';
 import { SMALL_POOLS, bufferOf, channelMetrics, collect, filledWith, poolMetrics, unscopedMetrics, violations } from './helpers';
 
-const CANARY_BYTES = 16; // native/hardening.h kCanaryBytes
-const POISON = 0xdf; // native/hardening.h kPoisonByte
+const CANARY_BYTES = 16; // native/core/hardening.h kCanaryBytes
+const POISON = 0xdf; // native/core/hardening.h kPoisonByte
 
 function hardened(extra: { leakDetection?: 'off'; channelDefaults?: { unsafeImmediateReuse: boolean } } = {}): ResourceManager {
   return new ResourceManager({ pools: SMALL_POOLS, hardened: true, leakDetection: 'off', ...extra });

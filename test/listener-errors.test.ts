@@ -23,7 +23,7 @@ const DIAGNOSTICS: Record<EventName, string> = {
   violation: 'isopool:violation',
   limit: 'isopool:limit',
 };
-const CANARY_BYTES = 16; // native/hardening.h kCanaryBytes
+const CANARY_BYTES = 16; // native/core/hardening.h kCanaryBytes
 const FORGED_ID = 123456789;
 /**
  * Handles a scenario freed in its setup stay reachable: under deferred reuse their memory returns

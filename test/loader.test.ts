@@ -1,7 +1,7 @@
 /**
  * The addon check (lib/native/loader.ts narrowAddon): a stale or foreign isopool.node is refused at load
  * with a message that says what to do, instead of failing in the middle of a call. The binding
- * version moves whenever the JS <-> native contract changes (native/addon.cc kBindingVersion).
+ * version moves whenever the JS <-> native contract changes (native/binding/addon.cc kBindingVersion).
  */
 import { expect } from 'chai';
 import { BINDING_VERSION, loadNative, narrowAddon } from '../lib/native/loader';

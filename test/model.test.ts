@@ -23,10 +23,10 @@
  *   - `unsafeImmediateReuse` (channelDefaults, so every channel and the unscoped domain): revocable
  *     buffers are detached at their free or their channel's close, and their slots return at once.
  *
- * Violation attribution modelled (DECISIONS + native/manager.cc StaleTarget): a scope's call is
+ * Violation attribution modelled (DECISIONS + native/core/manager.cc StaleTarget): a scope's call is
  * counted against the scope's channel; a manager call with a forged id against the unscoped
  * domain; with a stale id against the owner channel if the id's table entry was not reused since
- * (no later id with the same index, see native/handle_table.h) and that channel incarnation is
+ * (no later id with the same index, see native/core/handle_table.h) and that channel incarnation is
  * still open, else the unscoped domain. A stale id reports CHANNEL_CLOSED when it was freed by
  * its channel's close and is the last id of its index freed that way, else STALE_HANDLE.
  *

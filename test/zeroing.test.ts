@@ -166,7 +166,7 @@ describe('zeroing', () => {
     }
   });
 
-  // The slot's dirty extent (native/slab_pool.h SlotMeta::dirty: the bytes the last owner may
+  // The slot's dirty extent (native/core/slab_pool.h SlotMeta::dirty: the bytes the last owner may
   // have written) must not shrink when the same owner takes the slot again for fewer bytes, or
   // the next owner's zeroing would leave the first owner's bytes past the smaller size.
   // One pool of one 4 KiB slot per slab, queueSize 1: the pool holds exactly one slot, so every

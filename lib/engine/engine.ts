@@ -699,7 +699,7 @@ export class Engine implements HandleOwner {
     if (status === NativeStatus.Ok) {
       fast?.forget(id);
       if (this.#moves.size !== 0) this.#moves.delete(id);
-      // Hardened: a damaged canary is reported by a successful free (native/hardening.h).
+      // Hardened: a damaged canary is reported by a successful free (native/core/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
       const ownerIndex = this.#out[InfoOut.Channel];
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);

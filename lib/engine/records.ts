@@ -15,7 +15,7 @@ export interface IdRecord {
 }
 
 /**
- * Records keyed by handle id, stored at the id's table index (id / 2^32, native/handle_table.h).
+ * Records keyed by handle id, stored at the id's table index (id / 2^32, native/core/handle_table.h).
  *
  * A `Map` keyed by id hashed every lookup, and one that empties and refills (a round trip, a
  * channel's close) rehashed its table as it shrank and grew; closing a channel of 1,000 handles

@@ -90,7 +90,7 @@ export function statusError(status: number, ctx: StatusContext, out: Float64Arra
   }
 }
 
-/** The ResourceLimitError of a refused allocation (its details in `out`, native/abi.h AllocOut). */
+/** The ResourceLimitError of a refused allocation (its details in `out`, native/binding/abi.h AllocOut). */
 export function limitError(out: Float64Array, resourceType: string, size: number, channelId: string | null): ResourceLimitError {
   const scope: LimitScopeName = SCOPE_NAMES[out[AllocOut.RefusedScope]] ?? 'type';
   const refusedBy = out[AllocOut.RefusedHandles];

@@ -39,7 +39,7 @@
  * keeps, and the next allocation of the same channel, type, pool and exact size (a buffer is
  * exactly its size; the stack is searched a few slots deep for it) gets that ArrayBuffer. The
  * native slot cache names the handle that holds each backing store (its finalizer reports that
- * id: parked memory, see native/manager.h), so a Reissue of a revocable slot is followed by a
+ * id: parked memory, see native/core/manager.h), so a Reissue of a revocable slot is followed by a
  * SlotOwner op, and a parked slot is freed with FreeCached, which puts its backing store back in
  * the slot cache. A buffer that user code moved away or detached is not parked: the native path
  * frees it and parks its memory until that backing store dies. Watched revocable handles stay
@@ -193,7 +193,7 @@ export class FastLane {
   readonly #ids = new Float64Array(ID_BATCH);
   #idCount = 0;
   /**
-   * Live view handles the lane may park, by table index (id / 2^32, native/handle_table.h): a
+   * Live view handles the lane may park, by table index (id / 2^32, native/core/handle_table.h): a
    * dense array, no hashing and no Map churn (a Map that empties and refills on every round
    * trip reallocates its table each time). An entry names its handle's id, so a slot whose
    * handle was freed is `undefined` or names another id.

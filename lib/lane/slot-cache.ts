@@ -1,7 +1,7 @@
 /**
  * The slot cache of a private manager whose revocation is by `transfer()` (README "Access
  * modes"): backing stores of freed revocable slots, by token, each in an ArrayBuffer only this
- * cache references. The native side names the token of each slot (native/abi.h AllocOut
+ * cache references. The native side names the token of each slot (native/binding/abi.h AllocOut
  * CacheToken, InfoOut Recached) and decides which allocation takes which entry; the engine
  * revokes a freed handle's buffer by moving its backing store in here, and the fast lane's sync
  * returns parked slots' stores here.

@@ -5,7 +5,7 @@
  * {@link narrowAddon} has checked it. Everything else in lib/ uses the
  * {@link NativeManager} interface declared here.
  *
- * Calling convention (native/abi.h): arguments are primitives; results that have
+ * Calling convention (native/binding/abi.h): arguments are primitives; results that have
  * several numbers are written into the manager's scratch `out` Float64Array
  * (ids are safe integers, so they fit a double exactly). The slot layouts and number
  * codes are in ./abi.ts, generated from the C++ headers.
@@ -15,7 +15,7 @@
 import { SnapshotOut } from './abi';
 import type { BufferMode } from './abi';
 
-/** native/handle_table.h `kMaxIndex`: how many handles one manager can hold live at once. */
+/** native/core/handle_table.h `kMaxIndex`: how many handles one manager can hold live at once. */
 export const HANDLE_TABLE_CAPACITY = 2 ** 21 - 1;
 
 export interface NativePoolConfig {
@@ -134,7 +134,7 @@ export interface NativeManager {
 
   /**
    * Whether the manager is hardened: created with `hardened: true`, or any manager of an addon
-   * built with -DISOPOOL_HARDENED=1 (native/hardening.h), which the options cannot tell.
+   * built with -DISOPOOL_HARDENED=1 (native/core/hardening.h), which the options cannot tell.
    */
   readonly hardened: boolean;
 
@@ -282,7 +282,7 @@ export interface NativeAddon {
   NativeManager: new (config: NativeConfig) => NativeManager;
   /** Size of a system page, for direct-allocation rounding. */
   pageSize: number;
-  /** The binding's contract version (native/addon.cc kBindingVersion; lib/native/loader.ts BINDING_VERSION). */
+  /** The binding's contract version (native/binding/addon.cc kBindingVersion; lib/native/loader.ts BINDING_VERSION). */
   bindingVersion: number;
   /**
    * The process's C heap as glibc counts it (`mallinfo2`), or `undefined` on another libc.

@@ -35,7 +35,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 /**
- * The binding contract this lib/ speaks: native/addon.cc `kBindingVersion` (bump both together).
+ * The binding contract this lib/ speaks: native/binding/addon.cc `kBindingVersion` (bump both together).
  * scripts/install.js reads it from the compiled loader to judge a prebuild or an earlier build.
  */
 export const BINDING_VERSION = 6;
@@ -68,7 +68,7 @@ export function narrowAddon(raw: unknown): NativeAddon {
     }
   }
   // The checks above are all that can be checked without constructing a manager;
-  // the method shapes are the addon's contract (native/manager_binding.cc).
+  // the method shapes are the addon's contract (native/binding/manager_binding.cc).
   return raw as unknown as NativeAddon;
 }
 

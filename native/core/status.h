@@ -1,7 +1,7 @@
 // status.h — the native core's only error vocabulary.
 //
 // The core never throws. Every fallible operation returns a Status; the binding
-// layer (addon.cc, *_binding.cc) maps each value to the JS error class with the
+// layer (native/binding/) maps each value to the JS error class with the
 // same `code` (SPEC.md §4). The numeric values cross into JS: keep them stable
 // (lib/native/abi.ts `NativeStatus` is generated from this enum).
 #pragma once

@@ -1,4 +1,4 @@
-// binding_util.h — shared by the Node-API binding files (addon.cc, *_binding.cc).
+// binding_util.h — shared by the Node-API binding files (native/binding/).
 //
 // Only the binding includes napi.h. These helpers do two things and nothing
 // more: read JS primitives without throwing (the hot methods answer a wrong

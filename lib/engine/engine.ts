@@ -13,7 +13,6 @@ import {
   ManagerClosedError,
   PoolExhaustedError,
   ResourceLimitError,
-  StaleHandleError,
   UnknownChannelError,
   describeValue,
 } from '../errors';
@@ -29,22 +28,21 @@ import {
   CloseOut,
   InArgs,
   InfoOut,
-  LimitsOut,
   NativeFreeReason,
   NativeLimitScope,
   NativeStatus,
   OpenOut,
-  RecountOut,
   UsageOut,
   VIOLATION_CODES,
 } from '../native/abi';
 import type { NativeManager } from '../native/binding';
 import { ChannelDirectory } from './channels';
 import { ChannelClose } from './close';
+import { effectiveLimits, isolationOf, scopeLimits } from './limits';
 import { managerMetrics } from './metrics';
 import { RecordTable } from './records';
 import { TypeDirectory } from './resource-types';
-import { SCOPE_NAMES, limitError, statusError, violationList } from './status';
+import { SCOPE_NAMES, limitError, statusError, trackError, violationList } from './status';
 import type { StatusContext } from './status';
 import { AllocationSite } from './sites';
 import {
@@ -364,66 +362,30 @@ export class Engine implements HandleOwner {
   /** `limits`: a checked snapshot (lib/validate.ts checkLimits). */
   setLimits(resourceType: unknown, checked: Readonly<Partial<LimitFields>>, channelId: unknown): void {
     const typeName = checkTypeName(resourceType);
-    let channel = -1;
-    if (channelId !== undefined) channel = this.openChannelState(channelId).index;
-    let type: number;
-    if (typeName === '*') {
-      if (channel < 0) {
-        throw new InvalidArgumentError('resourceType', "resourceType '*' (a channel's total) needs a channelId");
-      }
-      type = -1;
-    } else {
-      type = this.#types.get(typeName).index;
-    }
-    this.#applyLimits(type, channel, checked);
+    const channel = channelId === undefined ? null : this.openChannelState(channelId);
+    this.#applyLimits(this.#limitType(typeName, channel), channel === null ? -1 : channel.index, checked);
   }
 
   /** Sets the given fields on one scope; the others keep the values the native manager has. */
   #applyLimits(type: number, channel: number, update: Readonly<Partial<LimitFields>>): void {
     this.#fast?.sync();
-    const merged: LimitFields = { ...this.#scopeLimits(type, channel), ...update };
+    const merged: LimitFields = { ...scopeLimits(this.#native, type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, {});
     this.#fast?.limitsChanged(update, channel === -1, this.#channels.at(channel) ?? null);
   }
 
-  /** The limits set on exactly one scope (type -1: a channel's total; channel -1: a type's total). */
-  #scopeLimits(type: number, channel: number): LimitFields {
-    this.#native.getScopeLimits(type, channel);
-    const out = this.#out;
-    return {
-      maxBytes: out[LimitsOut.MaxBytes],
-      maxHandles: out[LimitsOut.MaxHandles],
-      maxAllocationSize: out[LimitsOut.MaxAllocationSize],
-      softBytes: out[LimitsOut.SoftBytes],
-    };
-  }
-
   getLimits(resourceType: unknown, channelId: unknown): ResourceLimits {
     const typeName = checkTypeName(resourceType);
-    let channel: ChannelState | null = null;
-    if (channelId !== undefined) channel = this.openChannelState(channelId);
-    let type: number;
-    if (typeName === '*') {
-      if (channel === null) throw new InvalidArgumentError('resourceType', "resourceType '*' (a channel's total) needs a channelId");
-      type = -1;
-    } else {
-      type = this.#types.get(typeName).index;
-    }
-    return this.#limits(typeName, type, channel);
+    const channel = channelId === undefined ? null : this.openChannelState(channelId);
+    return effectiveLimits(this.#native, typeName, this.#limitType(typeName, channel), channel);
   }
 
-  #limits(typeName: string, type: number, channel: ChannelState | null): ResourceLimits {
-    this.#native.getLimits(type, channel === null ? -1 : channel.index);
-    const out = this.#out;
-    return {
-      resourceType: typeName,
-      channelId: channel === null ? null : channel.name,
-      maxBytes: out[LimitsOut.MaxBytes],
-      maxHandles: out[LimitsOut.MaxHandles],
-      maxAllocationSize: out[LimitsOut.MaxAllocationSize],
-      softBytes: out[LimitsOut.SoftBytes],
-    };
+  /** The native type index a limit call names ('*': -1, a channel's total, which needs a channel). */
+  #limitType(typeName: string, channel: ChannelState | null): number {
+    if (typeName !== '*') return this.#types.get(typeName).index;
+    if (channel === null) throw new InvalidArgumentError('resourceType', "resourceType '*' (a channel's total) needs a channelId");
+    return -1;
   }
 
   defineType(name: unknown, limits: Readonly<Partial<LimitFields>> | undefined): void {
@@ -644,11 +606,10 @@ export class Engine implements HandleOwner {
       resourceType: type.name,
       scope: scopeName,
       bytesInUse,
-      softBytes: this.#scopeLimits(scopeType, scopeChannel).softBytes,
+      softBytes: scopeLimits(this.#native, scopeType, scopeChannel).softBytes,
     });
   }
 
-  /** The view-mode ArrayBuffer of a slab, exporting it once per lifetime of its JS object. */
   #allocationError(status: number, type: TypeState, size: number, channel: ChannelState | null): IsopoolError {
     if (status !== NativeStatus.ResourceLimit) return this.#statusError(status, { type: type.name, channel: channel?.name, size });
     return limitError(this.#out, type.name, size, channel === null ? null : channel.name);
@@ -812,17 +773,10 @@ export class Engine implements HandleOwner {
     }
     const mask = this.#native.validate(id, presenterIndex);
     const out = this.#out;
-    if (mask !== 0) {
-      let error: IsopoolError | null = null;
-      if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) error = new InvalidHandleError(id);
-      else if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) error = new StaleHandleError(id, true);
-      else if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) error = new StaleHandleError(id, false);
-      // Through a scope, another channel's live id gets a forged id's error (no oracle).
-      else if (presenter !== null && mask & CROSS_CHANNEL_BIT) error = new InvalidHandleError(id);
-      if (error !== null) {
-        this.#emitViolations(mask, id, presenter);
-        throw error;
-      }
+    const error = trackError(mask, id, presenter !== null);
+    if (error !== null) {
+      this.#emitViolations(mask, id, presenter);
+      throw error;
     }
     const type = this.#types.at(out[InfoOut.Type]);
     const channelIndex = out[InfoOut.Channel];
@@ -863,39 +817,7 @@ export class Engine implements HandleOwner {
   }
 
   verifyIsolation(channelId: unknown): ResourceIsolationResult {
-    const state = this.openChannelState(channelId);
-    const native = this.#native;
-    const out = this.#out;
-    native.recountChannel(state.index);
-    const liveHandles = out[RecountOut.Handles];
-    const liveCharged = out[RecountOut.Charged];
-    native.channelUsage(state.index);
-    const ledgerBytes = out[UsageOut.Bytes];
-    const ledgerHandles = out[UsageOut.Handles];
-    const violations: ResourceIsolationResult['violations'] = [];
-    for (let k = 0; k < VIOLATION_CODES.length; k++) {
-      const count = out[UsageOut.Violations + k];
-      if (count > 0) {
-        const code = VIOLATION_CODES[k];
-        violations.push({ code, message: `${count} ${code} violation(s) recorded against channel ${describeValue(state.name)}`, count });
-      }
-    }
-    const agrees = ledgerBytes === liveCharged && ledgerHandles === liveHandles;
-    if (!agrees) {
-      violations.push({
-        code: 'OUT_OF_BOUNDS',
-        message: `ledger (${ledgerHandles} handles, ${ledgerBytes} bytes) disagrees with live handles (${liveHandles}, ${liveCharged})`,
-        count: 1,
-      });
-    }
-    return {
-      channelId: state.name,
-      isolated: agrees && violations.length === 0,
-      handleCount: liveHandles,
-      bytesInUse: liveCharged,
-      limits: this.#limits('*', -1, state),
-      violations,
-    };
+    return isolationOf(this.#native, this.openChannelState(channelId));
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
  * @packageDocumentation
  */
 import { newChannelLane } from '../lane/fast-lane';
-import type { LaneChannel, Transferable } from '../lane/fast-lane';
+import type { LaneChannel } from '../lane/fast-lane';
+import type { Transferable } from '../lane/slot-cache';
 import type { AccessMode, ZeroMode } from '../types';
 import type { AllocationSite } from './sites';
 

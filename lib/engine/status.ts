@@ -106,3 +106,17 @@ export function limitError(out: Float64Array, resourceType: string, size: number
     channelId,
   });
 }
+
+/**
+ * trackResourceUsage's error for a validation mask, or null for a live handle (whose damage, if
+ * any, is reported as violations). Through a scope (`scoped`), another channel's live id gets a
+ * forged id's error: a scope is no oracle for other channels' ids.
+ */
+export function trackError(mask: number, id: number, scoped: boolean): IsopoolError | null {
+  if (mask === 0) return null;
+  if (mask & (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE'))) return new InvalidHandleError(id);
+  if (mask & (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'))) return new StaleHandleError(id, true);
+  if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) return new StaleHandleError(id, false);
+  if (scoped && mask & (1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) return new InvalidHandleError(id);
+  return null;
+}

@@ -55,11 +55,8 @@
 import { placeAt, tableIndexOf } from '../handle';
 import { JournalOp, JournalOut } from '../native/abi';
 import type { SlabExports } from './slabs';
-import type { SlotCache } from './slot-cache';
+import type { SlotCache, Transferable } from './slot-cache';
 import type { LimitFields, ZeroMode } from '../types';
-
-/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
-export type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
 
 /** What the lane needs of a channel incarnation (the engine's LaneChannel is one). */
 export interface LaneChannel {

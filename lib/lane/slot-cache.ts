@@ -8,7 +8,9 @@
  * @internal
  * @packageDocumentation
  */
-import type { Transferable } from './fast-lane';
+
+/** `ArrayBuffer.prototype.transfer` (Node >= 21, or Node 20 with --harmony-rab-gsab-transfer). */
+export type Transferable = ArrayBuffer & { transfer(): ArrayBuffer };
 
 /** What the cache needs of the native manager. */
 export interface SlotCacheNative {

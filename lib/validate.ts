@@ -196,3 +196,15 @@ export function checkChannelOptions(argument: string, options: unknown): Checked
   }
   return Object.freeze({ limits: Object.freeze(limits), access, zero, unsafeImmediateReuse });
 }
+
+/** channelDefaults, overridden by explicit options (limits merged per type key). */
+export function mergeChannelOptions(defaults: CheckedChannelOptions, options: CheckedChannelOptions): CheckedChannelOptions {
+  const limits = new Map(defaults.limits);
+  for (const [type, l] of options.limits) limits.set(type, Object.freeze({ ...limits.get(type), ...l }));
+  return Object.freeze({
+    limits: Object.freeze([...limits]),
+    access: options.access ?? defaults.access,
+    zero: options.zero ?? defaults.zero,
+    unsafeImmediateReuse: options.unsafeImmediateReuse ?? defaults.unsafeImmediateReuse,
+  });
+}

@@ -49,6 +49,13 @@ export class ChannelDirectory {
     return this.#add(channelState(name, index, owner, bits));
   }
 
+  /** Throws ERR_CHANNEL_CLOSED unless `state` is open (a shared manager's other threads may have closed it). */
+  checkOpen(state: ChannelState): void {
+    // Shared: another thread may have closed (and reopened) it; the scope is of this incarnation.
+    if (state.open && this.#shared && this.lookup(state.name, true) !== state) state.open = false;
+    if (!state.open) throw new ChannelClosedError(state.name);
+  }
+
   /** Whether `name` is remembered as closed natively. */
   isClosed(name: string): boolean {
     return this.#native.findChannel(name) === -2;

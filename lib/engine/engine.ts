@@ -20,7 +20,7 @@ import type { EventSink } from '../events';
 import { FastLane, Parked } from '../lane/fast-lane';
 import { SlabExports } from '../lane/slabs';
 import { SlotCache } from '../lane/slot-cache';
-import { Handle, handleIdOf, isWellFormedId } from '../handle';
+import { Handle, isWellFormedId } from '../handle';
 import type { HandleOwner } from '../handle';
 import {
   AllocOut,
@@ -32,32 +32,36 @@ import {
   NativeLimitScope,
   NativeStatus,
   OpenOut,
-  UsageOut,
   VIOLATION_CODES,
 } from '../native/abi';
 import type { NativeManager } from '../native/binding';
 import { ChannelDirectory } from './channels';
 import { ChannelClose } from './close';
 import { effectiveLimits, isolationOf, scopeLimits } from './limits';
+import { HandleChecks } from './checks';
+import { LeakWatch } from './leaks';
+import type { LeakHeld } from './leaks';
 import { managerMetrics } from './metrics';
-import { RecordTable } from './records';
+import { MoveLog, RecordTable } from './records';
 import { TypeDirectory } from './resource-types';
-import { SCOPE_NAMES, limitError, statusError, trackError, violationList } from './status';
+import { Notices } from './notices';
+import { handleIdArg, limitError, statusError } from './status';
 import type { StatusContext } from './status';
-import { AllocationSite } from './sites';
 import {
   UNSCOPED_INDEX,
   bufferOf,
   channelBits,
   isRevocable,
+  poolNameOf,
   transferAvailable,
   unrevocable,
 } from './state';
-import type { ChannelState, LiveRecord, TypeState } from './state';
+import type { ChannelState, EngineOptions, LiveRecord, TypeState } from './state';
+
+export type { EngineOptions } from './state';
 import type {
   AccessMode,
   ChannelCloseReport,
-  LeakDetectionMode,
   LimitFields,
   ManagerMetrics,
   ResourceIsolationResult,
@@ -65,39 +69,10 @@ import type {
   ResourceMetrics,
   SecurityValidationResult,
 } from '../types';
-import { checkChannelId, checkSize, checkTypeName } from '../validate';
+import { checkChannelId, checkSize, checkTypeName, mergeChannelOptions } from '../validate';
 import type { CheckedChannelOptions } from '../validate';
 
-/** Transfers remembered per thread (see Engine.#moves). */
-const MOVES_KEPT = 65536;
-/** What the leak registry remembers of a watched handle (never the handle or its buffer). */
-interface LeakHeld {
-  readonly id: number;
-  readonly resourceType: string;
-  readonly size: number;
-  readonly channelId: string | null;
-  readonly site: AllocationSite | undefined;
-}
-
-export interface EngineOptions {
-  native: NativeManager;
-  poolNames: string[];
-  /** Slot sizes of the pools, in pool index order. */
-  slotSizes: number[];
-  hardened: boolean;
-  maxAllocationSize: number;
-  autoOpenChannels: boolean;
-  channelDefaults: CheckedChannelOptions;
-  leakDetection: LeakDetectionMode;
-  leakSampleRate: number;
-  events: EventSink;
-  /** Attached to a process-wide manager: other threads may change channels, types and limits. */
-  shared: boolean;
-}
-
 const BUFFER_DETACHED_KIND = VIOLATION_CODES.indexOf('BUFFER_DETACHED');
-const FORGED_BIT = 1 << VIOLATION_CODES.indexOf('FORGED_HANDLE');
-const CROSS_CHANNEL_BIT = 1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL');
 
 export class Engine implements HandleOwner {
   readonly #native: NativeManager;
@@ -107,20 +82,17 @@ export class Engine implements HandleOwner {
   readonly #maxAllocationSize: number;
   readonly #autoOpen: boolean;
   readonly #defaults: CheckedChannelOptions;
-  readonly #leakMode: LeakDetectionMode;
-  readonly #leakRate: number;
   readonly #events: EventSink;
   readonly #shared: boolean;
 
   readonly #types: TypeDirectory;
   readonly #channels: ChannelDirectory;
+  readonly #notices: Notices;
+  readonly #checks: HandleChecks;
   readonly #records = new RecordTable<LiveRecord>();
   /** View-mode slab ArrayBuffers by slab key, held weakly: live views keep them alive. */
   readonly #slabs: SlabExports;
-  readonly #leaks: FinalizationRegistry<LeakHeld>;
-  #leaksDetected = 0;
-  #leaksReclaimed = 0;
-  #allocationCount = 0;
+  readonly #leaks: LeakWatch;
   /**
    * Revocation by transfer (see BufferMode.SlotCache): backing stores of freed slots by token,
    * each in an ArrayBuffer only this object references.
@@ -131,12 +103,8 @@ export class Engine implements HandleOwner {
   readonly #fast: FastLane | null;
   #closed = false;
   #unscopedDeferred = true;
-  /**
-   * Transfers (`transferHandle`) seen by this thread, by id: a handle object made before the
-   * latest one is inert. Entries go when this thread frees the id; at most MOVES_KEPT (oldest
-   * first), which only matters for an id moved away and adopted back here that many transfers later.
-   */
-  readonly #moves = new Map<number, number>();
+  /** Transfers seen by this thread: a handle object made before an id's latest one is inert. */
+  readonly #moves = new MoveLog();
   /** Closes of large channels whose memory is still coming back (#closeLater). */
   readonly #closing = new Set<ChannelClose>();
   #finalMetrics: ManagerMetrics | null = null;
@@ -149,17 +117,19 @@ export class Engine implements HandleOwner {
     this.#maxAllocationSize = options.maxAllocationSize;
     this.#autoOpen = options.autoOpenChannels;
     this.#defaults = options.channelDefaults;
-    this.#leakMode = options.leakDetection;
-    this.#leakRate = options.leakSampleRate;
     this.#events = options.events;
     this.#shared = options.shared;
     this.#channels = new ChannelDirectory(options.native, options.shared);
-    this.#leaks = new FinalizationRegistry<LeakHeld>((held) => this.#onCollected(held));
+    this.#notices = new Notices(options.native, options.events);
+    this.#leaks = new LeakWatch(options.leakDetection, options.leakSampleRate, (held) => this.#onCollected(held));
     this.#slotCache = !options.shared && transferAvailable() && options.native.slotCacheStats();
     this.#slabs = new SlabExports(options.native);
     this.#cache = this.#slotCache ? new SlotCache(options.native) : null;
-    this.#fast = fastLaneFor(options, this.#slabs, this.#cache);
+    // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
+    const laneOff = options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid' || process.env.ISOPOOL_FASTLANE === 'off';
+    this.#fast = laneOff ? null : new FastLane(options.native, options.slotSizes, this.#slabs, this.#cache);
     this.#types = new TypeDirectory(options.native);
+    this.#checks = new HandleChecks(options.native, this.#channels, this.#types, this.#records, this.#notices, options.poolNames);
     // The unscoped domain (revocable) reuses memory as channelDefaults says.
     if (options.channelDefaults.unsafeImmediateReuse === true) this.#native.openChannel('', 0, 0, 1);
     this.#unscopedDeferred = (this.#native.channelOptions(UNSCOPED_INDEX) & 4) === 0;
@@ -204,10 +174,9 @@ export class Engine implements HandleOwner {
 
   /** Throws ERR_CHANNEL_CLOSED for a scope whose channel incarnation was closed. */
   checkScopeOpen(state: ChannelState): void {
-    // Shared: another thread may have closed (and reopened) it; the scope is of this incarnation.
-    if (state.open && this.#shared && this.#channels.lookup(state.name, true) !== state) state.open = false;
-    if (!state.open) throw new ChannelClosedError(state.name);
+    this.#channels.checkOpen(state);
   }
+
 
 
 
@@ -235,11 +204,7 @@ export class Engine implements HandleOwner {
 
 
 
-  #poolName(pool: number): string {
-    if (pool === -1) return 'direct';
-    if (pool === -2) return 'counter';
-    return this.#poolNames[pool] ?? `pool${pool}`;
-  }
+
 
   /** Presenter's native index: -1 for the manager itself. Throws if the scope's channel closed. */
   #presenterIndex(presenter: ChannelState | null): number {
@@ -248,13 +213,7 @@ export class Engine implements HandleOwner {
     return presenter.index;
   }
 
-  #handleId(handle: unknown, argument = 'handle'): number {
-    const id = handleIdOf(handle);
-    if (id === undefined) {
-      throw new InvalidArgumentError(argument, `${argument} must be a ResourceHandle or a handle id (number), got ${describeValue(handle)}`);
-    }
-    return id;
-  }
+
 
   // ---------------------------------------------------------------------------------------------
   // channels
@@ -348,7 +307,7 @@ export class Engine implements HandleOwner {
 
   /** ChannelClose: a damaged canary found by the close (counted unscoped; the event names the channel). */
   closeViolations(mask: number, id: number, state: ChannelState): void {
-    this.#emitViolations(mask, id, state);
+    this.#notices.emit(mask, id, state);
   }
 
   /** ChannelClose: a resource type's name by native index. */
@@ -423,22 +382,22 @@ export class Engine implements HandleOwner {
     }
     const n = size as number;
     const native = this.#native;
-    const watched = this.#leakMode === 'paranoid' || (this.#leakMode === 'sampled' && this.#allocationCount % this.#leakRate === 0);
+    const watched = this.#leaks.nextWatched();
     const fast = this.#fast;
     if (fast !== null) {
       if (channel !== null && channel.access === 'view' && type.memory) {
         const taken = fast.take(channel, type.index, n, watched);
         if (taken !== null) {
-          this.#allocationCount++;
-          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'view', presenter);
+          this.#leaks.counted();
+          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, poolNameOf(this.#poolNames, taken.pool), taken.slotBytes, 'view', presenter);
           if (watched) this.#track(taken.id, type, n, channel, null, taken.buffer, handle, true, -1);
           return handle;
         }
       } else if (channel !== null && type.memory && !watched && this.#slotCache && !channel.deferred) {
         const taken = fast.takeRevocable(channel, type.index, n);
         if (taken !== null) {
-          this.#allocationCount++;
-          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, this.#poolName(taken.pool), taken.slotBytes, 'revocable', presenter);
+          this.#leaks.counted();
+          const handle = new Handle(this, taken.id, type.name, n, channel.name, taken.buffer, poolNameOf(this.#poolNames, taken.pool), taken.slotBytes, 'revocable', presenter);
           this.#track(taken.id, type, n, channel, taken.ab, taken.buffer, handle, false, taken.token);
           return handle;
         }
@@ -462,7 +421,7 @@ export class Engine implements HandleOwner {
     if (typeof result === 'number' && result !== NativeStatus.Ok) {
       const error = this.#allocationError(result, type, n, channel);
       if (opened !== null) this.#channels.discard(opened);
-      if (error instanceof ResourceLimitError) this.#emitLimit(error);
+      if (error instanceof ResourceLimitError) this.#notices.limit(error);
       throw error;
     }
     const id = out[AllocOut.Id];
@@ -495,12 +454,12 @@ export class Engine implements HandleOwner {
     }
     const channelName = channel === null ? null : channel.name;
     const access: AccessMode | null = type.memory ? (revocable ? 'revocable' : 'view') : null;
-    const handle = new Handle(this, id, type.name, n, channelName, buffer, this.#poolName(pool), slotBytes, access, presenter);
+    const handle = new Handle(this, id, type.name, n, channelName, buffer, poolNameOf(this.#poolNames, pool), slotBytes, access, presenter);
 
-    this.#allocationCount++;
+    this.#leaks.counted();
     if (watched || ab !== null) this.#track(id, type, n, channel, ab, buffer, handle, watched, token);
     if (softCrossed !== NativeLimitScope.None && this.#events.wants('pressure')) {
-      this.#emitPressure(type, channel, softCrossed);
+      this.#notices.pressure(type, channel, softCrossed);
     }
     return handle;
   }
@@ -510,9 +469,7 @@ export class Engine implements HandleOwner {
    * own ArrayBuffer (revocable) to revoke when it is freed by id.
    */
   #track(id: number, type: TypeState, n: number, channel: ChannelState | null, ab: ArrayBuffer | null, buffer: Buffer | null, handle: Handle, watched: boolean, token: number): void {
-    // Only 'paranoid' records sites: a capture is ~3.5 µs of V8 reading optimised frames back
-    // (docs/DECISIONS.md "Leak sites"), which was the p99 of a default-options allocation.
-    const site = watched && this.#leakMode === 'paranoid' ? new AllocationSite() : undefined;
+    const site = this.#leaks.siteFor(watched);
     const record: LiveRecord = {
       id,
       pos: -1,
@@ -528,7 +485,7 @@ export class Engine implements HandleOwner {
       // Revocable: the ArrayBuffer itself (once it is collected nothing can reach the slot).
       // View: the Buffer view (a stale view may still reach the slab: view mode's documented risk).
       const target: object = ab ?? buffer ?? handle;
-      this.#leaks.register(target, { id, resourceType: type.name, size: n, channelId: channel === null ? null : channel.name, site }, record);
+      this.#leaks.watch(target, { id, resourceType: type.name, size: n, channelId: channel === null ? null : channel.name, site }, record);
     }
   }
 
@@ -586,41 +543,13 @@ export class Engine implements HandleOwner {
     return this.#native.freeIn(bufferOf(record));
   }
 
-  #emitPressure(type: TypeState, channel: ChannelState | null, scope: number): void {
-    const scopeName = SCOPE_NAMES[scope] ?? 'type';
-    let bytesInUse: number;
-    if (scopeName === 'type') {
-      this.#native.typeUsage(type.index, -1);
-      bytesInUse = this.#out[UsageOut.Bytes];
-    } else if (scopeName === 'channel') {
-      this.#native.channelUsage(channel === null ? UNSCOPED_INDEX : channel.index);
-      bytesInUse = this.#out[UsageOut.Bytes];
-    } else {
-      this.#native.typeUsage(type.index, channel === null ? UNSCOPED_INDEX : channel.index);
-      bytesInUse = this.#out[UsageOut.Bytes];
-    }
-    const scopeType = scopeName === 'channel' ? -1 : type.index;
-    const scopeChannel = scopeName === 'type' ? -1 : (channel?.index ?? UNSCOPED_INDEX);
-    this.#events.pressure({
-      channelId: channel === null ? null : channel.name,
-      resourceType: type.name,
-      scope: scopeName,
-      bytesInUse,
-      softBytes: scopeLimits(this.#native, scopeType, scopeChannel).softBytes,
-    });
-  }
+
 
   #allocationError(status: number, type: TypeState, size: number, channel: ChannelState | null): IsopoolError {
     if (status !== NativeStatus.ResourceLimit) return this.#statusError(status, { type: type.name, channel: channel?.name, size });
     return limitError(this.#out, type.name, size, channel === null ? null : channel.name);
   }
 
-  /** `isopool:limit` for a refusal, once the refused allocation is fully undone. */
-  #emitLimit(error: ResourceLimitError): void {
-    if (!this.#events.wants('limit')) return;
-    const { channelId, resourceType, scope, limit, requested, inUse } = error;
-    this.#events.limit({ channelId, resourceType, scope, limit, requested, inUse });
-  }
 
   // ---------------------------------------------------------------------------------------------
   // release
@@ -633,7 +562,7 @@ export class Engine implements HandleOwner {
     if (record === undefined) return;
     this.#records.delete(id);
     if (record.watched) {
-      this.#leaks.unregister(record);
+      this.#leaks.unwatch(record);
       record.site?.drop();
     }
     if (record.deferred) return; // left attached: its memory returns when it dies
@@ -644,10 +573,10 @@ export class Engine implements HandleOwner {
   }
 
   deallocate(handle: unknown, presenter: ChannelState | null): boolean {
-    const id = this.#handleId(handle);
+    const id = handleIdArg(handle);
     const presenterIndex = this.#presenterIndex(presenter);
     if (!isWellFormedId(id)) {
-      this.#countMalformed(presenter, id);
+      this.#notices.malformed(presenter, id);
       return false;
     }
     const fast = this.#fast;
@@ -659,15 +588,15 @@ export class Engine implements HandleOwner {
     const status = this.#freeHeld(id, presenterIndex, record);
     if (status === NativeStatus.Ok) {
       fast?.forget(id);
-      if (this.#moves.size !== 0) this.#moves.delete(id);
+      this.#moves.forget(id);
       // Hardened: a damaged canary is reported by a successful free (native/core/hardening.h).
       const freedMask = this.#out[InfoOut.ViolationMask];
       const ownerIndex = this.#out[InfoOut.Channel];
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);
-      if (freedMask !== 0) this.#emitViolations(freedMask, id, this.#channels.at(ownerIndex) ?? null);
+      if (freedMask !== 0) this.#notices.emit(freedMask, id, this.#channels.at(ownerIndex) ?? null);
       return true;
     }
-    this.#emitViolations(this.#out[InfoOut.ViolationMask], id, presenter);
+    this.#notices.emit(this.#out[InfoOut.ViolationMask], id, presenter);
     return false;
   }
 
@@ -687,7 +616,7 @@ export class Engine implements HandleOwner {
    */
   disposeHandle(id: number, presenter: unknown, moves: number): void {
     if (this.#closed) return;
-    if (this.#moves.size !== 0 && (this.#moves.get(id) ?? 0) !== moves) return;
+    if (this.#moves.of(id) !== moves) return;
     const scope = presenter as ChannelState | null;
     if (scope !== null && (!scope.open || (this.#shared && this.#channels.lookup(scope.name, true) !== scope))) return;
     const fast = this.#fast;
@@ -697,123 +626,35 @@ export class Engine implements HandleOwner {
     if (this.#native.lookup(id) !== NativeStatus.Ok || this.#out[InfoOut.InTransit] === 1) return;
     if (this.#freeHeld(id, scope === null ? -1 : scope.index, record) === NativeStatus.Ok) {
       fast?.forget(id);
-      this.#moves.delete(id);
+      this.#moves.forget(id);
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);
     }
   }
 
-  #countMalformed(presenter: ChannelState | null, id: number): void {
-    const kind = VIOLATION_CODES.indexOf('FORGED_HANDLE');
-    this.#native.countViolation(presenter === null ? UNSCOPED_INDEX : presenter.index, kind);
-    this.#emitViolations(1 << kind, id, presenter);
-  }
 
-  #emitViolations(mask: number, id: number, presenter: ChannelState | null): void {
-    if (mask === 0 || !this.#events.wants('violation')) return;
-    const channelId = presenter === null ? null : presenter.name;
-    for (let bit = 0; bit < VIOLATION_CODES.length; bit++) {
-      if (mask & (1 << bit)) this.#events.violation({ channelId, code: VIOLATION_CODES[bit], handleId: id });
-    }
-  }
+
+
 
   // ---------------------------------------------------------------------------------------------
   // checks
 
-  validate(handle: unknown, presenter: ChannelState | null): SecurityValidationResult {
-    const id = this.#handleId(handle);
-    const presenterIndex = this.#presenterIndex(presenter);
-    if (!isWellFormedId(id)) {
-      this.#countMalformed(presenter, id);
-      return { valid: false, handleId: id, channelId: null, violations: violationList(1, id) };
-    }
-    let mask = this.#native.validate(id, presenterIndex);
-    const out = this.#out;
-    if (presenter !== null && (mask & CROSS_CHANNEL_BIT) !== 0) {
-      // Counted natively as CROSS_CHANNEL against the presenter, and the operator's event says so;
-      // the scope's answer is a forged id's, so a scope is no oracle for other channels' ids.
-      this.#emitViolations(mask, id, presenter);
-      return { valid: false, handleId: id, channelId: null, violations: violationList(FORGED_BIT, id) };
-    }
-    // Live: none of the bits that mean "not a live handle" (canary/bounds damage is on a live one).
-    const notLive = (1 << VIOLATION_CODES.indexOf('FORGED_HANDLE')) | (1 << VIOLATION_CODES.indexOf('STALE_HANDLE')) | (1 << VIOLATION_CODES.indexOf('CHANNEL_CLOSED'));
-    const live = (mask & notLive) === 0;
-    let owner: string | null = null;
-    if (live) {
-      owner = this.#channels.nameOf(out[InfoOut.Channel]);
-      if (this.#isDetached(id, handle)) {
-        mask |= 1 << BUFFER_DETACHED_KIND;
-        this.#native.countViolation(presenter === null ? out[InfoOut.Channel] : presenterIndex, BUFFER_DETACHED_KIND);
-      }
-    }
-    // CANARY_CORRUPTED is counted against the owner channel (native), so its event names the owner.
-    const canary = mask & (1 << VIOLATION_CODES.indexOf('CANARY_CORRUPTED'));
-    const ownerState = canary !== 0 ? (this.#channels.at(out[InfoOut.Channel]) ?? null) : null;
-    this.#emitViolations(mask & ~canary, id, presenter);
-    if (canary !== 0) this.#emitViolations(canary, id, ownerState);
-    return { valid: mask === 0, handleId: id, channelId: owner, violations: violationList(mask, id) };
-  }
 
-  /** A live revocable handle whose buffer was detached by code other than ours. */
-  #isDetached(id: number, handle: unknown): boolean {
-    const record = this.#records.get(id);
-    if (record === undefined || record.ab === null) return false;
-    const ab = bufferOf(record);
-    if (ab !== undefined && ab.byteLength === 0) return true;
-    // `id` was read from `handle` once already (#handleId); its buffer is read once here.
-    const buffer = Handle.is(handle) ? handle.buffer : null;
-    return buffer !== null && buffer.byteLength === 0;
+
+
+
+
+
+
+  validate(handle: unknown, presenter: ChannelState | null): SecurityValidationResult {
+    return this.#checks.validate(handle, presenter, this.#presenterIndex(presenter));
   }
 
   track(handle: unknown, presenter: ChannelState | null): ResourceMetrics {
-    const id = this.#handleId(handle);
-    const presenterIndex = this.#presenterIndex(presenter);
-    if (!isWellFormedId(id)) {
-      this.#countMalformed(presenter, id);
-      throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
-    }
-    const mask = this.#native.validate(id, presenterIndex);
-    const out = this.#out;
-    const error = trackError(mask, id, presenter !== null);
-    if (error !== null) {
-      this.#emitViolations(mask, id, presenter);
-      throw error;
-    }
-    const type = this.#types.at(out[InfoOut.Type]);
-    const channelIndex = out[InfoOut.Channel];
-    const size = out[InfoOut.Size];
-    const slotBytes = out[InfoOut.SlotBytes];
-    const pool = this.#poolName(out[InfoOut.Pool]);
-    const ageNs = out[InfoOut.AgeNs];
-    const latency = out[InfoOut.LatencyNs];
-    this.#native.channelUsage(channelIndex < 0 ? UNSCOPED_INDEX : channelIndex);
-    const result: ResourceMetrics = {
-      handleId: id,
-      resourceType: type?.name ?? 'unknown',
-      channelId: this.#channels.nameOf(channelIndex),
-      pool,
-      requestedBytes: size,
-      slotBytes,
-      internalFragmentation: slotBytes > 0 ? 1 - size / slotBytes : 0,
-      ageMs: ageNs / 1e6,
-      allocationLatencyNs: latency,
-      channelBytesInUse: this.#out[UsageOut.Bytes],
-    };
-    // A live handle with damage (hardened canary, bounds): reported once the result is read.
-    this.#emitViolations(mask, id, presenter);
-    return result;
+    return this.#checks.track(handle, presenter, this.#presenterIndex(presenter));
   }
 
   verifyCleanup(handle: unknown): boolean {
-    const id = this.#handleId(handle);
-    if (!isWellFormedId(id)) return false;
-    if (!this.#native.isReleased(id)) return false;
-    // A revocable buffer must be revoked too (view-mode buffers are never revoked: SPEC §1).
-    // `id` was read from `handle` once already (#handleId); access and buffer are read once here.
-    if (Handle.is(handle) && handle.access === 'revocable') {
-      const buffer = handle.buffer;
-      if (buffer !== null) return buffer.byteLength === 0;
-    }
-    return true;
+    return this.#checks.verifyCleanup(handle);
   }
 
   verifyIsolation(channelId: unknown): ResourceIsolationResult {
@@ -824,21 +665,18 @@ export class Engine implements HandleOwner {
   // threads (SPEC §3)
 
   transfer(handle: unknown): number {
-    const id = this.#handleId(handle);
+    const id = handleIdArg(handle);
     if (!isWellFormedId(id)) throw new InvalidHandleError(id, 'is not a handle id (a non-negative safe integer)');
     const record = this.#records.get(id);
     if (unrevocable(record) && this.#native.lookup(id) === NativeStatus.Ok) {
       // Another ArrayBuffer may hold this memory: moving it would give two threads access.
       this.#native.countViolation(this.#out[InfoOut.Channel], BUFFER_DETACHED_KIND);
-      this.#emitViolations(1 << BUFFER_DETACHED_KIND, id, null);
+      this.#notices.emit(1 << BUFFER_DETACHED_KIND, id, null);
       throw new InvalidHandleError(id, 'cannot be transferred: its buffer was detached by other code (deallocate it instead)');
     }
     const status = this.#native.beginTransfer(id, bufferOf(record));
     if (status !== NativeStatus.Ok) throw this.#statusError(status, { id });
-    const moves = this.#moves;
-    const seen = moves.get(id);
-    if (seen === undefined && moves.size >= MOVES_KEPT) moves.delete(moves.keys().next().value as number);
-    moves.set(id, (seen ?? 0) + 1);
+    this.#moves.moved(id);
     this.#fast?.forget(id);
     this.#release(id, record);
     return id;
@@ -862,7 +700,7 @@ export class Engine implements HandleOwner {
     }
     const ownerIndex = out[InfoOut.Channel];
     const access: AccessMode | null = ab === null ? null : 'revocable';
-    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channels.nameOf(ownerIndex), buffer, this.#poolName(out[InfoOut.Pool]), out[InfoOut.SlotBytes], access, null, this.#moves.get(id) ?? 0);
+    const handleObj = new Handle(this, id, type?.name ?? 'unknown', size, this.#channels.nameOf(ownerIndex), buffer, poolNameOf(this.#poolNames, out[InfoOut.Pool]), out[InfoOut.SlotBytes], access, null, this.#moves.of(id));
     if (ab !== null) {
       // Deferred as native decides it: revocable slab memory of a channel without immediate reuse
       // (a view channel's adopted memory returns at once, so its own buffer must be revoked).
@@ -882,13 +720,13 @@ export class Engine implements HandleOwner {
     if (this.#fast?.handedOut(held.id) === true) this.#fast.sync();
     if (this.#native.lookup(held.id) !== NativeStatus.Ok) return;
     this.#fast?.forget(held.id);
-    this.#leaksDetected++;
+    this.#leaks.detected++;
     const record = this.#records.get(held.id);
     this.#records.delete(held.id);
     // Revocable: the handle's ArrayBuffer was collected, but a transfer()ed copy may live on;
     // the memory waits (parked) until the backing store itself is gone.
     if (this.#native.free(held.id, -1, NativeFreeReason.Leak, undefined, record !== undefined && record.ab !== null) === NativeStatus.Ok) {
-      this.#leaksReclaimed++;
+      this.#leaks.reclaimed++;
     }
     if (this.#events.wants('leak')) {
       this.#events.leak({ handleId: held.id, resourceType: held.resourceType, size: held.size, channelId: held.channelId, site: held.site?.text });
@@ -913,8 +751,8 @@ export class Engine implements HandleOwner {
       native: this.#native,
       poolNames: this.#poolNames,
       channels,
-      leaksDetected: this.#leaksDetected,
-      leaksReclaimed: this.#leaksReclaimed,
+      leaksDetected: this.#leaks.detected,
+      leaksReclaimed: this.#leaks.reclaimed,
       revocation: this.#slotCache ? 'transfer' : 'detach',
       fast: this.#fast,
     });
@@ -958,25 +796,3 @@ export class Engine implements HandleOwner {
  * (every free checks canaries), not 'paranoid' (every allocation is watched), and not turned off
  * with `ISOPOOL_FASTLANE=off` (a diagnostic switch, for comparisons; README "Access modes").
  */
-function fastLaneFor(options: EngineOptions, slabs: SlabExports, cache: SlotCache | null): FastLane | null {
-  // native.hardened: also true for every manager of an addon built hardened (-DISOPOOL_HARDENED=1).
-  if (options.shared || options.hardened || options.native.hardened || options.leakDetection === 'paranoid') return null;
-  if (process.env.ISOPOOL_FASTLANE === 'off') return null;
-  return new FastLane(options.native, options.slotSizes, slabs, cache);
-}
-
-/** Whole nanoseconds: the native histogram's quantiles are bucket interpolations. */
-
-
-/** channelDefaults, overridden by explicit options (limits merged per type key). */
-export function mergeChannelOptions(defaults: CheckedChannelOptions, options: CheckedChannelOptions): CheckedChannelOptions {
-  const limits = new Map(defaults.limits);
-  for (const [type, l] of options.limits) limits.set(type, Object.freeze({ ...limits.get(type), ...l }));
-  return Object.freeze({
-    limits: Object.freeze([...limits]),
-    access: options.access ?? defaults.access,
-    zero: options.zero ?? defaults.zero,
-    unsafeImmediateReuse: options.unsafeImmediateReuse ?? defaults.unsafeImmediateReuse,
-  });
-}
-

@@ -124,3 +124,31 @@ export class RecordTable<R extends IdRecord> {
     yield* this.#overflow.values();
   }
 }
+
+/** Ids remembered at most (oldest first): only an id moved away and adopted back here that many transfers later is affected. */
+const MOVES_KEPT = 65536;
+
+/**
+ * Transfers (`transferHandle`) seen by this thread, by id: how many times each id moved. A
+ * handle object made before the latest move is inert. Entries go when this thread frees the id.
+ */
+export class MoveLog {
+  readonly #moves = new Map<number, number>();
+
+  /** How many times `id` moved (0: never, as seen here). */
+  of(id: number): number {
+    return this.#moves.size === 0 ? 0 : (this.#moves.get(id) ?? 0);
+  }
+
+  moved(id: number): void {
+    const moves = this.#moves;
+    const seen = moves.get(id);
+    if (seen === undefined && moves.size >= MOVES_KEPT) moves.delete(moves.keys().next().value as number);
+    moves.set(id, (seen ?? 0) + 1);
+  }
+
+  /** This thread freed `id`. */
+  forget(id: number): void {
+    if (this.#moves.size !== 0) this.#moves.delete(id);
+  }
+}

@@ -3,8 +3,8 @@
  * @internal
  * @packageDocumentation
  */
-/** isopool's own frames: the engine and the public wrappers, from source (lib/) or built (dist/). */
-const OWN_FRAMES = /[\\/](?:lib|dist)[\\/](?:engine[\\/]engine|manager|scope)\.[jt]s/;
+/** isopool's own frames: the engine, its leak watch and the public wrappers, from source (lib/) or built (dist/). */
+const OWN_FRAMES = /[\\/](?:lib|dist)[\\/](?:engine[\\/](?:engine|leaks)|manager|scope)\.[jt]s/;
 
 /** Sites captured in this turn of the event loop and not formatted yet. */
 const unformattedSites: AllocationSite[] = [];

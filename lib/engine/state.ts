@@ -7,7 +7,10 @@
 import { newChannelLane } from '../lane/fast-lane';
 import type { LaneChannel } from '../lane/fast-lane';
 import type { Transferable } from '../lane/slot-cache';
-import type { AccessMode, ZeroMode } from '../types';
+import type { EventSink } from '../events';
+import type { NativeManager } from '../native/binding';
+import type { AccessMode, LeakDetectionMode, ZeroMode } from '../types';
+import type { CheckedChannelOptions } from '../validate';
 import type { AllocationSite } from './sites';
 
 /** A resource type: `memory` types are pooled buffers, the others counted units. */
@@ -112,4 +115,28 @@ export function unrevocable(record: LiveRecord | undefined): boolean {
   if (record === undefined || record.ab === null) return false;
   const ab = bufferOf(record);
   return ab === undefined || ab.byteLength === 0;
+}
+
+/** A pool's public name by native index (-1: direct, -2: a counted type). */
+export function poolNameOf(names: readonly string[], pool: number): string {
+  if (pool === -1) return 'direct';
+  if (pool === -2) return 'counter';
+  return names[pool] ?? `pool${pool}`;
+}
+
+/** What a manager gives its engine. */
+export interface EngineOptions {
+  native: NativeManager;
+  poolNames: string[];
+  /** Slot sizes of the pools, in pool index order. */
+  slotSizes: number[];
+  hardened: boolean;
+  maxAllocationSize: number;
+  autoOpenChannels: boolean;
+  channelDefaults: CheckedChannelOptions;
+  leakDetection: LeakDetectionMode;
+  leakSampleRate: number;
+  events: EventSink;
+  /** Attached to a process-wide manager: other threads may change channels, types and limits. */
+  shared: boolean;
 }

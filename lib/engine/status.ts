@@ -19,6 +19,7 @@ import {
   describeValue,
 } from '../errors';
 import type { IsopoolError, LimitScopeName } from '../errors';
+import { handleIdOf as idOf } from '../handle';
 import { AllocOut, InfoOut, NativeLimitScope, NativeStatus, VIOLATION_CODES } from '../native/abi';
 import { HANDLE_TABLE_CAPACITY } from '../native/binding';
 import type { Violation, ViolationCode } from '../types';
@@ -119,4 +120,13 @@ export function trackError(mask: number, id: number, scoped: boolean): IsopoolEr
   if (mask & (1 << VIOLATION_CODES.indexOf('STALE_HANDLE'))) return new StaleHandleError(id, false);
   if (scoped && mask & (1 << VIOLATION_CODES.indexOf('CROSS_CHANNEL'))) return new InvalidHandleError(id);
   return null;
+}
+
+/** The id a handle argument names (a ResourceHandle or a number): ERR_INVALID_ARGUMENT for anything else. */
+export function handleIdArg(handle: unknown, argument = 'handle'): number {
+  const id = idOf(handle);
+  if (id === undefined) {
+    throw new InvalidArgumentError(argument, `${argument} must be a ResourceHandle or a handle id (number), got ${describeValue(handle)}`);
+  }
+  return id;
 }

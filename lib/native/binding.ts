@@ -1,9 +1,7 @@
 /**
- * The native loader: the one place that sees the addon's raw shapes.
- *
- * The addon is loaded with `bindings` and its export is typed `unknown` until
- * {@link narrowAddon} has checked it. Everything else in lib/ uses the
- * {@link NativeManager} interface declared here.
+ * The addon's interface as lib/ sees it: {@link NativeManager}, the class the addon exports,
+ * and the decoding of its snapshot. ./loader.ts loads the addon and checks it against this
+ * interface ({@link narrowAddon}); everything else in lib/ uses only what is declared here.
  *
  * Calling convention (native/binding/abi.h): arguments are primitives; results that have
  * several numbers are written into the manager's scratch `out` Float64Array

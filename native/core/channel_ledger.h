@@ -72,7 +72,7 @@
 #include <utility>
 #include <vector>
 
-#include "manager.h"
+#include "types.h"
 #include "single_owner.h"
 #include "status.h"
 

@@ -16,15 +16,6 @@ namespace {
 constexpr uint64_t kGenMask = (1ull << HandleTable::kGenBits) - 1;
 constexpr uint64_t kCheckMask = (1ull << HandleTable::kCheckBits) - 1;
 
-/// MurmurHash3's 64-bit finalizer: a bijective avalanche mix.
-uint64_t Mix64(uint64_t x) noexcept {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
 
 }  // namespace
 

@@ -84,7 +84,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "manager.h"
+#include "types.h"
 #include "mpmc_ring.h"
 #include "single_owner.h"
 #include "status.h"

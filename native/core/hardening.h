@@ -70,6 +70,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "types.h"
+
 #ifndef ISOPOOL_HARDENED
 #define ISOPOOL_HARDENED 0  ///< build level: 1 makes every manager hardened
 #endif
@@ -104,8 +106,8 @@ struct Hardening {
   /// The canary for a tail at `at`: two keyed 64-bit words.
   void Canary(const uint8_t* at, uint64_t words[2]) const noexcept {
     const uint64_t a = reinterpret_cast<uintptr_t>(at);
-    words[0] = Mix(a ^ secret);
-    words[1] = Mix(words[0] ^ (secret >> 17 | secret << 47));
+    words[0] = Mix64(a ^ secret);
+    words[1] = Mix64(words[0] ^ (secret >> 17 | secret << 47));
   }
 
   /// Writes the canary at `at` (kCanaryBytes, any alignment). No-op without canaries.
@@ -128,17 +130,6 @@ struct Hardening {
   /// Poisons `n` bytes at `data`. No-op without poisoning.
   void Poison(uint8_t* data, uint64_t n) const noexcept {
     if (poison && n > 0) std::memset(data, kPoisonByte, n);
-  }
-
- private:
-  /// splitmix64's finalizer: bijective, so distinct addresses give distinct canaries.
-  static uint64_t Mix(uint64_t x) noexcept {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
   }
 };
 

@@ -36,7 +36,7 @@
 #include <x86intrin.h>
 #endif
 
-#include "manager.h"
+#include "types.h"
 #include "mpmc_ring.h"  // kCacheLine
 
 namespace isopool {

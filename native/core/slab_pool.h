@@ -63,7 +63,7 @@
 #include <unordered_map>
 
 #include "hardening.h"
-#include "manager.h"
+#include "types.h"
 #include "metrics.h"
 #include "mpmc_ring.h"
 #include "single_owner.h"

@@ -2,7 +2,7 @@
 // and every number code that crosses into JavaScript, in one place.
 //
 // lib/native/abi.ts is generated from the enums marked `// abi: <Name>` here and in status.h
-// and manager.h (scripts/abi.js), and the build checks it is current: an edit on one side only
+// and types.h (scripts/abi.js), and the build checks it is current: an edit on one side only
 // fails `npm run build`. Names carry over without their k: kFooBar -> FooBar.
 //
 // Calling convention: arguments are primitives; results with several numbers are written into

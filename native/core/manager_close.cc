@@ -152,24 +152,16 @@ void Manager::CloseChannelStep(int32_t channel, const CallContext& ctx, uint64_t
   Impl& m = *impl_;
   *left = 0;
   std::lock_guard<std::mutex> lock(m.closing_mu);
-  auto it = std::find_if(m.closing.begin(), m.closing.end(),
-                         [&](const Impl::PendingClose& p) { return p.channel == channel; });
+  auto it = m.FindClose(channel);
   if (it == m.closing.end()) return;
-  const bool done = m.Step(&*it, ctx, max, freed);
-  if (!done) {
-    *left = it->left == 0 ? 1 : it->left;  // the census is not walked to its end yet
-    return;
-  }
-  m.closing_handles.fetch_sub(it->left, std::memory_order_relaxed);  // 0 unless the ledger miscounted
-  m.closing.erase(it);
-  m.ledger.FinishClose(channel, /*remember=*/false);
+  m.Step(&*it, ctx, max, freed);
+  *left = m.AfterStep(it);
 }
 
 Status Manager::CloseChannelClaim(int32_t channel, uint64_t max, std::vector<HandleInfo>* claimed) noexcept {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.closing_mu);
-  auto it = std::find_if(m.closing.begin(), m.closing.end(),
-                         [&](const Impl::PendingClose& p) { return p.channel == channel; });
+  auto it = m.FindClose(channel);
   if (it == m.closing.end()) return Status::kChannelClosed;
   if (!it->batch.empty()) return Status::kInvalidArgument;  // the last claim is not finished
   m.Claim(&*it, max, claimed);
@@ -181,17 +173,10 @@ Status Manager::CloseChannelFinish(int32_t channel, const CallContext& ctx, cons
   Impl& m = *impl_;
   *left = 0;
   std::lock_guard<std::mutex> lock(m.closing_mu);
-  auto it = std::find_if(m.closing.begin(), m.closing.end(),
-                         [&](const Impl::PendingClose& p) { return p.channel == channel; });
+  auto it = m.FindClose(channel);
   if (it == m.closing.end()) return Status::kChannelClosed;
   m.Finish(&*it, ctx, keep, keep_n, nullptr);
-  if (!m.Done(*it)) {
-    *left = it->left == 0 ? 1 : it->left;  // the census is not walked to its end yet
-    return Status::kOk;
-  }
-  m.closing_handles.fetch_sub(it->left, std::memory_order_relaxed);  // 0 unless the ledger miscounted
-  m.closing.erase(it);
-  m.ledger.FinishClose(channel, /*remember=*/false);
+  *left = m.AfterStep(it);
   return Status::kOk;
 }
 

@@ -367,6 +367,20 @@ struct Manager::Impl {
   /// Claim then Finish; true once the close has nothing left.
   bool Step(PendingClose* p, const CallContext& ctx, uint64_t max, std::vector<HandleInfo>* freed) noexcept;
   bool Done(const PendingClose& p) const noexcept { return p.batch.empty() && p.cursor >= table.HighWater(); }
+  /// The close under way of `channel`, or closing.end(). closing_mu held.
+  std::vector<PendingClose>::iterator FindClose(int32_t channel) noexcept {
+    return std::find_if(closing.begin(), closing.end(), [&](const PendingClose& p) { return p.channel == channel; });
+  }
+  /// After a step of `*it` (closing_mu held): how many handles are left (at least 1 while the
+  /// census is not walked to its end); at 0 the close is removed and its index recycled.
+  uint64_t AfterStep(std::vector<PendingClose>::iterator it) noexcept {
+    if (!Done(*it)) return it->left == 0 ? 1 : it->left;
+    closing_handles.fetch_sub(it->left, std::memory_order_relaxed);  // 0 unless the ledger miscounted
+    const int32_t channel = it->channel;
+    closing.erase(it);
+    ledger.FinishClose(channel, /*remember=*/false);
+    return 0;
+  }
 
   /// The channel a violation about a stale id is counted against.
   int32_t StaleTarget(const IdProbe& probe, int32_t presenter) const noexcept {

@@ -173,16 +173,15 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
   // any caller is concerned, so they are not counted here.
   {
     std::lock_guard<std::mutex> lock(m.closing_mu);
-    for (auto it = m.closing.begin(); it != m.closing.end();) {
+    for (size_t i = 0; i < m.closing.size();) {
+      auto it = m.closing.begin() + static_cast<std::ptrdiff_t>(i);
       if (it->env != env) {
-        ++it;
+        ++i;
         continue;
       }
       while (!m.Step(&*it, CallContext{env, 0, false}, UINT64_MAX, nullptr)) {
       }
-      m.closing_handles.fetch_sub(it->left, std::memory_order_relaxed);
-      m.ledger.FinishClose(it->channel, /*remember=*/false);
-      it = m.closing.erase(it);
+      m.AfterStep(it);  // done: removed, so index i now holds the next close
     }
   }
   uint64_t reclaimed = 0;

@@ -182,7 +182,7 @@ struct Manager::Impl {
     if (rec.pool >= 0) {
       PoisonSlot(ref);
       pools[rec.pool].SubLiveBytes(rec.size, shard);
-      ref.slab->set->Release(ref);
+      ref.slab->set->Release(ref, shard);
     } else if (rec.pool == kPoolDirect) {
       direct_slot_bytes.Sub(rec.charged);
       direct.Release(ref, rec.size);

@@ -202,9 +202,16 @@ inline std::atomic<uint32_t> used{0};
 /// -2: not claimed yet; -1: none (shared shard, also after the thread's give-back); else owned.
 inline thread_local int32_t index = -2;
 
+/// Called by a thread that owns a shard as it exits, before the shard is given back
+/// (thread_cache.cc sets it: the thread's per-thread caches are emptied).
+inline std::atomic<void (*)(uint32_t)> exit_hook{nullptr};
+
 struct GiveBack {
   ~GiveBack() {
-    if (index >= 0) claimed.fetch_and(~(uint64_t{1} << index), std::memory_order_release);
+    if (index >= 0) {
+      if (void (*hook)(uint32_t) = exit_hook.load(std::memory_order_acquire)) hook(static_cast<uint32_t>(index));
+      claimed.fetch_and(~(uint64_t{1} << index), std::memory_order_release);
+    }
     index = -1;  // calls made later in this thread's exit use the shared shard
   }
 };

@@ -4,7 +4,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 namespace isopool {
@@ -187,7 +189,12 @@ uint32_t ChooseSlotsPerSlab(uint64_t slot_size, uint32_t queue_size) noexcept {
 
 SlabSet::~SlabSet() {
   // Slab memory and headers belong to the registry, which outlives no set but
-  // unmaps everything at teardown.
+  // unmaps everything at teardown. Slots in magazines go with it. First out of the
+  // registry, so an exiting thread's flush (which may still be returning slots) is over.
+  if (Magazine* mags = magazines_.load(std::memory_order_acquire)) {
+    UnregisterShardCache(this);
+    delete[] mags;
+  }
   std::free(buckets_);
 }
 
@@ -199,6 +206,7 @@ bool SlabSet::Init(uint64_t slot_size, uint32_t queue_size, uint32_t slots_per_s
   slots_ = slots_per_slab;
   slab_bytes_ = RoundUpPage(slot_size * slots_per_slab);
   registry_ = registry;
+  magazine_cap_ = single_owner || queue_size < 8 ? 0 : std::min<uint32_t>(kMagazineSlots, queue_size / 4);
   buckets_ = static_cast<Slab**>(std::calloc(slots_ + 1, sizeof(Slab*)));
   return buckets_ != nullptr && ring_.Init(queue_size, single_owner);
 }
@@ -209,7 +217,71 @@ uint64_t SlabSet::Held() const noexcept {
   return mapped > live ? mapped - live : 0;
 }
 
+Magazine* SlabSet::MagazineOf(uint32_t shard) noexcept {
+  if (magazine_cap_ == 0 || shard >= kStatShards) return nullptr;
+  // acquire: the magazines' construction happens before their use.
+  if (Magazine* mags = magazines_.load(std::memory_order_acquire)) return &mags[shard];
+  if (!second_thread_.Seen(shard) || !EnableMagazines()) return nullptr;
+  return &magazines_.load(std::memory_order_acquire)[shard];
+}
+
+bool SlabSet::EnableMagazines() noexcept {
+  Magazine* mags = new (std::nothrow) Magazine[kStatShards];
+  if (mags == nullptr) return false;  // no memory: keep using the ring
+  if (!RegisterShardCache(this)) {
+    delete[] mags;
+    return false;
+  }
+  Magazine* expected = nullptr;
+  // acq_rel: publishes the construction; on failure, sees the winner's.
+  if (!magazines_.compare_exchange_strong(expected, mags, std::memory_order_acq_rel)) {
+    delete[] mags;  // another thread enabled them first (this set is registered twice: harmless)
+  }
+  return true;
+}
+
+void SlabSet::Refill(Magazine* g, uint32_t shard) noexcept {
+  const uint32_t want = magazine_cap_ / 2 > 0 ? magazine_cap_ / 2 : 1;
+  uint32_t got = 0;
+  SlotRef ref;
+  while (got < want && ring_.TryPop(&ref)) {
+    FetchAdd<uint32_t>(ref.slab->live, 1, single_, std::memory_order_seq_cst);
+    g->slots[got++] = ref;
+  }
+  if (got == 0) return;
+  // seq_cst: as in Acquire (one update for the batch).
+  FetchAdd<uint64_t>(live_slots_, got, single_, std::memory_order_seq_cst);
+  g->count = got;
+  cached_.Add(shard, got);
+}
+
+void SlabSet::Flush(Magazine* g, uint32_t n, uint32_t shard) noexcept {
+  if (n > g->count) n = g->count;
+  if (n == 0) return;
+  cached_.Sub(shard, n);
+  for (uint32_t i = 0; i < n; ++i) ReturnSlot(g->slots[i]);
+  std::memmove(g->slots, g->slots + n, sizeof(SlotRef) * (g->count - n));
+  g->count -= n;
+}
+
+void SlabSet::FlushShard(uint32_t shard) noexcept {
+  Magazine* mags = magazines_.load(std::memory_order_acquire);
+  if (mags == nullptr || shard >= kStatShards) return;
+  Flush(&mags[shard], mags[shard].count, shard);
+}
+
 Status SlabSet::Acquire(SlotRef* out, bool* hit, uint32_t shard) noexcept {
+  if (Magazine* g = MagazineOf(shard)) {
+    if (g->count == 0) Refill(g, shard);
+    if (g->count > 0) {
+      *out = g->slots[--g->count];
+      cached_.Sub(shard);
+      hits_.Add(shard);
+      *hit = true;
+      return Status::kOk;
+    }
+    // The ring is empty: the slow path below takes a slot for this call alone.
+  }
   if (ring_.TryPop(out)) {
     // seq_cst on both live counters: see Release (the last free must observe
     // every earlier decrement to decide on rebalancing).
@@ -254,7 +326,17 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
   return Status::kOk;
 }
 
-void SlabSet::Release(SlotRef ref) noexcept {
+void SlabSet::Release(SlotRef ref, uint32_t shard) noexcept {
+  if (Magazine* g = MagazineOf(shard)) {
+    if (g->count == magazine_cap_) Flush(g, magazine_cap_ / 2 > 0 ? magazine_cap_ / 2 : 1, shard);
+    g->slots[g->count++] = ref;
+    cached_.Add(shard);
+    return;
+  }
+  ReturnSlot(ref);
+}
+
+void SlabSet::ReturnSlot(SlotRef ref) noexcept {
   Slab* slab = ref.slab;
   const uint64_t threshold = uint64_t{queue_size_} + slots_;  // held >= q + s: a slab too many
   FetchSub<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
@@ -360,9 +442,11 @@ void SlabSet::RebalanceLocked() noexcept {
 
 void SlabSet::AddStats(PoolStats* stats) const noexcept {
   const uint64_t held = Held();
+  const uint64_t cached = cached_.Load();
+  const uint64_t taken = live_slots_.load(std::memory_order_relaxed);
   stats->reserved_bytes += counters_.reserved_bytes.load(std::memory_order_relaxed);
-  stats->live_slots += live_slots_.load(std::memory_order_relaxed);
-  stats->retained_free_slots += held < queue_size_ ? held : queue_size_;
+  stats->live_slots += taken > cached ? taken - cached : 0;
+  stats->retained_free_slots += (held < queue_size_ ? held : queue_size_) + cached;
   stats->hits += hits_.Load();
   stats->misses += misses_.Load();
   stats->released_to_system += counters_.released.load(std::memory_order_relaxed);

@@ -17,12 +17,19 @@
 //              still exports it: never allocated from again, still counted in
 //              reserved_bytes, unmapped by the last ReleaseSlabExport.
 //   direct     a mapping for one oversize allocation (DirectPool).
+//   magazine   a thread's private stack of free slots of one set (at most m of them), so
+//              that threads sharing a set do not write its ring and counters on every call.
+//              A set has none while one thread uses it; the first call from a second thread
+//              gives it one magazine per statistics shard (metrics.h: one shard per thread).
+//   taken      slots out of the ring and the free lists: in live handles or in magazines.
+//   cached     slots in magazines (a sharded counter, exact when summed).
 //   guard      hardened mode (hardening.h): a PROT_NONE page on each side of
 //              every mapping; not counted in reserved_bytes (no memory backs it).
 //
 // Invariants (at quiescence; "free(x)" = slots of slab x on its free list)
 //   mapped_slots == s * |non-retired slabs|
-//   held == |ring| + sum(free(x))
+//   held == |ring| + sum(free(x)) == mapped_slots - taken   (magazines excluded)
+//   live slots == taken - cached; a cached slot counts as free, held by the pool
 //   reserved_bytes == map_bytes * (|non-retired slabs| + |retired slabs|)
 //   retained_free_slots == min(held, q)
 //   a slab is released only when free(x) == s (wholly free, none in the ring)
@@ -46,6 +53,17 @@
 //   The cap q applies to each slab set; a pool serving both revocable and view
 //   channels may therefore retain up to 2q free slots (one q per set).
 //
+// Magazines (threads sharing a set; after Bonwick's magazines and tcmalloc's per-CPU caches)
+//   * Acquire pops the calling thread's magazine; an empty one first takes up to m/2 slots
+//     from the ring. Release pushes onto it; a full one first returns its m/2 oldest slots
+//     through the ring path above. Neither touches a shared cache line otherwise.
+//   * Magazine slots stay taken: a slab with slots in a magazine is not wholly free, and the
+//     retention rules above apply to what is outside the magazines. So each thread may keep
+//     up to m more free slots per set: m = min(32, q / 4), 0 (no magazines) for q < 8.
+//   * A magazine belongs to the thread that owns its shard. It is emptied into the set when
+//     that thread exits (thread_cache.h) or calls FlushShard (Manager::FlushThreadCaches), and
+//     dropped with the set. Zeroing is unaffected: it reads the slot's SlotMeta at Acquire.
+//
 // Single owner (Init's `single_owner`, single_owner.h): one thread makes every call, so the
 // live counters and the ring update the same atomics with a load and a store (no locked
 // instruction); the slow paths still take the set's mutex, as they always do.
@@ -68,6 +86,7 @@
 #include "mpmc_ring.h"
 #include "single_owner.h"
 #include "status.h"
+#include "thread_cache.h"
 
 namespace isopool {
 
@@ -121,6 +140,14 @@ struct SlotRef {
   uint8_t* data() const noexcept { return slab->base + uint64_t{index} * slab->slot_size; }
   uint64_t offset() const noexcept { return uint64_t{index} * slab->slot_size; }
   SlotMeta& meta() const noexcept { return slab->meta[index]; }
+};
+
+constexpr uint32_t kMagazineSlots = 32;  ///< most slots a thread's magazine holds (m <= this)
+
+/// One thread's free slots of one set (see the file comment). Only its shard's owner touches it.
+struct alignas(64) Magazine {
+  uint32_t count = 0;
+  SlotRef slots[kMagazineSlots];  ///< [0, count); the top is the most recently freed
 };
 
 /// System memory, slab keys and the key -> slab map used by ExportSlab.
@@ -178,7 +205,7 @@ class SlabRegistry {
 uint32_t ChooseSlotsPerSlab(uint64_t slot_size, uint32_t queue_size) noexcept;
 
 /// Slabs of one pool for one access mode. See the file comment.
-class SlabSet {
+class SlabSet final : public ShardCache {
  public:
   SlabSet() = default;
   ~SlabSet();
@@ -194,21 +221,34 @@ class SlabSet {
   /// if a new slab was needed and the system refused it. `shard`: the calling
   /// thread's statistics shard (metrics.h).
   Status Acquire(SlotRef* out, bool* hit, uint32_t shard = ThisThreadShard()) noexcept;
-  /// Returns a slot taken by Acquire.
-  void Release(SlotRef ref) noexcept;
+  /// Returns a slot taken by Acquire (to the calling thread's magazine when the set has them).
+  void Release(SlotRef ref, uint32_t shard = ThisThreadShard()) noexcept;
+  /// Empties shard `shard`'s magazine into the set. Only the thread that owns the shard calls it.
+  void FlushShard(uint32_t shard) noexcept override;
+  /// Slots in magazines (counted free, held by the pool).
+  uint64_t Cached() const noexcept { return cached_.Load(); }
   /// Counts an allocation served from a slot its caller already held (single-owner fast
   /// lane: a freed slot handed straight to the next allocation, Manager::Reissue/Burn).
   void CountHit(uint32_t shard = ThisThreadShard()) noexcept { hits_.Add(shard); }
 
   uint64_t slot_size() const noexcept { return slot_size_; }
   uint32_t slots_per_slab() const noexcept { return slots_; }
-  /// held = mapped - live (see glossary).
+  /// held = mapped - taken (see glossary: magazines excluded).
   uint64_t Held() const noexcept;
   /// Adds this set's figures to *stats (live_bytes is kept by the pool).
   void AddStats(PoolStats* stats) const noexcept;
 
  private:
   Status AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept;
+  /// The calling thread's magazine, or null (single owner, m = 0, the shared statistics shard,
+  /// or only one thread has used the set so far).
+  Magazine* MagazineOf(uint32_t shard) noexcept;
+  bool EnableMagazines() noexcept;
+  void Refill(Magazine* g, uint32_t shard) noexcept;
+  /// Returns the `n` oldest slots of `g` to the set.
+  void Flush(Magazine* g, uint32_t n, uint32_t shard) noexcept;
+  /// The ring path of Release: a taken slot goes back to the ring or its slab's free list.
+  void ReturnSlot(SlotRef ref) noexcept;
   void PushFreeLocked(Slab* slab, uint32_t index) noexcept;
   uint32_t PopFreeLocked(Slab* slab) noexcept;
   void BucketInsertLocked(Slab* slab) noexcept;
@@ -225,9 +265,13 @@ class SlabSet {
   SlabRegistry* registry_ = nullptr;
   SlabCounters counters_;
   std::atomic<uint64_t> mapped_slots_{0};  ///< s * non-retired slabs; written under mu_
-  std::atomic<uint64_t> live_slots_{0};    ///< slots handed out
+  std::atomic<uint64_t> live_slots_{0};    ///< taken slots (see glossary)
   ShardedCounter hits_;                    ///< per-thread shards: the hot path's counter
   RelaxedCounter misses_, failures_;
+  ShardedCounter cached_;                  ///< slots in magazines
+  SecondThread second_thread_;                  ///< turns the magazines on
+  std::atomic<Magazine*> magazines_{nullptr};    ///< kStatShards magazines, set once (EnableMagazines)
+  uint32_t magazine_cap_ = 0;                    ///< m
 
   std::mutex mu_;
   Slab** buckets_ = nullptr;  ///< buckets_[k]: list of slabs with free_count == k, k in 0..s

@@ -25,9 +25,12 @@ HandleTable::HandleTable(uint64_t secret, uint32_t quarantine, bool single_owner
   // `quarantine` later frees queue behind it. On refusal the quarantine has capacity 0
   // and freed indices go straight to the stack.
   (void)quarantine_.Init(quarantine == 0 ? 0 : size_t{quarantine} + 1, single_owner);
+  local_cap_ = single_owner || quarantine_.capacity() == 0 ? 0 : quarantine;
 }
 
 HandleTable::~HandleTable() {
+  if (local_state_.load(std::memory_order_acquire) == 2) UnregisterShardCache(this);
+  for (auto& q : local_) delete[] q.ring;
   for (auto& seg : segments_) delete[] seg.load(std::memory_order_relaxed);
   for (auto& cells : census_) delete[] cells.load(std::memory_order_relaxed);
 }
@@ -138,7 +141,49 @@ uint32_t HandleTable::PopFree() noexcept {
   }
 }
 
-Status HandleTable::Reserve(uint32_t* index) noexcept {
+HandleTable::LocalQuarantine* HandleTable::LocalOf(uint32_t shard) noexcept {
+  if (local_cap_ == 0 || shard >= kStatShards) return nullptr;
+  // acquire: a registered table is flushed by exiting threads.
+  int state = local_state_.load(std::memory_order_acquire);
+  if (state != 2) {
+    if (state == 1 || !second_thread_.Seen(shard)) return nullptr;
+    // One thread registers the table; the others use the shared quarantine meanwhile.
+    if (!local_state_.compare_exchange_strong(state, 1, std::memory_order_acq_rel)) return nullptr;
+    if (!RegisterShardCache(this)) {
+      local_state_.store(0, std::memory_order_release);  // no memory: stay shared, try again later
+      return nullptr;
+    }
+    local_state_.store(2, std::memory_order_release);
+  }
+  LocalQuarantine* q = &local_[shard];
+  if (q->ring == nullptr) {
+    q->ring = new (std::nothrow) uint32_t[local_cap_];
+    if (q->ring == nullptr) return nullptr;
+    q->head = q->count = 0;
+  }
+  return q;
+}
+
+uint32_t HandleTable::PopOldest(LocalQuarantine* q) const noexcept {
+  const uint32_t index = q->ring[q->head];
+  q->head = q->head + 1 == local_cap_ ? 0 : q->head + 1;
+  --q->count;
+  return index;
+}
+
+void HandleTable::FlushShard(uint32_t shard) noexcept {
+  if (shard >= kStatShards) return;
+  LocalQuarantine* q = &local_[shard];
+  while (q->ring != nullptr && q->count > 0) RecycleShared(PopOldest(q));  // oldest first: FIFO kept
+}
+
+Status HandleTable::Reserve(uint32_t* index, uint32_t shard) noexcept {
+  LocalQuarantine* local = LocalOf(shard);
+  if (local != nullptr && local->count == local_cap_) {
+    // Its oldest index has waited behind kQuarantine frees of this thread.
+    *index = PopOldest(local);
+    return Status::kOk;
+  }
   const uint32_t recycled = PopFree();
   if (recycled != 0) {
     *index = recycled;
@@ -165,6 +210,10 @@ Status HandleTable::Reserve(uint32_t* index) noexcept {
         *index = quarantined;
         return Status::kOk;
       }
+      if (local != nullptr && local->count > 0) {
+        *index = PopOldest(local);
+        return Status::kOk;
+      }
       return full ? Status::kHandleTableFull : Status::kPoolExhausted;
     }
     // acq_rel: the segment (installed before) is visible to readers of high_water_.
@@ -179,7 +228,19 @@ Status HandleTable::Reserve(uint32_t* index) noexcept {
 
 void HandleTable::Unreserve(uint32_t index) noexcept { PushFree(index); }  // never published: no quarantine
 
-void HandleTable::Recycle(uint32_t index) noexcept {
+void HandleTable::Recycle(uint32_t index, uint32_t shard) noexcept {
+  if (LocalQuarantine* q = LocalOf(shard)) {
+    if (q->count == local_cap_) PushFree(PopOldest(q));  // waited long enough; this thread frees more than it takes
+    uint32_t tail = q->head + q->count;
+    if (tail >= local_cap_) tail -= local_cap_;
+    q->ring[tail] = index;
+    ++q->count;
+    return;
+  }
+  RecycleShared(index);
+}
+
+void HandleTable::RecycleShared(uint32_t index) noexcept {
   if (quarantine_.TryPush(index)) return;
   // Quarantine full: its oldest index has waited long enough; move it to the stack.
   uint32_t oldest = 0;

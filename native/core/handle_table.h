@@ -74,6 +74,14 @@
 // so reading `next` of a popped entry is safe.
 // Storage grows lazily in segments of 2^12 entries (at most 512 segments).
 //
+// Threads (thread_cache.h): once a second thread uses the table, each thread keeps its own
+// quarantine of the same length, a plain FIFO only it touches. Its frees wait there; a full
+// one gives its oldest index to its next Reserve (so an index still waits behind kQuarantine
+// frees) or, when the thread frees more than it allocates, to the shared stack. A tight
+// allocate/free loop then touches no shared cache line of the table. An exiting thread moves
+// its quarantine into the shared one. A table that is full takes the caller's own quarantined
+// indices, not other threads': those (at most kQuarantine per thread) wait for their threads.
+//
 // Single owner (the constructor's `single_owner`, single_owner.h): one thread makes every
 // call, so the state transitions, the holder CAS, the free stack, the high-water mark and the
 // quarantine ring update the same atomics with a load and a store (no locked instruction).
@@ -88,6 +96,7 @@
 #include "mpmc_ring.h"
 #include "single_owner.h"
 #include "status.h"
+#include "thread_cache.h"
 
 namespace isopool {
 
@@ -122,7 +131,7 @@ struct IdProbe {
   bool closed_by_channel = false;  ///< stale and freed by its channel's close
 };
 
-class HandleTable {
+class HandleTable final : public ShardCache {
  public:
   static constexpr uint32_t kIndexBits = 21;
   static constexpr uint32_t kGenBits = 20;
@@ -150,7 +159,9 @@ class HandleTable {
 
   /// Takes a free index for exclusive use. kHandleTableFull if every index up to kMaxIndex
   /// is taken (live, reserved or freeing), kPoolExhausted if segment memory is refused.
-  Status Reserve(uint32_t* index) noexcept;
+  Status Reserve(uint32_t* index, uint32_t shard = ThisThreadShard()) noexcept;
+  /// Moves shard `shard`'s own quarantine into the shared one (thread_cache.h).
+  void FlushShard(uint32_t shard) noexcept override;
   /// Gives back a reserved, never published index (rollback). uses is unchanged.
   void Unreserve(uint32_t index) noexcept;
   /// Writes the record of a reserved index and makes it live; returns the id.
@@ -281,7 +292,18 @@ class HandleTable {
   bool EnsureSegment(uint32_t segment) noexcept;
   void PushFree(uint32_t index) noexcept;  ///< onto the stack
   uint32_t PopFree() noexcept;             ///< from the stack; 0 if empty
-  void Recycle(uint32_t index) noexcept;   ///< through the quarantine
+  void Recycle(uint32_t index, uint32_t shard = ThisThreadShard()) noexcept;  ///< through a quarantine
+  void RecycleShared(uint32_t index) noexcept;  ///< through the shared quarantine
+  /// A thread's own quarantine (see the file comment): `count` indices from `head`, FIFO.
+  struct alignas(64) LocalQuarantine {
+    uint32_t head = 0;
+    uint32_t count = 0;
+    uint32_t* ring = nullptr;  ///< local_cap_ cells
+  };
+  /// The calling thread's quarantine, or null (single owner, no quarantine, the shared
+  /// statistics shard, only one thread so far, or memory refused).
+  LocalQuarantine* LocalOf(uint32_t shard) noexcept;
+  uint32_t PopOldest(LocalQuarantine* q) const noexcept;
   uint32_t Check(uint32_t index, uint32_t generation) const noexcept;
 
   const uint64_t secret_;
@@ -291,6 +313,10 @@ class HandleTable {
   std::atomic<uint32_t> high_water_{1};   ///< indices [1, high_water_) were ever handed out
   std::atomic<Entry*> segments_[kSegments] = {};  ///< lazily allocated, never freed before teardown
   std::atomic<CensusCell*> census_[kSegments] = {};  ///< installed before its segment
+  uint32_t local_cap_ = 0;                 ///< length of each thread's quarantine
+  SecondThread second_thread_;             ///< turns the threads' quarantines on
+  std::atomic<int> local_state_{0};        ///< 0 off, 1 turning on (registering), 2 on
+  LocalQuarantine local_[kStatShards];     ///< [shard]: touched only by the shard's owner
 };
 
 }  // namespace isopool

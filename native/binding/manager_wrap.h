@@ -316,6 +316,7 @@ struct EnvHolders {
     torn_down = true;
     for (auto& [m, token] : attached) {
       m->ReclaimEnv(token, FreeReason::kLeak);
+      m->FlushThreadCaches();  // a terminated worker's cached slots go back now, not at thread exit
       m->Unref();
     }
     attached.clear();

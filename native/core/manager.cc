@@ -590,6 +590,16 @@ void Manager::ChannelIds(int32_t channel, std::vector<uint64_t>* ids) const noex
   });
 }
 
+void Manager::FlushThreadCaches() noexcept {
+  Impl& m = *impl_;
+  const uint32_t shard = ThisThreadShard();
+  for (size_t i = 0; i < m.pool_count; ++i) {
+    m.pools[i].set(AccessMode::kRevocable).FlushShard(shard);
+    m.pools[i].set(AccessMode::kView).FlushShard(shard);
+  }
+  m.table.FlushShard(shard);
+}
+
 void Manager::InjectAllocationFailures(uint32_t n) noexcept { impl_->registry.InjectFailures(n); }
 
 }  // namespace isopool

@@ -240,6 +240,11 @@ class Manager {
   /// list is incomplete). A snapshot: other threads may change it meanwhile.
   void ChannelIds(int32_t channel, std::vector<uint64_t>* ids) const noexcept;
 
+  /// Empties the calling thread's caches (slab_pool.h magazines, handle_table.h quarantine)
+  /// into the shared structures. A thread's exit does this by itself; a thread that goes idle
+  /// after a burst may call it so that its cached slots do not keep their slabs mapped.
+  void FlushThreadCaches() noexcept;
+
   // --- test hooks --------------------------------------------------------------
   /// Makes the next `n` system allocations fail (ERR_POOL_EXHAUSTED path).
   void InjectAllocationFailures(uint32_t n) noexcept;

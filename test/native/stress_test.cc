@@ -16,12 +16,16 @@
 //     handles; after freeing everything all usage is 0 and every pool is back
 //     to <= queueSize retained slots with fragmentation < 5%.
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <set>
 #include <cstring>
 #include <thread>
 #include <vector>
 
 #include "manager.h"
 #include "mpmc_ring.h"
+#include "slab_pool.h"
 #include "test_util.h"
 
 using namespace isopool;
@@ -273,6 +277,13 @@ TEST(MixedOperationsManyThreads) {
     if (m->Free(x.id, x.channel, FreeReason::kDeallocate, nullptr, nullptr) != Status::kOk) ++bad;
   }
   CHECK_EQ(bad, uint64_t{0}) << "final frees";
+  // The workers' slot caches were emptied as they exited; this thread's still holds slots.
+  m->Snapshot(&s);
+  for (const auto& p : s.pools) {
+    CHECK_EQ(p.live_slots, uint64_t{0}) << p.name << " (cached slots count as free)";
+    CHECK(p.retained_free_slots <= 2ull * p.queue_size + 2ull * kMagazineSlots) << p.name << " (plus one magazine per set)";
+  }
+  m->FlushThreadCaches();
   m->Snapshot(&s);
   CHECK_EQ(s.handles, uint64_t{0});
   CHECK_EQ(s.bytes_in_use, uint64_t{0});
@@ -305,6 +316,7 @@ TEST(CloseRacesWithAllocateAndFree) {
   cfg.pools = {{"small", 4096, 64}};
   CHECK(Manager::Create(cfg, &m) == Status::kOk);
   uint64_t errors = 0;
+  std::atomic<uint64_t> stale_data{0};
   for (uint64_t r = 0; r < rounds; ++r) {
     int32_t c = -1;
     bool created;
@@ -320,6 +332,13 @@ TEST(CloseRacesWithAllocateAndFree) {
           const Status s = m->Allocate(0, 100, c, &a);
           if (s == Status::kChannelClosed) break;
           if (s != Status::kOk) continue;
+          // A slot reaches this incarnation zeroed, or stamped by this incarnation's own writes
+          // (a slot freed in this round): never carrying an earlier round's stamp.
+          uint64_t seen;
+          std::memcpy(&seen, a.data, 8);
+          if (seen != 0 && seen != r + 1) stale_data++;
+          const uint64_t stamp = r + 1;
+          std::memcpy(a.data, &stamp, 8);
           if (i % 2 == 0 && m->Free(a.id, c, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk) {
             freed_by_threads++;
           }
@@ -337,6 +356,7 @@ TEST(CloseRacesWithAllocateAndFree) {
   ManagerSnapshot s;
   m->Snapshot(&s);
   CHECK_EQ(errors, uint64_t{0});
+  CHECK_EQ(stale_data.load(), uint64_t{0}) << "a reopened channel never sees an earlier incarnation's bytes";
   CHECK_EQ(s.handles, uint64_t{0}) << "close + racing allocations leave no live handle";
   CHECK_EQ(s.pools[0].live_slots, uint64_t{0});
   CHECK_EQ(s.allocations, s.deallocations);
@@ -408,6 +428,104 @@ TEST(CloseInStepsRacesWithFreeTransferAndAdopt) {
   CHECK_EQ(s.pools[0].live_slots, uint64_t{0});
   CHECK_EQ(s.allocations, s.deallocations);
   std::cout << "  " << rounds << " stepped closes with 2 racing freeing, transferring and adopting threads" << std::endl;
+  m->Unref();
+}
+
+// Another thread closes a channel while slots the channel freed sit in a worker's cache (its
+// magazine), and the channel is reopened: the worker's next allocations come from that cache,
+// zeroed for the new incarnation, and every ledger stays exact. The worker then exits.
+TEST(ChannelClosedWhileItsSlotsSitInACache) {
+  const uint64_t rounds = testing::EnvU64("ISOPOOL_CLOSE_ROUNDS", 300) / 6 + 1;
+  Manager* m = nullptr;
+  ManagerConfig cfg;
+  cfg.pools = {{"small", 4096, 64}};
+  CHECK(Manager::Create(cfg, &m) == Status::kOk);
+  {
+    int32_t warm = -1;
+    bool created;
+    Allocation a;
+    CHECK(m->OpenChannel("warm", ChannelOptions{}, &warm, &created) == Status::kOk);
+    CHECK(m->Allocate(0, 4096, warm, &a) == Status::kOk);  // this thread uses the pool first
+    CHECK(m->Free(a.id, warm, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
+  }
+  constexpr int kFreed = 12, kLive = 4, kAgain = 16;
+  uint64_t reused = 0;
+  for (uint64_t r = 0; r < rounds; ++r) {
+    int32_t c = -1;
+    bool created;
+    CHECK(m->OpenChannel("tenant", ChannelOptions{}, &c, &created) == Status::kOk);
+    std::mutex mu;
+    std::condition_variable cv;
+    int stage = 0;
+    auto advance = [&](int to) {
+      std::lock_guard<std::mutex> lock(mu);
+      stage = to;
+      cv.notify_all();
+    };
+    auto wait_for = [&](int at) {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return stage == at; });
+    };
+    int32_t reopened = -1;
+    uint64_t nonzero = 0, again_reused = 0;
+    std::vector<uint64_t> again_ids;
+    std::thread worker([&] {
+      std::set<uint8_t*> freed_slots;
+      std::vector<Allocation> held(kFreed + kLive);
+      for (Allocation& a : held) {
+        CHECK(m->Allocate(0, 4096, c, &a) == Status::kOk);
+        std::memset(a.data, 0xAB, 4096);  // the old tenant's secret, over the whole slot
+      }
+      for (int i = 0; i < kFreed; ++i) {
+        freed_slots.insert(held[i].data);
+        CHECK(m->Free(held[i].id, c, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
+      }
+      advance(1);  // freed slots sit in this thread's cache; kLive handles stay live
+      wait_for(2);
+      for (int i = 0; i < kAgain; ++i) {
+        Allocation a;
+        CHECK(m->Allocate(0, 4096, reopened, &a) == Status::kOk);
+        for (int b = 0; b < 4096; ++b) nonzero += a.data[b] != 0;
+        again_reused += freed_slots.count(a.data);
+        again_ids.push_back(a.id);
+      }
+      advance(3);
+      wait_for(4);
+      for (uint64_t id : again_ids) CHECK(m->Free(id, reopened, FreeReason::kDeallocate, nullptr, nullptr) == Status::kOk);
+    });
+    wait_for(1);
+    std::vector<HandleInfo> freed;
+    CHECK(m->CloseChannel(c, &freed) == Status::kOk);
+    CHECK_EQ(freed.size(), size_t{kLive}) << "the close frees what was live, not what sits in a cache";
+    CHECK(m->OpenChannel("tenant", ChannelOptions{}, &reopened, &created) == Status::kOk);
+    advance(2);
+    wait_for(3);
+    CHECK_EQ(nonzero, uint64_t{0}) << "round " << r << ": the reopened channel saw the old tenant's bytes";
+    const LedgerUsage u = m->ChannelUsage(reopened);
+    uint64_t h = 0, b = 0;
+    m->RecountChannel(reopened, &h, &b);
+    CHECK_EQ(u.handles, uint64_t{kAgain});
+    CHECK_EQ(u.bytes, uint64_t{kAgain} * 4096);
+    CHECK(h == u.handles && b == u.bytes) << "ledger agrees with a recount";
+    ManagerSnapshot s;
+    m->Snapshot(&s);
+    CHECK_EQ(s.pools[0].live_slots, uint64_t{kAgain}) << "cached slots are not counted live";
+    advance(4);
+    worker.join();
+    CHECK(m->CloseChannel(reopened, &freed) == Status::kOk);
+    reused += again_reused;
+  }
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK(reused > 0) << "the reopened channel was served from the worker's cache";
+  CHECK_EQ(s.handles, uint64_t{0});
+  CHECK_EQ(s.pools[0].live_slots, uint64_t{0});
+  CHECK(s.pools[0].retained_free_slots <= 64u + kMagazineSlots) << "only this thread's cache is left";
+  m->FlushThreadCaches();
+  m->Snapshot(&s);
+  CHECK(s.pools[0].retained_free_slots <= 64u) << "every worker's cache was emptied when it exited";
+  std::cout << "  " << rounds << " closes by another thread with slots in a worker's cache; " << reused
+            << " slots served again from that cache, all zeroed" << std::endl;
   m->Unref();
 }
 

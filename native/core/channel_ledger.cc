@@ -342,7 +342,7 @@ Status ChannelLedger::SetLimits(int32_t type, int32_t channel, const Limits& lim
   if (type >= kMaxTypes || type < kAllTypes) return Status::kInvalidArgument;
   if (channel == kTypeTotal) {
     if (type == kAllTypes) return Status::kInvalidArgument;
-    type_totals_[type].SetLimits(limits);
+    type_totals_[type].scope.SetLimits(limits);
     return Status::kOk;
   }
   if (channel < 0 || channel >= high_water_) return Status::kUnknownChannel;
@@ -360,7 +360,7 @@ Status ChannelLedger::SetLimits(int32_t type, int32_t channel, const Limits& lim
 
 Limits ChannelLedger::Effective(int32_t type, int32_t channel) const noexcept {
   Limits l;
-  if (type >= 0 && type < kMaxTypes) l = Tighten(l, type_totals_[type].GetLimits());
+  if (type >= 0 && type < kMaxTypes) l = Tighten(l, type_totals_[type].scope.GetLimits());
   const ChannelState* st = channel >= 0 ? Get(channel) : nullptr;
   if (st != nullptr) {
     l = Tighten(l, st->total.GetLimits());
@@ -371,7 +371,7 @@ Limits ChannelLedger::Effective(int32_t type, int32_t channel) const noexcept {
 
 Limits ChannelLedger::Scope(int32_t type, int32_t channel) const noexcept {
   if (type >= kMaxTypes || type < kAllTypes) return Limits{};
-  if (channel == kTypeTotal) return type == kAllTypes ? Limits{} : type_totals_[type].GetLimits();
+  if (channel == kTypeTotal) return type == kAllTypes ? Limits{} : type_totals_[type].scope.GetLimits();
   const ChannelState* st = channel >= 0 ? Get(channel) : nullptr;
   if (st == nullptr) return Limits{};
   return type == kAllTypes ? st->total.GetLimits() : st->types[type].GetLimits();
@@ -380,7 +380,7 @@ Limits ChannelLedger::Scope(int32_t type, int32_t channel) const noexcept {
 void ChannelLedger::ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept {
   scopes[0] = &channel->types[type];
   scopes[1] = &channel->total;
-  scopes[2] = &type_totals_[type];
+  scopes[2] = &type_totals_[type].scope;
 }
 
 // Why readers never see a scope above its hard limit (channel_ledger.h), for scopes S and R
@@ -551,7 +551,7 @@ LedgerUsage ChannelLedger::TypeUsage(int32_t type, int32_t channel) const noexce
   LedgerUsage u;
   if (type < 0 || type >= kMaxTypes) return u;
   if (channel == kTypeTotal) {
-    type_totals_[type].FillUsage(&u);
+    type_totals_[type].scope.FillUsage(&u);
     return u;
   }
   const ChannelState* st = Get(channel);

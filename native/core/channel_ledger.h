@@ -217,7 +217,12 @@ class ChannelLedger {
   /// Unname with mu_ held; `remember` records the name as closed.
   void UnnameLocked(int32_t channel, bool remember) noexcept;
 
-  LedgerScope type_totals_[kMaxTypes];
+  /// A type total is charged by every thread: each has its cache lines to itself, so no
+  /// read-mostly field (the ledger's, or the manager's beside it) shares a line it writes.
+  struct alignas(64) SharedScope {
+    LedgerScope scope;
+  };
+  SharedScope type_totals_[kMaxTypes];
   std::atomic<ChannelState*> segments_[kSegments] = {};  ///< lazily allocated
   bool single_owner_ = false;                            ///< fixed by Init
 

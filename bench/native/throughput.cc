@@ -15,6 +15,11 @@
 //   validate     each thread keeps 64 live 4 KiB handles; every step is 8
 //                Validate calls on random live handles, then one Free and one
 //                Allocate replacing a random handle (80% Validate).
+//   calibration  no core call: each op is 96 splitmix64 steps in registers (about
+//                the time of one core call). Its 2T/1T ratio is what a second
+//                thread can add on this machine during this run: the ceiling
+//                for the rows below (2.0 on two idle cores, lower when other
+//                processes take CPU time).
 //
 // Single owner: the alloc-free and window workloads also run on 1 thread against a second
 // Manager created with ManagerConfig::single_owner (what the binding uses for a non-shared
@@ -82,6 +87,7 @@ constexpr int kWindow = 64;
 constexpr uint64_t k4K = 4096;
 constexpr uint64_t k64K = 65536;
 constexpr int kValidatesPerStep = 8;
+constexpr int kCalibrateRounds = 96;  ///< splitmix64 steps per calibration op (about one core call)
 
 /// splitmix64: small, fast, good enough to pick window slots and sizes.
 struct Rng {
@@ -95,7 +101,7 @@ struct Rng {
   uint32_t Below(uint32_t n) { return static_cast<uint32_t>(((Next() >> 32) * n) >> 32); }
 };
 
-enum class Workload { kAllocFree, kWindow, kValidate };
+enum class Workload { kCalibrate, kAllocFree, kWindow, kValidate };
 enum class Sharing { kPerThread, kShared };
 
 struct Variant {
@@ -106,6 +112,7 @@ struct Variant {
 
 const char* WorkloadName(Workload w) {
   switch (w) {
+    case Workload::kCalibrate: return "calibration";
     case Workload::kAllocFree: return "alloc-free";
     case Workload::kWindow: return "window";
     case Workload::kValidate: return "validate";
@@ -135,6 +142,7 @@ struct alignas(64) ThreadResult {
   std::string first_error;
   Clock::time_point end;
   double cpu_s = 0;        ///< thread CPU time spent in the timed region
+  uint64_t sink = 0;       ///< calibration result, kept so the loop is not optimised away
 };
 
 class Worker {
@@ -143,13 +151,22 @@ class Worker {
 
   void Run(Workload w, uint64_t ops, uint64_t seed, StartGate* gate) {
     rng_.state = seed;
-    if (w != Workload::kAllocFree) Fill(w == Workload::kWindow);
+    if (w == Workload::kWindow || w == Workload::kValidate) Fill(w == Workload::kWindow);
     gate->ready.fetch_add(1, std::memory_order_acq_rel);
     while (!gate->go.load(std::memory_order_acquire)) std::this_thread::yield();
     const double cpu0 = ThreadCpuSeconds();
 
     uint64_t done = 0;
     switch (w) {
+      case Workload::kCalibrate: {
+        // No core call and no shared memory: what a second thread can add on this machine now.
+        uint64_t sink = 0;
+        for (; done < ops; ++done) {
+          for (int k = 0; k < kCalibrateRounds; ++k) sink += rng_.Next();
+        }
+        r_->sink = sink;
+        break;
+      }
       case Workload::kAllocFree:
         for (; done + 2 <= ops; done += 2) {
           uint64_t id = 0;
@@ -403,6 +420,9 @@ int main(int argc, char** argv) {
   }
 
   std::vector<Variant> variants;
+  if (filter.empty() || std::string("calibration").find(filter) != std::string::npos) {
+    variants.push_back(Variant{"calibration/private", Workload::kCalibrate, Sharing::kPerThread});
+  }
   for (Workload w : {Workload::kAllocFree, Workload::kWindow, Workload::kValidate}) {
     for (Sharing s : {Sharing::kPerThread, Sharing::kShared}) {
       Variant v{std::string(WorkloadName(w)) + "/" + SharingName(s), w, s};

@@ -44,6 +44,9 @@ finish. For every variant, 1-thread and 2-thread runs alternate (1, 2, 1, 2, ...
 process; the table shows medians over the repetitions and **ratio = median 2-thread total
 ops/s ÷ median 1-thread ops/s** (2.00 = perfect scaling, 1.00 = no gain).
 
+- **calibration**: no core call; each op is 96 splitmix64 steps in registers. Its ratio is the
+  most a second thread can add on this machine during the run (2.00 on two idle cores): read
+  the other ratios against it.
 - **alloc-free**: Allocate 4 KiB (revocable) then Free it.
 - **window**: 64 live handles per thread; each step frees a random one and allocates a
   4 KiB or 64 KiB (50/50) replacement.

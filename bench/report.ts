@@ -7,7 +7,9 @@
 import * as os from 'node:os';
 import type { BenchConfig, CandidateResult } from './harness';
 import { medianRatio } from './harness';
+import type { AccessMode, LeakDetectionMode } from '../lib';
 import type { LeakOverheadResult } from './leak-overhead';
+import { modeName } from './leak-overhead';
 import type { OperationResult, OperationsResult } from './operations';
 import { GOAL_DIVISOR } from './operations';
 import type { RoundTripResult, RoundTripSizeResult } from './roundtrip';
@@ -160,6 +162,24 @@ export function heldTable(rt: RoundTripResult): string {
   return table(['candidate', 'size', 'jobs x round trips', 'pending at job end, median', 'max', 'pool memory reserved, max'], rows, [false, true, true, true, true, true]);
 }
 
+/**
+ * What a new user gets: `new ResourceManager()` (default options) against `Buffer.allocUnsafe(4096)`,
+ * beside the same channel with `leakDetection: 'off'`, from suite 3 (same rounds).
+ */
+export function defaultRatios(leak: LeakOverheadResult): Array<{ readonly label: string; readonly ratio: number }> {
+  // 'sampled' is the default leakDetection, and suite 3's managers set nothing else.
+  const byName = new Map(leak.results.map((r) => [r.name, r]));
+  const unsafe = byName.get('Buffer.allocUnsafe');
+  const vsUnsafe = (access: AccessMode, mode: LeakDetectionMode): number => {
+    const r = byName.get(modeName(access, mode));
+    return r === undefined || unsafe === undefined ? Number.NaN : medianRatio(r, unsafe);
+  };
+  return (['revocable', 'view'] as const).flatMap((access) => [
+    { label: `${access} 4 KiB, default options / Buffer.allocUnsafe(4096)`, ratio: vsUnsafe(access, 'sampled') },
+    { label: `${access} 4 KiB, leakDetection 'off' / Buffer.allocUnsafe(4096)`, ratio: vsUnsafe(access, 'off') },
+  ]);
+}
+
 /** The four headline ratios of the brief (plus transfer vs detach where both were measured). */
 export function keyRatios(rt: RoundTripResult): Array<{ readonly label: string; readonly ratio: number }> {
   const find = (label: string, name: string): CandidateResult | undefined =>
@@ -217,6 +237,10 @@ export function consoleReport(report: BenchReport): string {
     if ((report.roundTrip.held ?? []).length > 0) out.push('', 'Pool memory held by deferred reuse:', heldTable(report.roundTrip));
     out.push('', 'Key ratios:');
     for (const k of keyRatios(report.roundTrip)) out.push(`  ${k.label}: ${formatRatio(k.ratio)}`);
+  }
+  if (report.leakOverhead !== null) {
+    out.push('', 'Key ratios with default options:');
+    for (const k of defaultRatios(report.leakOverhead)) out.push(`  ${k.label}: ${formatRatio(k.ratio)}`);
   }
   if (report.operations !== null) {
     out.push('', `## 2. Interface operations (per-call ns, p99 against SPEC.md §6 budgets)`, operationsTable(report.operations));
@@ -281,7 +305,8 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
       ? "- A full GC (`--expose-gc`) runs before each benchmark.js run, outside the timing, so one candidate's garbage is not\n  collected on the next one's clock; GC caused by a candidate during its own run stays in its time."
       : '- No GC between runs (the process had no `--expose-gc`): one candidate may pay for another one’s garbage.',
     '- Every round trip writes one byte of its buffer and reads it back into a sink that is printed at the end.',
-    "- Round trips use `leakDetection: 'off'`, to compare the raw pool path; section 3 shows what the default `'sampled'` adds.",
+    "- Section 1 uses `leakDetection: 'off'`, to compare the raw pool path; section 3 and the first table below give the",
+    "  default options (`'sampled'`) beside it.",
     "- There is no \"view mode without a channel\": `access` is a channel option, and the unscoped domain (no channel id) is",
     '  always revocable.',
     '- `new ArrayBuffer(n)` includes the `Uint8Array` needed to touch a byte. The JS free-list pool is `bench/js-pool.ts`:',
@@ -295,8 +320,19 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
     '  reference then costs as much as the free list.',
     '',
   );
+  if (report.leakOverhead !== null) {
+    out.push(
+      '## Key ratios with default options',
+      '',
+      'A channel of `new ResourceManager()` (nothing set: deferred reuse, leak detection \'sampled\') beside the same',
+      'channel with `leakDetection: \'off\'`, from section 3 (same rounds as `Buffer.allocUnsafe`).',
+      '',
+      table(['ratio (same run, median over rounds)', 'value'], defaultRatios(report.leakOverhead).map((k) => [k.label, formatRatio(k.ratio)]), [false, true]),
+      '',
+    );
+  }
   if (report.roundTrip !== null) {
-    out.push('## Key ratios', '', table(['ratio (same run, median over rounds)', 'value'], keyRatios(report.roundTrip).map((k) => [k.label, formatRatio(k.ratio)]), [false, true]), '');
+    out.push("## Key ratios, leakDetection 'off'", '', table(['ratio (same run, median over rounds)', 'value'], keyRatios(report.roundTrip).map((k) => [k.label, formatRatio(k.ratio)]), [false, true]), '');
     out.push('## 1. Round trips: allocate + touch + release', '');
     out.push('![Round-trip time relative to Buffer.allocUnsafe, log scale](ratios.svg)', '');
     for (const size of report.roundTrip.sizes) out.push(`### ${size.label}`, '', roundTripTable(size), '');

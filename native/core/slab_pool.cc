@@ -36,6 +36,22 @@ void UnmapGuarded(uint8_t* base, uint64_t bytes, uint64_t guard) noexcept {
   munmap(base - guard, bytes + 2 * guard);
 }
 
+#ifdef MADV_POPULATE_WRITE
+constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
+#else
+constexpr int kPopulateWrite = 23;  // Linux 5.14 (older C library headers lack the name)
+#endif
+
+}  // namespace
+
+bool PrefaultPages(uint8_t* base, uint64_t bytes) noexcept {
+  // Best effort: before Linux 5.14 (EINVAL), or if the system refuses memory now, the pages
+  // fault on first touch as they would have anyway.
+  return madvise(base, bytes, kPopulateWrite) == 0;
+}
+
+namespace {
+
 }  // namespace
 
 // --- SlabRegistry -------------------------------------------------------------
@@ -313,6 +329,7 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
     failures_.Add();
     return Status::kPoolExhausted;
   }
+  if (slots_ > 1) PrefaultPages(slab->base, slab->map_bytes);
   FetchAdd<uint64_t>(mapped_slots_, slots_, single_, std::memory_order_seq_cst);
   // Slot 0 is handed out; 1..s-1 go on the free list, lowest index on top.
   for (uint32_t i = slots_ - 1; i >= 1; --i) slab->free_stack[slab->free_count++] = i;

@@ -45,7 +45,11 @@
 //     returned anyway), release the other wholly free slabs, then refill the
 //     ring from the fullest slabs first so sparse slabs keep draining.
 //   * Slow-path allocation prefers the fullest partially used slab
-//     (mimalloc-like), then a wholly free slab, then maps a new one.
+//     (mimalloc-like), then a wholly free slab, then maps a new one. A new slab of
+//     several slots is made resident at once (PrefaultPages): its slots are about to
+//     be used, and one call costs far less than a page fault per page. This matters
+//     when deferred reuse returns memory in bursts after each collection: the slabs
+//     such a burst empties are unmapped, and the next ones are mapped again.
 //   After every slot is freed, the last free finds held >= q + s false or
 //   rebalances, so held <= s * ceil(q / s) and
 //     pool fragmentation = (held - q) / held <= (s*ceil(q/s) - q) / (s*ceil(q/s)),
@@ -103,6 +107,12 @@ struct SlotMeta {
 };
 
 class SlabSet;
+
+/// Makes `bytes` of fresh anonymous memory at `base` resident and writable in one call
+/// (MADV_POPULATE_WRITE): the kernel fills the pages in a loop instead of one page fault per
+/// page on first touch. False where the kernel cannot (before Linux 5.14) or will not now:
+/// the pages then fault on first touch.
+bool PrefaultPages(uint8_t* base, uint64_t bytes) noexcept;
 
 /// Counters shared by a slab set (or the direct pool) and the registry, which
 /// unmaps retired slabs on the last export release.

@@ -420,6 +420,17 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   int reserved = 0;
   for (int i = 0; i < 3 && refused < 0; ++i) {
     LedgerScope* s = scopes[i];
+    if (s->max_bytes.load(std::memory_order_relaxed) == kUnlimited &&
+        s->max_handles.load(std::memory_order_relaxed) == kUnlimited) {
+      // Nothing to check: one add each instead of a compare-exchange loop that threads charging
+      // the same scope make retry. A limit set meanwhile counts this charge as made before it,
+      // as a compare-exchange that won with the limit loaded before the store would.
+      // acquire: as below.
+      FetchAdd<uint64_t>(s->reserved_bytes, n, single, std::memory_order_acquire);
+      FetchAdd<uint64_t>(s->reserved_handles, 1, single, std::memory_order_acquire);
+      reserved = i + 1;
+      continue;
+    }
     uint64_t cur = s->reserved_bytes.load(std::memory_order_relaxed);
     for (;;) {
       const uint64_t max = s->max_bytes.load(std::memory_order_relaxed);

@@ -46,8 +46,9 @@
 //     ring from the fullest slabs first so sparse slabs keep draining.
 //   * Slow-path allocation prefers the fullest partially used slab
 //     (mimalloc-like), then a wholly free slab, then maps a new one. A new slab of
-//     several slots is made resident at once (PrefaultPages): its slots are about to
-//     be used, and one call costs far less than a page fault per page. This matters
+//     several slots of at most a page is made resident at once (PrefaultPages): each
+//     page is the first of a slot about to be used, and one call costs far less than a
+//     page fault per page (larger slots stay lazy: callers often use part of one). This matters
 //     when deferred reuse returns memory in bursts after each collection: the slabs
 //     such a burst empties are unmapped, and the next ones are mapped again.
 //   After every slot is freed, the last free finds held >= q + s false or

@@ -433,8 +433,8 @@ TEST(ThreadsExitHoldingCachedSlots) {
 }
 
 TEST(NewSlabsAreResidentAtOnce) {
-  // A new slab of several slots is populated in one call where the kernel can (Linux 5.14+);
-  // a single-slot slab (and a direct mapping) stays lazy.
+  // A new slab of several slots of at most a page is populated in one call where the kernel
+  // can (Linux 5.14+); larger slots, single-slot slabs and direct mappings stay lazy.
   uint8_t* probe = static_cast<uint8_t*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   CHECK(probe != MAP_FAILED);
   const bool can = PrefaultPages(probe, 4096);
@@ -449,6 +449,14 @@ TEST(NewSlabsAreResidentAtOnce) {
   CHECK_EQ(registry.ResidentBytes(), can ? s.reserved_bytes : uint64_t{0})
       << (can ? "every page of the new slab is resident" : "no MADV_POPULATE_WRITE here: pages fault on first touch");
   pool.set(AccessMode::kRevocable).Release(r);
+  // Slots larger than a page stay lazy: a caller often writes only part of one.
+  SlabRegistry registry64;
+  SlabPool pool64;
+  CHECK(pool64.Init(PoolConfig{"m", 65536, 16}, &registry64));
+  CHECK(pool64.set(AccessMode::kRevocable).Acquire(&r, &hit) == Status::kOk);
+  CHECK(StatsOf(pool64).reserved_bytes > 65536u);
+  CHECK_EQ(registry64.ResidentBytes(), uint64_t{0}) << "a slab of 64 KiB slots faults page by page";
+  pool64.set(AccessMode::kRevocable).Release(r);
   std::cout << "  MADV_POPULATE_WRITE " << (can ? "supported" : "not supported") << ", slab " << s.reserved_bytes << " B" << std::endl;
 }
 

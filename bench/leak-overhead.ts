@@ -29,13 +29,27 @@ export interface LeakOverheadResult {
 const MODES: readonly LeakDetectionMode[] = ['off', 'sampled', 'paranoid'];
 const ACCESS: readonly AccessMode[] = ['revocable', 'view'];
 
+/**
+ * A view round trip in a default manager that is busy: two other channels of it, one revocable and
+ * one view, hold {@link BUSY_HANDLES} live 4 KiB handles each. Its baseline is the same round trip
+ * in a default manager that has nothing else (view, 'sampled').
+ */
+export const BUSY_VIEW = 'view, default options, busy manager';
+const BUSY_HANDLES = 1000;
+
 export function modeName(access: AccessMode, mode: LeakDetectionMode): string {
   return `${access}, leakDetection '${mode}'`;
 }
 
 export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise<LeakOverheadResult> {
   const managers = MODES.map((mode) => new ResourceManager({ leakDetection: mode }));
+  const busy = new ResourceManager();
   try {
+    const kept = (['revocable', 'view'] as const).flatMap((access) => {
+      const scope = busy.openChannel(`busy-${access}`, { access });
+      return Array.from({ length: BUSY_HANDLES }, () => scope.allocate('buffer', LEAK_BYTES));
+    });
+    const busyView = busy.openChannel('leak-bench-view', { access: 'view' });
     const candidates = ACCESS.flatMap((access) =>
       MODES.map((mode, i) => {
         const scope: ChannelScope = managers[i].openChannel(`leak-bench-${access}`, { access });
@@ -54,6 +68,18 @@ export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise
       }),
     );
     candidates.push({
+      name: BUSY_VIEW,
+      baseline: false,
+      fn: (): void => {
+        const h = busyView.allocate('buffer', LEAK_BYTES);
+        const b = h.buffer;
+        if (b === null) throw new Error('memory handle without a buffer');
+        b[0] = 1;
+        sink.value ^= b[0];
+        busyView.deallocate(h);
+      },
+    });
+    candidates.push({
       name: 'Buffer.allocUnsafe',
       baseline: true,
       fn: (): void => {
@@ -66,6 +92,7 @@ export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise
     const results = await runInterleaved('leak detection', candidates, config, log);
     const baselines: Record<string, string> = { 'Buffer.allocUnsafe': modeName('revocable', 'off') };
     for (const access of ACCESS) for (const mode of MODES) baselines[modeName(access, mode)] = modeName(access, 'off');
+    baselines[BUSY_VIEW] = modeName('view', 'sampled');
     const byName = new Map(results.map((r) => [r.name, r]));
     const others = results.filter((r) => baselines[r.name] !== r.name);
     const baseOf = (r: CandidateResult): CandidateResult => byName.get(baselines[r.name]) ?? r;
@@ -79,7 +106,9 @@ export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise
       vsOff: others.map((r) => ({ candidate: r.name, ratio: medianRatio(r, baseOf(r)) })),
       extraNs: others.map((r) => ({ candidate: r.name, ns: r.medianNs - baseOf(r).medianNs })),
     };
+    sink.value ^= kept.length & 1;
   } finally {
     for (const m of managers) m.close();
+    busy.close();
   }
 }

@@ -9,7 +9,7 @@ import type { BenchConfig, CandidateResult } from './harness';
 import { medianRatio } from './harness';
 import type { AccessMode, LeakDetectionMode } from '../lib';
 import type { LeakOverheadResult } from './leak-overhead';
-import { modeName } from './leak-overhead';
+import { BUSY_VIEW, modeName } from './leak-overhead';
 import type { OperationResult, OperationsResult } from './operations';
 import { GOAL_DIVISOR } from './operations';
 import type { RoundTripResult, RoundTripSizeResult } from './roundtrip';
@@ -174,10 +174,17 @@ export function defaultRatios(leak: LeakOverheadResult): Array<{ readonly label:
     const r = byName.get(modeName(access, mode));
     return r === undefined || unsafe === undefined ? Number.NaN : medianRatio(r, unsafe);
   };
-  return (['revocable', 'view'] as const).flatMap((access) => [
-    { label: `${access} 4 KiB, default options / Buffer.allocUnsafe(4096)`, ratio: vsUnsafe(access, 'sampled') },
-    { label: `${access} 4 KiB, leakDetection 'off' / Buffer.allocUnsafe(4096)`, ratio: vsUnsafe(access, 'off') },
-  ]);
+  const busy = byName.get(BUSY_VIEW);
+  const alone = byName.get(modeName('view', 'sampled'));
+  return [
+    ...(['revocable', 'view'] as const).flatMap((access) => [
+      { label: `${access} 4 KiB, default options / Buffer.allocUnsafe(4096)`, ratio: vsUnsafe(access, 'sampled') },
+      { label: `${access} 4 KiB, leakDetection 'off' / Buffer.allocUnsafe(4096)`, ratio: vsUnsafe(access, 'off') },
+    ]),
+    ...(busy === undefined || alone === undefined
+      ? []
+      : [{ label: 'view 4 KiB, default options: manager busy with revocable and view channels / view alone', ratio: medianRatio(busy, alone) }]),
+  ];
 }
 
 /** The four headline ratios of the brief (plus transfer vs detach where both were measured). */
@@ -394,7 +401,9 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
       "'paranoid' every allocation and records its allocation site (a stack capture), with the fast lane off; a 'sampled' watch",
       'registers the handle with a FinalizationRegistry and records no site (view mode: it still takes the fast lane; revocable',
       "mode, where revocation is by transfer(): the watched allocation takes the native path, the others the lane).",
-      "\"vs 'off'\" compares with 'off' in the same access mode (allocUnsafe: with revocable 'off').",
+      "\"vs 'off'\" compares with 'off' in the same access mode (allocUnsafe: with revocable 'off'; the busy-manager row: with",
+      "view 'sampled' alone, the same round trip in a default manager whose other channels hold 1,000 revocable and 1,000",
+      'view handles).',
       '',
       leakTable(report.leakOverhead),
       '',

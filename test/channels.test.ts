@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { bufferOf, channelMetrics, collect, expectCode, unscopedMetrics, violations } from './helpers';
+import { bufferOf, channelMetrics, collectUntil, expectCode, unscopedMetrics, violations } from './helpers';
 
 const IMMEDIATE = { unsafeImmediateReuse: true };
 
@@ -140,7 +140,8 @@ describe('channels', () => {
         for (const h of hs) expect(mgr.verifyCleanupCompletion(h), 'memory parked while the buffer lives').to.equal(false);
       });
       expect(mgr.getResourceMetrics().revocation.pendingRelease, 'the three closed and the one freed before are parked').to.equal(4);
-      await collect();
+      // The collector decides when each buffer dies: give it turns until all four are released.
+      await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0);
       expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked once collected').to.equal(0);
       for (const id of ids) expect(mgr.verifyCleanupCompletion(id), 'cleanup complete once collected').to.equal(true);
     });

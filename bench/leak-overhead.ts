@@ -37,6 +37,16 @@ const ACCESS: readonly AccessMode[] = ['revocable', 'view'];
 export const BUSY_VIEW = 'view, default options, busy manager';
 const BUSY_HANDLES = 1000;
 
+/** One 4 KiB round trip through `scope`: allocate, write and read a byte, deallocate. */
+function roundTrip(scope: ChannelScope): void {
+  const h = scope.allocate('buffer', LEAK_BYTES);
+  const b = h.buffer;
+  if (b === null) throw new Error('memory handle without a buffer');
+  b[0] = 1;
+  sink.value ^= b[0];
+  scope.deallocate(h);
+}
+
 export function modeName(access: AccessMode, mode: LeakDetectionMode): string {
   return `${access}, leakDetection '${mode}'`;
 }
@@ -56,28 +66,14 @@ export async function runLeakOverhead(config: BenchConfig, log: Logger): Promise
         return {
           name: modeName(access, mode),
           baseline: mode === 'off',
-          fn: (): void => {
-            const h = scope.allocate('buffer', LEAK_BYTES);
-            const b = h.buffer;
-            if (b === null) throw new Error('memory handle without a buffer');
-            b[0] = 1;
-            sink.value ^= b[0];
-            scope.deallocate(h);
-          },
+          fn: (): void => roundTrip(scope),
         };
       }),
     );
     candidates.push({
       name: BUSY_VIEW,
       baseline: false,
-      fn: (): void => {
-        const h = busyView.allocate('buffer', LEAK_BYTES);
-        const b = h.buffer;
-        if (b === null) throw new Error('memory handle without a buffer');
-        b[0] = 1;
-        sink.value ^= b[0];
-        busyView.deallocate(h);
-      },
+      fn: (): void => roundTrip(busyView),
     });
     candidates.push({
       name: 'Buffer.allocUnsafe',

@@ -50,10 +50,6 @@ bool PrefaultPages(uint8_t* base, uint64_t bytes) noexcept {
   return madvise(base, bytes, kPopulateWrite) == 0;
 }
 
-namespace {
-
-}  // namespace
-
 // --- SlabRegistry -------------------------------------------------------------
 
 SlabRegistry::~SlabRegistry() {
@@ -222,6 +218,7 @@ bool SlabSet::Init(uint64_t slot_size, uint32_t queue_size, uint32_t slots_per_s
   slots_ = slots_per_slab;
   slab_bytes_ = RoundUpPage(slot_size * slots_per_slab);
   registry_ = registry;
+  // m >= 2 when on (q >= 8), so a batch of m/2 is never empty.
   magazine_cap_ = single_owner || queue_size < 8 ? 0 : std::min<uint32_t>(kMagazineSlots, queue_size / 4);
   buckets_ = static_cast<Slab**>(std::calloc(slots_ + 1, sizeof(Slab*)));
   return buckets_ != nullptr && ring_.Init(queue_size, single_owner);
@@ -257,7 +254,7 @@ bool SlabSet::EnableMagazines() noexcept {
 }
 
 void SlabSet::Refill(Magazine* g, uint32_t shard) noexcept {
-  const uint32_t want = magazine_cap_ / 2 > 0 ? magazine_cap_ / 2 : 1;
+  const uint32_t want = MagazineBatch();
   uint32_t got = 0;
   SlotRef ref;
   while (got < want && ring_.TryPop(&ref)) {
@@ -347,7 +344,7 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
 
 void SlabSet::Release(SlotRef ref, uint32_t shard) noexcept {
   if (Magazine* g = MagazineOf(shard)) {
-    if (g->count == magazine_cap_) Flush(g, magazine_cap_ / 2 > 0 ? magazine_cap_ / 2 : 1, shard);
+    if (g->count == magazine_cap_) Flush(g, MagazineBatch(), shard);
     g->slots[g->count++] = ref;
     cached_.Add(shard);
     return;

@@ -255,6 +255,8 @@ class SlabSet final : public ShardCache {
   /// or only one thread has used the set so far).
   Magazine* MagazineOf(uint32_t shard) noexcept;
   bool EnableMagazines() noexcept;
+  /// Slots a refill takes from the ring, or a full magazine's flush returns: m/2.
+  uint32_t MagazineBatch() const noexcept { return magazine_cap_ / 2; }
   void Refill(Magazine* g, uint32_t shard) noexcept;
   /// Returns the `n` oldest slots of `g` to the set.
   void Flush(Magazine* g, uint32_t n, uint32_t shard) noexcept;

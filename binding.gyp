@@ -30,7 +30,7 @@
       'target_name': 'isopool_core',
       'type': 'static_library',
       'sources': ['<@(isopool_core_sources)'],
-      'link_settings': { 'libraries': ['-lpthread'] },
+      'link_settings': { 'libraries': ['-lpthread', '-ldl'] },
     },
     {
       'target_name': 'isopool',

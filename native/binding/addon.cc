@@ -5,11 +5,10 @@
 #include <napi.h>
 #include <unistd.h>
 
-#if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
-#if __GLIBC_PREREQ(2, 33)
+#if defined(__GLIBC__)
+#include <dlfcn.h>
 #include <malloc.h>
-#define ISOPOOL_HAS_MALLINFO2 1
-#endif
+#define ISOPOOL_GLIBC_MALLOC 1
 #endif
 
 #include "binding_util.h"
@@ -29,6 +28,21 @@ namespace {
 /// 5: status 12, kHandleTableFull (ERR_HANDLE_TABLE_FULL).
 constexpr int32_t kBindingVersion = 6;
 
+#if defined(ISOPOOL_GLIBC_MALLOC)
+/// glibc's `struct mallinfo2` (2.33+), field for field.
+struct Mallinfo2 {
+  size_t arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost;
+};
+using Mallinfo2Fn = Mallinfo2 (*)();
+
+/// glibc's mallinfo2, looked up when first needed rather than linked: the prebuilds are built
+/// against glibc 2.17 and must load on glibc from 2.18 on, where the function may be missing.
+Mallinfo2Fn FindMallinfo2() {
+  static const Mallinfo2Fn fn = reinterpret_cast<Mallinfo2Fn>(dlsym(RTLD_DEFAULT, "mallinfo2"));
+  return fn;
+}
+#endif
+
 /// The process's C heap as glibc counts it, or `undefined` where that count is not available
 /// (another libc, glibc < 2.33). A diagnostic for the soak (bench/soak.ts), not a metric: RSS
 /// keeps freed malloc memory cached, so only the allocator's own count says whether the bytes
@@ -38,8 +52,10 @@ constexpr int32_t kBindingVersion = 6;
 ///   systemBytes: bytes the allocator holds from the system (`arena` + `hblkhd`).
 Napi::Value MallocStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#if defined(ISOPOOL_HAS_MALLINFO2)
-  const struct mallinfo2 mi = mallinfo2();
+#if defined(ISOPOOL_GLIBC_MALLOC)
+  const Mallinfo2Fn mallinfo2 = FindMallinfo2();
+  if (mallinfo2 == nullptr) return env.Undefined();
+  const Mallinfo2 mi = mallinfo2();
   Napi::Object out = Napi::Object::New(env);
   out.Set("inUseBytes", Napi::Number::New(env, static_cast<double>(mi.uordblks + mi.hblkhd)));
   out.Set("systemBytes", Napi::Number::New(env, static_cast<double>(mi.arena + mi.hblkhd)));
@@ -55,7 +71,8 @@ Napi::Value MallocStats(const Napi::CallbackInfo& info) {
 /// still holds. Walks every arena under its lock: never on a hot path.
 Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-#if defined(ISOPOOL_HAS_MALLINFO2)
+#if defined(ISOPOOL_GLIBC_MALLOC)
+  if (FindMallinfo2() == nullptr) return env.Undefined();
   return Napi::Boolean::New(env, malloc_trim(0) != 0);
 #else
   return env.Undefined();

@@ -1,5 +1,5 @@
 /**
- * Typed errors (SPEC.md §4). One base class, one subclass per failure, each with a literal
+ * Typed errors (README "Errors"). One base class, one subclass per failure, each with a literal
  * `code` so callers can narrow on `err.code`.
  * @packageDocumentation
  */
@@ -21,7 +21,7 @@ export type IsopoolErrorCode =
 
 /** Base class of every error isopool throws. */
 export abstract class IsopoolError extends Error {
-  /** The literal error code (SPEC.md §4). */
+  /** The literal error code (README "Errors"). */
   abstract readonly code: IsopoolErrorCode;
 
   constructor(message: string, options?: { cause?: unknown }) {

@@ -3,7 +3,7 @@
  * (`isopool:pressure`, `isopool:leak`, `isopool:violation`, `isopool:limit`).
  *
  * Listeners and subscribers are other people's code, run inside isopool's operations. Two rules
- * keep them from changing what an operation does (SPEC §2 "Listeners and subscribers that throw"):
+ * keep them from changing what an operation does (docs/SECURITY.md):
  * - Delivery cannot fail. Every subscriber and every listener is called, each on its own: one
  *   that throws keeps neither the others nor the operation from going on. Its error is re-thrown
  *   from `process.nextTick`, so it reaches `'uncaughtException'` (or the domain or process

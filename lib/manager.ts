@@ -1,5 +1,5 @@
 /**
- * ResourceManager: the public entry point (SPEC.md §1).
+ * ResourceManager: the public entry point (README "Default pools").
  * @packageDocumentation
  */
 import { EventEmitter } from 'node:events';
@@ -31,7 +31,7 @@ import type {
 import { NO_CHANNEL_OPTIONS, checkChannelOptions, checkCount, checkLimits, checkOptionalBoolean, isRecord, oneOf, readList, readOptions } from './validate';
 import type { CheckedChannelOptions } from './validate';
 
-/** The default pools (SPEC.md §1). */
+/** The default pools (README "Default pools"). */
 export const DEFAULT_POOLS: readonly PoolOptions[] = Object.freeze([
   Object.freeze({ name: 'small', slotSize: 4 * 1024, queueSize: 500 }),
   Object.freeze({ name: 'medium', slotSize: 64 * 1024, queueSize: 250 }),
@@ -120,7 +120,7 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
     return this.#engine.deallocate(handle, null);
   }
 
-  /** Checks a handle or id against every security boundary (SPEC.md §2); counts what it finds. */
+  /** Checks a handle or id against every security boundary (README "Security model"); counts what it finds. */
   validateSecurityBoundaries(handle: ResourceHandle | number): SecurityValidationResult {
     this.#engine.checkOpen('validateSecurityBoundaries');
     return this.#engine.validate(handle, null);

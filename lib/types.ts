@@ -1,5 +1,5 @@
 /**
- * Public types (SPEC.md §1, §5). Shapes may gain fields, never lose them.
+ * Public types (README "API at a glance", docs/MONITORING.md). Shapes may gain fields, never lose them.
  * @packageDocumentation
  */
 import type { LimitScopeName } from './errors';
@@ -11,7 +11,7 @@ export type ZeroMode = 'cross-channel' | 'always';
 /** How leaks are found: `'off'`, `'sampled'` (1 in `leakSampleRate` allocations, the default) or `'paranoid'` (every allocation, with its allocation site). */
 export type LeakDetectionMode = 'off' | 'sampled' | 'paranoid';
 
-/** The violation codes of SPEC.md §2. */
+/** The violation codes of README "Violations and hardened mode". */
 export type ViolationCode =
   | 'FORGED_HANDLE'
   | 'STALE_HANDLE'
@@ -86,7 +86,7 @@ export interface ResourceManagerOptions {
   leakSampleRate?: number;
   /** Default false. */
   hardened?: boolean;
-  /** Attach to a process-wide native manager of this name (SPEC.md §3). */
+  /** Attach to a process-wide native manager of this name (docs/THREADS.md). */
   shared?: string;
 }
 

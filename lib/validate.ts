@@ -1,6 +1,6 @@
 /**
  * Argument validation at the edge: every public entry point checks its arguments here before
- * anything changes. Each check throws the SPEC.md §4 error that names the offending value.
+ * anything changes. Each check throws the error (README "Errors") that names the offending value.
  * @packageDocumentation
  */
 import { InvalidArgumentError, InvalidSizeError, describeValue } from './errors';

@@ -2,17 +2,20 @@
 /**
  * `npm run test:pack`: the npm package as a user gets it.
  *
- * 1. `npm pack` (scripts skipped: dist/ and prebuilds/ must exist already, from `npm run build`
- *    and `npm run build:prebuild`) and a check of the file list: the prebuild, dist/ (JS and
- *    types), the sources for a fallback build, and no build artefacts, tests or benchmarks.
+ * 1. a plain `npm pack`, as a release would make it: its `prepack` (scripts/prepack.js) builds or
+ *    checks the four Linux prebuilds and dist/, or refuses. Then a check of the file list: the
+ *    four prebuilds with their build.json, LICENSE, dist/ (JS and types), the sources for a
+ *    fallback build, and no build artefacts, tests or benchmarks.
  * 2. `npm install --ignore-scripts <tgz>` into an empty temp project (npm >= 12 does not run
  *    dependencies' install scripts, so the package must work without them), then, without
  *    prom-client: require('isopool') (CommonJS) and `import` (ESM) allocate and free in a
  *    channel and read metrics, the addon comes from the prebuild, and isopool/prometheus loads
- *    but asks for prom-client.
+ *    but asks for prom-client. This runs on this Node and on every Node named in
+ *    $ISOPOOL_SMOKE_NODES (colon-separated paths; .ci/run gives Node 22, 24 and 26).
  * 3. `npm rebuild isopool`: the install script finds the working prebuild and builds nothing.
  * 4. With prom-client installed: isopool/prometheus serves metrics, and a TypeScript file using
- *    both entry points type-checks under `moduleResolution: node16` (the `exports` map's types).
+ *    both entry points type-checks under `moduleResolution: node16` (the `exports` map's types)
+ *    and under the legacy `moduleResolution: node` (`typesVersions`).
  * 5. With --source-build: `npm rebuild isopool --build-from-source` builds the addon from the
  *    packaged sources with node-gyp and the loader then uses that build.
  *
@@ -28,7 +31,6 @@ const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
 const args = new Set(process.argv.slice(2));
-const platformDir = `${process.platform}-${process.arch}`;
 const started = Date.now();
 let stepStarted = Date.now();
 
@@ -69,11 +71,10 @@ const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 // ---------------------------------------------------------------------------------------------
 // 1. pack
 
-for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/prometheus.js', 'dist/prometheus.d.ts', `prebuilds/${platformDir}/isopool.node`]) {
-  if (!fs.existsSync(path.join(root, f))) fail(`${f} is missing: run "npm run build" and "npm run build:prebuild" first`);
-}
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'isopool-pack-'));
-const packed = JSON.parse(run(npm, ['pack', '--json', '--ignore-scripts', '--pack-destination', tmp], root));
+const packOut = run(npm, ['pack', '--json', '--pack-destination', tmp], root);
+// The lifecycle scripts print before npm's JSON; the JSON is the last top-level array.
+const packed = JSON.parse(packOut.slice(packOut.lastIndexOf('\n[\n') + 1));
 const info = packed[0];
 const tgz = path.join(tmp, info.filename);
 const files = info.files.map((f) => f.path);
@@ -87,7 +88,8 @@ const required = [
   'dist/prometheus.js',
   'dist/prometheus.d.ts',
   'dist/native/loader.js',
-  `prebuilds/${platformDir}/isopool.node`,
+  ...['linux-x64', 'linux-x64-musl', 'linux-arm64', 'linux-arm64-musl'].flatMap((t) => [`prebuilds/${t}/isopool.node`, `prebuilds/${t}/build.json`]),
+  'LICENSE',
   'scripts/install.js',
   'binding.gyp',
   'CMakeLists.txt',
@@ -157,8 +159,10 @@ assert.ok(!Object.keys(require.cache).some((k) => k.includes('prom-client')));
 assert.equal(require('isopool/package.json').name, 'isopool');
 console.log('cjs ok, addon from', loader.nativeSource().path);
 `;
-console.log(`  ${run(process.execPath, ['-e', cjsSmoke], app).trim()}`);
-step("require('isopool'): allocate/free in a channel, limits, metrics, revocation; isopool/prometheus without prom-client");
+const smokeNodes = [process.execPath, ...(process.env.ISOPOOL_SMOKE_NODES ?? '').split(':').filter((p) => p !== '')];
+const nodeVersion = (node) => run(node, ['--version'], app).trim();
+for (const node of smokeNodes) console.log(`  ${nodeVersion(node)}: ${run(node, ['-e', cjsSmoke], app).trim()}`);
+step(`require('isopool') on ${smokeNodes.map(nodeVersion).join(', ')}: allocate/free in a channel, limits, metrics, revocation; isopool/prometheus without prom-client`);
 
 const esmSmoke = `
 import assert from 'node:assert/strict';
@@ -173,8 +177,8 @@ assert.equal(m.getResourceMetrics().totals.allocations, 1);
 m.close();
 console.log('esm ok');
 `;
-console.log(`  ${run(process.execPath, ['--input-type=module', '-e', esmSmoke], app).trim()}`);
-step("import { ResourceManager } from 'isopool' (ESM, named exports)");
+for (const node of smokeNodes) console.log(`  ${nodeVersion(node)}: ${run(node, ['--input-type=module', '-e', esmSmoke], app).trim()}`);
+step("import { ResourceManager } from 'isopool' (ESM, named exports), on the same Nodes");
 
 // ---------------------------------------------------------------------------------------------
 // 3. the install script with a working prebuild does nothing
@@ -234,7 +238,12 @@ fs.writeFileSync(
   }),
 );
 run(process.execPath, [tsc, '-p', 'tsconfig.json'], app);
-step('with prom-client: isopool/prometheus serves metrics; both entry points type-check (node16 resolution)');
+const legacy = JSON.parse(fs.readFileSync(path.join(app, 'tsconfig.json'), 'utf8'));
+legacy.compilerOptions.module = 'commonjs';
+legacy.compilerOptions.moduleResolution = 'node';
+fs.writeFileSync(path.join(app, 'tsconfig.legacy.json'), JSON.stringify(legacy));
+run(process.execPath, [tsc, '-p', 'tsconfig.legacy.json'], app);
+step('with prom-client: isopool/prometheus serves metrics; both entry points type-check (node16 and legacy node resolution)');
 
 // ---------------------------------------------------------------------------------------------
 // 5. optional: the source-build fallback

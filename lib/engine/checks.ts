@@ -1,5 +1,5 @@
 /**
- * The checks a caller can make on a handle (SPEC "Security boundaries"): validation, usage
+ * The checks a caller can make on a handle (README "Security model"): validation, usage
  * tracking and cleanup verification. A scope (`presenter`) gets a forged id's answer for another
  * channel's live id, so it is no oracle; the violation still counts against it.
  * @internal
@@ -127,7 +127,7 @@ export class HandleChecks {
     const id = handleIdArg(handle);
     if (!isWellFormedId(id)) return false;
     if (!this.#native.isReleased(id)) return false;
-    // A revocable buffer must be revoked too (view-mode buffers are never revoked: SPEC §1).
+    // A revocable buffer must be revoked too (view-mode buffers are never revoked: README "Access modes and their risks").
     // `id` was read from `handle` once already (#handleId); access and buffer are read once here.
     if (Handle.is(handle) && handle.access === 'revocable') {
       const buffer = handle.buffer;

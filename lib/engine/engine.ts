@@ -662,7 +662,7 @@ export class Engine implements HandleOwner {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // threads (SPEC §3)
+  // threads (docs/THREADS.md)
 
   transfer(handle: unknown): number {
     const id = handleIdArg(handle);

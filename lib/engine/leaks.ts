@@ -1,5 +1,5 @@
 /**
- * Leak detection (SPEC "Leak detection"): which allocations are watched ('sampled': one in
+ * Leak detection (docs/SECURITY.md): which allocations are watched ('sampled': one in
  * `leakSampleRate`; 'paranoid': all, with their allocation site), and the FinalizationRegistry
  * that reports a watched handle collected while live. The engine reclaims it (onCollected).
  * @internal

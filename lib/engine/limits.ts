@@ -1,5 +1,5 @@
 /**
- * Limits as the native ledgers hold them (SPEC "Limits"), and a channel's isolation check.
+ * Limits as the native ledgers hold them (README "Limits"), and a channel's isolation check.
  * @internal
  * @packageDocumentation
  */

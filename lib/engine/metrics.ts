@@ -1,5 +1,5 @@
 /**
- * The manager's metrics (SPEC "Metrics"): the native snapshot, each channel's ledger and the
+ * The manager's metrics (docs/MONITORING.md): the native snapshot, each channel's ledger and the
  * JS-side counters, as plain JSON-serialisable objects.
  * @internal
  * @packageDocumentation

@@ -1,5 +1,5 @@
 /**
- * What the engine publishes (SPEC "Events"): violations (each also counted natively, against
+ * What the engine publishes (docs/MONITORING.md): violations (each also counted natively, against
  * the presenting scope's channel or the owner's), soft-limit pressure and hard-limit refusals.
  * Each is published once the operation's state is consistent.
  * @internal

@@ -1,5 +1,5 @@
 /**
- * Native refusals as typed errors (SPEC "Errors"), and violation masks as violation lists.
+ * Native refusals as typed errors (README "Errors"), and violation masks as violation lists.
  * @internal
  * @packageDocumentation
  */

@@ -9,7 +9,7 @@
  *   side last issued for it (`nativeId`).
  * - An allocation of the same (channel, type, pool) takes a parked slot and hands it out under a
  *   fresh id that the native handle table reserved for this purpose in advance (`reserveIds`,
- *   32 per call). Same channel: no zeroing is due (SPEC §1 "Zeroing"), except with
+ *   32 per call). Same channel: no zeroing is due (README "Zeroing modes and their risks"), except with
  *   `zero: 'always'`, which is done here with `fill(0)`.
  * - What happened is journaled and applied natively in one call (`applyJournal`):
  *   an id handed out and freed again in JS is "burned" (counted as one allocation and one

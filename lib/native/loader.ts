@@ -2,9 +2,10 @@
  * Loads the native addon (`isopool.node`) once per thread.
  *
  * Where it comes from, in order:
- * 1. the prebuild shipped in the npm package,
- *    `prebuilds/${process.platform}-${process.arch}/isopool.node` under the package root
- *    (Node-API, so one binary serves every supported Node version);
+ * 1. the prebuild shipped in the npm package, `prebuilds/<tag>/isopool.node` under the package
+ *    root, where the tag is `${process.platform}-${process.arch}` with `-musl` added on a musl
+ *    C library (`linux-x64`, `linux-x64-musl`, `linux-arm64`, `linux-arm64-musl`: the names
+ *    prebuildify and node-gyp-build use). Node-API, so one binary serves every supported Node;
  * 2. the local build from source (`build/Release/isopool.node`, by `npm run build:native` or
  *    `npm rebuild isopool`), found by the `bindings` package.
  *
@@ -86,10 +87,29 @@ export function findPackageRoot(from: string): string | undefined {
   }
 }
 
-/** The prebuild path for this platform under a package root. */
-export function prebuildPath(root: string, platform: string = process.platform, arch: string = process.arch): string {
-  return path.join(root, 'prebuilds', `${platform}-${arch}`, 'isopool.node');
+/**
+ * The C library this Node runs on: `'musl'` or `'glibc'` on Linux (Node's own report names the
+ * glibc it was started with; a musl Node has none), `undefined` elsewhere.
+ */
+export function linuxLibc(): 'glibc' | 'musl' | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const report: unknown = process.report?.getReport();
+  const header: unknown = isObject(report) ? report['header'] : undefined;
+  return isObject(header) && typeof header['glibcVersionRuntime'] === 'string' ? 'glibc' : 'musl';
 }
+
+/** The prebuild directory name for a platform: `linux-x64`, `linux-arm64-musl`, `darwin-arm64`. */
+export function prebuildTag(platform: string = process.platform, arch: string = process.arch, libc = linuxLibc()): string {
+  return platform === 'linux' && libc === 'musl' ? `${platform}-${arch}-musl` : `${platform}-${arch}`;
+}
+
+/** The prebuild path for this platform under a package root. */
+export function prebuildPath(root: string, tag: string = prebuildTag()): string {
+  return path.join(root, 'prebuilds', tag, 'isopool.node');
+}
+
+/** The prebuilds every npm package of isopool holds (scripts/prebuild.js builds them). */
+export const PREBUILD_TAGS: readonly string[] = ['linux-x64', 'linux-x64-musl', 'linux-arm64', 'linux-arm64-musl'];
 
 /** Where the addon was loaded from; `undefined` until it is loaded. */
 export interface NativeSource {
@@ -146,7 +166,7 @@ export function loadNative(): NativeAddon {
     const prebuildNote = prebuildError === undefined ? '' : ` (the prebuild failed to load too: ${String(prebuildError)})`;
     throw new Error(
       `isopool: could not load the native addon isopool.node${prebuildNote}; ` +
-        `no prebuild for ${process.platform}-${process.arch} loaded, so build it from source with ` +
+        `no prebuild for ${prebuildTag()} loaded (prebuilds ship for ${PREBUILD_TAGS.join(', ')}), so build it from source with ` +
         '"npm rebuild isopool" (in a checkout: "npm run build:native")',
       { cause },
     );

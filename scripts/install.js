@@ -9,7 +9,8 @@
  *
  * 1. In a source checkout (tsconfig.test.json exists, which the npm package does not ship),
  *    `npm install` / `npm ci` build everything through `prepare`: nothing to do here.
- * 2. Installed as a dependency: if prebuilds/<platform>-<arch>/isopool.node (or an earlier
+ * 2. Installed as a dependency: if prebuilds/<tag>/isopool.node (the loader's tag: linux-x64,
+ *    linux-x64-musl, linux-arm64, linux-arm64-musl; or an earlier
  *    build/Release/isopool.node) loads in a child process, done.
  * 3. Otherwise, or with `npm rebuild isopool --build-from-source`
  *    (ISOPOOL_BUILD_FROM_SOURCE=1 works too), build from source: cmake-js when it is
@@ -62,8 +63,35 @@ function tryResolve(request) {
   }
 }
 
+/** This platform's prebuild, by the packaged loader's rule (linux-x64-musl on musl, and so on). */
+function prebuildFile() {
+  const loader = path.join(root, 'dist', 'native', 'loader.js');
+  if (fs.existsSync(loader)) return require(loader).prebuildPath(root);
+  return path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'isopool.node');
+}
+
+const PREBUILT = 'linux-x64, linux-x64-musl, linux-arm64, linux-arm64-musl';
+
+function onPath(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** The first tool a source build needs that this machine lacks, or undefined. */
+function missingTool(withCmake) {
+  if (!onPath('c++') && !onPath('g++') && !onPath('clang++')) return 'a C++17 compiler (g++ or clang++)';
+  if (!onPath('make')) return 'make';
+  if (withCmake) return onPath('cmake') ? undefined : 'cmake';
+  return onPath('python3') || onPath('python') ? undefined : 'python3 (for node-gyp)';
+}
+
 function buildFromSource() {
   const cmakeJs = tryResolve('cmake-js/bin/cmake-js');
+  const missing = missingTool(cmakeJs !== undefined);
+  if (missing !== undefined) {
+    log(`cannot build from source: ${missing} is missing (prebuilt binaries ship for ${PREBUILT})`);
+    return false;
+  }
+  log('building the native addon from source (about a minute; node-gyp or cmake-js output follows)');
   if (cmakeJs !== undefined) {
     return run(process.execPath, [cmakeJs, 'compile', '--config', 'Release', '--log-level', 'warn']);
   }
@@ -90,14 +118,14 @@ function main() {
   if (!forced && fs.existsSync(path.join(root, 'tsconfig.test.json'))) {
     return; // a source checkout: `prepare` builds the addon and dist/
   }
-  const prebuild = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'isopool.node');
+  const prebuild = prebuildFile();
   if (!forced) {
     if (loads(prebuild)) return;
     if (loads(path.join(root, 'build', 'Release', 'isopool.node'))) return;
-    log(`no working prebuild for ${process.platform}-${process.arch}: building from source`);
+    log(`no working prebuild for ${path.basename(path.dirname(prebuild))} (prebuilt: ${PREBUILT}): building from source`);
   }
   if (!buildFromSource()) {
-    log('the source build failed; see README "Install" (a C++17 compiler and CMake or node-gyp are needed)');
+    log(`the source build failed (it needs a C++17 compiler, make, and python3 or cmake; prebuilt binaries ship for ${PREBUILT}); see README "Install"`);
     process.exit(1);
   }
   if (!loads(path.join(root, 'build', 'Release', 'isopool.node'))) {

@@ -145,6 +145,20 @@ const f = fast.allocate('buffer', 100);
 assert.equal(fast.deallocate(f), true);
 assert.equal(f.buffer.length, 0, 'unsafeImmediateReuse: revoked at free');
 assert.equal(m.verifyCleanupCompletion(f), true);
+// threads: a worker attaches to the same shared manager; its allocation counts here.
+const { Worker } = require('node:worker_threads');
+const shared = new ResourceManager({ shared: 'smoke' });
+const worker = new Worker(\`
+  const { ResourceManager } = require('isopool');
+  const { parentPort } = require('node:worker_threads');
+  const m = new ResourceManager({ shared: 'smoke' });
+  const h = m.allocateResource('buffer', 4096, 'from-worker');
+  h.buffer.fill(7);
+  parentPort.postMessage(m.transferHandle(h));
+\`, { eval: true });
+const sharedId = require('node:events').once(worker, 'message');
+`;
+const cjsSmokeTail = `
 const metrics = JSON.parse(JSON.stringify(m.getResourceMetrics()));
 assert.equal(metrics.channels.smoke.handles, 0);
 assert.equal(metrics.channels.smoke.limitRejections, 1);
@@ -157,11 +171,23 @@ assert.equal(typeof prom.registerIsopoolMetrics, 'function');
 assert.throws(() => prom.registerIsopoolMetrics(new ResourceManager()), /prom-client/);
 assert.ok(!Object.keys(require.cache).some((k) => k.includes('prom-client')));
 assert.equal(require('isopool/package.json').name, 'isopool');
-console.log('cjs ok, addon from', loader.nativeSource().path);
+sharedId.then(async ([id]) => {
+  const adopted = shared.adoptHandle(id);
+  assert.equal(adopted.buffer[4095], 7, 'the worker wrote it');
+  assert.equal(shared.getResourceMetrics().channels['from-worker'].handles, 1);
+  assert.equal(shared.deallocateResource(adopted), true);
+  await worker.terminate();
+  shared.close();
+  console.log('cjs ok (threads too), addon from', loader.nativeSource().path);
+});
 `;
+// Entries of $ISOPOOL_SMOKE_NODES that start with "qemu-aarch64=" are arm64 Nodes run under
+// qemu-aarch64 (the linux-arm64 prebuild).
 const smokeNodes = [process.execPath, ...(process.env.ISOPOOL_SMOKE_NODES ?? '').split(':').filter((p) => p !== '')];
-const nodeVersion = (node) => run(node, ['--version'], app).trim();
-for (const node of smokeNodes) console.log(`  ${nodeVersion(node)}: ${run(node, ['-e', cjsSmoke], app).trim()}`);
+const runNode = (node, argv) =>
+  node.startsWith('qemu-aarch64=') ? run('qemu-aarch64', ['-L', '/', node.slice('qemu-aarch64='.length), ...argv], app) : run(node, argv, app);
+const nodeVersion = (node) => runNode(node, ['-p', 'process.version + " " + process.arch']).trim();
+for (const node of smokeNodes) console.log(`  ${nodeVersion(node)}: ${runNode(node, ['-e', cjsSmoke + cjsSmokeTail]).trim()}`);
 step(`require('isopool') on ${smokeNodes.map(nodeVersion).join(', ')}: allocate/free in a channel, limits, metrics, revocation; isopool/prometheus without prom-client`);
 
 const esmSmoke = `
@@ -177,7 +203,7 @@ assert.equal(m.getResourceMetrics().totals.allocations, 1);
 m.close();
 console.log('esm ok');
 `;
-for (const node of smokeNodes) console.log(`  ${nodeVersion(node)}: ${run(node, ['--input-type=module', '-e', esmSmoke], app).trim()}`);
+for (const node of smokeNodes) console.log(`  ${nodeVersion(node)}: ${runNode(node, ['--input-type=module', '-e', esmSmoke]).trim()}`);
 step("import { ResourceManager } from 'isopool' (ESM, named exports), on the same Nodes");
 
 // ---------------------------------------------------------------------------------------------

@@ -60,12 +60,12 @@ export const OTHER_CHANNELS_LABEL = '_other';
 /** The label value of the unscoped domain (allocations without a channel id). */
 export const UNSCOPED_CHANNEL_LABEL = '_unscoped';
 
-/** The quantile label values of the latency gauges, and the fields they read. */
-const QUANTILES = [
-  ['0.5', 'p50'],
-  ['0.99', 'p99'],
-  ['0.999', 'p999'],
-] as const;
+/**
+ * The latency histograms' bucket bounds, as powers of two of nanoseconds: 2^8 ns (256 ns) to 2^30
+ * ns (1.07 s), every second power. The native histogram counts in log2 buckets, so each bound is
+ * exact: the count at `le="2^k ns"` is every sample below 2^k ns.
+ */
+const LATENCY_BOUND_EXPONENTS = [8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30] as const;
 
 const NS_PER_SECOND = 1e9;
 
@@ -73,13 +73,23 @@ type Labels = Record<string, string>;
 /** A value setter: `set(labels, value)`; one per collected metric. */
 type Emit = (labels: Labels | undefined, value: number) => void;
 
+/** One sample of a histogram: the name suffix (`_bucket`, `_sum`, `_count`), labels and value. */
+interface Sample {
+  suffix: string;
+  labels: Labels;
+  value: number;
+}
+
 interface Definition {
   /** Name without the prefix. */
   name: string;
   help: string;
-  type: 'gauge' | 'counter';
+  type: 'gauge' | 'counter' | 'histogram';
   labelNames?: readonly string[];
-  collect(snapshot: Snapshot, emit: Emit): void;
+  /** Gauges and counters: the values. */
+  collect?(snapshot: Snapshot, emit: Emit): void;
+  /** Histograms: every sample, buckets cumulative. */
+  samples?(snapshot: Snapshot): Sample[];
 }
 
 /** A metrics snapshot plus the channel rows after the cardinality cap. */
@@ -129,10 +139,21 @@ function perChannel(field: 'bytesInUse' | 'handles' | 'peakBytes' | 'limitReject
   };
 }
 
-function latency(op: 'allocate' | 'deallocate'): Definition['collect'] {
-  return (s, emit) => {
+function latency(op: 'allocate' | 'deallocate'): Definition['samples'] {
+  return (s) => {
     const l = s.metrics.latencyNs[op];
-    for (const [quantile, field] of QUANTILES) emit({ quantile }, l[field] / NS_PER_SECOND);
+    const out: Sample[] = [];
+    let below = 0; // samples in log2 buckets wholly below the bound
+    let next = 0;
+    for (const k of LATENCY_BOUND_EXPONENTS) {
+      // bucket i covers [2^i, 2^(i+1)) ns: it is below 2^k ns when i + 1 <= k.
+      for (; next < k && next < l.buckets.length; next++) below += l.buckets[next];
+      out.push({ suffix: '_bucket', labels: { le: String(2 ** k / NS_PER_SECOND) }, value: below });
+    }
+    out.push({ suffix: '_bucket', labels: { le: '+Inf' }, value: l.count });
+    out.push({ suffix: '_sum', labels: {}, value: l.sumNs / NS_PER_SECOND });
+    out.push({ suffix: '_count', labels: {}, value: l.count });
+    return out;
   };
 }
 
@@ -165,8 +186,8 @@ const DEFINITIONS: readonly Definition[] = [
   },
   { name: 'leaks_detected_total', type: 'counter', help: 'Handles found unreachable without being deallocated.', collect: (s, emit) => emit(undefined, s.metrics.leaks.detected) },
   { name: 'leaks_reclaimed_total', type: 'counter', help: 'Leaked handles whose slot was reclaimed.', collect: (s, emit) => emit(undefined, s.metrics.leaks.reclaimed) },
-  { name: 'allocate_latency_seconds', type: 'gauge', labelNames: ['quantile'], help: 'Native allocation latency quantiles since the manager started (log2-bucket estimates).', collect: latency('allocate') },
-  { name: 'deallocate_latency_seconds', type: 'gauge', labelNames: ['quantile'], help: 'Native deallocation latency quantiles since the manager started (log2-bucket estimates).', collect: latency('deallocate') },
+  { name: 'allocate_latency_seconds', type: 'histogram', help: 'Native allocation latency since the manager started (fast-lane allocations are not timed).', samples: latency('allocate') },
+  { name: 'deallocate_latency_seconds', type: 'histogram', help: 'Native deallocation latency since the manager started (fast-lane deallocations are not timed).', samples: latency('deallocate') },
   { name: 'allocations_total', type: 'counter', help: 'Successful allocations.', collect: (s, emit) => emit(undefined, s.metrics.totals.allocations) },
   { name: 'deallocations_total', type: 'counter', help: 'Deallocations (explicit, channel close, leak reclaim).', collect: (s, emit) => emit(undefined, s.metrics.totals.deallocations) },
   { name: 'refusals_total', type: 'counter', help: 'Allocations refused by a limit.', collect: (s, emit) => emit(undefined, s.metrics.totals.refusals) },
@@ -189,6 +210,32 @@ const DEFINITIONS: readonly Definition[] = [
 /** The metric names {@link registerIsopoolMetrics} registers, without the prefix. */
 export const ISOPOOL_METRIC_NAMES: readonly string[] = DEFINITIONS.map((d) => d.name);
 
+/**
+ * A histogram whose buckets come from the snapshot. prom-client's own Histogram only counts
+ * observations made through it, so this is a collector in the shape a registry reads: `get()`
+ * returns the samples, with `metricName` naming `_bucket`, `_sum` and `_count`.
+ */
+function histogramCollector(name: string, def: Definition, read: () => Snapshot, registry: PromClient.Registry): PromClient.Metric {
+  const collector = {
+    name,
+    help: def.help,
+    type: 'histogram',
+    aggregator: 'sum',
+    labelNames: [] as string[],
+    get: async () => ({
+      name,
+      help: def.help,
+      type: 'histogram',
+      aggregator: 'sum',
+      values: (def.samples?.(read()) ?? []).map((s) => ({ metricName: `${name}${s.suffix}`, labels: s.labels, value: s.value })),
+    }),
+    reset(): void {},
+  };
+  const metric = collector as unknown as PromClient.Metric;
+  registry.registerMetric(metric);
+  return metric;
+}
+
 function loadPromClient(): typeof PromClient {
   try {
     return require('prom-client') as typeof PromClient;
@@ -202,7 +249,7 @@ function loadPromClient(): typeof PromClient {
  *
  * Names (with the default prefix): `isopool_pool_*{pool}`, `isopool_channel_*{channel}`,
  * `isopool_violations_total{channel,code}`, `isopool_leaks_*_total`,
- * `isopool_allocate_latency_seconds{quantile}`, `isopool_handles`, `isopool_bytes_in_use`,
+ * `isopool_allocate_latency_seconds` (a histogram), `isopool_handles`, `isopool_bytes_in_use`,
  * `isopool_fragmentation_ratio{kind}` and more: see the README's "Monitoring".
  *
  * Channel label cardinality is bounded: see {@link IsopoolMetricsOptions.maxChannels}. The
@@ -247,7 +294,9 @@ export function registerIsopoolMetrics(manager: MetricsSource, options: IsopoolM
       const name = `${prefix}${def.name}`;
       const labelNames = def.labelNames === undefined ? [] : [...def.labelNames];
       let metric: PromClient.Metric;
-      if (def.type === 'gauge') {
+      if (def.type === 'histogram') {
+        metric = histogramCollector(name, def, read, registry);
+      } else if (def.type === 'gauge') {
         metric = new client.Gauge({
           name,
           help: def.help,
@@ -255,7 +304,7 @@ export function registerIsopoolMetrics(manager: MetricsSource, options: IsopoolM
           registers: [registry],
           collect(this: PromClient.Gauge) {
             this.reset();
-            def.collect(read(), (labels, value) => (labels === undefined ? this.set(value) : this.set(labels, value)));
+            def.collect?.(read(), (labels, value) => (labels === undefined ? this.set(value) : this.set(labels, value)));
           },
         });
       } else {
@@ -267,7 +316,7 @@ export function registerIsopoolMetrics(manager: MetricsSource, options: IsopoolM
           collect(this: PromClient.Counter) {
             // A counter mirrors a native monotonic count: reset, then add the current total.
             this.reset();
-            def.collect(read(), (labels, value) => (labels === undefined ? this.inc(value) : this.inc(labels, value)));
+            def.collect?.(read(), (labels, value) => (labels === undefined ? this.inc(value) : this.inc(labels, value)));
           },
         });
       }

@@ -231,6 +231,13 @@ export interface LatencyMetrics {
   p999: number;
   /** Operations measured. */
   count: number;
+  /** Their total time, ns. */
+  sumNs: number;
+  /**
+   * Operations per log2 bucket: `buckets[i]` counts those that took [2^i, 2^(i+1)) ns (bucket 0
+   * also 0 ns, the last bucket also anything longer). The buckets sum to `count`.
+   */
+  buckets: number[];
 }
 
 /** A plain JSON-serialisable snapshot. */

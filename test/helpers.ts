@@ -124,8 +124,9 @@ export function metricsJson(mgr: ResourceManager): { [key: string]: Json } {
  *   - for each entry of `channels` and for `unscoped` (DECISIONS: the unscoped domain's
  *     ChannelMetrics): `limitRejections` and `violations` (the per-channel refusal and violation
  *     counters);
- *   - the latency quantiles `p50`/`p99`/`p999`. Latency histograms count successful operations
- *     only, so their `count`s stay in the projection and must not move on a refusal.
+ *   - the latency timings `p50`/`p99`/`p999`, `sumNs` and `buckets` (they differ between rounds
+ *     that do the same work). Latency histograms count successful operations only, so their
+ *     `count`s (the bucket sums) stay in the projection and must not move on a refusal.
  * Everything else — pools, ledgers, handles, bytes, peaks, allocations, deallocations,
  * fragmentation, leaks — must be deep-equal before and after a refusal.
  */
@@ -146,6 +147,8 @@ export function stateOf(mgr: ResourceManager): { [key: string]: Json } {
         delete h['p50'];
         delete h['p99'];
         delete h['p999'];
+        delete h['sumNs'];
+        delete h['buckets'];
       }
     }
   }

@@ -67,7 +67,7 @@ function handleView(h: ResourceHandle): Json {
   return { resourceType: h.resourceType, size: h.size, channelId: h.channelId, pool: h.pool, slotBytes: h.slotBytes, bufferLength: h.buffer?.length ?? null };
 }
 
-/** Metrics through JSON, without the timing quantiles (they vary between runs). */
+/** Metrics through JSON, without the timings (quantiles, sum and buckets vary between runs). */
 function state(mgr: ResourceManager): Json {
   const m = metricsJson(mgr);
   const latency = m['latencyNs'] as Record<string, Record<string, Json>>;
@@ -75,6 +75,8 @@ function state(mgr: ResourceManager): Json {
     delete h['p50'];
     delete h['p99'];
     delete h['p999'];
+    delete h['sumNs'];
+    delete h['buckets'];
   }
   return m;
 }

@@ -97,7 +97,14 @@ describe('metrics', () => {
     });
     expect(m.latencyNs.allocate.count, 'two native allocations timed').to.equal(2);
     expect(m.latencyNs.allocate.p50, 'a native allocation takes time').to.be.above(0);
-    expect(m.latencyNs.deallocate, 'no deallocation: no samples, quantiles 0').to.deep.equal({ p50: 0, p99: 0, p999: 0, count: 0 });
+    expect(m.latencyNs.deallocate, 'no deallocation: no samples, quantiles 0').to.deep.equal({ p50: 0, p99: 0, p999: 0, count: 0, sumNs: 0, buckets: new Array<number>(48).fill(0) });
+    const a = m.latencyNs.allocate;
+    expect(a.buckets.reduce((x, y) => x + y, 0), 'the buckets sum to count').to.equal(2);
+    expect(a.sumNs, 'two timed allocations took some time').to.be.above(0);
+    // each sample lies in its bucket [2^i, 2^(i+1)) ns, so the sum lies between the bounds' sums
+    const lowest = a.buckets.reduce((acc, n, i) => acc + n * (i === 0 ? 0 : 2 ** i), 0);
+    const highest = a.buckets.reduce((acc, n, i) => acc + n * 2 ** (i + 1), 0);
+    expect(a.sumNs, 'sumNs agrees with the buckets').to.be.within(lowest, highest);
     expect(m.fragmentation.internal, 'fragmentation.internal = 1 - requested / live slot bytes').to.equal(1 - 6000 / (4096 + 65536));
     expect(m.fragmentation.pool, 'fragmentation.pool: every reserved byte is live or a retained free slot').to.equal(0);
     expect(m.leaks, 'leaks').to.deep.equal({ detected: 0, reclaimed: 0 });

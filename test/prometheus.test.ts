@@ -57,7 +57,7 @@ describe('prometheus (isopool/prometheus)', () => {
     const text = await registry.metrics();
     for (const name of ISOPOOL_METRIC_NAMES) {
       const full = `isopool_${name}`;
-      const type = name.endsWith('_total') ? 'counter' : 'gauge';
+      const type = name.endsWith('_total') ? 'counter' : name.endsWith('_latency_seconds') ? 'histogram' : 'gauge';
       expect(lines(text), `${full} TYPE`).to.include(`# TYPE ${full} ${type}`);
       expect(lines(text).some((l) => l.startsWith(`# HELP ${full} `)), `${full} HELP`).to.equal(true);
     }
@@ -155,11 +155,17 @@ describe('prometheus (isopool/prometheus)', () => {
     ]);
     const l = m.latencyNs.allocate;
     expect(l.count, 'latency recorded').to.equal(4);
-    expect(samples(text, 'isopool_allocate_latency_seconds'), 'nanoseconds as seconds').to.deep.equal([
-      `isopool_allocate_latency_seconds{quantile="0.5"} ${l.p50 / 1e9}`,
-      `isopool_allocate_latency_seconds{quantile="0.99"} ${l.p99 / 1e9}`,
-      `isopool_allocate_latency_seconds{quantile="0.999"} ${l.p999 / 1e9}`,
-    ]);
+    expect(lines(text), 'a histogram').to.include('# TYPE isopool_allocate_latency_seconds histogram');
+    // bound 2^k ns counts the samples of log2 buckets 0..k-1 (bucket i covers [2^i, 2^(i+1)) ns)
+    const expected = [8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30].map((k) => {
+      const below = l.buckets.slice(0, k).reduce((x, y) => x + y, 0);
+      return `isopool_allocate_latency_seconds_bucket{le="${2 ** k / 1e9}"} ${below}`;
+    });
+    expected.push(`isopool_allocate_latency_seconds_bucket{le="+Inf"} 4`);
+    expect(samples(text, 'isopool_allocate_latency_seconds_bucket'), 'cumulative buckets in seconds').to.deep.equal(expected);
+    expect(samples(text, 'isopool_allocate_latency_seconds_sum')).to.deep.equal([`isopool_allocate_latency_seconds_sum ${l.sumNs / 1e9}`]);
+    expect(samples(text, 'isopool_allocate_latency_seconds_count')).to.deep.equal(['isopool_allocate_latency_seconds_count 4']);
+    expect(samples(text, 'isopool_allocate_latency_seconds'), 'only _bucket, _sum and _count samples').to.deep.equal([]);
   });
 
   it('follows the manager between scrapes (channels closed, handles freed)', async () => {

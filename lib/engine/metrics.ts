@@ -97,7 +97,7 @@ export function channelMetrics(native: NativeManager, index: number): ChannelMet
 }
 
 function latencyMetrics(l: NativeLatency): LatencyMetrics {
-  return { p50: Math.round(l.p50), p99: Math.round(l.p99), p999: Math.round(l.p999), count: l.count };
+  return { p50: Math.round(l.p50), p99: Math.round(l.p99), p999: Math.round(l.p999), count: l.count, sumNs: l.sumNs, buckets: l.buckets };
 }
 
 function poolMetrics(p: NativePoolStats): PoolMetrics {

@@ -153,13 +153,16 @@ export const enum SnapshotOut {
   RetainedFreeBytes = 8,
   ParkedHandles = 9,
   ThreadExitReclaims = 10,
-  /** count, p50, p99, p999 */
+  /** count, p50, p99, p999, sumNs, then kLatencyBuckets bucket counts */
   AllocateLatency = 11,
-  DeallocateLatency = 15,
+  DeallocateLatency = 64,
+  LatencyLength = 53,
+  /** types.h kLatencyBuckets: bucket i counts samples in [2^i, 2^(i+1)) ns */
+  LatencyBuckets = 48,
   /** a pool: slotSize, queueSize, reservedBytes, liveSlots, liveBytes, retainedFreeSlots, hits, misses, releasedToSystem, failures */
-  Direct = 19,
+  Direct = 117,
   /** one pool after another, in configuration order */
-  Pools = 29,
+  Pools = 127,
   PoolLength = 10,
 }
 

@@ -35,6 +35,9 @@ export interface NativeLatency {
   p50: number;
   p99: number;
   p999: number;
+  sumNs: number;
+  /** Samples per log2 bucket: bucket i covers [2^i, 2^(i+1)) ns. */
+  buckets: number[];
 }
 
 export interface NativePoolStats {
@@ -72,7 +75,9 @@ export interface NativeSnapshot {
 }
 
 function readLatency(v: Float64Array, at: number): NativeLatency {
-  return { count: v[at], p50: v[at + 1], p99: v[at + 2], p999: v[at + 3] };
+  const buckets: number[] = [];
+  for (let i = 0; i < SnapshotOut.LatencyBuckets; i++) buckets.push(v[at + 5 + i]);
+  return { count: v[at], p50: v[at + 1], p99: v[at + 2], p999: v[at + 3], sumNs: v[at + 4], buckets };
 }
 
 function readPool(v: Float64Array, at: number, name: string): NativePoolStats {

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "status.h"
+#include "types.h"
 
 namespace isopool {
 namespace binding {
@@ -186,12 +187,19 @@ enum : size_t {
   kRetainedFreeBytes = 8,
   kParkedHandles = 9,
   kThreadExitReclaims = 10,
-  kAllocateLatency = 11,    ///< count, p50, p99, p999
-  kDeallocateLatency = 15,
-  kDirect = 19,             ///< a pool: slotSize, queueSize, reservedBytes, liveSlots, liveBytes, retainedFreeSlots, hits, misses, releasedToSystem, failures
-  kPools = 29,              ///< one pool after another, in configuration order
+  kAllocateLatency = 11,    ///< count, p50, p99, p999, sumNs, then kLatencyBuckets bucket counts
+  kDeallocateLatency = 64,
+  kLatencyLength = 53,
+  kLatencyBuckets = 48,     ///< types.h kLatencyBuckets: bucket i counts samples in [2^i, 2^(i+1)) ns
+  kDirect = 117,            ///< a pool: slotSize, queueSize, reservedBytes, liveSlots, liveBytes, retainedFreeSlots, hits, misses, releasedToSystem, failures
+  kPools = 127,             ///< one pool after another, in configuration order
   kPoolLength = 10,
 };
+static_assert(kLatencyLength == 5 + isopool::kLatencyBuckets, "a latency block is 5 values and the buckets");
+static_assert(kLatencyBuckets == isopool::kLatencyBuckets, "SnapshotOut.LatencyBuckets mirrors types.h");
+static_assert(kDeallocateLatency == kAllocateLatency + kLatencyLength, "latency blocks are adjacent");
+static_assert(kDirect == kDeallocateLatency + kLatencyLength, "the direct pool follows the latency blocks");
+static_assert(kPools == kDirect + kPoolLength, "pools follow the direct pool");
 }  // namespace snapshot_out
 
 /// Journal ops (applyJournal): 4 doubles each, [op, a, b, c].

@@ -75,6 +75,8 @@ double* ManagerWrap::WriteLatency(double* o, const LatencySnapshot& l) noexcept 
   *o++ = l.Quantile(0.5);
   *o++ = l.Quantile(0.99);
   *o++ = l.Quantile(0.999);
+  *o++ = U64(l.sum_ns);
+  for (int i = 0; i < kLatencyBuckets; ++i) *o++ = U64(l.buckets[i]);
   return o;
 }
 

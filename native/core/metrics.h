@@ -304,13 +304,17 @@ class ShardedCounter {
 class LatencyHistogram {
  public:
   /// Records one sample from thread shard `shard` (ThisThreadShard()).
-  void Record(uint64_t ns, uint32_t shard) noexcept { buckets_.Add(shard, LatencyBucket(ns)); }
+  void Record(uint64_t ns, uint32_t shard) noexcept {
+    buckets_.Add(shard, LatencyBucket(ns));
+    buckets_.Add(shard, kLatencyBuckets, ns);
+  }
   void Record(uint64_t ns) noexcept { Record(ns, ThisThreadShard()); }
 
   /// Copies the counters; count is the bucket sum (so always consistent with the buckets).
   void Snapshot(LatencySnapshot* out) const noexcept {
-    uint64_t counts[kLatencyBuckets];
+    uint64_t counts[kLatencyBuckets + 1];
     buckets_.SumAll(counts);
+    out->sum_ns = counts[kLatencyBuckets];
     uint64_t sum = 0;
     for (int i = 0; i < kLatencyBuckets; ++i) {
       out->buckets[i] = counts[i];
@@ -320,7 +324,7 @@ class LatencyHistogram {
   }
 
  private:
-  ShardedCounters<kLatencyBuckets> buckets_;  ///< samples per log2 bucket
+  ShardedCounters<kLatencyBuckets + 1> buckets_;  ///< samples per log2 bucket, then the sum of ns
 };
 
 }  // namespace isopool

@@ -149,6 +149,7 @@ struct PoolStats {
 constexpr int kLatencyBuckets = 48;
 struct LatencySnapshot {
   uint64_t count = 0;
+  uint64_t sum_ns = 0;  ///< the samples' total, ns (a Prometheus histogram's _sum)
   uint64_t buckets[kLatencyBuckets] = {};
   /// Quantile estimate (q in [0,1]) from the buckets; 0 when count == 0.
   double Quantile(double q) const noexcept;

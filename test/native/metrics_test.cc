@@ -59,6 +59,18 @@ TEST(HistogramCountIsTheBucketSum) {
   CHECK_EQ(s.buckets[40], uint64_t{1});
 }
 
+TEST(HistogramSumIsTheSamplesTotal) {
+  LatencyHistogram h;
+  LatencySnapshot empty;
+  h.Snapshot(&empty);
+  CHECK_EQ(empty.sum_ns, uint64_t{0});
+  for (uint64_t ns : {0ull, 1ull, 1000ull, 123456ull, 1ull << 40}) h.Record(ns);
+  LatencySnapshot s;
+  h.Snapshot(&s);
+  CHECK_EQ(s.count, uint64_t{5});
+  CHECK_EQ(s.sum_ns, uint64_t{124457} + (1ull << 40));
+}
+
 TEST(ShardedSumsCountEveryThreadsShard) {
   // Reads sum only the private shards ever claimed (UsedShards) and the shared one. More threads
   // at once than there are private shards: some share, and every count must still be summed.
@@ -99,6 +111,7 @@ TEST(ShardedSumsCountEveryThreadsShard) {
   h.Snapshot(&s);
   CHECK_EQ(s.count, uint64_t{1000} * kThreads);
   CHECK_EQ(s.buckets[LatencyBucket(1000)], uint64_t{1000} * kThreads);
+  CHECK_EQ(s.sum_ns, uint64_t{1000} * 1000 * kThreads) << "every thread's samples are in the sum";
 }
 
 TEST_MAIN()

@@ -213,6 +213,28 @@ run(npm, ['rebuild', 'isopool', '--no-audit', '--no-fund'], app);
 if (fs.existsSync(path.join(installed, 'build'))) fail('npm rebuild isopool built from source although the prebuild works');
 step('npm rebuild isopool: install script kept the prebuild, built nothing');
 
+// A forced source build on a machine without a compiler: one line naming what is missing.
+const bareBin = path.join(tmp, 'bare-bin');
+fs.mkdirSync(bareBin);
+fs.symlinkSync(process.execPath, path.join(bareBin, 'node'));
+fs.symlinkSync('/bin/sh', path.join(bareBin, 'sh'));
+try {
+  execFileSync(process.execPath, [path.join(installed, 'scripts', 'install.js')], {
+    cwd: installed,
+    env: { ...cleanEnv(), PATH: bareBin, ISOPOOL_BUILD_FROM_SOURCE: '1' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  fail('the install script succeeded without a compiler');
+} catch (err) {
+  const out = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+  if (!/cannot build from source: a C\+\+17 compiler \(g\+\+ or clang\+\+\) is missing \(prebuilt binaries ship for linux-x64, linux-x64-musl, linux-arm64, linux-arm64-musl\)/.test(out)) {
+    fail(`the install script without a compiler said:\n${out}`);
+  }
+}
+if (fs.existsSync(path.join(installed, 'build'))) fail('a failed source build left build/ behind');
+step('install script without a compiler: exits 1 with one line naming the compiler and the prebuilt platforms');
+
 // ---------------------------------------------------------------------------------------------
 // 4. with prom-client: metrics and types
 

@@ -21,6 +21,8 @@
  * scripts/prepack.js refuses a package whose prebuilds are missing or stale.
  *
  *   node scripts/prebuild.js [--only=<tag>[,<tag>]]
+ *   node scripts/prebuild.js --self-test    (the checks reject a glibc 2.36 import, a libstdc++
+ *                                            import and a glibc binary posing as musl)
  */
 'use strict';
 
@@ -103,6 +105,11 @@ function elfFacts(file) {
   return { needed, imports: imports.filter((s) => s.name !== '') };
 }
 
+/** A binary that fails a check: thrown by checkGlibc and checkMusl (scripts/prebuild.js --self-test catches it). */
+function reject(msg) {
+  throw new Error(msg);
+}
+
 const isNodeApi = (name) => name.startsWith('napi_') || name.startsWith('node_api_');
 
 function versionGreater(a, b) {
@@ -119,19 +126,19 @@ function versionGreater(a, b) {
 function checkGlibc(tag, file) {
   const { needed, imports } = elfFacts(file);
   const badNeeded = needed.filter((n) => !GLIBC_NEEDED.test(n));
-  if (badNeeded.length > 0) fail(`${tag}: needs ${badNeeded.join(', ')} (only the C library and libgcc_s are allowed)`);
+  if (badNeeded.length > 0) reject(`${tag}: needs ${badNeeded.join(', ')} (only the C library and libgcc_s are allowed)`);
   let floor = GLIBC_MAX_VERSION;
   for (const { name, version } of imports) {
     if (isNodeApi(name)) continue;
     if (version === undefined) {
       const since = GLIBC_UNVERSIONED[name];
-      if (since === undefined) fail(`${tag}: imports ${name} with no symbol version: the sysroot's glibc ${GLIBC_MAX_VERSION} lacks it`);
+      if (since === undefined) reject(`${tag}: imports ${name} with no symbol version: the sysroot's glibc ${GLIBC_MAX_VERSION} lacks it`);
       if (versionGreater(since, floor)) floor = since;
       continue;
     }
-    if (version.startsWith('GLIBCXX_') || version.startsWith('CXXABI_')) fail(`${tag}: imports ${name}@${version} from libstdc++ (it must be linked statically)`);
+    if (version.startsWith('GLIBCXX_') || version.startsWith('CXXABI_')) reject(`${tag}: imports ${name}@${version} from libstdc++ (it must be linked statically)`);
     const m = /^GLIBC_(\d+(?:\.\d+)*)$/.exec(version);
-    if (m !== null && versionGreater(m[1], GLIBC_MAX_VERSION)) fail(`${tag}: imports ${name}@${version}, newer than GLIBC_${GLIBC_MAX_VERSION}`);
+    if (m !== null && versionGreater(m[1], GLIBC_MAX_VERSION)) reject(`${tag}: imports ${name}@${version}, newer than GLIBC_${GLIBC_MAX_VERSION}`);
   }
   return floor;
 }
@@ -143,7 +150,7 @@ function muslLibc(arch) {
 function checkMusl(tag, file, arch) {
   const { needed, imports } = elfFacts(file);
   const badNeeded = needed.filter((n) => !MUSL_NEEDED.test(n));
-  if (badNeeded.length > 0) fail(`${tag}: needs ${badNeeded.join(', ')}; a musl binary may need musl's libc only`);
+  if (badNeeded.length > 0) reject(`${tag}: needs ${badNeeded.join(', ')}; a musl binary may need musl's libc only`);
   const defined = new Set();
   for (const line of run('readelf', ['--dyn-syms', '-W', muslLibc(arch)]).split('\n')) {
     const cols = line.trim().split(/\s+/);
@@ -151,8 +158,8 @@ function checkMusl(tag, file, arch) {
   }
   for (const { name, version } of imports) {
     if (isNodeApi(name)) continue;
-    if (version !== undefined) fail(`${tag}: imports ${name}@${version}; musl has no symbol versions`);
-    if (!defined.has(name)) fail(`${tag}: imports ${name}, which musl's libc does not define`);
+    if (version !== undefined) reject(`${tag}: imports ${name}@${version}; musl has no symbol versions`);
+    if (!defined.has(name)) reject(`${tag}: imports ${name}, which musl's libc does not define`);
   }
 }
 
@@ -264,8 +271,12 @@ function buildTarget(tag, hash) {
   // The dynamic symbols Node-API needs (napi_register_module_v1) survive --strip-unneeded.
   run(arch === 'arm64' ? 'aarch64-linux-gnu-strip' : 'strip', ['--strip-unneeded', tmp]);
   let floor;
-  if (musl) checkMusl(tag, tmp, arch);
-  else floor = checkGlibc(tag, tmp);
+  try {
+    if (musl) checkMusl(tag, tmp, arch);
+    else floor = checkGlibc(tag, tmp);
+  } catch (err) {
+    fail(err.message);
+  }
   if (musl) runtimeCheck(tag, path.join(build, 'isopool_runtime_check'), arch);
   const loaded = musl ? muslLoadCheck(tag, tmp, arch) : glibcLoadCheck(tag, tmp, arch);
   fs.renameSync(tmp, target);
@@ -286,7 +297,41 @@ function hostOnly() {
   log(`${tag}: built for this host only (the four Linux prebuilds are built on Linux x86_64)`);
 }
 
+/**
+ * --self-test: the checks reject what they exist to reject. Three small libraries built with the
+ * host's toolchain (glibc 2.36, dynamic libstdc++) must each fail: one imports arc4random@GLIBC_2.36,
+ * one imports libstdc++, and a glibc library checked as a musl one needs libc.so.6.
+ */
+function selfTest() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'isopool-prebuild-selftest-'));
+  const lib = (name, lang, code, extra = []) => {
+    const src = path.join(dir, `${name}.${lang}`);
+    fs.writeFileSync(src, code);
+    const out = path.join(dir, `${name}.so`);
+    run(lang === 'c' ? 'gcc' : 'g++', ['-shared', '-fPIC', '-O1', src, '-o', out, ...extra]);
+    return out;
+  };
+  const expectReject = (what, fn, pattern) => {
+    try {
+      fn();
+    } catch (err) {
+      if (!pattern.test(err.message)) fail(`self-test: ${what}: rejected for the wrong reason: ${err.message}`);
+      log(`self-test: ${what}: rejected (${err.message})`);
+      return;
+    }
+    fail(`self-test: ${what} passed the check`);
+  };
+  const newGlibc = lib('new-glibc', 'c', '#include <stdlib.h>\nunsigned f(void) { return arc4random(); }\n');
+  expectReject('a glibc 2.36 import', () => checkGlibc('self-test', newGlibc), /arc4random@GLIBC_2\.36, newer than GLIBC_2\.17/);
+  const cxx = lib('dynamic-libstdcxx', 'cc', '#include <string>\nstd::string g(const char* s) { return std::string(s) + "!"; }\n');
+  expectReject('a libstdc++ import', () => checkGlibc('self-test', cxx), /libstdc\+\+/);
+  expectReject('a glibc library as musl', () => checkMusl('self-test', newGlibc, 'x64'), /needs libc\.so\.6/);
+  fs.rmSync(dir, { recursive: true, force: true });
+  log('self-test: passed');
+}
+
 function main() {
+  if (process.argv.includes('--self-test')) return selfTest();
   if (process.platform !== 'linux' || process.arch !== 'x64') return hostOnly();
   const only = process.argv.find((a) => a.startsWith('--only='));
   const tags = only === undefined ? TAGS : only.slice('--only='.length).split(',');

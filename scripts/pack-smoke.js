@@ -28,6 +28,7 @@ const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { userTsconfig } = require('./lib/user-tsconfig');
 
 const root = path.resolve(__dirname, '..');
 const args = new Set(process.argv.slice(2));
@@ -269,26 +270,9 @@ registerIsopoolMetrics(m, options);
 export const used: number = h.size + metrics.totals.handles;
 `,
 );
-fs.writeFileSync(
-  path.join(app, 'tsconfig.json'),
-  JSON.stringify({
-    compilerOptions: {
-      target: 'ES2022',
-      module: 'node16',
-      moduleResolution: 'node16',
-      strict: true,
-      noEmit: true,
-      lib: ['ES2022', 'esnext.disposable'],
-      types: ['node'],
-      typeRoots: [path.join(root, 'node_modules', '@types')],
-    },
-    files: ['smoke.ts'],
-  }),
-);
+fs.writeFileSync(path.join(app, 'tsconfig.json'), JSON.stringify(userTsconfig(root, ['smoke.ts'], { noEmit: true })));
 run(process.execPath, [tsc, '-p', 'tsconfig.json'], app);
-const legacy = JSON.parse(fs.readFileSync(path.join(app, 'tsconfig.json'), 'utf8'));
-legacy.compilerOptions.module = 'commonjs';
-legacy.compilerOptions.moduleResolution = 'node';
+const legacy = userTsconfig(root, ['smoke.ts'], { noEmit: true, module: 'commonjs', moduleResolution: 'node' });
 fs.writeFileSync(path.join(app, 'tsconfig.legacy.json'), JSON.stringify(legacy));
 run(process.execPath, [tsc, '-p', 'tsconfig.legacy.json'], app);
 step('with prom-client: isopool/prometheus serves metrics; both entry points type-check (node16 and legacy node resolution)');

@@ -16,6 +16,7 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { userTsconfig } = require('./lib/user-tsconfig');
 
 const root = path.resolve(__dirname, '..');
 const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -62,24 +63,8 @@ for (const { lang, code, line } of blocks) {
   const src = path.join(dir, `${base}.${lang}`);
   fs.writeFileSync(src, code);
   if (lang === 'ts') {
-    fs.writeFileSync(
-      path.join(dir, `${base}.tsconfig.json`),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'node16',
-          moduleResolution: 'node16',
-          strict: true,
-          esModuleInterop: true,
-          skipLibCheck: true,
-          lib: ['ES2022', 'esnext.disposable'],
-          types: ['node'],
-          typeRoots: [path.join(root, 'node_modules', '@types')],
-          outDir: path.join(dir, 'out'),
-        },
-        files: [src],
-      }),
-    );
+    const config = userTsconfig(root, [src], { esModuleInterop: true, skipLibCheck: true, outDir: path.join(dir, 'out') });
+    fs.writeFileSync(path.join(dir, `${base}.tsconfig.json`), JSON.stringify(config));
     const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(dir, `${base}.tsconfig.json`)], { cwd: dir, encoding: 'utf8' });
     if (tsc.status !== 0) fail(`README.md:${line}: tsc:\n${tsc.stdout}${tsc.stderr}`);
   }

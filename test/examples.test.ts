@@ -5,12 +5,13 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { nodeCommand } from './helpers';
 
 const EXAMPLES = path.join(__dirname, '..', 'examples');
 
 function run(script: string, args: string[] = [], nodeOptions: string[] = []): string {
   try {
-    return execFileSync(process.execPath, [...nodeOptions, path.join(EXAMPLES, script), ...args], {
+    return execFileSync(...nodeCommand([...nodeOptions, path.join(EXAMPLES, script), ...args]), {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 60000,

@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import * as diagnostics from 'node:diagnostics_channel';
 import * as path from 'node:path';
 import { ResourceManager, ViolationEvent } from '../lib';
-import { SMALL_POOLS, bufferOf, channelMetrics, collect, filledWith, poolMetrics, unscopedMetrics, violations } from './helpers';
+import { SMALL_POOLS, bufferOf, channelMetrics, collect, filledWith, nodeCommand, poolMetrics, unscopedMetrics, violations } from './helpers';
 
 const CANARY_BYTES = 16; // native/core/hardening.h kCanaryBytes
 const POISON = 0xdf; // native/core/hardening.h kPoisonByte
@@ -265,7 +265,7 @@ describe('hardened mode', () => {
         const mask = m.validate(id, -1);
         console.log(JSON.stringify({ status, mask, length: ab.byteLength }));
       `;
-      return spawnSync(process.execPath, ['-e', script], {
+      return spawnSync(...nodeCommand(['-e', script]), {
         env: { ...process.env, ISOPOOL_TEST_HOOKS: '1' },
         encoding: 'utf8',
         timeout: 30000,
@@ -277,8 +277,7 @@ describe('hardened mode', () => {
       const env = { ...process.env };
       delete env['ISOPOOL_TEST_HOOKS'];
       const r = spawnSync(
-        process.execPath,
-        ['-e', `const { NativeManager } = require(${JSON.stringify(loader)}).loadNative(); const m = new NativeManager({ pools: [], maxAllocationSize: 1024, hardened: true }); console.log(typeof m.debugWriteBeyond);`],
+        ...nodeCommand(['-e', `const { NativeManager } = require(${JSON.stringify(loader)}).loadNative(); const m = new NativeManager({ pools: [], maxAllocationSize: 1024, hardened: true }); console.log(typeof m.debugWriteBeyond);`]),
         { env, encoding: 'utf8' },
       );
       expect([r.status, String(r.stdout).trim()], 'no hook').to.deep.equal([0, 'undefined']);

@@ -428,3 +428,14 @@ export async function collect(rounds = 3): Promise<void> {
 export function pendingRelease(mgr: ResourceManager): number {
   return mgr.getResourceMetrics().revocation.pendingRelease;
 }
+
+/**
+ * How a test starts a child Node like this one: `[process.execPath, args]`, or, with
+ * $ISOPOOL_NODE_EMULATOR set (scripts/test-arm64.sh sets "qemu-aarch64 -L /"), that emulator
+ * running this Node.
+ */
+export function nodeCommand(args: readonly string[]): [string, string[]] {
+  const emulator = (process.env['ISOPOOL_NODE_EMULATOR'] ?? '').split(' ').filter((w) => w !== '');
+  if (emulator.length === 0) return [process.execPath, [...args]];
+  return [emulator[0], [...emulator.slice(1), process.execPath, ...args]];
+}

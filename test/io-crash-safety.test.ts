@@ -20,6 +20,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import type { Result, Revocation } from './fixtures/io-crash-child';
+import { nodeCommand } from './helpers';
 
 const CHILD = path.join(__dirname, 'fixtures', 'io-crash-child.js');
 
@@ -104,8 +105,7 @@ interface ChildRun {
 function runChild(scenario: string, mode: Revocation): Promise<ChildRun> {
   return new Promise((resolve) => {
     execFile(
-      process.execPath,
-      ['--expose-gc', CHILD, scenario, mode],
+      ...nodeCommand(['--expose-gc', CHILD, scenario, mode]),
       { encoding: 'utf8', timeout: 30000, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const e = err as (Error & { code?: unknown; signal?: unknown }) | null;

@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { KiB, MiB, SMALL_POOLS, bufferOf, collect, expectCode, pendingRelease, poolMetrics } from './helpers';
+import { KiB, MiB, SMALL_POOLS, bufferOf, collect, expectCode, nodeCommand, pendingRelease, poolMetrics } from './helpers';
 
 /**
  * Allocates `n` handles of `size` bytes (in `channel`, or unscoped), calls `atPeak` while they are
@@ -322,7 +322,7 @@ describe('pools', () => {
         m.close();
       })().catch((e) => { console.error(e); process.exitCode = 1; });
     `;
-    const run = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    const run = spawnSync(...nodeCommand(['--expose-gc', '-e', script]), { encoding: 'utf8', timeout: 30_000 });
     expect(run.signal, `no hang (stderr: ${run.stderr})`).to.equal(null);
     expect(run.status, run.stderr).to.equal(0);
     const out = JSON.parse(run.stdout.trim()) as { live: number; retained: number; handles: number; pending: number };

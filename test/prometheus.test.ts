@@ -11,7 +11,7 @@ import { Registry } from 'prom-client';
 import { ResourceManager } from '../lib';
 import type { ManagerMetrics } from '../lib';
 import { ISOPOOL_METRIC_NAMES, registerIsopoolMetrics } from '../lib/prometheus';
-import { SMALL_POOLS } from './helpers';
+import { SMALL_POOLS, nodeCommand } from './helpers';
 
 function lines(text: string): string[] {
   return text.split('\n');
@@ -292,12 +292,11 @@ describe('prometheus (isopool/prometheus)', () => {
     this.timeout(20000);
     const index = path.join(__dirname, '..', 'lib', 'index.js');
     const out = execFileSync(
-      process.execPath,
-      [
+      ...nodeCommand([
         '-e',
         `require(${JSON.stringify(index)}); require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'prometheus.js'))});` +
           "console.log(Object.keys(require.cache).filter((k) => k.includes('prom-client')).length)",
-      ],
+      ]),
       { encoding: 'utf8' },
     );
     expect(out.trim(), 'prom-client modules in require.cache').to.equal('0');

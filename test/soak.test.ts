@@ -11,11 +11,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { nodeCommand } from './helpers';
 
 const SOAK = path.join(__dirname, '..', 'bench', 'soak.js');
 
 function soak(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const child = spawnSync(process.execPath, ['--expose-gc', SOAK, ...args], { encoding: 'utf8', timeout: 60000 });
+  const child = spawnSync(...nodeCommand(['--expose-gc', SOAK, ...args]), { encoding: 'utf8', timeout: 60000 });
   if (child.error !== undefined) throw child.error;
   return { status: child.status, stdout: child.stdout, stderr: child.stderr };
 }

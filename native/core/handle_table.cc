@@ -7,17 +7,7 @@
 #include <new>
 
 #if defined(__linux__)
-#include <sys/syscall.h>
-#include <unistd.h>
-// Old C library headers (glibc 2.17, which the prebuilds are built against) lack these names.
-#ifndef GRND_NONBLOCK
-#define GRND_NONBLOCK 0x0001
-#endif
-#if !defined(SYS_getrandom) && defined(__x86_64__)
-#define SYS_getrandom 318
-#elif !defined(SYS_getrandom) && defined(__aarch64__)
-#define SYS_getrandom 278
-#endif
+#include "kernel_random.h"
 #else
 #include <random>
 #endif
@@ -53,10 +43,8 @@ HandleTable::~HandleTable() {
 uint64_t HandleTable::RandomSecret() noexcept {
   uint64_t s = 0;
 #if defined(__linux__)
-  // The kernel's generator directly (Linux 3.17+), not std::random_device: that would pull in
-  // libstdc++'s random.o, whose arc4random and getentropy calls raise the C library the
-  // prebuilt binaries need (docs/DECISIONS.md, "Prebuilds").
-  if (syscall(SYS_getrandom, &s, sizeof s, GRND_NONBLOCK) != static_cast<long>(sizeof s)) s = 0;
+  // Not std::random_device: it would raise the C library the prebuilds need (kernel_random.h).
+  if (!KernelRandom(&s, sizeof s, kRandomNonBlocking)) s = 0;
 #else
   try {
     std::random_device rd;

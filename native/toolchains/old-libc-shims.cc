@@ -21,14 +21,8 @@ __attribute__((visibility("hidden"))) char __libc_single_threaded = 0;
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#if !defined(SYS_getrandom) && defined(__x86_64__)
-#define SYS_getrandom 318
-#elif !defined(SYS_getrandom) && defined(__aarch64__)
-#define SYS_getrandom 278
-#endif
+#include "kernel_random.h"
 
 extern "C" {
 __attribute__((visibility("hidden"))) int getentropy(void* buffer, size_t length) {
@@ -36,17 +30,7 @@ __attribute__((visibility("hidden"))) int getentropy(void* buffer, size_t length
     errno = EIO;
     return -1;
   }
-  auto* out = static_cast<unsigned char*>(buffer);
-  while (length > 0) {
-    const long got = syscall(SYS_getrandom, out, length, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    out += got;
-    length -= static_cast<size_t>(got);
-  }
-  return 0;
+  return isopool::KernelRandom(buffer, length) ? 0 : -1;
 }
 
 __attribute__((visibility("hidden"))) uint32_t arc4random(void) {

@@ -85,6 +85,29 @@ describe('threads (shared managers)', function () {
     expect(channelMetrics(a, 't').handles, 'one handle left').to.equal(1);
   });
 
+  it('a scope whose channel another attachment closed and reopened refuses to free, by id or by dispose, changing nothing', () => {
+    const name = sharedName();
+    const a = manager(name);
+    const b = manager(name);
+    const old = a.openChannel('t');
+    const h = old.allocate('buffer', 100);
+    expect(b.closeChannel('t').count, 'b closes the channel under a').to.equal(1);
+    const fresh = b.openChannel('t');
+    const hb = fresh.allocate('buffer', 100);
+    const before = a.getResourceMetrics();
+    expectCode(() => old.deallocate(hb.id), 'ERR_CHANNEL_CLOSED', "the old scope presents the new incarnation's handle");
+    expectCode(() => old.deallocate(h), 'ERR_CHANNEL_CLOSED', 'and its own freed handle');
+    expectCode(() => old.deallocate(-1), 'ERR_CHANNEL_CLOSED', 'a malformed id is refused for the closed scope first');
+    h[Symbol.dispose]();
+    const after = a.getResourceMetrics();
+    expect(after.channels.t, 'no ledger or violation count moved').to.deep.equal(before.channels.t);
+    expect(after.unscoped, 'nothing counted unscoped').to.deep.equal(before.unscoped);
+    expect(after.totals, 'the new handle is still live').to.deep.equal(before.totals);
+    expectCode(() => old.allocate('buffer', 100), 'ERR_CHANNEL_CLOSED', 'the scope stays closed');
+    expect(fresh.validate(hb).valid, 'the new incarnation still owns its handle').to.equal(true);
+    expect(fresh.deallocate(hb), 'and frees it').to.equal(true);
+  });
+
   it("a refused allocation never closes a channel another manager of the name opened (it only undoes its own auto-open)", () => {
     const name = sharedName();
     const a = manager(name);

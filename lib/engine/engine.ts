@@ -84,6 +84,8 @@ export class Engine implements HandleOwner {
   readonly #defaults: CheckedChannelOptions;
   readonly #events: EventSink;
   readonly #shared: boolean;
+  /** Shared managers: non-zero while other threads' frees wait to be drained (NativeManager.revocations). */
+  readonly #revocations: Uint32Array | null;
 
   readonly #types: TypeDirectory;
   readonly #channels: ChannelDirectory;
@@ -119,6 +121,7 @@ export class Engine implements HandleOwner {
     this.#defaults = options.channelDefaults;
     this.#events = options.events;
     this.#shared = options.shared;
+    this.#revocations = options.native.revocations ?? null;
     this.#channels = new ChannelDirectory(options.native, options.shared);
     this.#notices = new Notices(options.native, options.events);
     this.#leaks = new LeakWatch(options.leakDetection, options.leakSampleRate, (held) => this.#onCollected(held));
@@ -159,7 +162,7 @@ export class Engine implements HandleOwner {
   /** checkOpen for allocate and deallocate, which sync the fast lane themselves when they go native. */
   checkOpenHot(operation: string): void {
     if (this.#closed) throw new ManagerClosedError(operation);
-    if (this.#shared) this.#drainRevocations();
+    if (this.#revocations !== null && this.#revocations[0] !== 0) this.#drainRevocations();
   }
 
   /**
@@ -210,6 +213,13 @@ export class Engine implements HandleOwner {
   #presenterIndex(presenter: ChannelState | null): number {
     if (presenter === null) return -1;
     this.checkScopeOpen(presenter);
+    return presenter.index;
+  }
+
+  /** #presenterIndex for a call that passes `presenter.owner` to the native side, which checks it. */
+  #presenterHot(presenter: ChannelState | null): number {
+    if (presenter === null) return -1;
+    if (!presenter.open) throw new ChannelClosedError(presenter.name);
     return presenter.index;
   }
 
@@ -516,11 +526,12 @@ export class Engine implements HandleOwner {
    * Frees a handle this thread holds; its buffer (if any) is revoked by #release afterwards,
    * with `recached` from out[InfoOut.Recached].
    */
-  #freeHeld(id: number, presenterIndex: number, record: LiveRecord | undefined): number {
+  #freeHeld(id: number, presenterIndex: number, record: LiveRecord | undefined, owner = 0): number {
     const input = this.#in;
     input[InArgs.FreeId] = id;
     input[InArgs.FreePresenter] = presenterIndex;
     input[InArgs.FreeReason] = NativeFreeReason.Deallocate;
+    input[InArgs.FreeOwner] = owner;
     if (record === undefined) {
       // View memory, counters, or a revocable handle this thread never held a buffer for.
       input[InArgs.FreeKeep] = 0;
@@ -574,7 +585,9 @@ export class Engine implements HandleOwner {
 
   deallocate(handle: unknown, presenter: ChannelState | null): boolean {
     const id = handleIdArg(handle);
-    const presenterIndex = this.#presenterIndex(presenter);
+    // A shared manager's scope may have been closed by another thread: the native free checks
+    // the incarnation (FreeOwner) instead of a lookup here, so only a malformed id looks first.
+    const presenterIndex = this.#shared && isWellFormedId(id) ? this.#presenterHot(presenter) : this.#presenterIndex(presenter);
     if (!isWellFormedId(id)) {
       this.#notices.malformed(presenter, id);
       return false;
@@ -585,7 +598,7 @@ export class Engine implements HandleOwner {
     // The native side must know every fast-lane id first (this one may be parked or burned, or a
     // watched lane handle, which has a record, presented by another channel).
     if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
-    const status = this.#freeHeld(id, presenterIndex, record);
+    const status = this.#freeHeld(id, presenterIndex, record, presenter === null || !this.#shared ? 0 : presenter.owner);
     if (status === NativeStatus.Ok) {
       fast?.forget(id);
       this.#moves.forget(id);
@@ -595,6 +608,10 @@ export class Engine implements HandleOwner {
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);
       if (freedMask !== 0) this.#notices.emit(freedMask, id, this.#channels.at(ownerIndex) ?? null);
       return true;
+    }
+    if (status === NativeStatus.ChannelClosed && presenter !== null) {
+      this.checkScopeOpen(presenter); // marks the scope closed and throws
+      throw new ChannelClosedError(presenter.name);
     }
     this.#notices.emit(this.#out[InfoOut.ViolationMask], id, presenter);
     return false;
@@ -618,13 +635,14 @@ export class Engine implements HandleOwner {
     if (this.#closed) return;
     if (this.#moves.of(id) !== moves) return;
     const scope = presenter as ChannelState | null;
-    if (scope !== null && (!scope.open || (this.#shared && this.#channels.lookup(scope.name, true) !== scope))) return;
+    // A shared manager's scope closed by another thread: the native free refuses (FreeOwner).
+    if (scope !== null && !scope.open) return;
     const fast = this.#fast;
     if (fast !== null && this.#park(fast, id, scope)) return;
     const record = this.#records.get(id);
     if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
     if (this.#native.lookup(id) !== NativeStatus.Ok || this.#out[InfoOut.InTransit] === 1) return;
-    if (this.#freeHeld(id, scope === null ? -1 : scope.index, record) === NativeStatus.Ok) {
+    if (this.#freeHeld(id, scope === null ? -1 : scope.index, record, scope === null || !this.#shared ? 0 : scope.owner) === NativeStatus.Ok) {
       fast?.forget(id);
       this.#moves.forget(id);
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);

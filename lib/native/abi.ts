@@ -55,6 +55,8 @@ export const enum InArgs {
   FreeKeep = 3,
   /** slot-cache token, -1 = none */
   FreeToken = 4,
+  /** the presenter's expected owner epoch, 0 = any */
+  FreeOwner = 5,
 }
 
 /** native/binding/abi.h `InfoOut`. */

@@ -125,7 +125,10 @@ export function readSnapshot(native: NativeManager, poolNames: readonly string[]
 export interface NativeManager {
   /** Scratch results, length >= 32. Overwritten by every call. */
   readonly out: Float64Array;
-  /** Arguments of allocIn() and freeIn() (InArgs), length 8. */
+  /**
+   * Arguments of allocIn() and freeIn() (InArgs), length 8. freeIn() with FreeOwner > 0 refuses
+   * with ChannelClosed, changing nothing, unless the presenter is that open incarnation.
+   */
   readonly in: Float64Array;
   /**
    * allocate() with its arguments in `in` (the hot path: an own function of this object, with no
@@ -215,6 +218,11 @@ export interface NativeManager {
    * buffers; detach them (their memory is parked until then). undefined if none.
    */
   drainRevocations(): Float64Array | undefined;
+  /**
+   * Shared managers only: `[0]` is non-zero while drainRevocations() has ids for this wrapper
+   * (any thread sets it; the drain clears it), so a call need not go native to ask.
+   */
+  readonly revocations?: Uint32Array;
 
   /**
    * Allocates. With `mode` Fresh and a memory type, returns a fresh external ArrayBuffer of

@@ -75,6 +75,7 @@ enum : size_t {
   kFreeReason = 2,
   kFreeKeep = 3,       ///< 1: keep the memory until the buffer is released
   kFreeToken = 4,      ///< slot-cache token, -1 = none
+  kFreeOwner = 5,      ///< the presenter's expected owner epoch, 0 = any
 };
 }  // namespace in_args
 

@@ -91,6 +91,16 @@ ManagerWrap::ManagerWrap(const Napi::CallbackInfo& info) : ObjectWrap<ManagerWra
     block->Unref();
     throw;
   }
+  napi_value revocations = nullptr;
+  if (!shared.empty()) {
+    block->refs.fetch_add(1, std::memory_order_relaxed);
+    if (napi_create_external_arraybuffer(env, &block->revoke_pending, sizeof(block->revoke_pending), FinalizeOutBlock,
+                                         block, &revocations) != napi_ok) {
+      block->refs.fetch_sub(1, std::memory_order_relaxed);
+      block->Unref();
+      NAPI_THROW_VOID(Napi::Error::New(env, "isopool: could not create the scratch buffer"));
+    }
+  }
   config.single_owner = shared.empty();  // only this JS thread calls a non-shared manager (and runs its finalizers)
   Status status = shared.empty() ? Manager::Create(config, &manager_) : Attach(shared, config);
   if (status != Status::kOk) {
@@ -113,9 +123,15 @@ ManagerWrap::ManagerWrap(const Napi::CallbackInfo& info) : ObjectWrap<ManagerWra
       holders_ = static_cast<EnvHolders*>(data);
       holders_->Add(manager_, holder_);
     }
+    // If memory is refused, the word says "drain" for good: every call asks the manager.
+    if (!manager_->WatchRevocations(holder_, &block->revoke_pending)) block->revoke_pending.store(1);
   }
   Napi::Object self = info.This().As<Napi::Object>();
   self.DefineProperty(Napi::PropertyDescriptor::Value("out", out, napi_enumerable));
+  if (revocations != nullptr) {
+    self.DefineProperty(Napi::PropertyDescriptor::Value(
+        "revocations", Napi::Uint32Array::New(env, 1, Napi::ArrayBuffer(env, revocations), 0), napi_enumerable));
+  }
   // A hardened build hardens every manager, whatever its options say (the fast lane must know).
   self.DefineProperty(Napi::PropertyDescriptor::Value(
       "hardened", Napi::Boolean::New(env, manager_->config().hardened || kHardenedBuild), napi_enumerable));
@@ -191,6 +207,7 @@ void ManagerWrap::ReleaseManager(bool reclaim) noexcept {
   if (manager == nullptr) return;
   manager_ = nullptr;
   if (!shared_.empty()) {
+    manager->WatchRevocations(holder_, nullptr);  // before block_ can go
     if (reclaim && holders_ != nullptr && !holders_->torn_down) {
       manager->ReclaimEnv(holder_, FreeReason::kManagerClose);
       holders_->Remove(manager, holder_);
@@ -216,12 +233,12 @@ Manager* ManagerWrap::Live(Napi::Env env) const {
 }
 
 Status ManagerWrap::FreeStatus(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
-                  int32_t token) {
+                  int32_t token, uint32_t owner) {
   if (reason < 0 || reason > static_cast<int32_t>(FreeReason::kLeak)) return Status::kInvalidArgument;
   // A buffer that is already detached was detached by other code (transfer() may hold the
   // memory): park it until its backing store dies. JS also asks for that when it only knows
   // the buffer became unreachable.
-  CallContext ctx{holder_, 0, keep};
+  CallContext ctx{holder_, owner, keep};
   if (ab != nullptr) {
     bool detached = false;
     if (napi_is_detached_arraybuffer(env, ab, &detached) == napi_ok && detached) ctx.keep_until_released = true;

@@ -94,8 +94,11 @@ constexpr double kJournalApplied = -1, kJournalBadCount = -2, kJournalClosed = -
 
 /// Backing memory of `out`, then `in`, `fastIds` and `journal`, co-owned by the wrapper and
 /// its ArrayBuffer (so a transfer() of that buffer by user code cannot free it under us).
+/// A shared manager's wrapper also exports `revocations` (one more ArrayBuffer, one more
+/// reference): the word Manager::WatchRevocations keeps, written by any thread.
 struct OutBlock {
-  std::atomic<uint32_t> refs{2};  ///< wrapper + ArrayBuffer
+  std::atomic<uint32_t> refs{2};  ///< wrapper + ArrayBuffer (+ the `revocations` ArrayBuffer)
+  std::atomic<uint32_t> revoke_pending{0};
   double values[kOutLength + kInLength + kFastIdsLength + kJournalLength] = {};
 
   void Unref() noexcept {
@@ -581,12 +584,13 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   /// Frees `id` presented by `presenter` (-1: the manager). Detaches `ab` (if given) after a
   /// successful free. `keep`: our buffer cannot vouch for the memory (see CallContext).
   /// `token` >= 0: the handle's slot-cache entry, to be marked cached (out[kRecached]).
+  /// `owner` > 0: the presenter's expected incarnation (else kChannelClosed, nothing done).
   Napi::Value DoFree(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
-                     int32_t token);
+                     int32_t token, uint32_t owner = 0);
 
   /// DoFree's work; returns the status instead of a JS number (applyJournal's FREE ops).
   Status FreeStatus(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
-                    int32_t token);
+                    int32_t token, uint32_t owner = 0);
 
   // --- fast lane (single-owner view memory) ----------------------------------------------------
   /// reserveIds(n): reserves min(n, 256) handle ids for the JS fast lane and writes them to

@@ -153,15 +153,17 @@ napi_value ManagerWrap::FreeIn(napi_env env, napi_callback_info cbinfo) {
       return Num(e, StatusNumber(Status::kInvalidArgument));
     }
     if (!AsInt32(in[in_args::kFreeToken], &token)) token = -1;
+    const double owner = in[in_args::kFreeOwner];
+    if (!IsIntegerIn(owner, 0, 4294967295.0)) return Num(e, StatusNumber(Status::kInvalidArgument));
     const double id_d = in[in_args::kFreeId];
     const uint64_t id = IsIntegerIn(id_d, 0, kMaxSafeInteger) ? static_cast<uint64_t>(id_d) : kMalformedId;
-    return self->DoFree(e, id, presenter, reason, ab, in[in_args::kFreeKeep] == 1, token);
+    return self->DoFree(e, id, presenter, reason, ab, in[in_args::kFreeKeep] == 1, token, static_cast<uint32_t>(owner));
   });
 }
 
 Napi::Value ManagerWrap::DoFree(Napi::Env env, uint64_t id, int32_t presenter, int32_t reason, napi_value ab, bool keep,
-                   int32_t token) {
-  return StatusValue(env, FreeStatus(env, id, presenter, reason, ab, keep, token));
+                   int32_t token, uint32_t owner) {
+  return StatusValue(env, FreeStatus(env, id, presenter, reason, ab, keep, token, owner));
 }
 
 Napi::Value ManagerWrap::Validate(const Napi::CallbackInfo& info) {

@@ -182,6 +182,11 @@ class ChannelLedger {
   }
   /// Open, or open while a TryDiscard looks at it.
   bool IsOpen(int32_t channel) const noexcept;
+  /// IsOpen, as the incarnation `owner`.
+  bool IsOpenAs(int32_t channel, uint32_t owner) const noexcept {
+    const ChannelState* st = Get(channel);
+    return st != nullptr && st->owner.load(std::memory_order_relaxed) == owner && IsOpen(channel);
+  }
 
   // --- limits and usage -------------------------------------------------------------
   Status SetLimits(int32_t type, int32_t channel, const Limits& limits) noexcept;

@@ -357,6 +357,9 @@ Status Manager::Free(uint64_t id, int32_t presenter, FreeReason reason, const Ca
   const Stopwatch watch;
   const uint32_t shard = ThisThreadShard();
   if (violations != nullptr) *violations = 0;
+  if (ctx.expected_owner != 0 && presenter >= 0 && !m.ledger.IsOpenAs(presenter, ctx.expected_owner)) {
+    return Status::kChannelClosed;  // the presenting scope's incarnation was closed
+  }
   for (;;) {
     const IdProbe p = m.table.Probe(id);
     switch (p.kind) {

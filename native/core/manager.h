@@ -126,7 +126,9 @@ class Manager {
   /// id, or -1 for the manager itself. Returns:
   ///   kOk (freed; *info describes it), kInvalidHandle (forged),
   ///   kStaleHandle (already freed; *violations has CHANNEL_CLOSED if its channel's close freed it),
-  ///   kIsolationViolation (presenter != owner channel: refused, counted).
+  ///   kIsolationViolation (presenter != owner channel: refused, counted),
+  ///   kChannelClosed (ctx.expected_owner > 0 and the presenter is not that open incarnation:
+  ///   the caller's scope was closed; nothing is looked at or counted).
   /// Forged/stale/cross-channel attempts are counted as violations against
   /// the presenter (or the owner channel when presenter == -1 and known).
   Status Free(uint64_t id, int32_t presenter, FreeReason reason, HandleInfo* info,
@@ -166,6 +168,11 @@ class Manager {
   /// detach them (which releases the parked memory). Appends and clears. Cheap when empty.
   void DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcept;
   bool HasRevocations() const noexcept;
+  /// Makes `*pending` say whether `env` has revocations to drain: 1 from the moment ids are
+  /// posted for it, 0 once DrainRevocations took them, so the thread need not call in to ask.
+  /// nullptr (or ReclaimEnv) stops it; the word must stay valid until then. False if memory
+  /// was refused: `*pending` is then left as it is.
+  bool WatchRevocations(uint32_t env, std::atomic<uint32_t>* pending) noexcept;
   /// Thread `env` is leaving (worker exit: kLeak, or close() of its attachment: kManagerClose):
   /// frees every live handle it holds (not those in transit) with `reason`. kLeak also
   /// releases memory parked for its buffers (no JS runs there any more) and counts the frees

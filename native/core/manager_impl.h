@@ -72,6 +72,7 @@ struct Manager::Impl {
   std::unordered_map<uint32_t, std::vector<uint64_t>> revoke;   ///< per env: ids to detach
   std::atomic<uint64_t> parked_count{0};    ///< parked.size(), readable without the lock
   std::atomic<uint64_t> revoke_count{0};    ///< ids waiting in `revoke`
+  std::unordered_map<uint32_t, std::atomic<uint32_t>*> revoke_signal;  ///< WatchRevocations
   RelaxedCounter exit_reclaims;
 
   // Closes that finish in steps (BeginChannelClose / CloseChannelStep), one per closing channel.
@@ -295,6 +296,8 @@ struct Manager::Impl {
         try {
           revoke[env].push_back(id);
           revoke_count.fetch_add(1, std::memory_order_relaxed);
+          auto signal = revoke_signal.find(env);
+          if (signal != revoke_signal.end()) signal->second->store(1, std::memory_order_relaxed);
         } catch (...) {
           // Not announced: released when the holder's buffer dies or the holder leaves.
         }

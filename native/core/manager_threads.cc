@@ -153,6 +153,7 @@ void Manager::DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcep
   std::lock_guard<std::mutex> lock(m.parked_mu);
   auto it = m.revoke.find(env);
   if (it == m.revoke.end()) return;
+  auto signal = m.revoke_signal.find(env);
   try {
     ids->insert(ids->end(), it->second.begin(), it->second.end());
   } catch (...) {
@@ -160,10 +161,27 @@ void Manager::DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcep
   }
   m.revoke_count.fetch_sub(it->second.size(), std::memory_order_relaxed);
   m.revoke.erase(it);
+  if (signal != m.revoke_signal.end()) signal->second->store(0, std::memory_order_relaxed);
 }
 
 bool Manager::HasRevocations() const noexcept {
   return impl_->revoke_count.load(std::memory_order_relaxed) != 0;
+}
+
+bool Manager::WatchRevocations(uint32_t env, std::atomic<uint32_t>* pending) noexcept {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.parked_mu);
+  if (pending == nullptr) {
+    m.revoke_signal.erase(env);
+    return true;
+  }
+  try {
+    m.revoke_signal[env] = pending;
+  } catch (...) {
+    return false;  // std::bad_alloc
+  }
+  pending->store(m.revoke.count(env) != 0 ? 1 : 0, std::memory_order_relaxed);
+  return true;
 }
 
 uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
@@ -239,6 +257,7 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
     m.revoke_count.fetch_sub(r->second.size(), std::memory_order_relaxed);
     m.revoke.erase(r);
   }
+  m.revoke_signal.erase(env);
   return reclaimed;
 }
 }  // namespace isopool

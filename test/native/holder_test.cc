@@ -289,6 +289,122 @@ TEST(ExpectedOwnerRefusesARecycledChannel) {
   CHECK(m->Allocate(0, 100, second, CallContext{1, m->OwnerOf(second)}, &a) == Status::kOk);
 }
 
+TEST(ExpectedOwnerRefusesAFreePresentedByAClosedIncarnation) {
+  Mgr m;
+  const int32_t first = Open(m.m, "a");
+  const uint32_t owner = m->OwnerOf(first);
+  std::vector<HandleInfo> freed;
+  CHECK(m->CloseChannel(first, &freed) == Status::kOk);
+  const int32_t second = Open(m.m, "b");
+  CHECK_EQ(second, first) << "the index is recycled";
+  Allocation a;
+  CHECK(m->Allocate(0, 100, second, CallContext{1, m->OwnerOf(second)}, &a) == Status::kOk);
+  HandleInfo info;
+  uint32_t v = 0;
+  CHECK(m->Free(a.id, first, FreeReason::kDeallocate, CallContext{1, owner}, &info, &v) == Status::kChannelClosed)
+      << "a scope of closed 'a' must not free 'b''s handle through the recycled index";
+  CHECK_EQ(v, 0u);
+  const LedgerUsage u = m->ChannelUsage(second);
+  CHECK_EQ(u.handles, 1u) << "the handle stays live";
+  for (uint64_t n : u.violations) CHECK_EQ(n, 0u) << "and nothing is counted";
+  CHECK(m->Free(a.id, second, FreeReason::kDeallocate, CallContext{1, m->OwnerOf(second)}, &info, &v) == Status::kOk);
+  CHECK(m->Free(a.id, second, FreeReason::kDeallocate, CallContext{1, owner}, &info, &v) == Status::kChannelClosed)
+      << "checked before the id: even a stale id is not counted for a closed scope";
+}
+
+TEST(RevocationWordFollowsPostsAndDrains) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  Allocation a, b;
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &a) == Status::kOk);
+  CHECK(m->Allocate(0, 100, ch, CallContext{1, 0}, &b) == Status::kOk);
+  HandleInfo info;
+  uint32_t v = 0;
+  CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+  std::atomic<uint32_t> word{7}, other{7};
+  CHECK(m->WatchRevocations(1, &word));
+  CHECK(m->WatchRevocations(2, &other));
+  CHECK_EQ(word.load(), 1u) << "watching starts with what is already posted";
+  CHECK_EQ(other.load(), 0u);
+  std::vector<uint64_t> ids;
+  m->DrainRevocations(1, &ids);
+  CHECK_EQ(ids.size(), 1u);
+  CHECK_EQ(word.load(), 0u) << "the drain clears it";
+  CHECK(m->Free(b.id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+  CHECK_EQ(word.load(), 1u) << "a post sets it";
+  CHECK_EQ(other.load(), 0u) << "only for the holder";
+  CHECK(m->WatchRevocations(1, nullptr));
+  ids.clear();
+  m->DrainRevocations(1, &ids);
+  CHECK_EQ(ids.size(), 1u);
+  CHECK_EQ(word.load(), 1u) << "no longer written once unwatched";
+  m->OnBufferReleased(a.id, 1);
+  m->OnBufferReleased(b.id, 1);
+  CHECK_EQ(m->ReclaimEnv(2, FreeReason::kLeak), 0u);
+  Allocation c;
+  CHECK(m->Allocate(0, 100, ch, CallContext{2, 0}, &c) == Status::kOk);
+  CHECK(m->Free(c.id, -1, FreeReason::kDeallocate, CallContext{1, 0}, &info, &v) == Status::kOk);
+  CHECK_EQ(other.load(), 0u) << "a leaving thread's word is forgotten (ReclaimEnv)";
+  m->OnBufferReleased(c.id, 2);
+  CHECK_EQ(LiveSlots(m.m), 0u);
+}
+
+// Two threads: the holder drains only when its word says so (as JS does); the other frees the
+// holder's handles. No post may be missed: at the end nothing waits undrained.
+TEST(RevocationWordNeverMissesAPost) {
+  Mgr m;
+  const int32_t ch = Open(m.m, "c");
+  const uint64_t rounds = testing::EnvU64("ISOPOOL_HOLDER_OPS", 50000);
+  std::atomic<uint32_t> word{0};
+  CHECK(m->WatchRevocations(1, &word));
+  std::mutex mu;
+  std::deque<uint64_t> handoff;
+  std::atomic<bool> done{false};
+  uint64_t released = 0, allocated = 0;
+  auto drain = [&] {
+    std::vector<uint64_t> ids;
+    m->DrainRevocations(1, &ids);
+    for (uint64_t id : ids) m->OnBufferReleased(id, 1);
+    released += ids.size();
+  };
+  std::thread freer([&] {
+    for (;;) {
+      uint64_t id = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!handoff.empty()) {
+          id = handoff.front();
+          handoff.pop_front();
+        }
+      }
+      if (id == 0) {
+        if (done.load(std::memory_order_acquire)) break;
+        std::this_thread::yield();
+        continue;
+      }
+      HandleInfo info;
+      uint32_t v = 0;
+      CHECK(m->Free(id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
+    }
+  });
+  for (uint64_t i = 0; i < rounds; ++i) {
+    Allocation a;
+    if (m->Allocate(0, 64, ch, CallContext{1, 0}, &a) == Status::kOk) {
+      ++allocated;
+      std::lock_guard<std::mutex> lock(mu);
+      handoff.push_back(a.id);
+    }
+    if (word.load(std::memory_order_relaxed) != 0) drain();
+  }
+  done.store(true, std::memory_order_release);
+  freer.join();
+  if (word.load(std::memory_order_relaxed) != 0) drain();
+  CHECK_EQ(released, allocated) << "every post reached the holder through its word";
+  CHECK(!m->HasRevocations());
+  CHECK_EQ(LiveSlots(m.m), 0u);
+  CHECK(m->WatchRevocations(1, nullptr));
+}
+
 // Thread 1 allocates (holder 1) and stamps slots; thread 2 frees them as a foreign thread;
 // thread 1 drains its revocations, checks its stamp is intact (nobody got the slot meanwhile)
 // and releases its buffers. Another allocator (holder 3) stamps whatever it gets.

@@ -342,6 +342,10 @@ Status ChannelLedger::SetLimits(int32_t type, int32_t channel, const Limits& lim
   if (type >= kMaxTypes || type < kAllTypes) return Status::kInvalidArgument;
   if (channel == kTypeTotal) {
     if (type == kAllTypes) return Status::kInvalidArgument;
+    // A limit that needs usage counted as it changes: charge the total first (for good).
+    if (limits.max_bytes != kUnlimited || limits.max_handles != kUnlimited || limits.soft_bytes != kUnlimited) {
+      ChargeTotalLocked(type);
+    }
     type_totals_[type].scope.SetLimits(limits);
     return Status::kOk;
   }
@@ -399,6 +403,8 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
   const bool single = single_owner_;  // single owner: a load and a store per update
+  ticket->total = OpenTotal(type, &ticket->bracket);
+  const int charged = ticket->total ? 3 : 2;  // a summed type total is not reserved in
 
   int refused = -1;
   uint64_t limit = 0, in_use = 0;
@@ -412,13 +418,15 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
       refused = i;
       limit = cap;
       in_use = scopes[i]->bytes.load(std::memory_order_relaxed);
+      uint64_t handles = 0;
+      if (i >= charged) SumType(type, &in_use, &handles);  // a summed type total's usage
       by_size = true;
     }
   }
 
   // 2. Reserve scope by scope, most specific first; roll back on a refusal.
   int reserved = 0;
-  for (int i = 0; i < 3 && refused < 0; ++i) {
+  for (int i = 0; i < charged && refused < 0; ++i) {
     LedgerScope* s = scopes[i];
     if (s->max_bytes.load(std::memory_order_relaxed) == kUnlimited &&
         s->max_handles.load(std::memory_order_relaxed) == kUnlimited) {
@@ -485,6 +493,8 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
     FetchSub<uint64_t>(scopes[i]->reserved_handles, 1, single, std::memory_order_relaxed);
   }
   for (auto* s : scopes) FetchAdd<uint64_t>(s->rejections, 1, single, std::memory_order_relaxed);
+  CloseBracket(ticket->bracket);
+  ticket->bracket = ChargeTicket::kNoBracket;
   ticket->soft = LimitScope::kNone;
   out->refused_scope = kScopeKinds[refused];
   out->refused_limit = limit;
@@ -500,7 +510,8 @@ void ChannelLedger::Commit(int32_t type, ChannelState* channel, ChargeTicket* ti
   const bool single = single_owner_;
   const uint64_t n = ticket->n;
   ticket->soft = LimitScope::kNone;
-  for (int i = 0; i < 3; ++i) {
+  const int charged = ticket->total ? 3 : 2;
+  for (int i = 0; i < charged; ++i) {
     LedgerScope* s = scopes[i];
     // relaxed: sequenced after every reservation of this charge (TryCharge's acquire).
     FetchAdd<uint64_t>(s->handles, 1, single, std::memory_order_relaxed);
@@ -517,28 +528,108 @@ void ChannelLedger::Commit(int32_t type, ChannelState* channel, ChargeTicket* ti
       ticket->soft = kScopeKinds[i];  // the first crossed is the most specific
     }
   }
+  CloseBracket(ticket->bracket);  // release: a switch that sees it closed sees these commits
+  ticket->bracket = ChargeTicket::kNoBracket;
 }
 
-void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n, bool committed) noexcept {
+void ChannelLedger::Refund(int32_t type, ChannelState* channel, uint64_t n) noexcept {
   LedgerScope* scopes[3];
   ScopesOf(type, channel, scopes);
   const bool single = single_owner_;
-  if (committed) {
-    // relaxed: sequenced before the release decrements below. Least specific first, the
-    // reverse of Commit.
-    for (int i = 2; i >= 0; --i) {
-      FetchSub<uint64_t>(scopes[i]->bytes, n, single, std::memory_order_relaxed);
-      FetchSub<uint64_t>(scopes[i]->handles, 1, single, std::memory_order_relaxed);
-    }
+  uint32_t bracket = ChargeTicket::kNoBracket;
+  // Decided now, not at the charge: a charge made while the total was summed is in the sum
+  // that made it charged.
+  const bool total = OpenTotal(type, &bracket);
+  // relaxed: sequenced before the release decrements below. Least specific first, the
+  // reverse of Commit.
+  for (int i = total ? 2 : 1; i >= 0; --i) {
+    FetchSub<uint64_t>(scopes[i]->bytes, n, single, std::memory_order_relaxed);
+    FetchSub<uint64_t>(scopes[i]->handles, 1, single, std::memory_order_relaxed);
   }
   // Type total, channel-type, then the channel total last (HeldHandles, TryDiscard).
   // release: a later reservation of the room (acquire) orders this charge's uncommit before
   // that allocation's commit; and a reader of the channel total's reserved_handles at 0
   // (acquire) knows this refund wrote the channel's ledger for the last time.
   for (int i : {2, 0, 1}) {
+    if (i == 2 && !total) continue;
     FetchSub<uint64_t>(scopes[i]->reserved_bytes, n, single, std::memory_order_release);
     FetchSub<uint64_t>(scopes[i]->reserved_handles, 1, single, std::memory_order_release);
   }
+  CloseBracket(bracket);
+}
+
+void ChannelLedger::Cancel(int32_t type, ChannelState* channel, ChargeTicket* ticket) noexcept {
+  LedgerScope* scopes[3];
+  ScopesOf(type, channel, scopes);
+  const bool single = single_owner_;
+  // Never committed: nothing to order (as TryCharge's own roll-back).
+  for (int i = ticket->total ? 2 : 1; i >= 0; --i) {
+    FetchSub<uint64_t>(scopes[i]->reserved_bytes, ticket->n, single, std::memory_order_release);
+    FetchSub<uint64_t>(scopes[i]->reserved_handles, 1, single, std::memory_order_release);
+  }
+  CloseBracket(ticket->bracket);
+  ticket->bracket = ChargeTicket::kNoBracket;
+}
+
+bool ChannelLedger::TotalCharged(int32_t type) const noexcept {
+  return type >= 0 && type < kMaxTypes && type_totals_[type].mode.load(std::memory_order_acquire) == kCharged;
+}
+
+bool ChannelLedger::OpenTotal(int32_t type, uint32_t* bracket) noexcept {
+  *bracket = ChargeTicket::kNoBracket;
+  std::atomic<uint32_t>& mode = type_totals_[type].mode;
+  // Charged is final: no bracket. Single owner: the switch runs on this thread, between calls.
+  uint32_t m = mode.load(std::memory_order_acquire);
+  if (m == kCharged || single_owner_) return m == kCharged;
+  const uint32_t cell = ThisThreadShard();
+  for (;;) {
+    // seq_cst pair with ChargeTotalLocked: it stores kSwitching then reads every cell, this
+    // adds to a cell then reads the mode; one of the two sees the other.
+    inflight_[cell].n.fetch_add(1, std::memory_order_seq_cst);
+    m = mode.load(std::memory_order_seq_cst);
+    if (m == kSummed) {
+      *bracket = cell;
+      return false;
+    }
+    inflight_[cell].n.fetch_sub(1, std::memory_order_release);
+    if (m == kCharged) return true;
+    while (mode.load(std::memory_order_acquire) == kSwitching) std::this_thread::yield();
+  }
+}
+
+void ChannelLedger::SumType(int32_t type, uint64_t* bytes, uint64_t* handles) const noexcept {
+  uint64_t b = 0, h = 0;
+  for (const auto& seg : segments_) {
+    const ChannelState* st = seg.load(std::memory_order_acquire);
+    if (st == nullptr) continue;
+    for (int32_t i = 0; i < kSegmentSize; ++i) {
+      b += st[i].types[type].bytes.load(std::memory_order_relaxed);
+      h += st[i].types[type].handles.load(std::memory_order_relaxed);
+    }
+  }
+  *bytes = b;
+  *handles = h;
+}
+
+void ChannelLedger::ChargeTotalLocked(int32_t type) noexcept {
+  SharedScope& t = type_totals_[type];
+  if (t.mode.load(std::memory_order_relaxed) == kCharged) return;
+  t.mode.store(kSwitching, std::memory_order_seq_cst);
+  if (!single_owner_) {
+    // Every charge or refund that saw kSummed closes its bracket; the later ones wait.
+    for (auto& cell : inflight_) {
+      while (cell.n.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    }
+  }
+  uint64_t bytes = 0, handles = 0;
+  SumType(type, &bytes, &handles);
+  LedgerScope& s = t.scope;
+  s.reserved_bytes.store(bytes, std::memory_order_relaxed);
+  s.reserved_handles.store(handles, std::memory_order_relaxed);
+  s.handles.store(handles, std::memory_order_relaxed);
+  s.bytes.store(bytes, std::memory_order_relaxed);
+  if (s.peak_bytes.load(std::memory_order_relaxed) < bytes) s.peak_bytes.store(bytes, std::memory_order_relaxed);
+  t.mode.store(kCharged, std::memory_order_release);  // charges from now on start from the sum
 }
 
 uint64_t ChannelLedger::HeldHandles(int32_t channel) const noexcept {
@@ -563,6 +654,10 @@ LedgerUsage ChannelLedger::TypeUsage(int32_t type, int32_t channel) const noexce
   if (type < 0 || type >= kMaxTypes) return u;
   if (channel == kTypeTotal) {
     type_totals_[type].scope.FillUsage(&u);
+    if (!TotalCharged(type)) {
+      SumType(type, &u.bytes, &u.handles);
+      u.peak_bytes = std::max(u.peak_bytes, u.bytes);  // not tracked while summed
+    }
     return u;
   }
   const ChannelState* st = Get(channel);

@@ -38,7 +38,7 @@
 //
 // Check-and-charge (TryCharge), Commit, Refund
 //   TryCharge reserves in every scope, from the most specific to the least: channel-type,
-//   channel total, type total. Each scope is one CAS loop on `reserved_bytes` (refuse if
+//   channel total, type total (unless it is summed: see below). Each scope is one CAS loop on `reserved_bytes` (refuse if
 //   reserved_bytes + n > max_bytes), then one on `reserved_handles`. A refusal rolls back
 //   the scopes already reserved, so a scope a more specific scope refuses for is never
 //   touched (a channel hammering its own limit never disturbs the shared type total), and
@@ -51,6 +51,18 @@
 //   unreserves: type total, channel-type, and the channel total last, so a channel total
 //   whose reserved_handles reads 0 (acquire) has seen the last refund write anything to
 //   the channel (CloseChannel, TryDiscard).
+//
+// Summed type totals
+//   A type total with no byte, handle or soft limit (every type total until one is set) is
+//   not charged at all: every thread would write its counters, so it would be the one cache
+//   line all allocations in the process share. Its usage is then the sum of the type's
+//   channel-type scopes, read on demand (TypeUsage). The first SetLimits that gives it such a
+//   limit makes it charged for good (ChargeTotalLocked): the switch waits for the charges and
+//   refunds in flight that saw it summed (each brackets its work in its thread shard's
+//   `inflight_` cell, a Dekker pair with the switch's mode store), sums the channel-type
+//   scopes into it, and from then on every allocation charges it as above. An allocation
+//   committed while it was summed is in that sum, so its later refund leaves it exact. (So no
+//   thread may set such a limit between its own TryCharge and Commit: it would wait for itself.)
 //
 // Threads: charge/refund/violation counting are lock-free. Open, close, names
 // and limits updates take mu_. Channel storage grows lazily in segments and is
@@ -72,6 +84,7 @@
 #include <utility>
 #include <vector>
 
+#include "metrics.h"  // ThisThreadShard
 #include "types.h"
 #include "single_owner.h"
 #include "status.h"
@@ -120,6 +133,9 @@ struct ChannelState {
 struct ChargeTicket {
   uint64_t n = 0;                       ///< bytes/units reserved in every scope
   LimitScope soft = LimitScope::kNone;  ///< set by Commit: most specific soft limit crossed upward
+  bool total = false;                   ///< the type total is charged (else summed)
+  uint32_t bracket = kNoBracket;        ///< inflight_ cell held until Commit or Cancel
+  static constexpr uint32_t kNoBracket = UINT32_MAX;
 };
 
 class ChannelLedger {
@@ -202,9 +218,12 @@ class ChannelLedger {
   /// Once the allocation can no longer fail: the charge becomes usage readers see; peaks;
   /// ticket->soft gets the soft crossing to report.
   void Commit(int32_t type, ChannelState* channel, ChargeTicket* ticket) noexcept;
-  /// Gives back a charge: a committed one, or (committed = false) one TryCharge reserved
-  /// for an allocation that failed before Commit.
-  void Refund(int32_t type, ChannelState* channel, uint64_t n, bool committed = true) noexcept;
+  /// Gives back a committed charge.
+  void Refund(int32_t type, ChannelState* channel, uint64_t n) noexcept;
+  /// Gives back what TryCharge reserved for an allocation that failed before Commit.
+  void Cancel(int32_t type, ChannelState* channel, ChargeTicket* ticket) noexcept;
+  /// Whether type `type`'s total is charged by every allocation (else summed on demand).
+  bool TotalCharged(int32_t type) const noexcept;
   /// Handles reserved in the channel's total, read with acquire: 0 means no refund will
   /// write to the channel's ledger again unless an allocation enters (see Refund).
   uint64_t HeldHandles(int32_t channel) const noexcept;
@@ -217,6 +236,16 @@ class ChannelLedger {
   bool EnsureSegment(int32_t segment) noexcept;
   /// Most specific first: [0] channel-type, [1] channel total, [2] type total.
   void ScopesOf(int32_t type, ChannelState* channel, LedgerScope* scopes[3]) noexcept;
+  /// Whether the type total is charged; if it is summed, opens a bracket in this thread's
+  /// inflight_ cell (*bracket) that the caller closes with CloseBracket. Waits out a switch.
+  bool OpenTotal(int32_t type, uint32_t* bracket) noexcept;
+  void CloseBracket(uint32_t bracket) noexcept {
+    if (bracket != ChargeTicket::kNoBracket) inflight_[bracket].n.fetch_sub(1, std::memory_order_release);
+  }
+  /// The committed bytes and handles of every channel-type scope of `type` (a summed total).
+  void SumType(int32_t type, uint64_t* bytes, uint64_t* handles) const noexcept;
+  /// Summed -> charged (see the file comment), with mu_ held.
+  void ChargeTotalLocked(int32_t type) noexcept;
   /// FinishClose with mu_ held.
   void FinishCloseLocked(int32_t channel, bool remember) noexcept;
   /// Unname with mu_ held; `remember` records the name as closed.
@@ -224,10 +253,17 @@ class ChannelLedger {
 
   /// A type total is charged by every thread: each has its cache lines to itself, so no
   /// read-mostly field (the ledger's, or the manager's beside it) shares a line it writes.
+  enum TotalMode : uint32_t { kSummed = 0, kSwitching = 1, kCharged = 2 };
   struct alignas(64) SharedScope {
     LedgerScope scope;
+    std::atomic<uint32_t> mode{kSummed};  ///< TotalMode; only ChargeTotalLocked writes it
   };
   SharedScope type_totals_[kMaxTypes];
+  /// Charges and refunds in flight that may write a summed type total, per thread shard.
+  struct alignas(64) InflightCell {
+    std::atomic<uint64_t> n{0};
+  };
+  InflightCell inflight_[kStatShards + 1];
   std::atomic<ChannelState*> segments_[kSegments] = {};  ///< lazily allocated
   bool single_owner_ = false;                            ///< fixed by Init
 

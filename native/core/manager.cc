@@ -264,7 +264,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   uint32_t index = 0;
   s = m.table.Reserve(&index);
   if (s != Status::kOk) {
-    m.ledger.Refund(type, ch, charged, /*committed=*/false);
+    m.ledger.Cancel(type, ch, &ticket);
     ChannelLedger::Exit(ch, single);
     m.refusals.Add();
     return s;
@@ -280,7 +280,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
     }
     if (s != Status::kOk) {
       m.table.Unreserve(index);
-      m.ledger.Refund(type, ch, charged, /*committed=*/false);
+      m.ledger.Cancel(type, ch, &ticket);
       ChannelLedger::Exit(ch, single);
       m.refusals.Add();
       return s;

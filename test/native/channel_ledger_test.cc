@@ -1,8 +1,10 @@
 // channel_ledger_test.cc — channel table (names, recycling, owners) and the
-// check-and-charge protocol: exact refusals, rollback, soft limits, and a
-// threaded run that never sees usage above a hard limit.
+// check-and-charge protocol: exact refusals, rollback, soft limits, a threaded run that
+// never sees usage above a hard limit, and summed type totals switched to charged under load.
 #include "channel_ledger.h"
 
+#include <atomic>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -343,6 +345,168 @@ TEST(TryDiscardNeverShowsAnAllocationAClosedChannel) {
   CHECK(ledger.IsOpen(c) && ledger.Find("busy") == c);
   CHECK_EQ(ledger.ChannelUsage(c).handles, uint64_t{1});
   std::cout << "  " << discards.load() << " refused discards against " << entered.load() << " allocations" << std::endl;
+}
+
+TEST(TypeTotalIsSummedUntilALimitNeedsIt) {
+  ChannelLedger ledger;
+  CHECK(ledger.Init());
+  int32_t a = -1, b = -1;
+  bool created = false;
+  CHECK(ledger.Open("a", ChannelOptions{}, &a, &created) == Status::kOk);
+  CHECK(ledger.Open("b", ChannelOptions{}, &b, &created) == Status::kOk);
+  ChannelState* sa = nullptr;
+  ChannelState* sb = nullptr;
+  CHECK(ledger.Enter(a, &sa) == Status::kOk);
+  CHECK(ledger.Enter(b, &sb) == Status::kOk);
+  Allocation out;
+  auto charge = [&](ChannelState* st) {
+    ChargeTicket t;
+    const Status s = ledger.TryCharge(0, st, 4096, 4096, &t, &out);
+    if (s == Status::kOk) ledger.Commit(0, st, &t);
+    return s;
+  };
+  for (int i = 0; i < 3; ++i) CHECK(charge(sa) == Status::kOk);
+  for (int i = 0; i < 2; ++i) CHECK(charge(sb) == Status::kOk);
+  CHECK(!ledger.TotalCharged(0)) << "no limit: no allocation writes the type total";
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).bytes, uint64_t{5 * 4096}) << "its usage is the channels' sum";
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).handles, uint64_t{5});
+  Limits cap;
+  cap.max_allocation_size = 8192;
+  CHECK(ledger.SetLimits(0, kTypeTotal, cap) == Status::kOk);
+  CHECK(!ledger.TotalCharged(0)) << "a size cap is checked without usage";
+  ChargeTicket big;
+  CHECK(ledger.TryCharge(0, sa, 9000, 12288, &big, &out) == Status::kResourceLimit);
+  CHECK(out.refused_scope == LimitScope::kType && out.refused_size);
+  CHECK_EQ(out.refused_in_use, uint64_t{5 * 4096}) << "the refusal reports the summed usage";
+  Limits hard;
+  hard.max_bytes = 6 * 4096;
+  CHECK(ledger.SetLimits(0, kTypeTotal, hard) == Status::kOk);
+  CHECK(ledger.TotalCharged(0)) << "a byte limit needs the total counted";
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).bytes, uint64_t{5 * 4096}) << "starting from the sum";
+  CHECK(charge(sb) == Status::kOk);
+  CHECK(charge(sa) == Status::kResourceLimit) << "7 x 4 KiB > 6 x 4 KiB";
+  CHECK(out.refused_scope == LimitScope::kType);
+  // Refunds of charges made while it was summed take them out of the total too.
+  for (int i = 0; i < 3; ++i) ledger.Refund(0, sa, 4096);
+  for (int i = 0; i < 3; ++i) ledger.Refund(0, sb, 4096);
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).bytes, uint64_t{0});
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).handles, uint64_t{0});
+  for (int i = 0; i < 6; ++i) CHECK(charge(i % 2 == 0 ? sa : sb) == Status::kOk) << "the whole limit is free again";
+  CHECK(charge(sa) == Status::kResourceLimit);
+  ChargeTicket cancelled;
+  ledger.SetLimits(0, kTypeTotal, Limits{});
+  CHECK(ledger.TotalCharged(0)) << "charged for good once it was";
+  CHECK(ledger.TryCharge(0, sa, 4096, 4096, &cancelled, &out) == Status::kOk);
+  ledger.Cancel(0, sa, &cancelled);
+  for (int i = 0; i < 6; ++i) ledger.Refund(0, i % 2 == 0 ? sa : sb, 4096);
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).bytes, uint64_t{0});
+  ChannelLedger::Exit(sa);
+  ChannelLedger::Exit(sb);
+}
+
+// Two threads charge and refund in their own channels while the type totals are summed; the
+// main thread switches them to charged one after another, with a handle limit the threads
+// then run into. No charge or refund may be lost or counted twice across a switch, and no
+// reader may see a limit exceeded once it is set.
+TEST(TypeTotalSwitchesToChargedUnderLoad) {
+  ChannelLedger ledger;
+  CHECK(ledger.Init());
+  const uint64_t ms = testing::EnvU64("ISOPOOL_LEDGER_SWITCH_MS", 25);  // between switches
+  constexpr int32_t kTypes = kMaxTypes;
+  constexpr uint64_t kLimit = 6;  // per type; the two threads hold ~8 handles of each type
+  std::atomic<uint32_t> limited{0};  // types [0, limited) have their limit
+  std::atomic<bool> stop{false}, finish{false};
+  std::atomic<uint64_t> over{0}, refusals{0}, ops{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < 2; ++th) {
+    threads.emplace_back([&, th] {
+      int32_t c = -1;
+      bool created = false;
+      CHECK(ledger.Open(th == 0 ? "x" : "y", ChannelOptions{}, &c, &created) == Status::kOk);
+      ChannelState* st = nullptr;
+      CHECK(ledger.Enter(c, &st) == Status::kOk);
+      testing::Rng rng(th + 5);
+      std::vector<int32_t> held;  // the type of each live charge
+      while (!finish.load(std::memory_order_relaxed)) {
+        ops.fetch_add(1, std::memory_order_relaxed);
+        const int32_t type = static_cast<int32_t>(rng.Below(kTypes));
+        if (held.size() < 8 * kTypes && rng.Below(2) == 0) {
+          Allocation out;
+          ChargeTicket t;
+          if (ledger.TryCharge(type, st, 100, 128, &t, &out) == Status::kOk) {
+            for (uint64_t k = rng.Below(64); k > 0; --k) {
+              // an allocation takes a slot and a handle between its charge and its commit
+              std::atomic_signal_fence(std::memory_order_seq_cst);
+            }
+            if (rng.Below(4) == 0) std::this_thread::yield();
+            if (rng.Below(8) == 0) {
+              ledger.Cancel(type, st, &t);  // an allocation that failed after its charge
+            } else {
+              ledger.Commit(type, st, &t);
+              held.push_back(type);
+            }
+          } else {
+            refusals.fetch_add(1, std::memory_order_relaxed);
+          }
+        } else if (!held.empty()) {
+          const size_t k = rng.Below(held.size());
+          ledger.Refund(held[k], st, 128);
+          held[k] = held.back();
+          held.pop_back();
+        }
+      }
+      for (int32_t type : held) ledger.Refund(type, st, 128);
+      ChannelLedger::Exit(st);
+    });
+  }
+  std::thread watcher([&] {
+    while (!stop.load()) {
+      const uint32_t n = limited.load(std::memory_order_acquire);
+      for (uint32_t t = 0; t < n; ++t) {
+        if (ledger.TypeUsage(static_cast<int32_t>(t), kTypeTotal).handles > kLimit) over.fetch_add(1);
+      }
+    }
+  });
+  Limits l;
+  l.max_handles = kLimit;
+  for (int32_t t = 0; t < kTypes; ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    // The usage may be above the limit at the switch: readers check once it is down.
+    CHECK(ledger.SetLimits(t, kTypeTotal, l) == Status::kOk);
+    while (ledger.TypeUsage(t, kTypeTotal).handles > kLimit) std::this_thread::yield();
+    limited.store(static_cast<uint32_t>(t + 1), std::memory_order_release);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  finish.store(true);
+  for (auto& t : threads) t.join();
+  stop.store(true);
+  watcher.join();
+  CHECK_EQ(over.load(), uint64_t{0}) << "a reader saw more handles than a limit";
+  CHECK(refusals.load() > 0) << "the limits were hit";
+  int32_t z = -1;
+  bool created = false;
+  CHECK(ledger.Open("z", ChannelOptions{}, &z, &created) == Status::kOk);
+  ChannelState* st = nullptr;
+  CHECK(ledger.Enter(z, &st) == Status::kOk);
+  Allocation out;
+  for (int32_t t = 0; t < kTypes; ++t) {
+    CHECK(ledger.TotalCharged(t));
+    const LedgerUsage u = ledger.TypeUsage(t, kTypeTotal);
+    CHECK_EQ(u.bytes, uint64_t{0}) << "type " << t << ": every charge refunded exactly once across the switch";
+    CHECK_EQ(u.handles, uint64_t{0}) << "type " << t;
+    // The reservations are back to zero too: exactly kLimit handles fit.
+    for (uint64_t i = 0; i < kLimit; ++i) {
+      ChargeTicket tk;
+      CHECK(ledger.TryCharge(t, st, 1, 1, &tk, &out) == Status::kOk) << "type " << t << " handle " << i;
+      ledger.Commit(t, st, &tk);
+    }
+    ChargeTicket tk;
+    CHECK(ledger.TryCharge(t, st, 1, 1, &tk, &out) == Status::kResourceLimit) << "type " << t;
+    for (uint64_t i = 0; i < kLimit; ++i) ledger.Refund(t, st, 1);
+  }
+  ChannelLedger::Exit(st);
+  std::cout << "  2 threads, " << ops.load() << " ops across " << kTypes << " switches, refusals " << refusals.load()
+            << std::endl;
 }
 
 TEST_MAIN()

@@ -192,7 +192,7 @@ TEST(PeakRecordsOnlyCommittedUsage) {
   CHECK_EQ(ledger.ChannelUsage(c).bytes, kSlot) << "a charge is not usage until Commit";
   CHECK_EQ(ledger.ChannelUsage(c).handles, uint64_t{1}) << "a charge is not a handle until Commit";
   CHECK(ledger.TryCharge(0, st, kSlot, kSlot, &t3, &out) == Status::kResourceLimit) << "3 x 4 KiB > 8 KiB";
-  ledger.Refund(0, st, kSlot, /*committed=*/false);  // t2: the allocation failed after its charge
+  ledger.Cancel(0, st, &t2);  // t2: the allocation failed after its charge
   for (const LedgerUsage& u : {ledger.ChannelUsage(c), ledger.TypeUsage(0, c), ledger.TypeUsage(0, kTypeTotal)}) {
     CHECK_EQ(u.bytes, kSlot) << "only the committed charge";
     CHECK_EQ(u.peak_bytes, kSlot) << "the uncommitted charge never reached the peak";

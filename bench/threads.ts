@@ -24,7 +24,7 @@ import type { ChannelScope } from '../lib';
 import { machineInfo, table } from './report';
 import { median } from './stats';
 
-type Kind = 'private' | 'shared' | 'calibration';
+type Kind = 'private' | 'private-nolane' | 'shared' | 'calibration';
 type Access = 'view' | 'revocable';
 
 interface Job {
@@ -68,6 +68,7 @@ async function workerMain(job: Job): Promise<void> {
       sink += x & 1;
     };
   } else {
+    // 'private-nolane': the worker starts with ISOPOOL_FASTLANE=off (run() sets its env).
     manager = job.kind === 'shared' ? new ResourceManager({ shared: job.shared }) : new ResourceManager();
     scope = manager.openChannel(job.channel, { access: job.access });
     const channel = scope;
@@ -118,8 +119,8 @@ interface Setup {
   readonly workers: 1 | 2;
 }
 
-const SETUPS: readonly Setup[] = (['calibration', 'private', 'shared'] as const).flatMap((kind) =>
-  (kind === 'calibration' ? (['view'] as const) : (['view', 'revocable'] as const)).flatMap((access) =>
+const SETUPS: readonly Setup[] = (['calibration', 'private', 'private-nolane', 'shared'] as const).flatMap((kind) =>
+  (kind === 'calibration' || kind === 'private-nolane' ? (['view'] as const) : (['view', 'revocable'] as const)).flatMap((access) =>
     ([1, 2] as const).map((workers) => ({ kind, access, workers })),
   ),
 );
@@ -141,7 +142,8 @@ async function run(setup: Setup, config: Config, shared: string): Promise<number
       runMs: config.runMs,
       gate: gate.buffer as SharedArrayBuffer,
     };
-    return new Worker(__filename, { workerData: job });
+    const env = setup.kind === 'private-nolane' ? { ...process.env, ISOPOOL_FASTLANE: 'off' } : process.env;
+    return new Worker(__filename, { workerData: job, env });
   });
   const done = workers.map(
     (w) =>
@@ -214,6 +216,7 @@ async function main(): Promise<void> {
       ]);
     }
   }
+  rows.push(['private manager, view, fast lane off', fmtM(med('private-nolane', 'view', 1)), fmtM(med('private-nolane', 'view', 2)), fmtR(ratio('private-nolane/view/2', 'private-nolane/view/1'))]);
   rows.push(['calibration (plain JS, no isopool)', fmtM(med('calibration', 'view', 1)), fmtM(med('calibration', 'view', 2)), fmtR(ratio('calibration/view/2', 'calibration/view/1'))]);
   const goals = [
     ['shared, view: 2 workers / 1 worker', '≥ 1.7×', fmtR(ratio('shared/view/2', 'shared/view/1'))],
@@ -256,6 +259,21 @@ async function main(): Promise<void> {
     table(['manager, channel access', '1 worker', '2 workers', '2 / 1'], rows, [false, true, true, true]),
     '',
     `The shared manager served ${stats.allocations} allocations and ${stats.deallocations} deallocations in this run.`,
+    '',
+    '## Why a shared manager is slower in one worker (view)',
+    '',
+    'A shared manager has no fast lane: each allocate and deallocate is a native call, as in a private manager with',
+    '`ISOPOOL_FASTLANE=off` (the row above). The lane keeps freed slots in JavaScript and brings the native side up to',
+    'date before any other call of the same thread; with a shared manager any other thread may read metrics, free by id',
+    'or close the channel at any moment, and it cannot run this thread\'s JavaScript to bring it up to date, so every',
+    'observation would no longer be exact (docs/DECISIONS.md, "Threads (shared managers)"). What is left is the native',
+    'path itself, which a shared manager runs with atomic read-modify-writes instead of the plain stores of a',
+    'single-owner one:',
+    '',
+    table(['ratio, 1 worker, view (same round)', 'measured'], [
+      ['shared / private, fast lane off: the cost of the multi-thread native path', fmtR(ratio('shared/view/1', 'private-nolane/view/1'))],
+      ['private, fast lane off / private: what the lane buys', fmtR(ratio('private-nolane/view/1', 'private/view/1'))],
+    ], [false, true]),
     '',
     '<details><summary>Every run (M round trips/s, in round order)</summary>',
     '',

@@ -51,6 +51,7 @@
 //
 // The report (markdown) goes to stdout, progress to stderr.
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -373,6 +374,48 @@ std::string CpuModel() {
   return "unknown";
 }
 
+/// What writing one byte to each 4 KiB page of 1 MiB costs, per page, median of 7: memory just
+/// mapped (what a pool pays for a new slab), and memory already mapped and written (a reused
+/// slot). On bare metal the first is a page fault and a zeroed page, a few hundred ns; a VM
+/// whose host backs guest memory lazily pays much more. It is the floor of a pool that must
+/// return memory to the system past queueSize (docs/DECISIONS.md, "Deferred reuse").
+struct PageCost {
+  double fresh_us = 0;
+  double reused_us = 0;
+};
+
+PageCost MeasurePages() {
+  constexpr size_t kBytes = size_t{1} << 20, kPage = 4096, kPages = kBytes / kPage;
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto now = [] { return std::chrono::steady_clock::now(); };
+  std::vector<double> fresh, reused;
+  void* kept = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (kept == MAP_FAILED) return {};
+  std::memset(kept, 1, kBytes);
+  for (int r = 0; r < 7; ++r) {
+    auto t0 = now();
+    for (int i = 0; i < 8; ++i) {
+      void* m = mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) return {};
+      volatile uint8_t* p = static_cast<uint8_t*>(m);
+      for (size_t k = 0; k < kPages; ++k) p[k * kPage] = 1;
+      munmap(m, kBytes);
+    }
+    fresh.push_back(std::chrono::duration<double, std::micro>(now() - t0).count() / (8 * kPages));
+    t0 = now();
+    for (int i = 0; i < 8; ++i) {
+      volatile uint8_t* p = static_cast<uint8_t*>(kept);
+      for (size_t k = 0; k < kPages; ++k) p[k * kPage] = static_cast<uint8_t>(i);
+    }
+    reused.push_back(std::chrono::duration<double, std::micro>(now() - t0).count() / (8 * kPages));
+  }
+  munmap(kept, kBytes);
+  return {median(fresh), median(reused)};
+}
+
 std::string FirstLine(const char* path) {
   std::ifstream in(path);
   std::string line;
@@ -490,6 +533,9 @@ int main(int argc, char** argv) {
   std::printf("| compiler | %s (`%s`) |\n", ISOPOOL_BENCH_COMPILER, __VERSION__);
   std::printf("| flags | %s |\n", ISOPOOL_BENCH_FLAGS);
   std::printf("| /proc/loadavg at start | %s |\n", load_before.c_str());
+  const PageCost pages = MeasurePages();
+  std::printf("| write to a fresh 4 KiB page (mmap, write, munmap), per page | %.2f µs |\n", pages.fresh_us);
+  std::printf("| write to a mapped, written page, per page | %.3f µs |\n", pages.reused_us);
   std::printf("| ops per thread per run | %llu |\n", static_cast<unsigned long long>(ops));
   std::printf("| repetitions (1T,2T pairs) | %llu |\n\n", static_cast<unsigned long long>(reps));
   std::fflush(stdout);

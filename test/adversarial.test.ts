@@ -23,7 +23,7 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { ChannelScope, IsopoolError, ResourceHandle, ResourceManager } from '../lib';
-import { VIOLATION_CODES, channelMetrics, collect } from './helpers';
+import { channelMetrics, collect, collectUntil, VIOLATION_CODES } from './helpers';
 
 const SECRET = randomBytes(32);
 const SIZES = [4096, 65536, 1 << 20]; // whole default slots: the attacker sees every slot byte
@@ -162,7 +162,7 @@ for (const [mode, immediate] of [
       const hitsBefore = mgr.getResourceMetrics().pools;
       victimWork(1);
       if (!immediate) {
-        await collect(); // the victim's freed slots return to the pools
+        await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0); // the victim's freed slots return to the pools
         expect(mgr.getResourceMetrics().revocation.pendingRelease, 'no freed slot still parked').to.equal(0);
       }
       let scanned = 0;
@@ -238,7 +238,7 @@ for (const [mode, immediate] of [
       })(victimClosed);
       if (!immediate) {
         victimClosed = []; // drop the closed buffers so their slots return to the pools
-        await collect();
+        await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0);
         expect(mgr.getResourceMetrics().revocation.pendingRelease, 'every freed victim slot returned').to.equal(0);
       }
       for (const size of SIZES) {

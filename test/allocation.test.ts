@@ -4,7 +4,7 @@
  */
 import { expect } from 'chai';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { KiB, MiB, bufferOf, collect, expectCode, filledWith } from './helpers';
+import { bufferOf, collect, collectUntil, expectCode, filledWith, KiB, MiB } from './helpers';
 
 describe('allocation: every public method', () => {
   let mgr: ResourceManager;
@@ -187,7 +187,7 @@ describe('allocation: every public method', () => {
       mgr.deallocateResource(h);
       expect(mgr.verifyCleanupCompletion(h), 'freed, its buffer still reachable').to.equal(false);
       h = undefined;
-      await collect();
+      await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0);
       expect(mgr.verifyCleanupCompletion(id), 'freed and collected, by id').to.equal(true);
       expect(mgr.verifyCleanupCompletion(31337), 'forged').to.equal(false);
     });

@@ -733,7 +733,7 @@ describe(`revocable fast lane: deferred reuse (the default) never takes it (tran
     });
     expect(m.totals, 'every round trip counted once').to.deep.include({ allocations: 20, deallocations: 20, handles: 0, bytesInUse: 0 });
     expect(poolMetrics(mgr, 's').liveSlots, 'the parked slots are live').to.equal(20);
-    await collect();
+    await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0);
     expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked once collected').to.equal(0);
     expect(poolMetrics(mgr, 's').liveSlots, 'every slot returned').to.equal(0);
   });

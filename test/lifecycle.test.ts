@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { ChannelScope, ResourceHandle, ResourceManager } from '../lib';
 import type { ResourceManagerOptions } from '../lib';
-import { bufferOf, collect, expectCode } from './helpers';
+import { bufferOf, collect, collectUntil, expectCode } from './helpers';
 
 /** The two reuse modes, with the length a buffer freed by the manager has afterwards. */
 const MODES: Array<[string, ResourceManagerOptions, (size: number) => number]> = [
@@ -140,7 +140,7 @@ describe('lifecycle', () => {
         h[Symbol.dispose]();
         expect(mgr.getResourceMetrics(), 'nothing changed, no violation counted').to.deep.equal(m1);
         h = undefined;
-        await collect();
+        await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0);
         expect(mgr.verifyCleanupCompletion(id), 'released once collected').to.equal(true);
         expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked').to.equal(0);
       } finally {

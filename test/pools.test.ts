@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { ResourceHandle, ResourceManager } from '../lib';
-import { KiB, MiB, SMALL_POOLS, bufferOf, collect, expectCode, nodeCommand, pendingRelease, poolMetrics } from './helpers';
+import { bufferOf, collect, collectUntil, expectCode, KiB, MiB, nodeCommand, pendingRelease, poolMetrics, SMALL_POOLS } from './helpers';
 
 /**
  * Allocates `n` handles of `size` bytes (in `channel`, or unscoped), calls `atPeak` while they are
@@ -125,7 +125,7 @@ describe('pools', () => {
     it('reuses a freed slot once its buffer is collected: hits rise by exactly one', async () => {
       allocateAndFree(mgr, 1, 4096, 'c');
       expect([pendingRelease(mgr), poolMetrics(mgr, 's').liveSlots], 'parked until collected, counted live').to.deep.equal([1, 1]);
-      await collect();
+      await collectUntil(() => pendingRelease(mgr) === 0);
       expect([pendingRelease(mgr), poolMetrics(mgr, 's').liveSlots], 'returned once collected').to.deep.equal([0, 0]);
       const before = poolMetrics(mgr, 's');
       mgr.allocateResource('buffer', 4096, 'c');

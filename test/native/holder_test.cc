@@ -51,10 +51,60 @@ int32_t Open(Manager* m, const char* name, bool deferred = false) {
   return idx;
 }
 
+/// Opens "a", closes it and opens "b" on the recycled index, which it returns; *closed_owner
+/// is a's owner epoch.
+int32_t RecycleIndex(Manager* m, uint32_t* closed_owner) {
+  const int32_t first = Open(m, "a");
+  *closed_owner = m->OwnerOf(first);
+  std::vector<HandleInfo> freed;
+  CHECK(m->CloseChannel(first, &freed) == Status::kOk);
+  const int32_t second = Open(m, "b");
+  CHECK_EQ(second, first) << "the index is recycled";
+  return second;
+}
+
 uint64_t LiveSlots(Manager* m) {
   ManagerSnapshot s;
   m->Snapshot(&s);
   return s.pools[0].live_slots;
+}
+
+/// Ids one thread hands to another, and the end of the handing.
+struct Handoff {
+  std::mutex mu;
+  std::deque<uint64_t> ids;
+  std::atomic<bool> done{false};
+
+  void Push(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu);
+    ids.push_back(id);
+  }
+  /// The next id, or 0 once none is left and done is set; yields while it waits.
+  uint64_t Pop() {
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!ids.empty()) {
+          const uint64_t id = ids.front();
+          ids.pop_front();
+          return id;
+        }
+      }
+      if (done.load(std::memory_order_acquire)) return 0;
+      std::this_thread::yield();
+    }
+  }
+};
+
+/// Thread 2's part: frees every id handed to it as a foreign thread (holder 2), until done.
+/// `strict`: each free must succeed.
+void FreeHandedOff(Manager* m, Handoff* h, bool strict) {
+  for (uint64_t id = h->Pop(); id != 0; id = h->Pop()) {
+    HandleInfo info;
+    uint32_t v = 0;
+    const Status s = m->Free(id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v);
+    if (strict) CHECK(s == Status::kOk);
+  }
 }
 
 }  // namespace
@@ -276,12 +326,8 @@ TEST(ReclaimEnvChecksCanaries) {
 
 TEST(ExpectedOwnerRefusesARecycledChannel) {
   Mgr m;
-  const int32_t first = Open(m.m, "a");
-  const uint32_t owner = m->OwnerOf(first);
-  std::vector<HandleInfo> freed;
-  CHECK(m->CloseChannel(first, &freed) == Status::kOk);
-  const int32_t second = Open(m.m, "b");
-  CHECK_EQ(second, first) << "the index is recycled";
+  uint32_t owner = 0;
+  const int32_t second = RecycleIndex(m.m, &owner), first = second;
   Allocation a;
   CHECK(m->Allocate(0, 100, first, CallContext{1, owner}, &a) == Status::kChannelClosed)
       << "an allocation meant for closed 'a' must not be charged to 'b'";
@@ -291,12 +337,8 @@ TEST(ExpectedOwnerRefusesARecycledChannel) {
 
 TEST(ExpectedOwnerRefusesAFreePresentedByAClosedIncarnation) {
   Mgr m;
-  const int32_t first = Open(m.m, "a");
-  const uint32_t owner = m->OwnerOf(first);
-  std::vector<HandleInfo> freed;
-  CHECK(m->CloseChannel(first, &freed) == Status::kOk);
-  const int32_t second = Open(m.m, "b");
-  CHECK_EQ(second, first) << "the index is recycled";
+  uint32_t owner = 0;
+  const int32_t second = RecycleIndex(m.m, &owner), first = second;
   Allocation a;
   CHECK(m->Allocate(0, 100, second, CallContext{1, m->OwnerOf(second)}, &a) == Status::kOk);
   HandleInfo info;
@@ -357,9 +399,7 @@ TEST(RevocationWordNeverMissesAPost) {
   const uint64_t rounds = testing::EnvU64("ISOPOOL_HOLDER_OPS", 50000);
   std::atomic<uint32_t> word{0};
   CHECK(m->WatchRevocations(1, &word));
-  std::mutex mu;
-  std::deque<uint64_t> handoff;
-  std::atomic<bool> done{false};
+  Handoff handoff;
   uint64_t released = 0, allocated = 0;
   auto drain = [&] {
     std::vector<uint64_t> ids;
@@ -367,36 +407,16 @@ TEST(RevocationWordNeverMissesAPost) {
     for (uint64_t id : ids) m->OnBufferReleased(id, 1);
     released += ids.size();
   };
-  std::thread freer([&] {
-    for (;;) {
-      uint64_t id = 0;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!handoff.empty()) {
-          id = handoff.front();
-          handoff.pop_front();
-        }
-      }
-      if (id == 0) {
-        if (done.load(std::memory_order_acquire)) break;
-        std::this_thread::yield();
-        continue;
-      }
-      HandleInfo info;
-      uint32_t v = 0;
-      CHECK(m->Free(id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v) == Status::kOk);
-    }
-  });
+  std::thread freer([&] { FreeHandedOff(m.m, &handoff, /*strict=*/true); });
   for (uint64_t i = 0; i < rounds; ++i) {
     Allocation a;
     if (m->Allocate(0, 64, ch, CallContext{1, 0}, &a) == Status::kOk) {
       ++allocated;
-      std::lock_guard<std::mutex> lock(mu);
-      handoff.push_back(a.id);
+      handoff.Push(a.id);
     }
     if (word.load(std::memory_order_relaxed) != 0) drain();
   }
-  done.store(true, std::memory_order_release);
+  handoff.done.store(true, std::memory_order_release);
   freer.join();
   if (word.load(std::memory_order_relaxed) != 0) drain();
   CHECK_EQ(released, allocated) << "every post reached the holder through its word";
@@ -412,9 +432,7 @@ TEST(ParkedSlotsAreNeverReusedBeforeRelease) {
   Mgr m;
   const int32_t ch = Open(m.m, "c");
   const uint64_t rounds = testing::EnvU64("ISOPOOL_HOLDER_OPS", 50000);
-  std::mutex mu;
-  std::deque<uint64_t> handoff;
-  std::atomic<bool> done{false};
+  Handoff handoff;
   std::atomic<uint64_t> bad{0};
   struct Held {
     uint64_t id;
@@ -430,8 +448,7 @@ TEST(ParkedSlotsAreNeverReusedBeforeRelease) {
         const uint8_t stamp = static_cast<uint8_t>(i | 1);
         std::memset(a.data, stamp, 64);
         held.push_back({a.id, a.data, stamp});
-        std::lock_guard<std::mutex> lock(mu);
-        handoff.push_back(a.id);
+        handoff.Push(a.id);
       }
       std::vector<uint64_t> revoked;
       m->DrainRevocations(1, &revoked);
@@ -445,33 +462,14 @@ TEST(ParkedSlotsAreNeverReusedBeforeRelease) {
         held.erase(it);
       }
     }
-    done.store(true, std::memory_order_release);
+    handoff.done.store(true, std::memory_order_release);
     // Buffers still held at the end are released as if the thread left.
     m->ReclaimEnv(1, FreeReason::kLeak);
     for (const Held& h : held) m->OnBufferReleased(h.id, 1);
   });
-  std::thread freer([&] {
-    for (;;) {
-      uint64_t id = 0;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!handoff.empty()) {
-          id = handoff.front();
-          handoff.pop_front();
-        }
-      }
-      if (id == 0) {
-        if (done.load(std::memory_order_acquire)) break;
-        std::this_thread::yield();
-        continue;
-      }
-      HandleInfo info;
-      uint32_t v = 0;
-      m->Free(id, -1, FreeReason::kDeallocate, CallContext{2, 0}, &info, &v);
-    }
-  });
+  std::thread freer([&] { FreeHandedOff(m.m, &handoff, /*strict=*/false); });
   std::thread other([&] {
-    while (!done.load(std::memory_order_acquire)) {
+    while (!handoff.done.load(std::memory_order_acquire)) {
       Allocation a;
       if (m->Allocate(0, 64, ch, CallContext{3, 0}, &a) == Status::kOk) {
         std::memset(a.data, 0, 64);  // would clobber a parked slot's stamp if it were reused

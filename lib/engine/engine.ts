@@ -216,7 +216,10 @@ export class Engine implements HandleOwner {
     return presenter.index;
   }
 
-  /** #presenterIndex for a call that passes `presenter.owner` to the native side, which checks it. */
+  /**
+   * #presenterIndex for a call that passes `presenter.owner` to the native side, which checks it
+   * (another thread of a shared manager may have closed the channel; elsewhere `open` says it).
+   */
   #presenterHot(presenter: ChannelState | null): number {
     if (presenter === null) return -1;
     if (!presenter.open) throw new ChannelClosedError(presenter.name);
@@ -585,20 +588,21 @@ export class Engine implements HandleOwner {
 
   deallocate(handle: unknown, presenter: ChannelState | null): boolean {
     const id = handleIdArg(handle);
-    // A shared manager's scope may have been closed by another thread: the native free checks
-    // the incarnation (FreeOwner) instead of a lookup here, so only a malformed id looks first.
-    const presenterIndex = this.#shared && isWellFormedId(id) ? this.#presenterHot(presenter) : this.#presenterIndex(presenter);
     if (!isWellFormedId(id)) {
+      this.#presenterIndex(presenter); // a closed scope is refused first
       this.#notices.malformed(presenter, id);
       return false;
     }
+    // A shared manager's scope may have been closed by another thread: the native free checks
+    // the incarnation (FreeOwner) instead of a lookup here.
+    const presenterIndex = this.#presenterHot(presenter);
     const fast = this.#fast;
     if (fast !== null && this.#park(fast, id, presenter)) return true;
     const record = this.#records.get(id);
     // The native side must know every fast-lane id first (this one may be parked or burned, or a
     // watched lane handle, which has a record, presented by another channel).
     if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
-    const status = this.#freeHeld(id, presenterIndex, record, presenter === null || !this.#shared ? 0 : presenter.owner);
+    const status = this.#freeHeld(id, presenterIndex, record, presenter === null ? 0 : presenter.owner);
     if (status === NativeStatus.Ok) {
       fast?.forget(id);
       this.#moves.forget(id);
@@ -642,7 +646,7 @@ export class Engine implements HandleOwner {
     const record = this.#records.get(id);
     if (fast !== null && (record === undefined || fast.handedOut(id))) fast.sync();
     if (this.#native.lookup(id) !== NativeStatus.Ok || this.#out[InfoOut.InTransit] === 1) return;
-    if (this.#freeHeld(id, scope === null ? -1 : scope.index, record, scope === null || !this.#shared ? 0 : scope.owner) === NativeStatus.Ok) {
+    if (this.#freeHeld(id, scope === null ? -1 : scope.index, record, scope === null ? 0 : scope.owner) === NativeStatus.Ok) {
       fast?.forget(id);
       this.#moves.forget(id);
       this.#release(id, record, this.#out[InfoOut.Recached] === 1);

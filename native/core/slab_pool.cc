@@ -80,10 +80,11 @@ Slab* SlabRegistry::CreateSlab(uint64_t slot_size, uint32_t slots, uint64_t map_
   uint8_t* mem = MapGuarded(map_bytes, guard);
   if (mem == nullptr) return nullptr;
 
-  // Header layout: Slab | SlotMeta[slots] | uint32_t[slots].
+  // Header layout: Slab | SlotMeta[slots] | uint32_t[slots], line aligned (SlotMeta).
   const size_t meta_off = (sizeof(Slab) + alignof(SlotMeta) - 1) / alignof(SlotMeta) * alignof(SlotMeta);
   const size_t stack_off = meta_off + sizeof(SlotMeta) * slots;
-  void* header = std::malloc(stack_off + sizeof(uint32_t) * slots);
+  const size_t header_bytes = (stack_off + sizeof(uint32_t) * slots + kCacheLine - 1) / kCacheLine * kCacheLine;
+  void* header = std::aligned_alloc(kCacheLine, header_bytes);
   const uint64_t key = next_key_.fetch_add(1, std::memory_order_relaxed);
   if (header == nullptr || key > kMaxSlabKey) {
     std::free(header);

@@ -101,8 +101,11 @@ constexpr uint64_t kMaxSlabBytes = 1ull << 20;  ///< target slab size for smalle
 constexpr uint32_t kMaxSlotsPerSlab = 256;
 constexpr uint64_t kMaxSlabKey = (1ull << 53) - 1;  ///< slab keys are safe integers
 
-/// Out-of-band metadata of one slot.
-struct SlotMeta {
+/// Out-of-band metadata of one slot, written by every allocation of it. One cache line each
+/// (the slab header that holds them is line aligned): neighbouring slots sit in different
+/// threads' magazines, and a line shared by two of them would move between cores on every
+/// allocation (bench/native: 2 threads on their own channels gained 15-25%).
+struct alignas(kCacheLine) SlotMeta {
   uint64_t dirty = 0;  ///< bytes [0, dirty) may hold data of `owner`; 0..slot_size
   uint32_t owner = 0;  ///< owner epoch of the last holder; 0 = fresh zero memory
 };

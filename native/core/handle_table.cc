@@ -168,9 +168,9 @@ HandleTable::LocalQuarantine* HandleTable::LocalOf(uint32_t shard) noexcept {
   }
   LocalQuarantine* q = &local_[shard];
   if (q->ring == nullptr) {
-    q->ring = new (std::nothrow) uint32_t[local_cap_];
+    q->ring = new (std::nothrow) uint32_t[local_cap_ + kRun];
     if (q->ring == nullptr) return nullptr;
-    q->head = q->count = 0;
+    q->head = q->count = q->run_count = 0;
   }
   return q;
 }
@@ -186,6 +186,36 @@ void HandleTable::FlushShard(uint32_t shard) noexcept {
   if (shard >= kStatShards) return;
   LocalQuarantine* q = &local_[shard];
   while (q->ring != nullptr && q->count > 0) RecycleShared(PopOldest(q));  // oldest first: FIFO kept
+  // The run never reached a handle: back on the stack, as Unreserve does.
+  while (q->run_count > 0) PushFree(q->ring[local_cap_ + --q->run_count]);
+}
+
+bool HandleTable::FillRun(LocalQuarantine* q) noexcept {
+  uint32_t* run = q->ring + local_cap_;
+  uint32_t n = 0;
+  while (n < kRun) {
+    const uint32_t index = PopFree();
+    if (index == 0) break;
+    run[n++] = index;
+  }
+  if (n == 0) {
+    const size_t cap = quarantine_.capacity();
+    if (cap > 0 && quarantine_.SizeApprox() >= cap) return false;  // Reserve drains it first
+    uint32_t hw = high_water_.load(std::memory_order_acquire);
+    for (;;) {
+      if (hw > kMaxIndex || !EnsureSegment(hw >> kSegmentBits)) return false;
+      // Within hw's segment (the one EnsureSegment installed) and the table.
+      const uint32_t end = std::min({hw + kRun, ((hw >> kSegmentBits) + 1) << kSegmentBits, kMaxIndex + 1});
+      // acq_rel: as in Reserve.
+      if (high_water_.compare_exchange_weak(hw, end, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        for (uint32_t i = end; i > hw; --i) run[n++] = i - 1;  // the lowest on top
+        break;
+      }
+      // CAS failed: another thread moved the mark; `hw` reloaded.
+    }
+  }
+  q->run_count = n;
+  return true;
 }
 
 Status HandleTable::Reserve(uint32_t* index, uint32_t shard) noexcept {
@@ -193,6 +223,10 @@ Status HandleTable::Reserve(uint32_t* index, uint32_t shard) noexcept {
   if (local != nullptr && local->count == local_cap_) {
     // Its oldest index has waited behind kQuarantine frees of this thread.
     *index = PopOldest(local);
+    return Status::kOk;
+  }
+  if (local != nullptr && (local->run_count > 0 || FillRun(local))) {
+    *index = local->ring[local_cap_ + --local->run_count];
     return Status::kOk;
   }
   const uint32_t recycled = PopFree();

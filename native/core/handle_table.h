@@ -81,6 +81,14 @@
 // allocate/free loop then touches no shared cache line of the table. An exiting thread moves
 // its quarantine into the shared one. A table that is full takes the caller's own quarantined
 // indices, not other threads': those (at most kQuarantine per thread) wait for their threads.
+// Such a thread also takes the indices it needs beyond its quarantine in runs of kRun: up to
+// kRun pops of the stack at once, or kRun fresh indices in one step of the high-water mark.
+// So the indices one thread cycles through lie together, not interleaved with another
+// thread's: entries of two threads that alternate in memory put both threads' lines in
+// reach of each other's hardware prefetchers, and every entry write then moves a line between
+// cores (bench/native measured 2 threads at ~1.6x one thread interleaved, ~2.0x in runs).
+// A thread's run (at most kRun - 1 indices) is not available to other threads; its exit
+// pushes it back on the stack.
 //
 // Single owner (the constructor's `single_owner`, single_owner.h): one thread makes every
 // call, so the state transitions, the holder CAS, the free stack, the high-water mark and the
@@ -295,15 +303,20 @@ class HandleTable final : public ShardCache {
   void Recycle(uint32_t index, uint32_t shard = ThisThreadShard()) noexcept;  ///< through a quarantine
   void RecycleShared(uint32_t index) noexcept;  ///< through the shared quarantine
   /// A thread's own quarantine (see the file comment): `count` indices from `head`, FIFO.
+  static constexpr uint32_t kRun = 64;  ///< indices a thread takes from the shared table at once
   struct alignas(64) LocalQuarantine {
     uint32_t head = 0;
     uint32_t count = 0;
-    uint32_t* ring = nullptr;  ///< local_cap_ cells
+    uint32_t* ring = nullptr;  ///< local_cap_ cells, then kRun cells of the run
+    uint32_t run_count = 0;    ///< indices left in the run: ring[local_cap_ + i], i < run_count
   };
   /// The calling thread's quarantine, or null (single owner, no quarantine, the shared
   /// statistics shard, only one thread so far, or memory refused).
   LocalQuarantine* LocalOf(uint32_t shard) noexcept;
   uint32_t PopOldest(LocalQuarantine* q) const noexcept;
+  /// Refills `q`'s empty run: up to kRun indices off the stack, else (no full shared
+  /// quarantine to drain first) kRun fresh ones. False if it found none.
+  bool FillRun(LocalQuarantine* q) noexcept;
   uint32_t Check(uint32_t index, uint32_t generation) const noexcept;
 
   const uint64_t secret_;

@@ -2,6 +2,7 @@
 // races, lazy growth and the random-forgery bound.
 #include "handle_table.h"
 
+#include <atomic>
 #include <set>
 #include <thread>
 #include <vector>
@@ -299,6 +300,55 @@ TEST(ConcurrentReserveRelease) {
   CHECK_EQ(errors.load(), uint64_t{0}) << "no index is live twice; every free succeeds";
   std::cout << "  " << threads_n << " threads x " << ops << " reserve/free ops, high water " << t.HighWater()
             << std::endl;
+}
+
+TEST(ThreadsTakeIndicesInRunsAndGiveBackWhatTheyLeave) {
+  HandleTable t(HandleTable::RandomSecret());
+  FreeId(t, Publish(t, 0));  // the first thread: a second one turns the threads' caches on
+  const int per_thread = 100;  // one full run and part of a second
+  std::vector<uint32_t> got[2];
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int th = 0; th < 2; ++th) {
+    threads.emplace_back([&, th] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();  // both reserve at the same time
+      std::vector<uint64_t> ids;
+      for (int i = 0; i < per_thread; ++i) {
+        uint32_t index = 0;
+        ids.push_back(Publish(t, th, &index));
+        got[th].push_back(index);
+      }
+      for (uint64_t id : ids) FreeId(t, id);
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<uint32_t> used;
+  for (int th = 0; th < 2; ++th) {
+    int breaks = 0;
+    for (size_t i = 1; i < got[th].size(); ++i) breaks += got[th][i] != got[th][i - 1] + 1;
+    CHECK(breaks <= 2) << "thread " << th << " took its indices in runs, not interleaved (" << breaks
+                       << " breaks)";
+    used.insert(got[th].begin(), got[th].end());
+  }
+  CHECK_EQ(used.size(), size_t{2 * per_thread}) << "no index was handed to both threads";
+  // What the runs held and no handle used went back on the stack when the threads exited:
+  // the next reserves take exactly those before the high-water mark moves.
+  const uint32_t high = t.HighWater();
+  std::set<uint32_t> left;
+  for (uint32_t i = 2; i < high; ++i) {
+    if (used.count(i) == 0) left.insert(i);
+  }
+  CHECK(!left.empty()) << "the threads left part of a run";
+  std::set<uint32_t> again;
+  for (size_t i = 0; i < left.size(); ++i) {
+    uint32_t index = 0;
+    CHECK(t.Reserve(&index) == Status::kOk);
+    again.insert(index);
+  }
+  CHECK(again == left) << "every index of the leaving threads' runs was reserved again";
+  CHECK_EQ(t.HighWater(), high) << "before any fresh index";
+  for (uint32_t index : again) t.Unreserve(index);
 }
 
 TEST(RandomSafeIntegersRejected) {

@@ -36,6 +36,7 @@ HandleTable::HandleTable(uint64_t secret, uint32_t quarantine, bool single_owner
 HandleTable::~HandleTable() {
   if (local_state_.load(std::memory_order_acquire) == 2) UnregisterShardCache(this);
   for (auto& q : local_) delete[] q.ring;
+  for (auto& q : depot_) delete[] q.ring;
   for (auto& seg : segments_) delete[] seg.load(std::memory_order_relaxed);
   for (auto& cells : census_) delete[] cells.load(std::memory_order_relaxed);
 }
@@ -168,6 +169,14 @@ HandleTable::LocalQuarantine* HandleTable::LocalOf(uint32_t shard) noexcept {
   }
   LocalQuarantine* q = &local_[shard];
   if (q->ring == nullptr) {
+    {
+      std::lock_guard<std::mutex> lock(depot_mu_);
+      if (!depot_.empty()) {
+        *q = depot_.back();  // an exited thread's quarantine, its run already given back
+        depot_.pop_back();
+        return q;
+      }
+    }
     q->ring = new (std::nothrow) uint32_t[local_cap_ + kRun];
     if (q->ring == nullptr) return nullptr;
     q->head = q->count = q->run_count = 0;
@@ -185,9 +194,30 @@ uint32_t HandleTable::PopOldest(LocalQuarantine* q) const noexcept {
 void HandleTable::FlushShard(uint32_t shard) noexcept {
   if (shard >= kStatShards) return;
   LocalQuarantine* q = &local_[shard];
-  while (q->ring != nullptr && q->count > 0) RecycleShared(PopOldest(q));  // oldest first: FIFO kept
+  if (q->ring == nullptr) return;
   // The run never reached a handle: back on the stack, as Unreserve does.
   while (q->run_count > 0) PushFree(q->ring[local_cap_ + --q->run_count]);
+  {
+    std::lock_guard<std::mutex> lock(depot_mu_);
+    try {
+      depot_.push_back(*q);  // whole, for the next thread (see the file comment)
+      *q = LocalQuarantine{};
+      return;
+    } catch (...) {  // std::bad_alloc: spread it over the shared quarantine instead
+    }
+  }
+  while (q->count > 0) RecycleShared(PopOldest(q));  // oldest first: FIFO kept
+}
+
+bool HandleTable::PopDepot(uint32_t* index) noexcept {
+  std::lock_guard<std::mutex> lock(depot_mu_);
+  for (LocalQuarantine& q : depot_) {
+    if (q.count > 0) {
+      *index = PopOldest(&q);
+      return true;
+    }
+  }
+  return false;
 }
 
 bool HandleTable::FillRun(LocalQuarantine* q) noexcept {
@@ -259,6 +289,7 @@ Status HandleTable::Reserve(uint32_t* index, uint32_t shard) noexcept {
         *index = PopOldest(local);
         return Status::kOk;
       }
+      if (PopDepot(index)) return Status::kOk;
       return full ? Status::kHandleTableFull : Status::kPoolExhausted;
     }
     // acq_rel: the segment (installed before) is visible to readers of high_water_.

@@ -88,7 +88,11 @@
 // reach of each other's hardware prefetchers, and every entry write then moves a line between
 // cores (bench/native measured 2 threads at ~1.6x one thread interleaved, ~2.0x in runs).
 // A thread's run (at most kRun - 1 indices) is not available to other threads; its exit
-// pushes it back on the stack.
+// pushes it back on the stack. An exiting thread's quarantine goes whole to a depot, and the
+// next thread to need one adopts it (FIFO and waits kept): one thread's indices are not
+// spread over the shared quarantine and stack for the next threads to take turn about, which
+// would interleave them again. A table that is full also takes the oldest index of a depot
+// quarantine.
 //
 // Single owner (the constructor's `single_owner`, single_owner.h): one thread makes every
 // call, so the state transitions, the holder CAS, the free stack, the high-water mark and the
@@ -99,6 +103,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <vector>
 
 #include "types.h"
 #include "mpmc_ring.h"
@@ -317,6 +323,8 @@ class HandleTable final : public ShardCache {
   /// Refills `q`'s empty run: up to kRun indices off the stack, else (no full shared
   /// quarantine to drain first) kRun fresh ones. False if it found none.
   bool FillRun(LocalQuarantine* q) noexcept;
+  /// A full table's last resort: the oldest index of a depot quarantine. False if none.
+  bool PopDepot(uint32_t* index) noexcept;
   uint32_t Check(uint32_t index, uint32_t generation) const noexcept;
 
   const uint64_t secret_;
@@ -328,6 +336,8 @@ class HandleTable final : public ShardCache {
   std::atomic<CensusCell*> census_[kSegments] = {};  ///< installed before its segment
   uint32_t local_cap_ = 0;                 ///< length of each thread's quarantine
   SecondThread second_thread_;             ///< turns the threads' quarantines on
+  std::mutex depot_mu_;                     ///< guards depot_
+  std::vector<LocalQuarantine> depot_;      ///< quarantines of exited threads, to adopt
   std::atomic<int> local_state_{0};        ///< 0 off, 1 turning on (registering), 2 on
   LocalQuarantine local_[kStatShards];     ///< [shard]: touched only by the shard's owner
 };

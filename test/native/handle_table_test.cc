@@ -2,6 +2,7 @@
 // races, lazy growth and the random-forgery bound.
 #include "handle_table.h"
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -349,6 +350,46 @@ TEST(ThreadsTakeIndicesInRunsAndGiveBackWhatTheyLeave) {
   CHECK(again == left) << "every index of the leaving threads' runs was reserved again";
   CHECK_EQ(t.HighWater(), high) << "before any fresh index";
   for (uint32_t index : again) t.Unreserve(index);
+}
+
+TEST(AnExitedThreadsQuarantineIsAdoptedWhole) {
+  HandleTable t(HandleTable::RandomSecret());
+  FreeId(t, Publish(t, 0));  // the first thread: a second one turns the threads' caches on
+  // Two threads fill their quarantines and exit together; two later ones take indices in turn.
+  // Each later thread must adopt one whole quarantine: its indices all come from one exited
+  // thread, and the two take different ones (not both from the shared quarantine or stack).
+  std::set<uint32_t> sets[4];
+  auto run_pair = [&](int first, bool publish_all) {
+    std::atomic<int> turn{0};
+    std::vector<std::thread> pair;
+    for (int th = first; th < first + 2; ++th) {
+      pair.emplace_back([&, th] {
+        // The first pair holds all its handles, then frees them (a full quarantine each); the
+        // later pair frees each handle at once (a full quarantine gives its oldest index).
+        const uint32_t n = publish_all ? HandleTable::kQuarantine : 200;
+        std::vector<uint64_t> ids;
+        for (uint32_t i = 0; i < n; ++i) {
+          while (turn.load() % 2 != th - first) std::this_thread::yield();  // alternate
+          uint32_t index = 0;
+          ids.push_back(Publish(t, th, &index));
+          sets[th].insert(index);
+          if (!publish_all) FreeId(t, ids.back());
+          turn.fetch_add(1);
+        }
+        if (publish_all) {
+          for (uint64_t id : ids) FreeId(t, id);
+        }
+      });
+    }
+    for (auto& th : pair) th.join();
+  };
+  run_pair(0, true);
+  run_pair(2, false);
+  auto within = [&](int later, int exited) {
+    return std::includes(sets[exited].begin(), sets[exited].end(), sets[later].begin(), sets[later].end());
+  };
+  CHECK((within(2, 0) && within(3, 1)) || (within(2, 1) && within(3, 0)))
+      << "each later thread took all its indices from one exited thread's quarantine, the two from different ones";
 }
 
 TEST(RandomSafeIntegersRejected) {

@@ -47,6 +47,13 @@ ops/s ÷ median 1-thread ops/s** (2.00 = perfect scaling, 1.00 = no gain).
 - **calibration**: no core call; each op is 96 splitmix64 steps in registers. Its ratio is the
   most a second thread can add on this machine during the run (2.00 on two idle cores): read
   the other ratios against it.
+- **counters**: no core call; each op is the 10 locked adds one channel's ledger takes per
+  Allocate or Free (its in-flight count; bytes, handles and their reservations in the
+  channel and channel-type scopes), on 3 cache lines. **per-thread**: each thread has its
+  own lines; **shared**: one set for every thread, as when threads share a channel. Its shared
+  ratio is what exact counts of one channel cost when two threads update them: the lines move
+  between cores on each add, so the adds of both threads run one after another. The shared
+  rows below pay this for their ledger and scale only by the work between the adds.
 - **alloc-free**: Allocate 4 KiB (revocable) then Free it.
 - **window**: 64 live handles per thread; each step frees a random one and allocates a
   4 KiB or 64 KiB (50/50) replacement.

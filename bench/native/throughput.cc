@@ -15,6 +15,12 @@
 //   validate     each thread keeps 64 live 4 KiB handles; every step is 8
 //                Validate calls on random live handles, then one Free and one
 //                Allocate replacing a random handle (80% Validate).
+//   counters     no core call: each op is the 10 locked adds a channel's ledger takes per
+//                Allocate or Free (its in-flight count, and bytes, handles and their
+//                reservations in the channel and channel-type scopes), on 3 cache lines.
+//                Per-thread: each thread has its own lines; shared: one set for all (what
+//                every thread on one channel does to keep its counts exact). Its shared
+//                ratio is the most a shared channel can scale with exact counters.
 //   calibration  no core call: each op is 96 splitmix64 steps in registers (about
 //                the time of one core call). Its 2T/1T ratio is what a second
 //                thread can add on this machine during this run: the ceiling
@@ -89,6 +95,12 @@ constexpr uint64_t k4K = 4096;
 constexpr uint64_t k64K = 65536;
 constexpr int kValidatesPerStep = 8;
 constexpr int kCalibrateRounds = 96;  ///< splitmix64 steps per calibration op (about one core call)
+constexpr int kCounterAdds = 10;      ///< locked adds per counters op (a channel ledger's, per call)
+
+/// Three cache lines of counters, like one channel's ledger lines.
+struct alignas(64) CounterLines {
+  std::atomic<uint64_t> words[24] = {};
+};
 
 /// splitmix64: small, fast, good enough to pick window slots and sizes.
 struct Rng {
@@ -102,7 +114,7 @@ struct Rng {
   uint32_t Below(uint32_t n) { return static_cast<uint32_t>(((Next() >> 32) * n) >> 32); }
 };
 
-enum class Workload { kCalibrate, kAllocFree, kWindow, kValidate };
+enum class Workload { kCalibrate, kCounters, kAllocFree, kWindow, kValidate };
 enum class Sharing { kPerThread, kShared };
 
 struct Variant {
@@ -114,6 +126,7 @@ struct Variant {
 const char* WorkloadName(Workload w) {
   switch (w) {
     case Workload::kCalibrate: return "calibration";
+    case Workload::kCounters: return "counters";
     case Workload::kAllocFree: return "alloc-free";
     case Workload::kWindow: return "window";
     case Workload::kValidate: return "validate";
@@ -148,7 +161,8 @@ struct alignas(64) ThreadResult {
 
 class Worker {
  public:
-  Worker(Manager* m, int32_t channel, ThreadResult* r) : m_(m), ch_(channel), r_(r) {}
+  Worker(Manager* m, int32_t channel, ThreadResult* r, CounterLines* lines)
+      : m_(m), ch_(channel), r_(r), lines_(lines) {}
 
   void Run(Workload w, uint64_t ops, uint64_t seed, StartGate* gate) {
     rng_.state = seed;
@@ -168,6 +182,12 @@ class Worker {
         r_->sink = sink;
         break;
       }
+      case Workload::kCounters:
+        for (; done < ops; ++done) {
+          // One word per add, spread over the 3 lines (8 words each), as a ledger's are.
+          for (int k = 0; k < kCounterAdds; ++k) lines_->words[(k * 5) % 24].fetch_add(1, std::memory_order_seq_cst);
+        }
+        break;
       case Workload::kAllocFree:
         for (; done + 2 <= ops; done += 2) {
           uint64_t id = 0;
@@ -251,6 +271,7 @@ class Worker {
   Manager* m_;
   int32_t ch_;
   ThreadResult* r_;
+  CounterLines* lines_;
   Rng rng_{0};
   uint64_t live_[kWindow] = {};
 };
@@ -268,6 +289,8 @@ struct Bench {
   Manager* m = nullptr;
   int32_t thread_channels[kMaxThreads] = {};
   int32_t shared_channel = 0;
+  CounterLines thread_lines[kMaxThreads];  ///< counters workload, per-thread
+  CounterLines shared_lines;               ///< counters workload, shared
   uint64_t seed = 0x15090017ull;
   int failures = 0;
 
@@ -284,7 +307,8 @@ struct Bench {
       if (std::find(used.begin(), used.end(), ch) == used.end()) used.push_back(ch);
       const uint64_t s = seed++;
       pool.emplace_back([this, &v, &gate, &results, ch, t, s, ops_per_thread] {
-        Worker(m, ch, &results[t]).Run(v.work, ops_per_thread, s, &gate);
+        CounterLines* lines = v.sharing == Sharing::kShared ? &shared_lines : &thread_lines[t];
+        Worker(m, ch, &results[t], lines).Run(v.work, ops_per_thread, s, &gate);
       });
     }
     while (gate.ready.load(std::memory_order_acquire) < threads) std::this_thread::yield();
@@ -466,7 +490,7 @@ int main(int argc, char** argv) {
   if (filter.empty() || std::string("calibration").find(filter) != std::string::npos) {
     variants.push_back(Variant{"calibration/private", Workload::kCalibrate, Sharing::kPerThread});
   }
-  for (Workload w : {Workload::kAllocFree, Workload::kWindow, Workload::kValidate}) {
+  for (Workload w : {Workload::kCounters, Workload::kAllocFree, Workload::kWindow, Workload::kValidate}) {
     for (Sharing s : {Sharing::kPerThread, Sharing::kShared}) {
       Variant v{std::string(WorkloadName(w)) + "/" + SharingName(s), w, s};
       if (filter.empty() || v.name.find(filter) != std::string::npos) variants.push_back(v);

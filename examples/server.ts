@@ -19,7 +19,8 @@
  *     freed at once, and the connection is closed.
  * - `GET /metrics`: Prometheus text exposition (isopool/prometheus over a prom-client Registry).
  *
- * A connection opens channel `conn-<n>` with `limits: {'*': {maxBytes}}`; closing the socket
+ * A connection opens channel `conn-<n>` with `limits: {'*': {maxBytes}}` and
+ * `unsafeImmediateReuse` (safe for digest's buffers: see where the channel opens); closing the socket
  * closes the channel, which frees (and revokes) whatever the connection still held. The server's
  * budget is the limit on the `buffer` type's total (`setResourceLimits('buffer', {maxBytes})`),
  * which covers every channel: declared lengths are charged before their bytes arrive, so without
@@ -286,7 +287,14 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
 
   server.on('connection', (socket: Socket) => {
     const channelId = `conn-${++connectionCount}`;
-    const conn: Connection = { scope: manager.openChannel(channelId, { limits: { '*': { maxBytes: quotaBytes } } }), open: true };
+    // Immediate reuse is safe here, and only because of how digest uses its buffers: Node only
+    // reads *from* the request into them (`chunk.copy`), the hash reads them synchronously, and
+    // no buffer is ever handed to a socket, stream, fs or crypto call that could still run when it
+    // is freed. A handler that writes a pooled buffer out must keep the default (deferred reuse)
+    // or free it through `scope.write`. With the default, every body would cost an external
+    // ArrayBuffer and fresh pages until the collector frees it (bench/SERVICE.md).
+    const channel = { limits: { '*': { maxBytes: quotaBytes } }, unsafeImmediateReuse: true };
+    const conn: Connection = { scope: manager.openChannel(channelId, channel), open: true };
     connections.set(socket, conn);
     socket.once('close', () => {
       conn.open = false;

@@ -78,8 +78,8 @@
 // quarantine of the same length, a plain FIFO only it touches. Its frees wait there; a full
 // one gives its oldest index to its next Reserve (so an index still waits behind kQuarantine
 // frees) or, when the thread frees more than it allocates, to the shared stack. A tight
-// allocate/free loop then touches no shared cache line of the table. An exiting thread moves
-// its quarantine into the shared one. A table that is full takes the caller's own quarantined
+// allocate/free loop then touches no shared cache line of the table. An exiting thread gives
+// its quarantine to a depot (below). A table that is full takes the caller's own quarantined
 // indices, not other threads': those (at most kQuarantine per thread) wait for their threads.
 // Such a thread also takes the indices it needs beyond its quarantine in runs of kRun: up to
 // kRun pops of the stack at once, or kRun fresh indices in one step of the high-water mark.
@@ -174,7 +174,7 @@ class HandleTable final : public ShardCache {
   /// Takes a free index for exclusive use. kHandleTableFull if every index up to kMaxIndex
   /// is taken (live, reserved or freeing), kPoolExhausted if segment memory is refused.
   Status Reserve(uint32_t* index, uint32_t shard = ThisThreadShard()) noexcept;
-  /// Moves shard `shard`'s own quarantine into the shared one (thread_cache.h).
+  /// Gives shard `shard`'s run back to the stack and its quarantine to the depot (thread_cache.h).
   void FlushShard(uint32_t shard) noexcept override;
   /// Gives back a reserved, never published index (rollback). uses is unchanged.
   void Unreserve(uint32_t index) noexcept;

@@ -19,6 +19,11 @@ export interface PlainServerOptions {
   host?: string;
   /** Largest body one request may send (default 4 MiB, examples/server.ts's quota). */
   quotaBytes?: number;
+  /**
+   * A control for `bench:service --plain-busy-us`: CPU time (µs) the server spends on purpose on
+   * each answered body, in a busy loop. Default 0.
+   */
+  busyMicros?: number;
 }
 
 /** A running plain server. */
@@ -46,7 +51,8 @@ function tooLarge(res: http.ServerResponse, bytes: number, quotaBytes: number, h
 
 /** Starts the plain service on `host:port`. */
 export async function startPlainServer(options: PlainServerOptions = {}): Promise<RunningPlainServer> {
-  const { port = 0, host = '127.0.0.1', quotaBytes = 4 * 1024 * 1024 } = options;
+  const { port = 0, host = '127.0.0.1', quotaBytes = 4 * 1024 * 1024, busyMicros = 0 } = options;
+  const busy = BigInt(Math.round(busyMicros * 1000));
   const names = new WeakMap<Socket, string>();
   let connectionCount = 0;
 
@@ -80,6 +86,10 @@ export async function startPlainServer(options: PlainServerOptions = {}): Promis
       if (refused) return;
       const body = Buffer.concat(chunks, bytes);
       const sha256 = createHash('sha256').update(body).digest('hex');
+      if (busy > 0n) {
+        const until = process.hrtime.bigint() + busy;
+        while (process.hrtime.bigint() < until);
+      }
       sendJson(res, 200, { channel, bytes, sha256, buffers: 1 });
     });
     req.on('error', () => res.destroy());

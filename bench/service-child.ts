@@ -1,6 +1,6 @@
 /**
  * One server of `npm run bench:service`, in its own process so that its CPU time is its own:
- * `node service-child.js isopool|plain QUOTA_BYTES`, forked with an IPC channel.
+ * `node service-child.js isopool|plain QUOTA_BYTES [PLAIN_BUSY_US]`, forked with an IPC channel.
  *
  * Messages: the child sends `{ type: 'ready', url }` once listening. It answers
  * `{ type: 'usage' }` with `{ type: 'usage', cpuMicros, rssBytes, monoMicros }` (`process.cpuUsage()`
@@ -35,12 +35,12 @@ export type ChildReply =
   | { type: 'failed'; error: string };
 
 async function main(): Promise<void> {
-  const [kind, quota] = process.argv.slice(2);
+  const [kind, quota, busy = '0'] = process.argv.slice(2);
   const quotaBytes = Number(quota);
   if (!(quotaBytes > 0)) throw new Error(`usage: service-child.js isopool|plain QUOTA_BYTES`);
   if (kind !== 'isopool' && kind !== 'plain') throw new Error(`unknown server ${JSON.stringify(kind)}: isopool or plain`);
   const isopool = kind === 'isopool' ? await startServer({ port: 0, host: '127.0.0.1', quotaBytes }) : null;
-  const running = isopool ?? (await startPlainServer({ port: 0, host: '127.0.0.1', quotaBytes }));
+  const running = isopool ?? (await startPlainServer({ port: 0, host: '127.0.0.1', quotaBytes, busyMicros: Number(busy) }));
   const stats = (): PoolStats | null => {
     if (isopool === null) return null;
     const m = isopool.manager.getResourceMetrics();

@@ -11,9 +11,11 @@
  *
  * Usage: node build/ts/bench/service.js [--quick] [--duration=S] [--warmup=S] [--rounds=N]
  *          [--sizes=1,16,256 (KiB)] [--connections=10,50,200] [--profile=S (0: none)]
- *          [--profile-connections=50] [--profile-size=1 (KiB)]
+ *          [--profile-connections=50] [--profile-size=1 (KiB)] [--plain-busy-us=N]
  *          [--out=DIR] [--no-write]
- * `--quick` (about a minute) only prints, unless `--out` is given.
+ * `--quick` (about a minute) only prints, unless `--out` is given. `--plain-busy-us=N` is a control:
+ * the plain server spends N µs of CPU per answered body in a busy loop, to see what a fixed extra
+ * cost per request turns into on this machine (write it with `--out` elsewhere than bench/).
  * @packageDocumentation
  */
 import autocannon from 'autocannon';
@@ -57,6 +59,8 @@ interface Config {
   readonly profileSizeBytes: number;
   /** Sampling interval of `--cpu-prof`, µs. */
   readonly profileIntervalUs: number;
+  /** A control: CPU µs the plain server burns per answered body (0: none, the real comparison). */
+  readonly plainBusyUs: number;
 }
 
 const FULL: Config = {
@@ -72,6 +76,7 @@ const FULL: Config = {
   profileConnections: 50,
   profileSizeBytes: 1 * KiB,
   profileIntervalUs: 250,
+  plainBusyUs: 0,
 };
 
 const QUICK: Config = { ...FULL, mode: 'quick', durationS: 0.6, warmupS: 0.2, firstWarmupS: 0.3, profileS: 0 };
@@ -99,6 +104,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (flag === '--profile') overrides.profileS = Number(value);
     else if (flag === '--profile-connections') overrides.profileConnections = Number(value);
     else if (flag === '--profile-size') overrides.profileSizeBytes = Number(value) * KiB;
+    else if (flag === '--plain-busy-us') overrides.plainBusyUs = Number(value);
     else if (flag === '--out') outDir = path.resolve(value);
     else if (arg === '--no-write') write = false;
     else throw new Error(`unknown argument ${JSON.stringify(arg)}; see the usage in bench/service.ts`);
@@ -109,6 +115,7 @@ function parseArgs(argv: readonly string[]): Args {
     !(config.warmupS >= 0) ||
     !(Number.isInteger(config.rounds) && config.rounds >= 1) ||
     !(config.profileS >= 0) ||
+    !(config.plainBusyUs >= 0) ||
     config.sizesBytes.length === 0 ||
     config.connections.length === 0 ||
     [...config.sizesBytes, ...config.connections, config.profileConnections, config.profileSizeBytes].some((n) => !(Number.isInteger(n) && n > 0));
@@ -152,8 +159,9 @@ class ServerProcess {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   }
 
-  static start(kind: ServerKind, quotaBytes: number, execArgv: string[] = []): Promise<ServerProcess> {
-    const child = fork(path.join(__dirname, 'service-child.js'), [kind, String(quotaBytes)], {
+  static start(kind: ServerKind, config: Config, execArgv: string[] = []): Promise<ServerProcess> {
+    const args = [kind, String(config.quotaBytes), String(kind === 'plain' ? config.plainBusyUs : 0)];
+    const child = fork(path.join(__dirname, 'service-child.js'), args, {
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -410,7 +418,7 @@ interface ProfileResult {
 async function profile(kind: ServerKind, body: Buffer, config: Config): Promise<ProfileResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `isopool-service-${kind}-`));
   try {
-    const server = await ServerProcess.start(kind, config.quotaBytes, ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${config.profileIntervalUs}`]);
+    const server = await ServerProcess.start(kind, config, ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-interval=${config.profileIntervalUs}`]);
     try {
       await load(server.url, body, config.profileConnections, Math.max(0.5, config.warmupS));
       await sleep(50);
@@ -644,6 +652,12 @@ function markdown(report: ServiceReport): string {
     '',
     `Generated with Node ${m.node} (V8 ${m.v8})${m.nodeFlags.length > 0 ? `, flags ${m.nodeFlags.join(' ')}` : ''}, on ${m.date}, in ${fmt(report.durationS)} s.`,
     '',
+    ...(c.plainBusyUs > 0
+      ? [
+          `**A control run:** the plain server spends ${c.plainBusyUs} µs of CPU per answered body in a busy loop (\`--plain-busy-us=${c.plainBusyUs}\`); "plain" below is that server.`,
+          '',
+        ]
+      : []),
     `**Goals met: ${metCount} of ${cells.length * 3}** (isopool / plain, same round, median over ${c.rounds} rounds).` +
       (flagged.length > 0 ? ` **Cells with non-2xx responses or errors: ${flagged.map((x) => `${fmtSize(x.sizeBytes)} × ${x.connections}`).join(', ')}.**` : ' No non-2xx response or error in any cell.'),
     '',
@@ -728,8 +742,8 @@ async function main(): Promise<void> {
   if (!bodies.has(config.profileSizeBytes)) bodies.set(config.profileSizeBytes, randomBytes(config.profileSizeBytes));
 
   const servers = {
-    plain: await ServerProcess.start('plain', config.quotaBytes),
-    isopool: await ServerProcess.start('isopool', config.quotaBytes),
+    plain: await ServerProcess.start('plain', config),
+    isopool: await ServerProcess.start('isopool', config),
   };
   const cells: Cell[] = [];
   const checks: string[] = [];

@@ -231,18 +231,10 @@ bool HandleTable::FillRun(LocalQuarantine* q) noexcept {
   if (n == 0) {
     const size_t cap = quarantine_.capacity();
     if (cap > 0 && quarantine_.SizeApprox() >= cap) return false;  // Reserve drains it first
-    uint32_t hw = high_water_.load(std::memory_order_acquire);
-    for (;;) {
-      if (hw > kMaxIndex || !EnsureSegment(hw >> kSegmentBits)) return false;
-      // Within hw's segment (the one EnsureSegment installed) and the table.
-      const uint32_t end = std::min({hw + kRun, ((hw >> kSegmentBits) + 1) << kSegmentBits, kMaxIndex + 1});
-      // acq_rel: as in Reserve.
-      if (high_water_.compare_exchange_weak(hw, end, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        for (uint32_t i = end; i > hw; --i) run[n++] = i - 1;  // the lowest on top
-        break;
-      }
-      // CAS failed: another thread moved the mark; `hw` reloaded.
-    }
+    uint32_t begin = 0;
+    uint32_t end = 0;
+    if (TakeFresh(kRun, &begin, &end) != Status::kOk) return false;
+    for (uint32_t i = end; i > begin; --i) run[n++] = i - 1;  // the lowest on top
   }
   q->run_count = n;
   return true;
@@ -275,30 +267,38 @@ Status HandleTable::Reserve(uint32_t* index, uint32_t shard) noexcept {
       return Status::kOk;
     }
   }
+  uint32_t end = 0;
+  const Status fresh = TakeFresh(1, index, &end);
+  if (fresh == Status::kOk) return Status::kOk;
+  // Table full (or segment memory refused): fall back to quarantined indices.
+  uint32_t quarantined = 0;
+  if (quarantine_.TryPop(&quarantined)) {
+    *index = quarantined;
+    return Status::kOk;
+  }
+  if (local != nullptr && local->count > 0) {
+    *index = PopOldest(local);
+    return Status::kOk;
+  }
+  if (PopDepot(index)) return Status::kOk;
+  return fresh;
+}
+
+Status HandleTable::TakeFresh(uint32_t want, uint32_t* begin, uint32_t* end) noexcept {
   uint32_t hw = high_water_.load(std::memory_order_acquire);
   for (;;) {
-    const bool full = hw > kMaxIndex;
-    if (full || !EnsureSegment(hw >> kSegmentBits)) {
-      // Table full (or segment memory refused): fall back to quarantined indices.
-      uint32_t quarantined = 0;
-      if (quarantine_.TryPop(&quarantined)) {
-        *index = quarantined;
-        return Status::kOk;
-      }
-      if (local != nullptr && local->count > 0) {
-        *index = PopOldest(local);
-        return Status::kOk;
-      }
-      if (PopDepot(index)) return Status::kOk;
-      return full ? Status::kHandleTableFull : Status::kPoolExhausted;
-    }
+    if (hw > kMaxIndex) return Status::kHandleTableFull;
+    if (!EnsureSegment(hw >> kSegmentBits)) return Status::kPoolExhausted;
+    // Within hw's segment (the one EnsureSegment installed) and the table.
+    const uint32_t last = std::min({hw + want, ((hw >> kSegmentBits) + 1) << kSegmentBits, kMaxIndex + 1});
     // acq_rel: the segment (installed before) is visible to readers of high_water_.
-    if (CompareExchangeWeak(high_water_, hw, hw + 1, single_, std::memory_order_acq_rel,
+    if (CompareExchangeWeak(high_water_, hw, last, single_, std::memory_order_acq_rel,
                             std::memory_order_acquire)) {
-      *index = hw;
+      *begin = hw;
+      *end = last;
       return Status::kOk;
     }
-    // CAS failed: another thread took `hw`; `hw` reloaded.
+    // CAS failed: another thread moved the mark; `hw` reloaded.
   }
 }
 

@@ -323,6 +323,10 @@ class HandleTable final : public ShardCache {
   /// Refills `q`'s empty run: up to kRun indices off the stack, else (no full shared
   /// quarantine to drain first) kRun fresh ones. False if it found none.
   bool FillRun(LocalQuarantine* q) noexcept;
+  /// Takes up to `want` (>= 1) never-used indices [*begin, *end) in one step of the
+  /// high-water mark, within one segment: kOk, kHandleTableFull, or kPoolExhausted when the
+  /// segment's memory is refused.
+  Status TakeFresh(uint32_t want, uint32_t* begin, uint32_t* end) noexcept;
   /// A full table's last resort: the oldest index of a depot quarantine. False if none.
   bool PopDepot(uint32_t* index) noexcept;
   uint32_t Check(uint32_t index, uint32_t generation) const noexcept;

@@ -13,7 +13,7 @@
  * memory): parked slots are held back from the native pools until the next sync.
  */
 import { expect } from 'chai';
-import { IsopoolError, ResourceHandle, ResourceManager } from '../lib';
+import { IsopoolError, ResourceHandle, ResourceLimitError, ResourceManager } from '../lib';
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
 import { loadNative } from '../lib/native/loader';
 import type { NativeAddon } from '../lib/native/binding';
@@ -183,18 +183,21 @@ function runWorkload(seed: number, ops: number, options: ResourceManagerOptions)
       const c = pick(CHANNELS).name;
       same('verifyResourceIsolation', () => A.verifyResourceIsolation(c), () => B.verifyResourceIsolation(c));
     } else if (r < 0.97) {
-      // limits: a channel's total, a type's total, or an allocation size
+      // limits: a channel's total, a type's total (bytes or handles), or an allocation size (a channel's or the type's)
       const c = Math.floor(rand() * CHANNELS.length);
       const kind = rand();
       const unlimited = rand() < 0.3;
       const held = live.filter((p) => p.channel === c).length;
       const maxHandles = unlimited ? Infinity : Math.max(0, held + Math.floor(rand() * 4) - 1);
       const maxBytes = unlimited ? Infinity : (live.length + 8) * 64 * KiB;
+      const typeHandles = unlimited ? Infinity : live.length + Math.floor(rand() * 3);
       const name = CHANNELS[c].name;
       const set = (m: ResourceManager): void => {
-        if (kind < 0.4) m.setResourceLimits('*', { maxHandles }, name);
-        else if (kind < 0.45) m.setResourceLimits('*', { softBytes: unlimited ? Infinity : 8 * 4096 }, name);
-        else if (kind < 0.7) m.setResourceLimits('buffer', { maxBytes });
+        if (kind < 0.35) m.setResourceLimits('*', { maxHandles }, name);
+        else if (kind < 0.4) m.setResourceLimits('*', { softBytes: unlimited ? Infinity : 8 * 4096 }, name);
+        else if (kind < 0.6) m.setResourceLimits('buffer', { maxBytes });
+        else if (kind < 0.7) m.setResourceLimits('buffer', { maxHandles: typeHandles });
+        else if (kind < 0.75) m.setResourceLimits('buffer', { maxAllocationSize: unlimited ? Infinity : 4000 });
         else m.setResourceLimits('buffer', { maxAllocationSize: unlimited ? Infinity : 4000 }, name);
       };
       same('setResourceLimits', () => set(A), () => set(B));
@@ -333,6 +336,55 @@ describe('view-mode fast lane: targeted cases', () => {
     expectCode(() => v.allocate('buffer', 4096), 'ERR_RESOURCE_LIMIT', 'over a lowered limit');
     expect(mgr.getResourceMetrics().channels.v).to.deep.include({ handles: 2, bytesInUse: 2 * 4096 });
     mgr.close();
+  });
+
+  it("keeps other channels' parked slots under a type total's hard limit while it has room, and answers as if they were free", () => {
+    // Three view channels under a type total of three slots, each step on a manager with the
+    // lane and one without: the same answers, errors and ledgers.
+    const run = (mgr: ResourceManager): Json[] => {
+      const [a, b, c] = ['a', 'b', 'c'].map((name) => mgr.openChannel(name, { access: 'view' }));
+      mgr.setResourceLimits('buffer', { maxBytes: 3 * 4096 });
+      const seen: Json[] = [];
+      const limitOf = (fn: () => unknown): Json => {
+        try {
+          fn();
+          return 'ok';
+        } catch (e) {
+          if (!(e instanceof ResourceLimitError)) throw e;
+          return { code: e.code, scope: e.scope, limit: e.limit, inUse: e.inUse };
+        }
+      };
+      a.deallocate(a.allocate('buffer', 4096)); // parked in a
+      const b1 = b.allocate('buffer', 4096); // native: a's slot stays parked
+      b.allocate('buffer', 4096);
+      const a2 = a.allocate('buffer', 4096); // a's parked slot: the total is full now
+      seen.push(limitOf(() => c.allocate('buffer', 4096)));
+      a.deallocate(a2); // parked: the total refuses c with it, not without it
+      seen.push(limitOf(() => c.allocate('buffer', 4096)));
+      b.deallocate(b1);
+      let c2: ResourceHandle | undefined;
+      seen.push(limitOf(() => (c2 = c.allocate('buffer', 4096))));
+      seen.push(limitOf(() => a.allocate('buffer', 4096)));
+      // A handle limit on the total instead, with a parked slot of c in it.
+      mgr.setResourceLimits('buffer', { maxBytes: Infinity, maxHandles: 3 });
+      c.deallocate(c2 as ResourceHandle);
+      seen.push(limitOf(() => a.allocate('buffer', 4096)));
+      seen.push(limitOf(() => a.allocate('buffer', 4096)));
+      seen.push(ledgers(mgr));
+      return seen;
+    };
+    const A = new ResourceManager({ pools: SMALL_POOLS, leakDetection: 'off' });
+    const B = withoutLane({ pools: SMALL_POOLS, leakDetection: 'off' });
+    const withLane = run(A);
+    expect(withLane, 'with the lane, as without it').to.deep.equal(run(B));
+    const full = { code: 'ERR_RESOURCE_LIMIT', scope: 'type', limit: 3 * 4096, inUse: 3 * 4096 };
+    expect(withLane.slice(0, 6)).to.deep.equal([full, 'ok', 'ok', full, 'ok', { code: 'ERR_RESOURCE_LIMIT', scope: 'type', limit: 3, inUse: 3 }]);
+    const m = A.getResourceMetrics();
+    expect(m.fastLane.allocations, "a's parked slot outlived b's native allocations").to.equal(1);
+    expect(m.channels.c.limitRejections, 'only real refusals counted').to.equal(1);
+    expect(m.channels.a.limitRejections).to.equal(2);
+    A.close();
+    B.close();
   });
 
   it('serves larger sizes of the same pool only as far as a maxAllocationSize limit allows', () => {

@@ -419,6 +419,11 @@ export class Engine implements HandleOwner {
     }
     let revocable = isRevocable(type, channel);
     let result = this.#nativeAllocate(type, n, channel, revocable);
+    if (result === NativeStatus.ParkedCharges && fast !== null) {
+      // The type's total refused with the lane's parked slots in it: the answer without them.
+      fast.sync();
+      result = this.#nativeAllocate(type, n, channel, revocable);
+    }
     if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
       // Another thread closed this incarnation (and may have reopened the name, maybe with
       // another access mode): look again.
@@ -510,6 +515,7 @@ export class Engine implements HandleOwner {
     input[InArgs.AllocChannel] = channel === null ? UNSCOPED_INDEX : channel.index;
     input[InArgs.AllocMode] = !revocable ? BufferMode.None : this.#slotCache && !this.#isDeferred(channel) ? BufferMode.SlotCache : BufferMode.Fresh;
     input[InArgs.AllocOwner] = channel === null ? 0 : channel.owner;
+    input[InArgs.AllocParked] = this.#fast !== null && this.#fast.holdsParked(type.index) ? 1 : 0;
     return this.#native.allocIn();
   }
 

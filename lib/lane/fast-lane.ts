@@ -24,8 +24,8 @@
  * Why limits still hold exactly without a native check: a parked slot stays charged natively, so
  * re-issuing it changes no ledger. The true usage after a fast allocation equals the native
  * usage, which the last native allocation admitted (a native allocation first frees the parked
- * slots of its channel, or all of them when a type's total has a hard limit: see
- * {@link FastLane.beforeNativeAllocation}). Limits that changed since a slot's
+ * slots of its channel; one that the type's total refuses while other channels have parked
+ * slots frees them all and is made again: see {@link FastLane.holdsParked}). Limits that changed since a slot's
  * native allocation make it ineligible (per-channel and type-total epochs), and a limit on the
  * allocation size makes a slot serve only sizes up to the one natively admitted. A soft limit
  * keeps the lane out of its channel (or, on a type's total, out of the manager): a pressure event
@@ -141,6 +141,7 @@ interface FastSlot {
   /** In the dirty list: the native side does not know its current state. */
   dirty: boolean;
   readonly channel: LaneChannel;
+  readonly type: number;
   /** Index of its stack in channel.lane.stacks. */
   readonly stack: number;
   readonly pool: number;
@@ -198,6 +199,8 @@ export class FastLane {
   readonly #live: Array<FastSlot | undefined> = [];
   #parkedSlots = 0;
   #parkedBytes = 0;
+  /** Parked slots by type index (see {@link FastLane.holdsParked}). */
+  readonly #parkedOfType: number[] = [];
   readonly #dirty: FastSlot[] = [];
   /** The stack whose top #parkedTop last returned (read by #handOut right after). */
   #topStack: FastSlot[] = [];
@@ -205,7 +208,6 @@ export class FastLane {
   #typeEpoch = 0;
   #sizeLimited = false;
   #softLimited = false;
-  #typeTotalLimited = false;
   allocations = 0;
   /** Of `allocations`, those of revocable channels (each reused a cached backing store). */
   revocableAllocations = 0;
@@ -339,11 +341,8 @@ export class FastLane {
    */
   #handOut(channel: LaneChannel, slot: FastSlot): number {
     if (this.#idCount === 0 && !this.#refill()) return -1;
-    const lane = channel.lane;
     this.#topStack.pop();
-    this.#parkedSlots--;
-    this.#parkedBytes -= slot.slotBytes;
-    lane.parked--;
+    this.#countParked(slot, -1);
     const id = this.#ids[--this.#idCount];
     slot.id = id;
     slot.live = true;
@@ -392,6 +391,7 @@ export class FastLane {
       live: true,
       dirty: false,
       channel,
+      type,
       stack: this.#stackOf(type, pool),
       pool,
       slotBytes,
@@ -451,9 +451,7 @@ export class FastLane {
       lane.stacks[slot.stack] = stack = [];
     }
     stack.push(slot);
-    this.#parkedSlots++;
-    this.#parkedBytes += slot.slotBytes;
-    lane.parked++;
+    this.#countParked(slot, 1);
     this.deallocations++;
     if (revoked) return Parked.Revoked;
     return slot.buffer === NO_BUFFER ? Parked.Watched : Parked.Yes;
@@ -478,13 +476,33 @@ export class FastLane {
   /**
    * Before a native allocation in `channel` (null: unscoped): parked slots stay charged
    * natively, which would over-count the ledgers that allocation is checked against and whose
-   * peaks it updates. Frees the channel's parked slots natively (all of them when a type's total
-   * has a hard limit: every channel counts there).
+   * peaks it updates. Frees the channel's parked slots natively. The other channels' parked
+   * slots stay: the type's total is the one scope they share with it, and only a refusal by it
+   * could be theirs ({@link FastLane.holdsParked}).
    */
   beforeNativeAllocation(channel: LaneChannel | null): void {
-    if (this.#parkedSlots === 0) return;
-    if (this.#typeTotalLimited) this.sync();
-    else if (channel !== null && channel.lane.parked > 0) this.#freeParked(channel);
+    if (channel !== null && channel.lane.parked > 0) this.#freeParked(channel);
+  }
+
+  /**
+   * Whether parked slots of type `type` are charged in its total. A native allocation then
+   * says so (`InArgs.AllocParked`): a refusal by the total comes back as `ParkedCharges`,
+   * counted nowhere, and the caller syncs and asks again, so what a user sees is the answer
+   * without parked slots. Their lane keeps them otherwise: a type total's hard limit costs no
+   * sync while it has room.
+   */
+  holdsParked(type: number): boolean {
+    return (this.#parkedOfType[type] ?? 0) > 0;
+  }
+
+  /** `slot` parked (d = 1) or unparked (d = -1): the lane's, its channel's and its type's counts. */
+  #countParked(slot: FastSlot, d: 1 | -1): void {
+    const ofType = this.#parkedOfType;
+    while (ofType.length <= slot.type) ofType.push(0);
+    ofType[slot.type] += d;
+    this.#parkedSlots += d;
+    this.#parkedBytes += d * slot.slotBytes;
+    slot.channel.lane.parked += d;
   }
 
   /** Frees `channel`'s parked slots natively (a partial sync: the rest of the lane stays). */
@@ -496,15 +514,13 @@ export class FastLane {
       if (!slot.live && slot.channel === channel) {
         slot.dirty = false;
         this.#pushFree(slot);
-        this.#parkedSlots--;
-        this.#parkedBytes -= slot.slotBytes;
+        this.#countParked(slot, -1);
       } else {
         dirty[kept++] = slot;
       }
     }
     dirty.length = kept;
     channel.lane.stacks.length = 0;
-    channel.lane.parked = 0;
     this.#apply();
   }
 
@@ -522,7 +538,6 @@ export class FastLane {
       if (typeTotal) this.#softLimited = true;
       else if (channel !== null) channel.lane.soft = true;
     }
-    if (typeTotal && (isLimited(update.maxBytes) || isLimited(update.maxHandles))) this.#typeTotalLimited = true;
     if (this.#softLimited) this.#live.length = 0;
   }
 
@@ -546,6 +561,7 @@ export class FastLane {
     dirty.length = 0;
     this.#parkedSlots = 0;
     this.#parkedBytes = 0;
+    this.#parkedOfType.fill(0);
     this.#apply();
     this.syncs++;
   }

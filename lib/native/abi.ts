@@ -48,6 +48,8 @@ export const enum InArgs {
   AllocMode = 3,
   /** expected owner epoch, 0 = any */
   AllocOwner = 4,
+  /** 1: the caller holds parked charges in the type's total (CallContext) */
+  AllocParked = 5,
   FreeId = 0,
   FreePresenter = 1,
   FreeReason = 2,
@@ -209,6 +211,7 @@ export const enum NativeStatus {
   ManagerClosed = 11,
   /** ERR_HANDLE_TABLE_FULL (every index of the handle table is live) */
   HandleTableFull = 12,
+  ParkedCharges = 13,
 }
 
 /** native/core/status.h `NativeViolation`. */

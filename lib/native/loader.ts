@@ -39,7 +39,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * The binding contract this lib/ speaks: native/binding/addon.cc `kBindingVersion` (bump both together).
  * scripts/install.js reads it from the compiled loader to judge a prebuild or an earlier build.
  */
-export const BINDING_VERSION = 8;
+export const BINDING_VERSION = 9;
 
 /**
  * Checks the raw addon export against the {@link NativeAddon} contract.

@@ -70,6 +70,7 @@ enum : size_t {
   kAllocChannel = 2,
   kAllocMode = 3,      ///< BufferMode
   kAllocOwner = 4,     ///< expected owner epoch, 0 = any
+  kAllocParked = 5,    ///< 1: the caller holds parked charges in the type's total (CallContext)
   kFreeId = 0,
   kFreePresenter = 1,
   kFreeReason = 2,

@@ -27,7 +27,9 @@ namespace {
 ///    in flight in it; mallocTrim (the soak's A/B of memory glibc keeps after a free).
 /// 5: status 12, kHandleTableFull (ERR_HANDLE_TABLE_FULL).
 /// 7: SnapshotOut latency blocks carry sumNs and the log2 bucket counts.
-constexpr int32_t kBindingVersion = 8;
+/// 9: allocIn's InArgs.AllocParked and status 13, kParkedCharges (the fast lane's parked slots
+///    in a type's total).
+constexpr int32_t kBindingVersion = 9;
 
 #if defined(ISOPOOL_GLIBC_MALLOC)
 /// glibc's `struct mallinfo2` (2.33+), field for field.

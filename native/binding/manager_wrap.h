@@ -573,7 +573,9 @@ class ManagerWrap : public Napi::ObjectWrap<ManagerWrap> {
   /// Allocates `size_d` of `type` in `channel`. mode: 0 no buffer (view memory, counters), 1 a
   /// fresh external ArrayBuffer, 2 the slot cache (a fresh one, or "take cache entry
   /// out[kCacheToken]"; 2 is 1 without a cache). owner_d > 0: the expected owner epoch.
-  Napi::Value DoAllocate(Napi::Env env, int32_t type, double size_d, int32_t channel, int32_t mode, double owner_d);
+  /// total_parked: CallContext::total_parked (allocIn only: the fast lane's parked slots).
+  Napi::Value DoAllocate(Napi::Env env, int32_t type, double size_d, int32_t channel, int32_t mode, double owner_d,
+                         bool total_parked = false);
 
   /// free(id, presenter, reason, ab?, keepUntilReleased?, cacheToken?): see DoFree.
   Napi::Value Free(const Napi::CallbackInfo& info);

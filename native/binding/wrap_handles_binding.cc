@@ -51,15 +51,18 @@ napi_value ManagerWrap::AllocIn(napi_env env, napi_callback_info cbinfo) {
       return Num(e, StatusNumber(Status::kInvalidArgument));
     }
     if (!AsInt32(in[in_args::kAllocMode], &mode)) mode = kBufferNone;
-    return self->DoAllocate(e, type, in[in_args::kAllocSize], channel, mode, in[in_args::kAllocOwner]);
+    return self->DoAllocate(e, type, in[in_args::kAllocSize], channel, mode, in[in_args::kAllocOwner],
+                            in[in_args::kAllocParked] == 1);
   });
 }
 
-Napi::Value ManagerWrap::DoAllocate(Napi::Env env, int32_t type, double size_d, int32_t channel, int32_t mode, double owner_d) {
+Napi::Value ManagerWrap::DoAllocate(Napi::Env env, int32_t type, double size_d, int32_t channel, int32_t mode, double owner_d,
+                                    bool total_parked) {
   if (!IsIntegerIn(size_d, 1, kMaxSafeInteger)) return StatusValue(env, Status::kInvalidSize);
   const uint64_t size = static_cast<uint64_t>(size_d);
   CallContext ctx{holder_, 0};
   if (IsIntegerIn(owner_d, 0, 4294967295.0)) ctx.expected_owner = static_cast<uint32_t>(owner_d);
+  ctx.total_parked = total_parked;
   Allocation a;
   Status s = manager_->Allocate(type, size, channel, ctx, &a);
   double* o = out_;

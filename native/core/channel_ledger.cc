@@ -492,10 +492,11 @@ Status ChannelLedger::TryCharge(int32_t type, ChannelState* channel, uint64_t si
     FetchSub<uint64_t>(scopes[i]->reserved_bytes, n, single, std::memory_order_relaxed);
     FetchSub<uint64_t>(scopes[i]->reserved_handles, 1, single, std::memory_order_relaxed);
   }
-  for (auto* s : scopes) FetchAdd<uint64_t>(s->rejections, 1, single, std::memory_order_relaxed);
   CloseBracket(ticket->bracket);
   ticket->bracket = ChargeTicket::kNoBracket;
   ticket->soft = LimitScope::kNone;
+  if (refused == 2 && ticket->total_parked) return Status::kParkedCharges;  // the caller asks again
+  for (auto* s : scopes) FetchAdd<uint64_t>(s->rejections, 1, single, std::memory_order_relaxed);
   out->refused_scope = kScopeKinds[refused];
   out->refused_limit = limit;
   out->refused_in_use = in_use;

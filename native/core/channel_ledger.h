@@ -44,7 +44,9 @@
 //   touched (a channel hammering its own limit never disturbs the shared type total), and
 //   a refused allocation leaves every counter as it was except limit_rejections: +1 in
 //   every scope that applies (so a channel's limit_rejections counts its refused
-//   allocations whichever scope refused them).
+//   allocations whichever scope refused them). A caller whose parked slots are charged in
+//   the type total (ChargeTicket::total_parked) hears that total's refusal as
+//   kParkedCharges, with no counter changed at all: it frees them and asks again.
 //   Commit (once the allocation can no longer fail) adds the charge to the committed
 //   counters, channel-type first, and records peaks and the soft crossing from them.
 //   Refund takes the charge out of the committed counters (type total first), then
@@ -135,6 +137,9 @@ struct ChargeTicket {
   LimitScope soft = LimitScope::kNone;  ///< set by Commit: most specific soft limit crossed upward
   bool total = false;                   ///< the type total is charged (else summed)
   uint32_t bracket = kNoBracket;        ///< inflight_ cell held until Commit or Cancel
+  /// In: CallContext::total_parked. A refusal by the type total is then kParkedCharges and
+  /// counts no rejection (everything else as for kResourceLimit).
+  bool total_parked = false;
   static constexpr uint32_t kNoBracket = UINT32_MAX;
 };
 
@@ -212,7 +217,7 @@ class ChannelLedger {
   Limits Scope(int32_t type, int32_t channel) const noexcept;
 
   /// Check-and-reserve `n` and one handle in every scope of (type, channel), see
-  /// the file comment. On kResourceLimit fills out->refused_*.
+  /// the file comment. On kResourceLimit fills out->refused_*; kParkedCharges: see ChargeTicket.
   Status TryCharge(int32_t type, ChannelState* channel, uint64_t size, uint64_t n,
                    ChargeTicket* ticket, Allocation* out) noexcept;
   /// Once the allocation can no longer fail: the charge becomes usage readers see; peaks;

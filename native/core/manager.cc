@@ -253,12 +253,13 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   const uint64_t charged = slot_bytes;
 
   ChargeTicket ticket;
+  ticket.total_parked = ctx.total_parked;
   s = m.ledger.TryCharge(type, ch, size, charged, &ticket, out);
   if (s != Status::kOk) {
     out->slot_bytes = slot_bytes;  // what the refused allocation would have been charged
     out->charged = charged;
     ChannelLedger::Exit(ch, single);
-    m.refusals.Add();
+    if (s != Status::kParkedCharges) m.refusals.Add();  // not an answer: the caller asks again
     return s;
   }
   uint32_t index = 0;

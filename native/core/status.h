@@ -25,6 +25,9 @@ enum class Status : int32_t {
   kIsolationViolation = 10, ///< ERR_ISOLATION_VIOLATION
   kManagerClosed = 11,      ///< ERR_MANAGER_CLOSED
   kHandleTableFull = 12,    ///< ERR_HANDLE_TABLE_FULL (every index of the handle table is live)
+  /// Allocate with CallContext::total_parked: the type's total refused, and some of its charges
+  /// are the caller's parked slots. Nothing was counted; the caller frees them and asks again.
+  kParkedCharges = 13,
 };
 
 /// Violation kinds (SPEC.md §2). Values are bit positions in a violation mask

@@ -76,6 +76,10 @@ struct CallContext {
   /// was detached by other code, whose transfer() may hold the memory, or JS only knows it
   /// became unreachable). The memory is then parked until the buffer's backing store dies.
   bool keep_until_released = false;
+  /// Allocate only: some charges in the type's total are slots the caller holds parked (a fast
+  /// lane's freed slots, allocated natively until it syncs). A refusal by that total is then
+  /// kParkedCharges, counted nowhere: without those slots the answer may differ.
+  bool total_parked = false;
 };
 
 /// Out-parameter of Allocate. On kResourceLimit only slot_bytes, charged (what the refused

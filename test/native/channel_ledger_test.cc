@@ -404,6 +404,52 @@ TEST(TypeTotalIsSummedUntilALimitNeedsIt) {
   ChannelLedger::Exit(sb);
 }
 
+// A caller with parked charges in the type total (the JS fast lane's freed slots) hears a refusal
+// by that total as kParkedCharges: nothing reserved, no rejection counted anywhere. A refusal by
+// any other scope is an answer as usual.
+TEST(ARefusalByTheTotalIsParkedChargesForACallerWithParkedSlots) {
+  ChannelLedger ledger;
+  CHECK(ledger.Init());
+  int32_t c = -1;
+  bool created = false;
+  CHECK(ledger.Open("c", ChannelOptions{}, &c, &created) == Status::kOk);
+  CHECK(ledger.SetLimits(0, kTypeTotal, MaxBytes(2 * 4096)) == Status::kOk);
+  ChannelState* st = nullptr;
+  CHECK(ledger.Enter(c, &st) == Status::kOk);
+  Allocation out;
+  auto charge = [&](uint64_t size, bool parked) {
+    ChargeTicket t;
+    t.total_parked = parked;
+    const Status s = ledger.TryCharge(0, st, size, 4096, &t, &out);
+    if (s == Status::kOk) ledger.Commit(0, st, &t);
+    return s;
+  };
+  CHECK(charge(4096, true) == Status::kOk) << "room: parked slots change nothing";
+  CHECK(charge(4096, false) == Status::kOk);
+  const LedgerUsage total = ledger.TypeUsage(0, kTypeTotal);
+  const LedgerUsage channel = ledger.ChannelUsage(c);
+  CHECK(charge(4096, true) == Status::kParkedCharges);
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).bytes, total.bytes) << "nothing reserved";
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).limit_rejections, total.limit_rejections) << "not counted";
+  CHECK_EQ(ledger.ChannelUsage(c).limit_rejections, channel.limit_rejections);
+  CHECK_EQ(ledger.ChannelUsage(c).bytes, channel.bytes) << "the channel's reservation rolled back";
+  Limits cap;
+  cap.max_allocation_size = 100;
+  CHECK(ledger.SetLimits(0, kTypeTotal, cap) == Status::kOk);
+  CHECK(charge(200, true) == Status::kParkedCharges) << "the total's size cap too";
+  CHECK(ledger.SetLimits(kAllTypes, c, MaxBytes(4096)) == Status::kOk);
+  CHECK(charge(50, true) == Status::kResourceLimit) << "the channel's own limit: an answer";
+  CHECK(out.refused_scope == LimitScope::kChannel);
+  CHECK_EQ(ledger.ChannelUsage(c).limit_rejections, channel.limit_rejections + 1);
+  CHECK(charge(50, false) == Status::kResourceLimit);
+  CHECK(charge(200, false) == Status::kResourceLimit) << "without parked slots, the total answers";
+  CHECK(out.refused_scope == LimitScope::kType);
+  CHECK_EQ(ledger.TypeUsage(0, kTypeTotal).limit_rejections, total.limit_rejections + 3);
+  ledger.Refund(0, st, 4096);
+  ledger.Refund(0, st, 4096);
+  ChannelLedger::Exit(st);
+}
+
 // Two threads charge and refund in their own channels while the type totals are summed; the
 // main thread switches them to charged one after another, with a handle limit the threads
 // then run into. No charge or refund may be lost or counted twice across a switch, and no

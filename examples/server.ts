@@ -16,7 +16,8 @@
  *     (the rest of an unbounded body is not read).
  *   - A body that makes no progress for `bodyTimeoutMs` (no byte arrives: an idle client holding
  *     a declared length's memory, or a stalled chunked upload) is answered `408`, its buffers are
- *     freed at once, and the connection is closed.
+ *     freed at once, and the connection is closed. One timer per server checks every body four
+ *     times per timeout, so the answer comes 1 to 1.25 timeouts after the last byte.
  * - `GET /metrics`: Prometheus text exposition (isopool/prometheus over a prom-client Registry).
  *
  * A connection opens channel `conn-<n>` with `limits: {'*': {maxBytes}}` and
@@ -33,6 +34,7 @@
  * For tests: `startServer({ port: 0 })` resolves to `{ url, manager, registry, close() }`.
  */
 import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Registry } from 'prom-client';
@@ -54,7 +56,7 @@ export interface ServerOptions {
    * unless this is given).
    */
   globalBytes?: number;
-  /** A body that receives no byte for this long is answered 408 and freed (default 10,000 ms). */
+  /** A body that receives no byte for this long (up to 1.25x) is answered 408 and freed (default 10,000 ms). */
   bodyTimeoutMs?: number;
   /** Size of the pooled buffers a chunked body is packed into (default 64 KiB: one medium slot). */
   chunkSlotBytes?: number;
@@ -82,10 +84,9 @@ interface Connection {
   open: boolean;
 }
 
-/** What {@link digest} needs of the server's options. */
+/** What {@link digest} needs of the server's options (the timeout is its {@link BodyClock}'s). */
 interface BodyPolicy {
   quotaBytes: number;
-  bodyTimeoutMs: number;
   chunkSlotBytes: number;
 }
 
@@ -135,119 +136,175 @@ function sendRefusal(res: http.ServerResponse, err: ResourceLimitError, bodyByte
   sendJson(res, status, body, status === 503 ? { 'retry-after': '1', ...headers } : headers);
 }
 
+/** A body being read, as its server's {@link BodyClock} sees it. */
+interface BodyWatch {
+  /** A byte arrived since the clock's last tick. */
+  progressed: boolean;
+  /** Ticks in a row without one. */
+  idleTicks: number;
+  /** Called once the body made no progress for the timeout. */
+  expire(): void;
+}
+
+/** Ticks of a {@link BodyClock} per timeout. */
+const TICKS_PER_TIMEOUT = 4;
+
 /**
- * Reads `req` to its end, handing each chunk to `onChunk`. Resolves on `end`; rejects if the
- * request is aborted or fails, or with {@link BodyTimeoutError} when no chunk arrives for
- * `timeoutMs` (from the call, then from each chunk). Once `onChunk` throws, the rest is read and
- * dropped and the error is what the promise rejects with.
+ * One timer per server for every body's timeout: it ticks every timeout / 4 and expires a body
+ * that received no byte over 4 ticks in a row, so between `timeoutMs` and 1.25x that after its
+ * last byte. A timer per request (created, refreshed by every chunk, cleared) costs each request
+ * more than the digest's pooled buffer does.
  */
-function readBody(req: http.IncomingMessage, timeoutMs: number, onChunk: (chunk: Buffer) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let failure: unknown;
-    let failed = false;
-    const fail = (err: unknown): void => {
-      clearTimeout(timer);
-      if (failed) return;
-      failed = true;
-      failure = err;
-      reject(err);
-    };
-    const timer = setTimeout(() => fail(new BodyTimeoutError(timeoutMs)), timeoutMs);
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      timer.refresh();
-      try {
-        onChunk(chunk);
-      } catch (err) {
-        fail(err);
+class BodyClock {
+  readonly #watched = new Set<BodyWatch>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(readonly timeoutMs: number) {
+    this.#timer = setInterval(() => this.#tick(), Math.max(1, timeoutMs / TICKS_PER_TIMEOUT));
+    this.#timer.unref();
+  }
+
+  watch(body: BodyWatch): void {
+    this.#watched.add(body);
+  }
+
+  unwatch(body: BodyWatch): void {
+    this.#watched.delete(body);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #tick(): void {
+    for (const body of this.#watched) {
+      if (body.progressed) {
+        body.progressed = false;
+        body.idleTicks = 0;
+      } else if (++body.idleTicks >= TICKS_PER_TIMEOUT) {
+        this.#watched.delete(body);
+        body.expire();
       }
-    });
-    req.on('end', () => {
-      clearTimeout(timer);
-      if (failed) reject(failure);
-      else resolve();
-    });
-    req.on('error', fail);
-    req.on('close', () => {
-      if (!req.complete) fail(new Error('request aborted'));
-      clearTimeout(timer);
-    });
+    }
+  }
+}
+
+/**
+ * Reads `req` to its end, handing each chunk to `onChunk`, then calls `onDone` exactly once:
+ * with no argument at `end`; with the error as soon as the request is aborted or fails, `onChunk`
+ * throws, or `clock` finds no chunk arrived for its timeout ({@link BodyTimeoutError}). After an
+ * error the rest of the body is read and dropped.
+ */
+function readBody(req: http.IncomingMessage, clock: BodyClock, onChunk: (chunk: Buffer) => void, onDone: (err?: unknown) => void): void {
+  let finished = false;
+  const finish = (err?: unknown): void => {
+    if (finished) return;
+    finished = true;
+    clock.unwatch(watch);
+    onDone(err);
+  };
+  const watch: BodyWatch = { progressed: true, idleTicks: 0, expire: () => finish(new BodyTimeoutError(clock.timeoutMs)) };
+  clock.watch(watch);
+  req.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    watch.progressed = true;
+    try {
+      onChunk(chunk);
+    } catch (err) {
+      finish(err);
+    }
+  });
+  req.on('end', () => finish());
+  req.on('error', finish);
+  req.on('close', () => {
+    if (!req.complete) finish(new Error('request aborted'));
   });
 }
 
-async function digest(req: http.IncomingMessage, res: http.ServerResponse, conn: Connection, policy: BodyPolicy): Promise<void> {
+/** The answer to an error that no branch of the request path expected. */
+function answerUnexpected(res: http.ServerResponse, err: unknown): void {
+  if (!res.headersSent) sendJson(res, 500, { error: String(err) }, { connection: 'close' });
+  else res.destroy();
+}
+
+/** `POST /digest`: see the file comment. Every buffer it allocates is freed before it returns or in `onDone`. */
+function digest(req: http.IncomingMessage, res: http.ServerResponse, conn: Connection, policy: BodyPolicy, clock: BodyClock): void {
   const { scope } = conn;
-  const { quotaBytes, bodyTimeoutMs, chunkSlotBytes } = policy;
+  const { quotaBytes, chunkSlotBytes } = policy;
   const handles: ResourceHandle[] = [];
-  const hash = createHash('sha256');
   let bytes = 0;
+  let onChunk: (chunk: Buffer) => void;
+  let finishHash: (hash: Hash) => void;
   const lengthHeader = req.headers['content-length'];
-  try {
-    if (lengthHeader !== undefined) {
-      const length = Number(lengthHeader);
-      if (length > 0) {
-        let h: ResourceHandle;
-        try {
-          h = scope.allocate('buffer', length);
-        } catch (err) {
-          // Nothing read yet: Node drains the declared body, and the connection stays usable.
-          if (err instanceof ResourceLimitError) return sendRefusal(res, err, length, quotaBytes);
-          if (err instanceof InvalidSizeError) {
-            // larger than maxAllocationSize: not worth draining
-            return sendJson(res, 413, { error: err.code, message: err.message, requested: length }, { connection: 'close' });
-          }
-          throw err;
-        }
-        handles.push(h);
-        const buf = h.buffer!;
-        await readBody(req, bodyTimeoutMs, (chunk) => {
-          bytes += chunk.copy(buf, bytes);
-        });
-        hash.update(buf.subarray(0, bytes));
-      } else {
-        await readBody(req, bodyTimeoutMs, () => undefined);
+  const length = lengthHeader === undefined ? -1 : Number(lengthHeader);
+  if (length > 0) {
+    let h: ResourceHandle;
+    try {
+      h = scope.allocate('buffer', length);
+    } catch (err) {
+      // Nothing read yet: Node drains the declared body, and the connection stays usable.
+      if (err instanceof ResourceLimitError) return sendRefusal(res, err, length, quotaBytes);
+      if (err instanceof InvalidSizeError) {
+        // larger than maxAllocationSize: not worth draining
+        return sendJson(res, 413, { error: err.code, message: err.message, requested: length }, { connection: 'close' });
       }
-    } else {
-      // Chunks are packed into slots of chunkSlotBytes: `filled` bytes of the last one are used.
-      let filled = chunkSlotBytes;
-      try {
-        await readBody(req, bodyTimeoutMs, (chunk) => {
-          let at = 0;
-          while (at < chunk.length) {
-            if (filled === chunkSlotBytes) {
-              try {
-                handles.push(scope.allocate('buffer', chunkSlotBytes));
-              } catch (err) {
-                // the refused body's size: what was received, this chunk included
-                if (err instanceof ResourceLimitError) throw new ChunkedRefusal(err, bytes + chunk.length - at);
-                throw err;
-              }
-              filled = 0;
-            }
-            const copied = chunk.copy(handles[handles.length - 1].buffer!, filled, at);
-            filled += copied;
-            at += copied;
-            bytes += copied;
-          }
-        });
-      } catch (err) {
-        if (err instanceof ChunkedRefusal) {
-          // An unbounded body: answer now and close the connection after the answer.
-          return sendRefusal(res, err.cause, err.bodyBytes, quotaBytes, { connection: 'close' });
-        }
-        throw err;
-      }
-      handles.forEach((h, i) => hash.update(i === handles.length - 1 ? h.buffer!.subarray(0, filled) : h.buffer!));
+      throw err;
     }
-    sendJson(res, 200, { channel: scope.channelId, bytes, sha256: hash.digest('hex'), buffers: handles.length });
-  } catch (err) {
-    if (!(err instanceof BodyTimeoutError)) throw err;
-    // Free the body now (finally), answer, and close: the rest of the body is not read.
-    sendJson(res, 408, { error: 'body timeout', message: err.message, received: bytes }, { connection: 'close' });
-  } finally {
-    // After the socket closed, closeChannel has freed (and revoked) these already.
-    if (conn.open) for (const h of handles) scope.deallocate(h);
+    handles.push(h);
+    const buf = h.buffer!;
+    onChunk = (chunk) => {
+      bytes += chunk.copy(buf, bytes);
+    };
+    finishHash = (hash) => void hash.update(bytes === buf.length ? buf : buf.subarray(0, bytes));
+  } else if (length === 0) {
+    onChunk = () => undefined;
+    finishHash = () => undefined;
+  } else {
+    // Chunked: packed into slots of chunkSlotBytes; `filled` bytes of the last one are used.
+    let filled = chunkSlotBytes;
+    onChunk = (chunk) => {
+      let at = 0;
+      while (at < chunk.length) {
+        if (filled === chunkSlotBytes) {
+          try {
+            handles.push(scope.allocate('buffer', chunkSlotBytes));
+          } catch (err) {
+            // the refused body's size: what was received, this chunk included
+            if (err instanceof ResourceLimitError) throw new ChunkedRefusal(err, bytes + chunk.length - at);
+            throw err;
+          }
+          filled = 0;
+        }
+        const copied = chunk.copy(handles[handles.length - 1].buffer!, filled, at);
+        filled += copied;
+        at += copied;
+        bytes += copied;
+      }
+    };
+    finishHash = (hash) => handles.forEach((h, i) => hash.update(i === handles.length - 1 ? h.buffer!.subarray(0, filled) : h.buffer!));
   }
+  readBody(req, clock, onChunk, (err) => {
+    try {
+      if (err === undefined) {
+        const hash = createHash('sha256');
+        finishHash(hash);
+        sendJson(res, 200, { channel: scope.channelId, bytes, sha256: hash.digest('hex'), buffers: handles.length });
+      } else if (err instanceof BodyTimeoutError) {
+        // Free the body now (below), answer, and close: the rest of the body is not read.
+        sendJson(res, 408, { error: 'body timeout', message: err.message, received: bytes }, { connection: 'close' });
+      } else if (err instanceof ChunkedRefusal) {
+        // An unbounded body: answer now and close the connection after the answer.
+        sendRefusal(res, err.cause, err.bodyBytes, quotaBytes, { connection: 'close' });
+      } else {
+        answerUnexpected(res, err);
+      }
+    } catch (answerErr) {
+      answerUnexpected(res, answerErr);
+    } finally {
+      // After the socket closed, closeChannel has freed (and revoked) these already.
+      if (conn.open) for (const h of handles) scope.deallocate(h);
+    }
+  });
 }
 
 /** Starts the service; see the file comment. */
@@ -257,7 +314,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const manager = options.manager ?? new ResourceManager({ autoOpenChannels: false });
   const globalBytes = options.globalBytes ?? (ownsManager ? 256 * MiB : undefined);
   if (globalBytes !== undefined) manager.setResourceLimits('buffer', { maxBytes: globalBytes });
-  const policy: BodyPolicy = { quotaBytes, bodyTimeoutMs, chunkSlotBytes };
+  const policy: BodyPolicy = { quotaBytes, chunkSlotBytes };
+  const clock = new BodyClock(bodyTimeoutMs);
   const registry = new Registry();
   const exported = registerIsopoolMetrics(manager, { registry, maxChannels });
   const connections = new WeakMap<Socket, Connection>();
@@ -269,20 +327,23 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
       sendJson(res, 503, { error: 'connection not registered' }, { connection: 'close' });
       return;
     }
-    const path = (req.url ?? '/').split('?')[0];
-    const route =
-      path === '/metrics' && req.method === 'GET'
-        ? registry.metrics().then((text) => {
+    try {
+      if (req.method === 'POST' || req.method === 'PUT') {
+        digest(req, res, conn, policy, clock);
+      } else if (req.method === 'GET' && (req.url ?? '/').split('?')[0] === '/metrics') {
+        registry.metrics().then(
+          (text) => {
             res.writeHead(200, { 'content-type': registry.contentType });
             res.end(text);
-          })
-        : req.method === 'POST' || req.method === 'PUT'
-          ? digest(req, res, conn, policy)
-          : Promise.resolve(sendJson(res, 404, { error: 'POST a body to /digest, or GET /metrics' }));
-    route.catch((err: unknown) => {
-      if (!res.headersSent) sendJson(res, 500, { error: String(err) }, { connection: 'close' });
-      else res.destroy();
-    });
+          },
+          (err: unknown) => answerUnexpected(res, err),
+        );
+      } else {
+        sendJson(res, 404, { error: 'POST a body to /digest, or GET /metrics' });
+      }
+    } catch (err) {
+      answerUnexpected(res, err);
+    }
   });
 
   server.on('connection', (socket: Socket) => {
@@ -327,6 +388,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
         server.close(() => resolve());
         server.closeAllConnections();
       }).then(() => {
+        clock.stop();
         exported.unregister();
         if (ownsManager) manager.close();
       });

@@ -301,8 +301,13 @@ function digest(req: http.IncomingMessage, res: http.ServerResponse, conn: Conne
     } catch (answerErr) {
       answerUnexpected(res, answerErr);
     } finally {
-      // After the socket closed, closeChannel has freed (and revoked) these already.
-      if (conn.open) for (const h of handles) scope.deallocate(h);
+      try {
+        // After the socket closed, closeChannel has freed (and revoked) these already.
+        if (conn.open) for (const h of handles) scope.deallocate(h);
+      } catch (freeErr) {
+        // Never from a listener or the clock's tick: it would stop the server or the sweep.
+        answerUnexpected(res, freeErr);
+      }
     }
   });
 }

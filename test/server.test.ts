@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import { startServer } from '../examples/server';
 import type { RunningServer } from '../examples/server';
+import { ResourceManager } from '../lib';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -312,6 +313,25 @@ describe('examples/server.ts: chunk packing, the global budget, the body timeout
       for (const [bytes, handles] of channelUsage(running)) expect([bytes, handles], 'the channel holds nothing').to.deep.equal([0, 0]);
     });
   }
+
+  it('a free that throws when a body times out (its manager closed meanwhile) neither stops the server nor escapes the timer', async () => {
+    // A manager the server does not own, closed by its owner while a body waits: the 408 path's
+    // deallocate throws ERR_MANAGER_CLOSED inside the body clock's tick. Escaping, it would be an
+    // uncaught exception (mocha fails the test on one).
+    const manager = new ResourceManager({ autoOpenChannels: false });
+    running = await startServer({ port: 0, manager, bodyTimeoutMs: 100 });
+    const c = idleClient(running.url, { 'content-length': MiB }, randomBytes(1000));
+    clients.push(c.req);
+    expect(await waitFor(() => manager.getResourceMetrics().totals.handles === 1, 5000), 'the body holds its buffer').to.equal(true);
+    manager.close();
+    const outcome = await c.reply.then(
+      (r) => r.status,
+      () => 'reset',
+    );
+    expect([408, 'reset'], 'answered 408, or the connection dropped after it').to.include(outcome);
+    await new Promise((r) => setTimeout(r, 300)); // more ticks of the clock
+    expect(running.server.listening, 'the server still listens').to.equal(true);
+  });
 
   it("413: `requested` is the body's size, declared or received, not the charge", async () => {
     running = await startServer({ port: 0, quotaBytes: 2 * MiB });

@@ -41,6 +41,8 @@ inline const char* StatusCode(Status status) noexcept {
     case Status::kIsolationViolation: return "ERR_ISOLATION_VIOLATION";
     case Status::kManagerClosed: return "ERR_MANAGER_CLOSED";
     case Status::kHandleTableFull: return "ERR_HANDLE_TABLE_FULL";
+    // Internal: the engine syncs its lane and asks again. A refusal by a limit if it surfaced.
+    case Status::kParkedCharges: return "ERR_RESOURCE_LIMIT";
   }
   return "ERR_INVALID_ARGUMENT";
 }

@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -47,6 +46,7 @@
 #include "binding_util.h"
 #include "hardening.h"
 #include "manager.h"
+#include "metrics.h"
 #include "status.h"
 
 namespace isopool {
@@ -60,12 +60,6 @@ constexpr uint64_t kMalformedId = UINT64_MAX;
 inline double U64(uint64_t v) noexcept { return static_cast<double>(v); }
 inline double Limit(uint64_t v) noexcept {
   return v == kUnlimited ? std::numeric_limits<double>::infinity() : static_cast<double>(v);
-}
-
-inline uint64_t SteadyNowNs() noexcept {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
 }
 
 /// Reads a handle id: false if not a number; a non-safe-integer becomes kMalformedId.

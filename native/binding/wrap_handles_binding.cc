@@ -12,7 +12,8 @@ void ManagerWrap::WriteInfo(const HandleInfo& info, uint32_t violations, bool wi
   o[info_out::kSize] = U64(info.size);
   o[info_out::kSlotBytes] = U64(info.slot_bytes);
   o[info_out::kCharged] = U64(info.charged);
-  uint64_t now = with_age && info.alloc_time_ns != 0 ? SteadyNowNs() : 0;
+  // CoreNowNs: the clock alloc_time_ns was read from (metrics.h).
+  const uint64_t now = with_age && info.alloc_time_ns != 0 ? CoreNowNs() : 0;
   o[info_out::kAgeNs] = now > info.alloc_time_ns ? U64(now - info.alloc_time_ns) : 0;
   o[info_out::kLatencyNs] = U64(info.latency_ns);
   o[info_out::kSlabKey] = U64(info.slab_key);

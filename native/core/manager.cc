@@ -213,8 +213,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
                          Allocation* out) noexcept {
   Impl& m = *impl_;
   const bool single = m.config.single_owner;  // single_owner.h
-  const uint64_t t0 = NowNs();
-  const Stopwatch watch(t0);
+  const Stopwatch watch;
   const uint32_t shard = ThisThreadShard();
   *out = Allocation{};
   if (!m.ValidType(type)) {
@@ -315,7 +314,7 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
   rec.charged = charged;
   rec.slab_key = memory ? ref.slab->key : 0;
   rec.slab_offset = memory ? ref.offset() : 0;
-  rec.alloc_time_ns = t0;
+  rec.alloc_time_ns = watch.StartNs();
   rec.data = memory ? ref.data() : nullptr;
   rec.slab = ref.slab;
   rec.type = type;

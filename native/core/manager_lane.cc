@@ -64,7 +64,7 @@ Status Manager::Reissue(uint64_t old_id, uint64_t new_id, uint64_t size) noexcep
   // slot_bytes in a view set, owner the same incarnation, so no zeroing would happen).
   HandleRecord fresh = rec;
   fresh.size = size;
-  fresh.alloc_time_ns = NowNs();
+  fresh.alloc_time_ns = CoreNowNs();
   fresh.latency_ns = 0;
   m.table.StoreHolder(new_index, HandleTable::HolderWord(env, attached, Impl::GenerationOf(new_id)));
   m.table.Publish(new_index, fresh);  // returns new_id (FastReserved checked NextId)

@@ -20,9 +20,17 @@
 //   against CLOCK_MONOTONIC over >= kCalibrationNs, starting when the first manager is
 //   created (StartStopwatchCalibration); until it is known, and on other CPUs, a stopwatch
 //   reads CLOCK_MONOTONIC. A stopwatch picks its source once, at Start, so a sample never
-//   mixes the two. Only durations come from the TSC: timestamps (alloc_time_ns) are always
-//   NowNs(), so ages computed against the steady clock stay exact. A negative TSC delta
-//   (a thread migrated between unsynchronised cores) is clamped to 0, like the clock's.
+//   mixes the two. A negative TSC delta (a thread migrated between unsynchronised cores) is
+//   clamped to 0, like the clock's.
+//
+// Timestamps (alloc_time_ns, and the "now" an age is taken against) come from CoreNowNs():
+//   once calibrated, the calibration anchor's CLOCK_MONOTONIC reading plus the ticks since
+//   it, so an allocation reuses its stopwatch's start instead of a second clock read. Ages
+//   are differences of two such timestamps: they carry the calibration's rate error (the
+//   two points are 20 ms apart and each is bracketed within ~50 ns: a few ppm), not the
+//   drift between the TSC and the steady clock. A handle stamped by the steady clock before
+//   calibration finished and aged by the TSC later is off by at most that rate error times
+//   the time since the anchor.
 #pragma once
 
 #include <time.h>
@@ -117,7 +125,13 @@ inline void MaybeFinish(uint64_t now_ns) noexcept {
       (static_cast<unsigned __int128>(ns - anchor_ns) << 32) / (ticks - anchor_ticks));
   // Plausible TSC rates only (0.1 to 10 GHz); anything else keeps the clock.
   if (q32 < (uint64_t{1} << 32) / 10 || q32 > (uint64_t{10} << 32)) return;
-  ns_per_tick_q32.store(q32, std::memory_order_relaxed);
+  // release: a reader that loads q32 (acquire) sees the anchor it is relative to.
+  ns_per_tick_q32.store(q32, std::memory_order_release);
+}
+
+/// CoreNowNs() for a TSC reading `ticks` taken with factor `q32` (not 0).
+inline uint64_t StampNs(uint64_t ticks, uint64_t q32) noexcept {
+  return ticks > anchor_ticks ? anchor_ns + TicksToNs(ticks - anchor_ticks, q32) : anchor_ns;
 }
 
 }  // namespace stopwatch_detail
@@ -135,17 +149,25 @@ inline void StartStopwatchCalibration() noexcept {
   });
 }
 
+/// The core's timestamp in nanoseconds, see the file comment.
+inline uint64_t CoreNowNs() noexcept {
+  namespace d = stopwatch_detail;
+  // acquire: pairs with MaybeFinish's release (the anchor).
+  const uint64_t q32 = d::ns_per_tick_q32.load(std::memory_order_acquire);
+  return q32 != 0 ? d::StampNs(d::Ticks(), q32) : NowNs();
+}
+
 /// Measures one latency sample, see the file comment.
 class Stopwatch {
  public:
-  /// Starts now; `now_ns` is a NowNs() the caller just read (reused while uncalibrated).
-  explicit Stopwatch(uint64_t now_ns) noexcept
-      : q32_(stopwatch_detail::ns_per_tick_q32.load(std::memory_order_relaxed)),
-        start_(q32_ != 0 ? stopwatch_detail::Ticks() : now_ns) {}
   /// Starts now.
   Stopwatch() noexcept
-      : q32_(stopwatch_detail::ns_per_tick_q32.load(std::memory_order_relaxed)),
+      // acquire: as CoreNowNs (StartNs reads the anchor).
+      : q32_(stopwatch_detail::ns_per_tick_q32.load(std::memory_order_acquire)),
         start_(q32_ != 0 ? stopwatch_detail::Ticks() : NowNs()) {}
+
+  /// CoreNowNs() at the start.
+  uint64_t StartNs() const noexcept { return q32_ != 0 ? stopwatch_detail::StampNs(start_, q32_) : start_; }
 
   /// Nanoseconds since the start (0 if the source went backwards).
   uint64_t ElapsedNs() const noexcept {

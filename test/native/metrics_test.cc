@@ -23,7 +23,7 @@ TEST(StopwatchAgreesWithTheSteadyClock) {
   // CLOCK_MONOTONIC; either way its samples must agree with the clock.
   for (int round = 0; round < 2; ++round) {
     const uint64_t t0 = NowNs();
-    const Stopwatch w(t0);
+    const Stopwatch w;
     std::this_thread::sleep_for(std::chrono::milliseconds(25));  // also passes kCalibrationNs
     const uint64_t sample = w.ElapsedNs();
     const uint64_t clock = NowNs() - t0;
@@ -43,6 +43,31 @@ TEST(StopwatchAgreesWithTheSteadyClock) {
     const Stopwatch w;
     const uint64_t ns = w.ElapsedNs();
     CHECK(ns < 100000000) << "sample " << ns;
+  }
+}
+
+TEST(CoreTimestampsFollowTheSteadyClock) {
+  isopool::StartStopwatchCalibration();
+  std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  (void)Stopwatch().ElapsedNs();  // finishes the calibration if nothing else did
+  CHECK_EQ(sd::state.load(), uint32_t{2});
+  // A timestamp (a stopwatch's start, or now) lies where the steady clock says, and ages
+  // taken between two of them match the clock's: allocation ages are such differences.
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t before = NowNs();
+    const Stopwatch w;
+    const uint64_t stamp = w.StartNs();
+    const uint64_t after = NowNs();
+    // Calibration error over the time since the anchor: a few ppm of well under a minute.
+    constexpr uint64_t kSlackNs = 2000000;
+    CHECK(stamp + kSlackNs >= before && stamp <= after + kSlackNs)
+        << "stamp " << stamp << " outside [" << before << ", " << after << "]";
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const uint64_t clock_age = NowNs() - before;
+    const uint64_t now = isopool::CoreNowNs();
+    CHECK(now >= stamp) << "the core's clock went backwards";
+    const double ratio = static_cast<double>(now - stamp) / static_cast<double>(clock_age);
+    CHECK(ratio > 0.98 && ratio < 1.02) << "age " << (now - stamp) << " ns vs clock " << clock_age << " ns";
   }
 }
 

@@ -133,7 +133,7 @@ describe('allocation: every public method', () => {
       expect(u.requestedBytes, 'requestedBytes').to.equal(5000);
       expect(u.slotBytes, 'slotBytes').to.equal(65536);
       expect(u.internalFragmentation, 'internalFragmentation').to.equal(1 - 5000 / 65536);
-      // the native clock is CLOCK_MONOTONIC, as process.hrtime
+      // native ages run at CLOCK_MONOTONIC's rate (the TSC calibrated against it), as process.hrtime
       expect(u.ageMs, 'ageMs: between the bounds measured around the two calls').to.be.within(
         Number(beforeTrack - afterAllocate) / 1e6,
         Number(afterTrack - beforeAllocate) / 1e6,

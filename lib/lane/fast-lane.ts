@@ -385,6 +385,8 @@ export class FastLane {
 
   /** A live slot for handle `id`, natively allocated now (so admitted under the current limits). */
   #adoptSlot(id: number, channel: LaneChannel, type: number, pool: number, slotBytes: number, size: number, slabKey: number, slab: ArrayBuffer, offset: number, buffer: Buffer, token: number, ab: ArrayBuffer | null): void {
+    const ofType = this.#parkedOfType;
+    while (ofType.length <= type) ofType.push(0);
     this.#setLive(id, {
       nativeId: id,
       id,
@@ -497,9 +499,7 @@ export class FastLane {
 
   /** `slot` parked (d = 1) or unparked (d = -1): the lane's, its channel's and its type's counts. */
   #countParked(slot: FastSlot, d: 1 | -1): void {
-    const ofType = this.#parkedOfType;
-    while (ofType.length <= slot.type) ofType.push(0);
-    ofType[slot.type] += d;
+    this.#parkedOfType[slot.type] += d; // sized by #adoptSlot
     this.#parkedSlots += d;
     this.#parkedBytes += d * slot.slotBytes;
     slot.channel.lane.parked += d;

@@ -493,8 +493,9 @@ bool Manager::IsReleased(uint64_t id) const noexcept {
   if (m.table.Probe(id).kind != IdProbe::kStale) return false;
   // Freed, but its memory may still wait for a buffer to die (parked): not released yet.
   if (m.parked_count.load(std::memory_order_seq_cst) == 0) return true;
-  std::lock_guard<std::mutex> lock(m.parked_mu);
-  return m.parked.find(id) == m.parked.end();
+  const Impl::ParkedShard& shard = m.ShardOf(id);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  return shard.parked.find(id) == shard.parked.end();
 }
 
 void Manager::CountViolation(int32_t channel, Violation kind) noexcept {

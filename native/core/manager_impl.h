@@ -60,17 +60,28 @@ struct Manager::Impl {
     HandleRecord rec;
     uint32_t env;  ///< the thread whose buffer keeps the memory reachable; 0: only pins do
   };
-  mutable std::mutex parked_mu;
-  std::unordered_map<uint64_t, Parked> parked;                   ///< by freed id
   // Pins: buffers over a handle's memory that the holder word no longer describes. A deferred-
   // reuse handle moved by BeginTransfer keeps its sender's buffer attached (nothing revokes it),
   // so the sender's attachment becomes a pin, one entry per buffer, until OnBufferReleased.
   // Memory is released only when its holder's buffer is gone and no pin of its id is left:
   // parked memory waits while PinnedLocked(id), its env set to 0 once the holder's buffer died.
-  std::unordered_multimap<uint64_t, uint32_t> pins;              ///< id -> env of the pinned buffer
-  std::atomic<uint64_t> pin_count{0};       ///< pins.size(), readable without the lock
+  //
+  // Parked memory and pins live in shards by id, each under its own mutex: every deferred-reuse
+  // free parks its slot and every buffer's finalizer releases one, so with one mutex two threads
+  // freeing took turns at it (bench/METHOD.md, worker threads). Everything about one id is in
+  // its shard, so each step that reads or changes an id's entries is atomic as before.
+  static constexpr uint32_t kParkedShards = 16;
+  struct alignas(kCacheLine) ParkedShard {
+    mutable std::mutex mu;
+    std::unordered_map<uint64_t, Parked> parked;        ///< by freed id
+    std::unordered_multimap<uint64_t, uint32_t> pins;   ///< id -> env of the pinned buffer
+  };
+  ParkedShard parked_shards[kParkedShards];
+  std::atomic<uint64_t> pin_count{0};       ///< pins in every shard, readable without a lock
+  std::atomic<uint64_t> parked_count{0};    ///< parked entries in every shard, idem
+  // Revocations announced to other threads. Lock order: a shard's mu, then revoke_mu.
+  std::mutex revoke_mu;
   std::unordered_map<uint32_t, std::vector<uint64_t>> revoke;   ///< per env: ids to detach
-  std::atomic<uint64_t> parked_count{0};    ///< parked.size(), readable without the lock
   std::atomic<uint64_t> revoke_count{0};    ///< ids waiting in `revoke`
   std::unordered_map<uint32_t, std::atomic<uint32_t>*> revoke_signal;  ///< WatchRevocations
   RelaxedCounter exit_reclaims;
@@ -265,10 +276,11 @@ struct Manager::Impl {
   /// none does. seq_cst with BeginTransfer's pin, which is published before the handle can be freed.
   bool ParkForPins(uint64_t id, const HandleRecord& rec) noexcept {
     if (rec.data == nullptr || pin_count.load(std::memory_order_seq_cst) == 0) return false;
-    std::lock_guard<std::mutex> lock(parked_mu);
-    if (!PinnedLocked(id)) return false;
+    ParkedShard& shard = ShardOf(id);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (!PinnedLocked(shard, id)) return false;
     try {
-      parked.emplace(id, Parked{rec, 0});
+      shard.parked.emplace(id, Parked{rec, 0});
     } catch (...) {
       return true;  // no memory to remember it: never reused rather than reused too early
     }
@@ -284,15 +296,17 @@ struct Manager::Impl {
   /// describes this incarnation.
   bool ParkOrRelease(uint32_t index, uint64_t id, uint32_t env, bool announce, const HandleRecord& rec) noexcept {
     {
-      std::lock_guard<std::mutex> lock(parked_mu);
+      ParkedShard& shard = ShardOf(id);
+      std::lock_guard<std::mutex> lock(shard.mu);
       try {
-        parked.emplace(id, Parked{rec, env});
+        shard.parked.emplace(id, Parked{rec, env});
       } catch (...) {
         // No memory to remember it: keep the slot out of every pool (leaked, never reused)
         // rather than hand out memory a buffer may still reach.
         return true;
       }
       if (announce) {
+        std::lock_guard<std::mutex> revoke_lock(revoke_mu);
         try {
           revoke[env].push_back(id);
           revoke_count.fetch_add(1, std::memory_order_relaxed);
@@ -316,23 +330,32 @@ struct Manager::Impl {
     return st != nullptr && (st->options.load(std::memory_order_relaxed) & 4u) != 0;
   }
 
-  /// Whether a pinned buffer may still reach `id`'s memory. Caller holds parked_mu.
-  bool PinnedLocked(uint64_t id) const noexcept {
-    return pin_count.load(std::memory_order_relaxed) != 0 && pins.find(id) != pins.end();
+  /// The shard of `id`'s parked memory and pins.
+  ParkedShard& ShardOf(uint64_t id) noexcept {
+    return parked_shards[(static_cast<uint32_t>(id >> 32) * 0x9E3779B1u) >> 28];  // 16 shards
+  }
+  const ParkedShard& ShardOf(uint64_t id) const noexcept {
+    return parked_shards[(static_cast<uint32_t>(id >> 32) * 0x9E3779B1u) >> 28];
+  }
+
+  /// Whether a pinned buffer may still reach `id`'s memory. Caller holds `shard` (ShardOf(id)).
+  bool PinnedLocked(const ParkedShard& shard, uint64_t id) const noexcept {
+    return pin_count.load(std::memory_order_relaxed) != 0 && shard.pins.find(id) != shard.pins.end();
   }
 
   /// Returns parked memory of `id` to its pool; false if it was not parked (any more) or a
   /// pinned buffer still reaches it (it then waits for the pins only).
   bool Unpark(uint64_t id) noexcept {
-    std::lock_guard<std::mutex> lock(parked_mu);
-    auto it = parked.find(id);
-    if (it == parked.end()) return false;
-    if (PinnedLocked(id)) {
+    ParkedShard& shard = ShardOf(id);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.parked.find(id);
+    if (it == shard.parked.end()) return false;
+    if (PinnedLocked(shard, id)) {
       it->second.env = 0;
       return false;
     }
     ReleaseMemory(it->second.rec, ThisThreadShard());
-    parked.erase(it);
+    shard.parked.erase(it);
     parked_count.fetch_sub(1, std::memory_order_relaxed);
     return true;
   }

@@ -42,17 +42,18 @@ Status Manager::BeginTransfer(uint64_t id, HandleInfo* info) noexcept {
         // (then there is nothing to pin) or, losing the CAS, finds the pin under the lock.
         if (rec.data != nullptr && rec.access == static_cast<uint32_t>(AccessMode::kRevocable) &&
             !m.ImmediateReuse(rec.channel)) {
-          std::lock_guard<std::mutex> lock(m.parked_mu);
+          Impl::ParkedShard& shard = m.ShardOf(id);
+          std::lock_guard<std::mutex> lock(shard.mu);
           const uint64_t h = m.table.LoadHolder(p.index);
           const uint32_t env = HandleTable::HolderEnv(h);
           if (env != 0 && HandleTable::HolderAttached(h) && HandleTable::HolderGeneration(h) == Impl::GenerationOf(id)) {
             try {
-              auto pin = m.pins.emplace(id, env);
+              auto pin = shard.pins.emplace(id, env);
               if (m.table.CasHolder(p.index, h, 0)) {
                 m.pin_count.fetch_add(1, std::memory_order_seq_cst);
                 if (info != nullptr) info->parked = true;
               } else {
-                m.pins.erase(pin);  // released meanwhile: nothing left to pin
+                shard.pins.erase(pin);  // released meanwhile: nothing left to pin
               }
             } catch (...) {
               // No memory to remember the pin: the caller detaches its buffer (info->parked false).
@@ -117,32 +118,33 @@ void Manager::OnBufferReleased(uint64_t id, uint32_t env) noexcept {
   const bool pins = m.pin_count.load(std::memory_order_seq_cst) != 0;
   // 2. Memory parked until this buffer died (seq_cst: Dekker with ParkOrRelease).
   if (!pins && m.parked_count.load(std::memory_order_seq_cst) == 0) return;
-  std::lock_guard<std::mutex> lock(m.parked_mu);
+  Impl::ParkedShard& shard = m.ShardOf(id);
+  std::lock_guard<std::mutex> lock(shard.mu);
   if (!cleared && pins) {
     // A pinned buffer (BeginTransfer of a deferred handle): one of env's buffers over the memory
     // is gone. Buffers of one env over one id are interchangeable here: each counts once.
-    auto range = m.pins.equal_range(id);
+    auto range = shard.pins.equal_range(id);
     for (auto p = range.first; p != range.second; ++p) {
       if (p->second != env) continue;
-      m.pins.erase(p);
+      shard.pins.erase(p);
       m.pin_count.fetch_sub(1, std::memory_order_relaxed);
-      auto it = m.parked.find(id);
-      if (it != m.parked.end() && it->second.env == 0 && !m.PinnedLocked(id)) {
+      auto it = shard.parked.find(id);
+      if (it != shard.parked.end() && it->second.env == 0 && !m.PinnedLocked(shard, id)) {
         m.ReleaseMemory(it->second.rec, ThisThreadShard());
-        m.parked.erase(it);
+        shard.parked.erase(it);
         m.parked_count.fetch_sub(1, std::memory_order_relaxed);
       }
       return;
     }
   }
-  auto it = m.parked.find(id);
-  if (it != m.parked.end() && it->second.env == env) {
-    if (m.PinnedLocked(id)) {
+  auto it = shard.parked.find(id);
+  if (it != shard.parked.end() && it->second.env == env) {
+    if (m.PinnedLocked(shard, id)) {
       it->second.env = 0;  // the holder's buffer is gone; pinned ones are not
       return;
     }
     m.ReleaseMemory(it->second.rec, ThisThreadShard());
-    m.parked.erase(it);
+    shard.parked.erase(it);
     m.parked_count.fetch_sub(1, std::memory_order_relaxed);
   }
 }
@@ -150,7 +152,7 @@ void Manager::OnBufferReleased(uint64_t id, uint32_t env) noexcept {
 void Manager::DrainRevocations(uint32_t env, std::vector<uint64_t>* ids) noexcept {
   Impl& m = *impl_;
   if (m.revoke_count.load(std::memory_order_relaxed) == 0) return;
-  std::lock_guard<std::mutex> lock(m.parked_mu);
+  std::lock_guard<std::mutex> lock(m.revoke_mu);
   auto it = m.revoke.find(env);
   if (it == m.revoke.end()) return;
   auto signal = m.revoke_signal.find(env);
@@ -170,7 +172,7 @@ bool Manager::HasRevocations() const noexcept {
 
 bool Manager::WatchRevocations(uint32_t env, std::atomic<uint32_t>* pending) noexcept {
   Impl& m = *impl_;
-  std::lock_guard<std::mutex> lock(m.parked_mu);
+  std::lock_guard<std::mutex> lock(m.revoke_mu);
   if (pending == nullptr) {
     m.revoke_signal.erase(env);
     return true;
@@ -233,25 +235,28 @@ uint64_t Manager::ReclaimEnv(uint32_t env, FreeReason reason) noexcept {
   // Memory parked for this thread's buffers: at thread exit they can no longer be used. A
   // close() of the attachment leaves them parked: that thread's JS still runs.
   if (reason != FreeReason::kLeak) return reclaimed;
-  std::lock_guard<std::mutex> lock(m.parked_mu);
-  for (auto p = m.pins.begin(); p != m.pins.end();) {
-    if (p->second == env) {
-      p = m.pins.erase(p);
-      m.pin_count.fetch_sub(1, std::memory_order_relaxed);
-    } else {
-      ++p;
+  for (Impl::ParkedShard& shard : m.parked_shards) {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto p = shard.pins.begin(); p != shard.pins.end();) {
+      if (p->second == env) {
+        p = shard.pins.erase(p);
+        m.pin_count.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++p;
+      }
+    }
+    for (auto it = shard.parked.begin(); it != shard.parked.end();) {
+      if ((it->second.env == env || it->second.env == 0) && !m.PinnedLocked(shard, it->first)) {
+        m.ReleaseMemory(it->second.rec, ThisThreadShard());
+        it = shard.parked.erase(it);
+        m.parked_count.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        if (it->second.env == env) it->second.env = 0;
+        ++it;
+      }
     }
   }
-  for (auto it = m.parked.begin(); it != m.parked.end();) {
-    if ((it->second.env == env || it->second.env == 0) && !m.PinnedLocked(it->first)) {
-      m.ReleaseMemory(it->second.rec, ThisThreadShard());
-      it = m.parked.erase(it);
-      m.parked_count.fetch_sub(1, std::memory_order_relaxed);
-    } else {
-      if (it->second.env == env) it->second.env = 0;
-      ++it;
-    }
-  }
+  std::lock_guard<std::mutex> lock(m.revoke_mu);
   auto r = m.revoke.find(env);
   if (r != m.revoke.end()) {
     m.revoke_count.fetch_sub(r->second.size(), std::memory_order_relaxed);

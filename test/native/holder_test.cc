@@ -8,6 +8,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -489,6 +490,77 @@ TEST(ParkedSlotsAreNeverReusedBeforeRelease) {
   CHECK_EQ(s.handles, 0u);
   CHECK_EQ(LiveSlots(m.m), 0u) << "every slot back in the pool";
   std::printf("holder stress: %llu rounds\n", static_cast<unsigned long long>(rounds));
+}
+
+// Deferred reuse from several threads at once: each frees its own handles (parked until its
+// buffer dies) and releases its buffers later, out of order, or leaves them to ReclaimEnv.
+// Parked memory lives in shards by id: every release must find its entry (nothing left parked),
+// and no slot may serve anyone before its buffer was released (the stamps stay intact).
+TEST(DeferredReuseAcrossThreadsReleasesEverySlotOnce) {
+  Mgr m(/*deferred=*/true);
+  constexpr uint32_t kThreads = 4;
+  const uint64_t rounds = testing::EnvU64("ISOPOOL_HOLDER_OPS", 50000) / 2;
+  std::atomic<uint64_t> bad{0}, allocated{0}, unreleased{0};
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const uint32_t env = 10 + t;
+      const std::string name = "t" + std::to_string(t);
+      const int32_t ch = Open(m.m, name.c_str(), /*deferred=*/true);
+      struct Held {
+        uint64_t id;
+        uint8_t* data;
+        uint8_t stamp;
+      };
+      std::vector<Held> held;
+      uint64_t next = t + 1;
+      for (uint64_t i = 0; i < rounds; ++i) {
+        Allocation a;
+        if (m->Allocate(0, 64, ch, CallContext{env, 0}, &a) != Status::kOk) continue;
+        allocated.fetch_add(1, std::memory_order_relaxed);
+        const uint8_t stamp = static_cast<uint8_t>((i * kThreads + t) | 1);
+        std::memset(a.data, stamp, 64);
+        HandleInfo info;
+        uint32_t v = 0;
+        CHECK(m->Free(a.id, -1, FreeReason::kDeallocate, CallContext{env, 0}, &info, &v) == Status::kOk);
+        if (!info.parked) bad.fetch_add(1, std::memory_order_relaxed);  // its buffer still lives
+        held.push_back({a.id, a.data, stamp});
+        if (held.size() < 6) continue;
+        next = next * 6364136223846793005ull + 1442695040888963407ull;
+        const size_t k = static_cast<size_t>((next >> 33) % held.size());
+        for (int b = 0; b < 64; ++b) {
+          if (held[k].data[b] != held[k].stamp) bad.fetch_add(1, std::memory_order_relaxed);
+        }
+        m->OnBufferReleased(held[k].id, env);  // its buffer died: the slot may serve again
+        if (!m->IsReleased(held[k].id)) bad.fetch_add(1, std::memory_order_relaxed);
+        held[k] = held.back();
+        held.pop_back();
+      }
+      for (const Held& h : held) {
+        for (int b = 0; b < 64; ++b) {
+          if (h.data[b] != h.stamp) bad.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      if (t % 2 == 0) {
+        m->ReclaimEnv(env, FreeReason::kLeak);  // the thread leaves with buffers alive
+      } else {
+        for (const Held& h : held) m->OnBufferReleased(h.id, env);
+      }
+      for (const Held& h : held) {
+        if (!m->IsReleased(h.id)) unreleased.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK_EQ(bad.load(), 0u) << "a slot was reused while parked, or a release missed its entry";
+  CHECK_EQ(unreleased.load(), 0u) << "memory left parked after its buffer died or its thread left";
+  CHECK(allocated.load() > 0u);
+  ManagerSnapshot s;
+  m->Snapshot(&s);
+  CHECK_EQ(s.parked_handles, 0u);
+  CHECK_EQ(s.handles, 0u);
+  CHECK_EQ(LiveSlots(m.m), 0u) << "every slot back in the pool";
+  std::printf("deferred threads: %llu allocations\n", static_cast<unsigned long long>(allocated.load()));
 }
 
 TEST_MAIN()

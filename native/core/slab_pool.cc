@@ -309,19 +309,25 @@ Status SlabSet::Acquire(SlotRef* out, bool* hit, uint32_t shard) noexcept {
 }
 
 Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
-  std::lock_guard<std::mutex> lock(mu_);
-  // Fullest partially used slab first (fewest free slots), wholly free slabs last.
-  for (uint32_t k = 1; k <= slots_; ++k) {
-    Slab* slab = buckets_[k];
-    if (slab == nullptr) continue;
-    out->slab = slab;
-    out->index = PopFreeLocked(slab);
-    FetchAdd<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
-    FetchAdd<uint32_t>(slab->live, 1, single_, std::memory_order_seq_cst);
-    hits_.Add(shard);
-    *hit = true;
-    return Status::kOk;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Fullest partially used slab first (fewest free slots), wholly free slabs last.
+    for (uint32_t k = 1; k <= slots_; ++k) {
+      Slab* slab = buckets_[k];
+      if (slab == nullptr) continue;
+      out->slab = slab;
+      out->index = PopFreeLocked(slab);
+      FetchAdd<uint64_t>(live_slots_, 1, single_, std::memory_order_seq_cst);
+      FetchAdd<uint32_t>(slab->live, 1, single_, std::memory_order_seq_cst);
+      hits_.Add(shard);
+      *hit = true;
+      return Status::kOk;
+    }
   }
+  // A new slab is mapped and made resident without the set's mutex: that takes microseconds
+  // per page, and the set's other threads would sleep on the mutex meanwhile. Nobody else
+  // reaches the slab until it is in a bucket. Threads that miss together map one slab each;
+  // a wholly free one beyond queueSize goes back like any other (ReturnSlot).
   Slab* slab = registry_->CreateSlab(slot_size_, slots_, slab_bytes_, this, &counters_);
   if (slab == nullptr) {
     failures_.Add();
@@ -330,9 +336,10 @@ Status SlabSet::AcquireSlow(SlotRef* out, bool* hit, uint32_t shard) noexcept {
   // Slots of at most a page: every page is some slot's first, written by its first user.
   // Larger slots stay lazy: a 16 KiB body in a 64 KiB slot touches 4 of its 16 pages.
   if (slots_ > 1 && slot_size_ <= kSystemPage) PrefaultPages(slab->base, slab->map_bytes);
-  FetchAdd<uint64_t>(mapped_slots_, slots_, single_, std::memory_order_seq_cst);
   // Slot 0 is handed out; 1..s-1 go on the free list, lowest index on top.
   for (uint32_t i = slots_ - 1; i >= 1; --i) slab->free_stack[slab->free_count++] = i;
+  std::lock_guard<std::mutex> lock(mu_);
+  FetchAdd<uint64_t>(mapped_slots_, slots_, single_, std::memory_order_seq_cst);
   BucketInsertLocked(slab);
   out->slab = slab;
   out->index = 0;

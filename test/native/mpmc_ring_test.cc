@@ -2,6 +2,7 @@
 // checks every value is delivered exactly once (sum and per-value counts).
 #include "mpmc_ring.h"
 
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -55,6 +56,42 @@ TEST(ZeroCapacity) {
   uint32_t v = 0;
   CHECK(!ring.TryPush(1)) << "capacity 0: every push fails";
   CHECK(!ring.TryPop(&v)) << "capacity 0: every pop fails";
+}
+
+TEST(SingleOwnerRingMatchesAFifoModel) {
+  // The single-owner ring packs its values in a plain array: random pushes and pops, many laps
+  // over capacities that are and are not powers of two, against a deque with the same bound.
+  for (const size_t capacity : {size_t{0}, size_t{1}, size_t{2}, size_t{5}, size_t{64}, size_t{4097}}) {
+    MpmcRing<uint32_t> ring;
+    CHECK(ring.Init(capacity, /*single_owner=*/true)) << "capacity " << capacity;
+    const size_t bound = capacity == 1 ? 2 : capacity;  // 1 rounds up to 2, as a shared ring
+    CHECK_EQ(ring.capacity(), bound);
+    std::deque<uint32_t> model;
+    uint64_t rng = 0x9E3779B97F4A7C15ull ^ capacity;
+    uint32_t next = 1;
+    for (int step = 0; step < 200000; ++step) {
+      rng ^= rng << 13;
+      rng ^= rng >> 7;
+      rng ^= rng << 17;
+      // Push-heavy phases and pop-heavy phases, so the ring fills and empties across laps.
+      const bool push = ((rng >> 8) % 100) < ((step / 5000) % 2 == 0 ? 70u : 30u);
+      if (push) {
+        const bool pushed = ring.TryPush(next);
+        CHECK_EQ(pushed, model.size() < bound) << "push at size " << model.size() << ", capacity " << capacity;
+        if (pushed) model.push_back(next);
+        ++next;
+      } else {
+        uint32_t v = 0;
+        const bool popped = ring.TryPop(&v);
+        CHECK_EQ(popped, !model.empty()) << "pop at size " << model.size() << ", capacity " << capacity;
+        if (popped) {
+          CHECK_EQ(v, model.front()) << "FIFO order, capacity " << capacity;
+          model.pop_front();
+        }
+      }
+      CHECK_EQ(ring.SizeApprox(), model.size());
+    }
+  }
 }
 
 // Trivially copyable "lifetime" token: producer id + sequence + checksum.

@@ -17,7 +17,7 @@ import { IsopoolError, ResourceHandle, ResourceLimitError, ResourceManager } fro
 import type { ChannelScope, ResourceManagerOptions } from '../lib';
 import { loadNative } from '../lib/native/loader';
 import type { NativeAddon } from '../lib/native/binding';
-import { KiB, MiB, SMALL_POOLS, allZero, bufferOf, collect, collectUntil, expectCode, filledWith, gc, poolMetrics, tick } from './helpers';
+import { KiB, MiB, SMALL_POOLS, allZero, bufferOf, collect, collectUntil, expectCode, filledWith, gc, poolMetrics, stateOf, tick } from './helpers';
 import { mulberry32 } from './random';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -788,5 +788,62 @@ describe(`revocable fast lane: deferred reuse (the default) never takes it (tran
     await collectUntil(() => mgr.getResourceMetrics().revocation.pendingRelease === 0);
     expect(mgr.getResourceMetrics().revocation.pendingRelease, 'nothing parked once collected').to.equal(0);
     expect(poolMetrics(mgr, 's').liveSlots, 'every slot returned').to.equal(0);
+  });
+});
+
+describe('fast lane when the system refuses memory', () => {
+  /** A manager whose native side can be told to refuse the next `n` slabs (`injectAllocationFailures`). */
+  function refusingManager(): { mgr: ResourceManager; refuseNext(n: number): void } {
+    const addon = loadNative() as { NativeManager: NativeAddon['NativeManager'] };
+    const Original = addon.NativeManager;
+    let native: { injectAllocationFailures(n: number): void } | null = null;
+    addon.NativeManager = class extends (Original as unknown as new (config: unknown) => object) {
+      constructor(config: unknown) {
+        super(config);
+        native = this as unknown as { injectAllocationFailures(n: number): void };
+      }
+    } as unknown as NativeAddon['NativeManager'];
+    let mgr: ResourceManager;
+    try {
+      // One 1 MiB slot per slab: a slot parked by the lane leaves no free slot in the pool.
+      mgr = new ResourceManager({ pools: [{ name: 'big', slotSize: MiB, queueSize: 4 }], leakDetection: 'off' });
+    } finally {
+      addon.NativeManager = Original;
+    }
+    expect(native, 'the manager was made through the subclass').to.not.equal(null);
+    return { mgr, refuseNext: (n) => native!.injectAllocationFailures(n) };
+  }
+
+  it("gives other channels' parked slots back to the pool and allocates again before it reports ERR_POOL_EXHAUSTED", () => {
+    const { mgr, refuseNext } = refusingManager();
+    const a = mgr.openChannel('a', { access: 'view' });
+    const b = mgr.openChannel('b', { access: 'view' });
+    const h = a.allocate('buffer', MiB);
+    bufferOf(h).fill(0xab);
+    a.deallocate(h); // parked by the lane: natively still allocated
+    refuseNext(1); // the next slab the pool maps is refused
+    const g = b.allocate('buffer', MiB);
+    expect(allZero(bufferOf(g)), "channel b gets a's freed slot, zeroed").to.equal(true);
+    const m = mgr.getResourceMetrics();
+    expect(m.fastLane.deallocations, 'the free was parked').to.equal(1);
+    expect(poolMetrics(mgr, 'big').misses, 'no second slab was mapped').to.equal(1);
+    expect(m.totals.handles, 'one live handle').to.equal(1);
+    b.deallocate(g);
+    mgr.close();
+  });
+
+  it('reports ERR_POOL_EXHAUSTED, changing nothing, when nothing parked can serve', () => {
+    const { mgr, refuseNext } = refusingManager();
+    const a = mgr.openChannel('a', { access: 'view' });
+    const held = a.allocate('buffer', MiB); // live, not parked
+    const before = stateOf(mgr);
+    refuseNext(1);
+    expectCode(() => a.allocate('buffer', MiB), 'ERR_POOL_EXHAUSTED', 'a refused slab with no parked slot');
+    const after = stateOf(mgr) as { pools: { big: { failures: number } } };
+    expect(after.pools.big.failures, 'the refusal is counted').to.equal(1);
+    after.pools.big.failures = 0;
+    expect(after, 'pools, ledgers and handles otherwise as they were').to.deep.equal(before);
+    a.deallocate(held);
+    mgr.close();
   });
 });

@@ -423,6 +423,11 @@ export class Engine implements HandleOwner {
       // The type's total refused with the lane's parked slots in it: the answer without them.
       fast.sync();
       result = this.#nativeAllocate(type, n, channel, revocable);
+    } else if (result === NativeStatus.PoolExhausted && fast !== null && fast.holdsAnyParked()) {
+      // The system refused a new slab while other channels' parked slots hold free memory the
+      // pools would otherwise have: the answer with those slots back in them.
+      fast.sync();
+      result = this.#nativeAllocate(type, n, channel, revocable);
     }
     if (result === NativeStatus.ChannelClosed && channel !== null && this.#shared) {
       // Another thread closed this incarnation (and may have reopened the name, maybe with

@@ -25,8 +25,10 @@
  * re-issuing it changes no ledger. The true usage after a fast allocation equals the native
  * usage, which the last native allocation admitted (a native allocation first frees the parked
  * slots of its channel; one that the type's total refuses while other channels have parked
- * slots frees them all and is made again: see {@link FastLane.holdsParked}). Limits that changed since a slot's
- * native allocation make it ineligible (per-channel and type-total epochs), and a limit on the
+ * slots frees them all and is made again: see {@link FastLane.holdsParked}; so does one for
+ * which the system refuses a new slab while any channel has parked slots). Limits that
+ * changed since a slot's native allocation make it ineligible (per-channel and type-total
+ * epochs), and a limit on the
  * allocation size makes a slot serve only sizes up to the one natively admitted. A soft limit
  * keeps the lane out of its channel (or, on a type's total, out of the manager): a pressure event
  * needs the exact crossing.
@@ -495,6 +497,11 @@ export class FastLane {
    */
   holdsParked(type: number): boolean {
     return (this.#parkedOfType[type] ?? 0) > 0;
+  }
+
+  /** Whether any channel has parked slots (memory held back from the native pools until a sync). */
+  holdsAnyParked(): boolean {
+    return this.#parkedSlots > 0;
   }
 
   /** `slot` parked (d = 1) or unparked (d = -1): the lane's, its channel's and its type's counts. */

@@ -12,10 +12,13 @@
  * Usage: node build/ts/bench/service.js [--quick] [--duration=S] [--warmup=S] [--rounds=N]
  *          [--sizes=1,16,256 (KiB)] [--connections=10,50,200] [--profile=S (0: none)]
  *          [--profile-connections=50] [--profile-size=1 (KiB)] [--plain-busy-us=N]
- *          [--out=DIR] [--no-write]
+ *          [--rate=R (requests/s, or R1,R2,... one per size)] [--out=DIR] [--no-write]
  * `--quick` (about a minute) only prints, unless `--out` is given. `--plain-busy-us=N` is a control:
  * the plain server spends N µs of CPU per answered body in a busy loop, to see what a fixed extra
  * cost per request turns into on this machine (write it with `--out` elsewhere than bench/).
+ * `--rate` replaces autocannon with a paced load (bench/paced-load.ts) of that many requests a
+ * second in all, so both servers answer the same requests at the same pace and CPU per request
+ * compares their work alone; without it each connection sends its next request on the answer.
  * @packageDocumentation
  */
 import autocannon from 'autocannon';
@@ -27,6 +30,7 @@ import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { breakDown } from './cpu-profile';
+import { pacedLoad } from './paced-load';
 import type { CpuProfile, ProfileBreakdown, TimeShare } from './cpu-profile';
 import { table } from './report';
 import type { ChildReply, ChildRequest, PoolStats } from './service-child';
@@ -61,6 +65,8 @@ interface Config {
   readonly profileIntervalUs: number;
   /** A control: CPU µs the plain server burns per answered body (0: none, the real comparison). */
   readonly plainBusyUs: number;
+  /** Paced load: requests per second in all, per body size (`sizesBytes` order); empty: autocannon. */
+  readonly rates: readonly number[];
 }
 
 const FULL: Config = {
@@ -77,6 +83,7 @@ const FULL: Config = {
   profileSizeBytes: 1 * KiB,
   profileIntervalUs: 250,
   plainBusyUs: 0,
+  rates: [],
 };
 
 const QUICK: Config = { ...FULL, mode: 'quick', durationS: 0.6, warmupS: 0.2, firstWarmupS: 0.3, profileS: 0 };
@@ -105,6 +112,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (flag === '--profile-connections') overrides.profileConnections = Number(value);
     else if (flag === '--profile-size') overrides.profileSizeBytes = Number(value) * KiB;
     else if (flag === '--plain-busy-us') overrides.plainBusyUs = Number(value);
+    else if (flag === '--rate') overrides.rates = list(value);
     else if (flag === '--out') outDir = path.resolve(value);
     else if (arg === '--no-write') write = false;
     else throw new Error(`unknown argument ${JSON.stringify(arg)}; see the usage in bench/service.ts`);
@@ -118,6 +126,8 @@ function parseArgs(argv: readonly string[]): Args {
     !(config.plainBusyUs >= 0) ||
     config.sizesBytes.length === 0 ||
     config.connections.length === 0 ||
+    (config.rates.length > 1 && config.rates.length !== config.sizesBytes.length) ||
+    config.rates.some((n) => !(Number.isInteger(n) && n > 0)) ||
     [...config.sizesBytes, ...config.connections, config.profileConnections, config.profileSizeBytes].some((n) => !(Number.isInteger(n) && n > 0));
   if (bad) throw new Error(`bad settings: ${JSON.stringify(config)}`);
   return { config, outDir, write: write ?? (outDir !== null || config.mode === 'full') };
@@ -263,7 +273,15 @@ interface LoadResult {
   loaderCpuMicros: number;
 }
 
-function load(url: string, body: Buffer, connections: number, seconds: number): Promise<LoadResult> {
+/** The `--rate` of a body size: requests per second in all, or 0 (autocannon, as fast as answered). */
+function rateFor(config: Config, sizeBytes: number): number {
+  if (config.rates.length === 0) return 0;
+  return config.rates.length === 1 ? config.rates[0] : config.rates[config.sizesBytes.indexOf(sizeBytes)];
+}
+
+/** `rate` > 0: a paced load of that many requests a second (bench/paced-load.ts); else autocannon. */
+function load(url: string, body: Buffer, connections: number, seconds: number, rate = 0): Promise<LoadResult> {
+  if (rate > 0) return pacedLoad(url, body, connections, seconds, rate);
   const latencies: number[] = [];
   let responses = 0;
   const cpu0 = process.cpuUsage();
@@ -326,10 +344,11 @@ interface Run {
 }
 
 async function measure(server: ServerProcess, body: Buffer, connections: number, config: Config, round: number, turn: number): Promise<Run> {
-  if (config.warmupS > 0) await load(server.url, body, connections, config.warmupS);
+  const rate = rateFor(config, body.length);
+  if (config.warmupS > 0) await load(server.url, body, connections, config.warmupS, rate);
   await sleep(50);
   const before = await server.usage();
-  const r = await load(server.url, body, connections, config.durationS);
+  const r = await load(server.url, body, connections, config.durationS, rate);
   // the closes of the load's connections are part of the window
   await sleep(100);
   const after = await server.usage();
@@ -530,7 +549,7 @@ function mediansTable(cells: readonly Cell[]): string {
     }
   }
   return table(
-    ['body', 'conns', 'server', 'requests/s', 'server CPU µs/req', 'p50 ms', 'p99 ms', 'autocannon CPU µs/req', 'responses (all rounds)', 'non-2xx / errors'],
+    ['body', 'conns', 'server', 'requests/s', 'server CPU µs/req', 'p50 ms', 'p99 ms', 'load generator CPU µs/req', 'responses (all rounds)', 'non-2xx / errors'],
     rows,
     [false, true, false, true, true, true, true, true, true, true],
   );
@@ -654,6 +673,12 @@ function markdown(report: ServiceReport): string {
     '',
     `Generated with Node ${m.node} (V8 ${m.v8})${m.nodeFlags.length > 0 ? `, flags ${m.nodeFlags.join(' ')}` : ''}, on ${m.date}, in ${fmt(report.durationS)} s.`,
     '',
+    ...(c.rates.length > 0
+      ? [
+          `**A paced run:** instead of autocannon, ${c.sizesBytes.map((size) => `${fmt(rateFor(c, size))} requests/s in all for ${fmtSize(size)} bodies`).join(', ')}, sent on a fixed schedule over keep-alive connections (\`--rate\`, bench/paced-load.ts). Both servers answer the same requests at the same pace, so CPU per request compares their work alone; requests/s shows whether a server kept up, and p99 is each request's time from its send.`,
+          '',
+        ]
+      : []),
     ...(c.plainBusyUs > 0
       ? [
           `**A control run:** the plain server spends ${c.plainBusyUs} µs of CPU per answered body in a busy loop (\`--plain-busy-us=${c.plainBusyUs}\`); "plain" below is that server.`,
@@ -684,7 +709,9 @@ function markdown(report: ServiceReport): string {
     '  Each runs in its own Node process (bench/service-child.ts, no flags), on 127.0.0.1.',
     '- Correctness first: before any timing, a POST of each body size gets `200` with the right sha256 and',
     '  byte count from both servers, and a POST of quota + 1 bytes gets `413`.',
-    `- Load: autocannon ${report.autocannon} (programmatic, in the parent process), \`POST /digest\` with a random body,`,
+    (c.rates.length > 0
+      ? `- Load: bench/paced-load.ts (in the parent process; one request in flight per keep-alive connection, each sent on its connection's schedule), \`POST /digest\` with a random body,`
+      : `- Load: autocannon ${report.autocannon} (programmatic, in the parent process), \`POST /digest\` with a random body,`),
     `  pipelining 1, keep-alive, timeout 10 s; for every body size (${c.sizesBytes.map(fmtSize).join(', ')}) and`,
     `  connection count (${c.connections.join(', ')}), ${c.rounds} rounds; in each round both servers in turn, the first`,
     `  alternating from round to round and from cell to cell. Before the first cell, ${c.firstWarmupS} s of load`,
@@ -697,7 +724,7 @@ function markdown(report: ServiceReport): string {
     "- Latency: each 2xx response's time from autocannon's `response` event (µs resolution; autocannon's own",
     '  histogram has 1 ms steps), p50 and p99 over the window.',
     '- Ratios: isopool / plain inside each round, then the median over rounds; medians of the raw values below.',
-    `- The machine has ${m.cores} cores, shared: both servers, autocannon (single-threaded, itself busy at high`,
+    `- The machine has ${m.cores} cores, shared: both servers, the load generator (single-threaded, itself busy at high`,
     '  request rates: see its CPU per request below) and whatever else runs compete for them. The absolute',
     '  numbers move between runs far more than the same-round ratios; read the ratios.',
     '',
@@ -759,7 +786,7 @@ async function main(): Promise<void> {
     log('correctness check passed (200 and the right sha256 from both, 413 over the quota)');
     // Both servers see every body size once before the first timed turn (JIT, pool slabs).
     for (const size of config.sizesBytes) {
-      for (const kind of SERVERS) await load(servers[kind].url, bodies.get(size)!, config.connections[0], config.firstWarmupS);
+      for (const kind of SERVERS) await load(servers[kind].url, bodies.get(size)!, config.connections[0], config.firstWarmupS, rateFor(config, size));
     }
 
     const total = config.sizesBytes.length * config.connections.length;

@@ -15,16 +15,18 @@
  */
 import * as net from 'node:net';
 
-/** What one paced load did (the fields of service.ts's LoadResult). */
-export interface PacedResult {
+/** What one load did (a paced one, or service.ts's autocannon one). */
+export interface LoadResult {
+  /** Responses of any status. */
   responses: number;
   ok: number;
   non2xx: number;
   errors: number;
   timeouts: number;
   wallS: number;
-  /** Of each 2xx response, from its request's send to its last byte, ms. */
+  /** Latencies of the 2xx responses, ms (paced: from the request's send to its last byte). */
   latencies: number[];
+  /** The load generator's own CPU (this process), µs. */
   loaderCpuMicros: number;
 }
 
@@ -61,14 +63,14 @@ class ResponseReader {
  * Sends `rate` requests a second in all over `connections` sockets to `url` for `seconds`,
  * then waits for the answers still due (up to `timeoutS`) and closes the sockets.
  */
-export function pacedLoad(url: string, body: Buffer, connections: number, seconds: number, rate: number, timeoutS = 10): Promise<PacedResult> {
+export function pacedLoad(url: string, body: Buffer, connections: number, seconds: number, rate: number, timeoutS = 10): Promise<LoadResult> {
   const { hostname, port } = new URL(url);
   const request = Buffer.concat([
     Buffer.from(`POST /digest HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`, 'latin1'),
     body,
   ]);
   const intervalMs = (1000 * connections) / rate;
-  const result: PacedResult = { responses: 0, ok: 0, non2xx: 0, errors: 0, timeouts: 0, wallS: 0, latencies: [], loaderCpuMicros: 0 };
+  const result: LoadResult = { responses: 0, ok: 0, non2xx: 0, errors: 0, timeouts: 0, wallS: 0, latencies: [], loaderCpuMicros: 0 };
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const stopSendingAt = t0 + seconds * 1000;

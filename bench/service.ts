@@ -31,6 +31,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { breakDown } from './cpu-profile';
 import { pacedLoad } from './paced-load';
+import type { LoadResult } from './paced-load';
 import type { CpuProfile, ProfileBreakdown, TimeShare } from './cpu-profile';
 import { table } from './report';
 import type { ChildReply, ChildRequest, PoolStats } from './service-child';
@@ -258,20 +259,6 @@ async function check(server: ServerProcess, bodies: readonly Buffer[], quotaByte
 
 // -------------------------------------------------------------------------------------------------
 // load
-
-interface LoadResult {
-  /** Responses of any status. */
-  responses: number;
-  ok: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  wallS: number;
-  /** Latencies of the 2xx responses, ms. */
-  latencies: number[];
-  /** The load generator's own CPU (this process), µs. */
-  loaderCpuMicros: number;
-}
 
 /** The `--rate` of a body size: requests per second in all, or 0 (autocannon, as fast as answered). */
 function rateFor(config: Config, sizeBytes: number): number {

@@ -419,13 +419,10 @@ export class Engine implements HandleOwner {
     }
     let revocable = isRevocable(type, channel);
     let result = this.#nativeAllocate(type, n, channel, revocable);
-    if (result === NativeStatus.ParkedCharges && fast !== null) {
-      // The type's total refused with the lane's parked slots in it: the answer without them.
-      fast.sync();
-      result = this.#nativeAllocate(type, n, channel, revocable);
-    } else if (result === NativeStatus.PoolExhausted && fast !== null && fast.holdsAnyParked()) {
-      // The system refused a new slab while other channels' parked slots hold free memory the
-      // pools would otherwise have: the answer with those slots back in them.
+    // Refusals the lane's parked slots may have caused: the type's total counted them
+    // (ParkedCharges), or the system refused a new slab while they hold free memory the pools
+    // would otherwise have. The answer is the one without them.
+    if (fast !== null && (result === NativeStatus.ParkedCharges || (result === NativeStatus.PoolExhausted && fast.holdsAnyParked()))) {
       fast.sync();
       result = this.#nativeAllocate(type, n, channel, revocable);
     }

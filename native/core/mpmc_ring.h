@@ -68,7 +68,6 @@ class MpmcRing {
   /// Call once, before any push/pop. `single_owner`: one thread only will ever push and pop (see
   /// the contract).
   bool Init(size_t capacity, bool single_owner = false) noexcept {
-    single_ = single_owner;
     if (capacity == 0) return true;
     // One cell cannot tell "full" from "empty": a full cell's seq (pos + 1) is what the next lap's
     // producer waits for (pos + capacity), so a second push would overwrite the first value and
@@ -112,7 +111,7 @@ class MpmcRing {
       const int64_t diff = static_cast<int64_t>(seq - pos);
       if (diff == 0) {
         // Our turn: claim the position. relaxed: the cell's seq carries the data ordering.
-        if (CompareExchangeWeak(enqueue_pos_, pos, pos + 1, single_, std::memory_order_relaxed,
+        if (CompareExchangeWeak(enqueue_pos_, pos, pos + 1, /*single=*/false, std::memory_order_relaxed,
                                 std::memory_order_relaxed)) {
           cell.value = value;
           // release: publishes `value` to the consumer of `pos`.
@@ -147,7 +146,7 @@ class MpmcRing {
       const uint64_t seq = cell.seq.load(std::memory_order_acquire);
       const int64_t diff = static_cast<int64_t>(seq - (pos + 1));
       if (diff == 0) {
-        if (CompareExchangeWeak(dequeue_pos_, pos, pos + 1, single_, std::memory_order_relaxed,
+        if (CompareExchangeWeak(dequeue_pos_, pos, pos + 1, /*single=*/false, std::memory_order_relaxed,
                                 std::memory_order_relaxed)) {
           *out = cell.value;
           // release: the next producer of this cell may overwrite `value` only after we read it.
@@ -188,8 +187,7 @@ class MpmcRing {
   alignas(kCacheLine) std::atomic<uint64_t> dequeue_pos_{0};  ///< next position to pop
   alignas(kCacheLine) Cell* cells_ = nullptr;                 ///< capacity_ cells (shared rings)
   T* flat_ = nullptr;                                         ///< capacity_ values (single owner)
-  size_t capacity_ = 0;                                       ///< cells, fixed by Init
-  bool single_ = false;                                       ///< single owner, fixed by Init
+  size_t capacity_ = 0;                                       ///< cells or values, fixed by Init
 };
 
 static_assert(alignof(MpmcRing<uint64_t>) >= kCacheLine,

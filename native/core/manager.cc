@@ -292,10 +292,10 @@ Status Manager::Allocate(int32_t type, uint64_t size, int32_t channel, const Cal
       if (meta.owner != owner) {
         // View users can write anywhere in the slot (and the slab): zero it all.
         const uint64_t extent = view ? slot_bytes : meta.dirty;
-        if (extent > 0) std::memset(ref.data(), 0, extent);
+        if (extent > 0) ZeroSlotMemory(ref.data(), extent);
         meta.dirty = 0;
       } else if (zero_always) {
-        std::memset(ref.data(), 0, size);
+        ZeroSlotMemory(ref.data(), size);
       }
       meta.owner = owner;
       meta.dirty = view ? slot_bytes : std::max(meta.dirty, size + tail);

@@ -1,6 +1,7 @@
 // slab_pool.cc — see slab_pool.h for the glossary, invariants and retention policy.
 #include "slab_pool.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -48,6 +49,80 @@ bool PrefaultPages(uint8_t* base, uint64_t bytes) noexcept {
   // Best effort: before Linux 5.14 (EINVAL), or if the system refuses memory now, the pages
   // fault on first touch as they would have anyway.
   return madvise(base, bytes, kPopulateWrite) == 0;
+}
+
+namespace {
+
+constexpr uint64_t kPagePresent = 1ull << 63;
+constexpr uint64_t kPageSwapped = 1ull << 62;
+
+/// This process's page map, opened once per process: a descriptor inherited across fork()
+/// still reads the parent's map, so the owner's pid is kept beside it (pid << 32 | fd + 1).
+std::atomic<uint64_t> g_pagemap{0};
+
+int PagemapFd() noexcept {
+  const auto pid = static_cast<uint64_t>(getpid());
+  uint64_t seen = g_pagemap.load(std::memory_order_acquire);
+  while ((seen >> 32) != pid) {
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    const uint64_t mine = pid << 32 | static_cast<uint32_t>(fd + 1);
+    if (g_pagemap.compare_exchange_strong(seen, mine, std::memory_order_acq_rel)) {
+      // A parent's descriptor, inherited: this process's own replaces it.
+      if ((seen & 0xffffffffu) != 0) ::close(static_cast<int>(seen & 0xffffffffu) - 1);
+      return fd;
+    }
+    if (fd >= 0) ::close(fd);  // another thread of this process opened it first
+  }
+  return static_cast<int>(seen & 0xffffffffu) - 1;
+}
+
+uint64_t PageBytes() noexcept {
+  static const uint64_t page = [] {
+    const long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? static_cast<uint64_t>(p) : kSystemPage;
+  }();
+  return page;
+}
+
+}  // namespace
+
+void ZeroSlotMemory(uint8_t* data, uint64_t bytes) noexcept {
+  const int fd = bytes >= kSparseZeroBytes ? PagemapFd() : -1;
+  if (fd < 0) {
+    std::memset(data, 0, bytes);
+    return;
+  }
+  const uint64_t page = PageBytes();
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t end = begin + bytes;
+  const uintptr_t first = (begin + page - 1) / page * page;  // whole pages: [first, last)
+  const uintptr_t last = end / page * page;
+  if (first >= last) {
+    std::memset(data, 0, bytes);
+    return;
+  }
+  std::memset(data, 0, first - begin);
+  std::memset(reinterpret_cast<uint8_t*>(last), 0, end - last);
+  uint64_t entries[256];
+  for (uintptr_t at = first; at < last;) {
+    const uint64_t n = std::min<uint64_t>(256, (last - at) / page);
+    const ssize_t got = pread(fd, entries, n * sizeof(uint64_t), static_cast<off_t>(at / page * sizeof(uint64_t)));
+    if (got != static_cast<ssize_t>(n * sizeof(uint64_t))) {
+      std::memset(reinterpret_cast<uint8_t*>(at), 0, last - at);  // the map cannot say: write
+      return;
+    }
+    for (uint64_t i = 0; i < n;) {
+      if ((entries[i] & (kPagePresent | kPageSwapped)) == 0) {
+        ++i;
+        continue;
+      }
+      uint64_t j = i + 1;
+      while (j < n && (entries[j] & (kPagePresent | kPageSwapped)) != 0) ++j;
+      std::memset(reinterpret_cast<uint8_t*>(at + i * page), 0, (j - i) * page);
+      i = j;
+    }
+    at += n * page;
+  }
 }
 
 // --- SlabRegistry -------------------------------------------------------------

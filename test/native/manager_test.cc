@@ -500,6 +500,35 @@ TEST(ViewZeroingCoversTheWholeSlot) {
   m->Free(y.id, vb, FreeReason::kDeallocate, nullptr, nullptr);
 }
 
+TEST(LargeSlotZeroingOnOwnerChangeClearsEveryWrittenPage) {
+  // 1 MiB slots are zeroed through the page map (ZeroSlotMemory): pages written anywhere in
+  // the slot, by a revocable holder and by a view holder past its length, must read zero for
+  // the next owner.
+  ManagerConfig cfg;
+  cfg.pools = {{"big", 1 << 20, 1}};
+  Mgr m(cfg);
+  const int32_t a = Open(m.m, "a");
+  const int32_t b = Open(m.m, "b");
+  const int32_t va = Open(m.m, "va", AccessMode::kView);
+  const int32_t vb = Open(m.m, "vb", AccessMode::kView);
+  const uint64_t slot = 1 << 20;
+  for (const bool view : {false, true}) {
+    const int32_t from = view ? va : a;
+    const int32_t to = view ? vb : b;
+    Allocation x;
+    CHECK(m->Allocate(0, slot, from, &x) == Status::kOk);
+    for (uint64_t page : {0u, 3u, 77u, 128u, 255u}) std::memset(x.data + page * 4096 + 17, 0xC3, 4000);
+    x.data[slot - 1] = 0x42;
+    uint8_t* at = x.data;
+    m->Free(x.id, from, FreeReason::kDeallocate, nullptr, nullptr);
+    Allocation y;
+    CHECK(m->Allocate(0, view ? 10 : slot, to, &y) == Status::kOk);
+    CHECK(y.data == at) << "same slot back";
+    CHECK(AllZero(y.data, slot)) << (view ? "view" : "revocable") << ": another owner reads zero everywhere";
+    m->Free(y.id, to, FreeReason::kDeallocate, nullptr, nullptr);
+  }
+}
+
 TEST(ViewSlabsNeverServeRevocable) {
   Mgr m;
   const int32_t v = Open(m.m, "view", AccessMode::kView);

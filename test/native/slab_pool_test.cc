@@ -460,4 +460,67 @@ TEST(NewSlabsAreResidentAtOnce) {
   std::cout << "  MADV_POPULATE_WRITE " << (can ? "supported" : "not supported") << ", slab " << s.reserved_bytes << " B" << std::endl;
 }
 
+namespace {
+
+/// Pages of [base, base + bytes) that are resident now.
+std::vector<bool> Resident(uint8_t* base, uint64_t bytes) {
+  std::vector<unsigned char> v(bytes / 4096);
+  CHECK(mincore(base, bytes, v.data()) == 0);
+  std::vector<bool> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = (v[i] & 1) != 0;
+  return out;
+}
+
+}  // namespace
+
+TEST(ZeroSlotMemoryClearsEveryWrittenByteAndFaultsNoOtherPage) {
+  // 1 MiB of private anonymous memory, as a slab is mapped; no huge pages, so residency is
+  // per 4 KiB page.
+  const uint64_t bytes = 1 << 20;
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(mem != MAP_FAILED);
+  auto* base = static_cast<uint8_t*>(mem);
+  madvise(base, bytes, MADV_NOHUGEPAGE);
+  // Written: whole pages, a page's last byte, runs across page boundaries, both ends.
+  const std::vector<uint64_t> pages = {0, 1, 2, 100, 128, 200, 254, 255};
+  for (uint64_t p : pages) std::memset(base + p * 4096, 0xA5, 4096);
+  base[7 * 4096 + 4095] = 0x5A;
+  std::memset(base + 40 * 4096 + 4000, 0x3C, 200);  // pages 40 and 41
+  // A written page dropped again reads as zero and is left alone.
+  std::memset(base + 60 * 4096, 0x77, 4096);
+  CHECK(madvise(base + 60 * 4096, 4096, MADV_DONTNEED) == 0);
+  const std::vector<bool> before = Resident(base, bytes);
+
+  // An extent that starts and ends inside pages.
+  const uint64_t head = 100, tail = 50;
+  ZeroSlotMemory(base + head, bytes - head - tail);
+
+  // Nothing was faulted in: the pages never written (or dropped) are still not resident. (Read
+  // before the bytes are: reading an empty page maps the zero page, which counts as resident.)
+  const std::vector<bool> after = Resident(base, bytes);
+  uint64_t faulted = 0, resident = 0;
+  for (size_t i = 0; i < after.size(); ++i) {
+    faulted += after[i] && !before[i];
+    resident += after[i];
+  }
+  CHECK_EQ(faulted, uint64_t{0}) << "pages the map showed empty were not written";
+  CHECK_EQ(resident, uint64_t{11}) << "the 8 written pages, page 7, pages 40 and 41";
+
+  // Every byte of the extent reads zero; the bytes outside it are kept.
+  for (uint64_t i = 0; i < head; ++i) CHECK_EQ(int(base[i]), 0xA5) << "before the extent";
+  for (uint64_t i = bytes - tail; i < bytes; ++i) CHECK_EQ(int(base[i]), 0xA5) << "after the extent";
+  uint64_t nonzero = 0;
+  for (uint64_t i = head; i < bytes - tail; ++i) nonzero += base[i] != 0;
+  CHECK_EQ(nonzero, uint64_t{0}) << "every byte of the extent reads zero";
+  munmap(base, bytes);
+
+  // Below kSparseZeroBytes everything is written, as memset does.
+  void* small = mmap(nullptr, kSparseZeroBytes - 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(small != MAP_FAILED);
+  ZeroSlotMemory(static_cast<uint8_t*>(small), kSparseZeroBytes - 4096);
+  const std::vector<bool> all = Resident(static_cast<uint8_t*>(small), kSparseZeroBytes - 4096);
+  CHECK(std::all_of(all.begin(), all.end(), [](bool r) { return r; })) << "a small extent is written whole";
+  munmap(small, kSparseZeroBytes - 4096);
+}
+
 TEST_MAIN()

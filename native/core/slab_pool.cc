@@ -60,11 +60,42 @@ constexpr uint64_t kPageSwapped = 1ull << 62;
 /// still reads the parent's map, so the owner's pid is kept beside it (pid << 32 | fd + 1).
 std::atomic<uint64_t> g_pagemap{0};
 
+uint64_t PageBytes() noexcept {
+  static const uint64_t page = [] {
+    const long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? static_cast<uint64_t>(p) : kSystemPage;
+  }();
+  return page;
+}
+
+/// Whether `fd` maps this process's addresses as the kernel does: four fresh pages, the first
+/// and third written, must read present, empty, present, empty. An emulator that passes its own
+/// map through (qemu-user with a guest base) fails this, and zeroing then writes everything.
+bool PagemapAgrees(int fd) noexcept {
+  const uint64_t page = PageBytes();
+  void* mem = mmap(nullptr, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return false;
+  auto* probe = static_cast<uint8_t*>(mem);
+  madvise(probe, 4 * page, MADV_NOHUGEPAGE);
+  probe[0] = 1;
+  probe[2 * page] = 1;
+  uint64_t e[4] = {0, 0, 0, 0};
+  const auto at = static_cast<off_t>(reinterpret_cast<uintptr_t>(probe) / page * sizeof(uint64_t));
+  const bool read = pread(fd, e, sizeof(e), at) == static_cast<ssize_t>(sizeof(e));
+  munmap(mem, 4 * page);
+  const uint64_t any = kPagePresent | kPageSwapped;
+  return read && (e[0] & kPagePresent) != 0 && (e[1] & any) == 0 && (e[2] & kPagePresent) != 0 && (e[3] & any) == 0;
+}
+
 int PagemapFd() noexcept {
   const auto pid = static_cast<uint64_t>(getpid());
   uint64_t seen = g_pagemap.load(std::memory_order_acquire);
   while ((seen >> 32) != pid) {
-    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && !PagemapAgrees(fd)) {
+      ::close(fd);
+      fd = -1;
+    }
     const uint64_t mine = pid << 32 | static_cast<uint32_t>(fd + 1);
     if (g_pagemap.compare_exchange_strong(seen, mine, std::memory_order_acq_rel)) {
       // A parent's descriptor, inherited: this process's own replaces it.
@@ -74,14 +105,6 @@ int PagemapFd() noexcept {
     if (fd >= 0) ::close(fd);  // another thread of this process opened it first
   }
   return static_cast<int>(seen & 0xffffffffu) - 1;
-}
-
-uint64_t PageBytes() noexcept {
-  static const uint64_t page = [] {
-    const long p = sysconf(_SC_PAGESIZE);
-    return p > 0 ? static_cast<uint64_t>(p) : kSystemPage;
-  }();
-  return page;
 }
 
 }  // namespace

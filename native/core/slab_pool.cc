@@ -55,6 +55,8 @@ namespace {
 
 constexpr uint64_t kPagePresent = 1ull << 63;
 constexpr uint64_t kPageSwapped = 1ull << 62;
+/// A page with either bit may hold data; one with neither reads as zero (private anonymous memory).
+constexpr uint64_t kPageMayHoldData = kPagePresent | kPageSwapped;
 
 /// This process's page map, opened once per process: a descriptor inherited across fork()
 /// still reads the parent's map, so the owner's pid is kept beside it (pid << 32 | fd + 1).
@@ -83,8 +85,8 @@ bool PagemapAgrees(int fd) noexcept {
   const auto at = static_cast<off_t>(reinterpret_cast<uintptr_t>(probe) / page * sizeof(uint64_t));
   const bool read = pread(fd, e, sizeof(e), at) == static_cast<ssize_t>(sizeof(e));
   munmap(mem, 4 * page);
-  const uint64_t any = kPagePresent | kPageSwapped;
-  return read && (e[0] & kPagePresent) != 0 && (e[1] & any) == 0 && (e[2] & kPagePresent) != 0 && (e[3] & any) == 0;
+  return read && (e[0] & kPagePresent) != 0 && (e[1] & kPageMayHoldData) == 0 && (e[2] & kPagePresent) != 0 &&
+         (e[3] & kPageMayHoldData) == 0;
 }
 
 int PagemapFd() noexcept {
@@ -110,17 +112,13 @@ int PagemapFd() noexcept {
 }  // namespace
 
 void ZeroSlotMemory(uint8_t* data, uint64_t bytes) noexcept {
-  const int fd = bytes >= kSparseZeroBytes ? PagemapFd() : -1;
-  if (fd < 0) {
-    std::memset(data, 0, bytes);
-    return;
-  }
   const uint64_t page = PageBytes();
   const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
   const uintptr_t end = begin + bytes;
   const uintptr_t first = (begin + page - 1) / page * page;  // whole pages: [first, last)
   const uintptr_t last = end / page * page;
-  if (first >= last) {
+  const int fd = bytes >= kSparseZeroBytes && first < last ? PagemapFd() : -1;
+  if (fd < 0) {
     std::memset(data, 0, bytes);
     return;
   }
@@ -135,12 +133,12 @@ void ZeroSlotMemory(uint8_t* data, uint64_t bytes) noexcept {
       return;
     }
     for (uint64_t i = 0; i < n;) {
-      if ((entries[i] & (kPagePresent | kPageSwapped)) == 0) {
+      if ((entries[i] & kPageMayHoldData) == 0) {
         ++i;
         continue;
       }
       uint64_t j = i + 1;
-      while (j < n && (entries[j] & (kPagePresent | kPageSwapped)) != 0) ++j;
+      while (j < n && (entries[j] & kPageMayHoldData) != 0) ++j;
       std::memset(reinterpret_cast<uint8_t*>(at + i * page), 0, (j - i) * page);
       i = j;
     }

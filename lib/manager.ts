@@ -160,10 +160,10 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
    * with options on an open channel, throws ERR_INVALID_ARGUMENT.
    */
   openChannel(channelId: string, options?: ChannelOptions): ChannelScope {
-    this.#engine.checkOpen('openChannel');
+    this.#engine.checkOpenHot('openChannel');
     const checked = options === undefined ? undefined : checkChannelOptions('options', options);
     // Reading the options ran the caller's code (getters, Proxy traps), which may have closed the manager.
-    if (checked !== undefined) this.#engine.checkOpen('openChannel');
+    if (checked !== undefined) this.#engine.checkOpenHot('openChannel');
     return scopeOf(this.#engine, this.#engine.openChannel(channelId, checked));
   }
 
@@ -175,7 +175,7 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
 
   /** Frees everything the channel holds, revokes its buffers and closes it. */
   closeChannel(channelId: string): ChannelCloseReport {
-    this.#engine.checkOpen('closeChannel');
+    this.#engine.checkOpenHot('closeChannel');
     return this.#engine.closeChannel(channelId);
   }
 

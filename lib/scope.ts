@@ -148,7 +148,7 @@ export class Scope implements ChannelScope {
   }
 
   close(): ChannelCloseReport {
-    this.#engine.checkOpen('ChannelScope.close');
+    this.#engine.checkOpenHot('ChannelScope.close');
     this.#engine.checkScopeOpen(this.#state);
     return this.#engine.closeChannel(this.#state.name);
   }

@@ -73,6 +73,7 @@ const CHANNELS = [
   { name: 'v2', options: { access: 'view' as const } },
   { name: 'vz', options: { access: 'view' as const, zero: 'always' as const } },
   { name: 'r1', options: { access: 'revocable' as const } },
+  { name: 'ri', options: { access: 'revocable' as const, unsafeImmediateReuse: true } },
 ];
 const SIZES = [1, 100, 4000, 4096, 4096, 4096, 3000, 5000, 65536, 70000, 2 * MiB];
 
@@ -684,6 +685,37 @@ describe(`revocable fast lane on unsafeImmediateReuse channels (transfer() ${HAS
     expect(lane().allocations, 'another length: native path (a buffer is exactly its size)').to.equal(before);
     r.deallocate(sized);
     expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
+  });
+
+  it("opening and closing one channel leaves the other channels' parked slots in the lane, and the close is exact", () => {
+    const a = mgr.openChannel('a');
+    const b = mgr.openChannel('b');
+    const v = mgr.openChannel('v', { access: 'view' });
+    // No metrics are read until the end: reading them syncs the lane.
+    a.deallocate(a.allocate('buffer', 700));
+    const live = a.allocate('buffer', 700); // the lane's: an id the native side has not seen yet
+    const liveBuf = bufferOf(live);
+    a.deallocate(a.allocate('buffer', 300)); // parked in a's lane
+    b.deallocate(b.allocate('buffer', 900)); // in b's
+    v.deallocate(v.allocate('buffer', 200)); // in v's
+    mgr.openChannel('c').allocate('buffer', 100);
+    const report = mgr.closeChannel('a');
+    const hb = b.allocate('buffer', 900);
+    const hv = v.allocate('buffer', 200);
+    expect(lane().allocations, "live, then b's and v's parked slots after another channel's open and close").to.equal(HAS_TRANSFER ? 3 : 1);
+    // The close freed a's one live handle, under the id its holder has, and nothing parked.
+    expect(report.count, 'a parked slot is not a handle').to.equal(1);
+    expect(report.handles.map((x) => x.id)).to.deep.equal([live.id]);
+    expect(report.bytes, "charged: a whole slot").to.equal(4096);
+    expect(liveBuf.length, 'revoked').to.equal(0);
+    expect(mgr.validateSecurityBoundaries(live).violations.map((x) => x.code)).to.deep.equal(['CHANNEL_CLOSED']);
+    const m = mgr.getResourceMetrics();
+    expect(Object.keys(m.channels).sort()).to.deep.equal(['b', 'c', 'v']);
+    expect(m.channels.b).to.deep.include({ bytesInUse: 4096, handles: 1 });
+    expect(m.channels.v).to.deep.include({ bytesInUse: 4096, handles: 1 });
+    expect(m.totals).to.deep.include({ handles: 3, bytesInUse: 3 * 4096, requestedBytes: 1200 });
+    expect(poolMetrics(mgr, 's').liveSlots, 'no slot lost or held twice').to.equal(3);
+    expect(mgr.validateSecurityBoundaries(hb).valid && mgr.validateSecurityBoundaries(hv).valid).to.equal(true);
   });
 
   it('closeChannel and transferHandle revoke lane-served buffers, and report them', () => {

@@ -152,14 +152,19 @@ export class Engine implements HandleOwner {
 
   /**
    * Every public operation starts here. It also makes the native side exact for what follows
-   * (the fast lane's sync), except for allocate and deallocate: see {@link Engine.checkOpenHot}.
+   * (the fast lane's sync), except for allocate, deallocate, openChannel and closeChannel: see
+   * {@link Engine.checkOpenHot}.
    */
   checkOpen(operation: string): void {
     this.checkOpenHot(operation);
     this.#fast?.sync(); // null for shared managers
   }
 
-  /** checkOpen for allocate and deallocate, which sync the fast lane themselves when they go native. */
+  /**
+   * checkOpen for allocate and deallocate, which sync the fast lane themselves when they go
+   * native, and for openChannel and closeChannel: a new channel has nothing in the lane, and a
+   * closing one syncs its own part ({@link Engine.closeChannel}).
+   */
   checkOpenHot(operation: string): void {
     if (this.#closed) throw new ManagerClosedError(operation);
     if (this.#revocations !== null && this.#revocations[0] !== 0) this.#drainRevocations();
@@ -271,7 +276,8 @@ export class Engine implements HandleOwner {
     }
     // The incarnation as native has it (another thread of a shared manager may have won the open).
     const state = this.#channels.lookup(name, true) ?? this.#channels.opened(name, index, channelBits(access, zero, immediate));
-    if (created) for (const [type, l] of limits) this.#applyLimits(type, index, l);
+    // A channel just created has nothing in the lane: no sync before its limits.
+    if (created) for (const [type, l] of limits) this.#applyLimits(type, index, l, false);
     return { state, created };
   }
 
@@ -280,6 +286,9 @@ export class Engine implements HandleOwner {
 
   closeChannel(channelId: unknown): ChannelCloseReport {
     const state = this.openChannelState(channelId);
+    // The native side learns this channel's lane handles and gets its parked slots back; other
+    // channels keep theirs (their ledgers are not what the close reports or changes).
+    this.#fast?.syncChannel(state);
     // From here on the channel's handles are freed to every caller and the name is closed;
     // the ChannelClose frees them.
     const status = this.#native.closeChannel(state.index);
@@ -338,9 +347,12 @@ export class Engine implements HandleOwner {
     this.#applyLimits(this.#limitType(typeName, channel), channel === null ? -1 : channel.index, checked);
   }
 
-  /** Sets the given fields on one scope; the others keep the values the native manager has. */
-  #applyLimits(type: number, channel: number, update: Readonly<Partial<LimitFields>>): void {
-    this.#fast?.sync();
+  /**
+   * Sets the given fields on one scope; the others keep the values the native manager has.
+   * `sync`: first free every parked slot, so none is kept under limits it was not admitted by.
+   */
+  #applyLimits(type: number, channel: number, update: Readonly<Partial<LimitFields>>, sync = true): void {
+    if (sync) this.#fast?.sync();
     const merged: LimitFields = { ...scopeLimits(this.#native, type, channel), ...update };
     const status = this.#native.setLimits(type, channel, merged.maxBytes, merged.maxHandles, merged.maxAllocationSize, merged.softBytes);
     if (status !== NativeStatus.Ok) throw this.#statusError(status, {});

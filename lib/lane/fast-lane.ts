@@ -18,8 +18,9 @@
  *   parked is freed.
  * - {@link FastLane.sync} applies everything and frees every parked slot. The manager calls it
  *   before every operation that reads or changes native state other than these fast paths, so
- *   every observation (metrics, usage, validation, isolation checks, closeChannel...) sees exactly
- *   what it would have seen without the lane.
+ *   every observation (metrics, usage, validation, isolation checks...) sees exactly what it
+ *   would have seen without the lane. Channels opening and closing leave the other channels'
+ *   parked slots alone: {@link FastLane.syncChannel} settles the closing channel's part.
  *
  * Why limits still hold exactly without a native check: a parked slot stays charged natively, so
  * re-issuing it changes no ledger. The true usage after a fast allocation equals the native
@@ -485,7 +486,7 @@ export class FastLane {
    * could be theirs ({@link FastLane.holdsParked}).
    */
   beforeNativeAllocation(channel: LaneChannel | null): void {
-    if (channel !== null && channel.lane.parked > 0) this.#freeParked(channel);
+    if (channel !== null && channel.lane.parked > 0) this.#settle(channel, false);
   }
 
   /**
@@ -512,16 +513,34 @@ export class FastLane {
     slot.channel.lane.parked += d;
   }
 
-  /** Frees `channel`'s parked slots natively (a partial sync: the rest of the lane stays). */
-  #freeParked(channel: LaneChannel): void {
+  /**
+   * Makes the native side exact for `channel` alone (closeChannel): applies the journal, frees
+   * the channel's parked slots and publishes the ids its live lane handles carry. Other channels'
+   * parked slots stay in the lane: opening or closing one connection's channel does not send every
+   * other connection's next allocation to the native path.
+   */
+  syncChannel(channel: LaneChannel): void {
+    this.#settle(channel, true);
+  }
+
+  /**
+   * Frees `channel`'s parked slots natively (a partial sync: the rest of the lane stays); with
+   * `publish`, also publishes the ids of its live lane handles ({@link FastLane.syncChannel}).
+   */
+  #settle(channel: LaneChannel, publish: boolean): void {
     const dirty = this.#dirty;
     let kept = 0;
     for (let i = 0; i < dirty.length; i++) {
       const slot = dirty[i];
-      if (!slot.live && slot.channel === channel) {
+      if (slot.channel !== channel) {
+        dirty[kept++] = slot;
+      } else if (!slot.live) {
         slot.dirty = false;
         this.#pushFree(slot);
         this.#countParked(slot, -1);
+      } else if (publish) {
+        slot.dirty = false;
+        this.#publish(slot);
       } else {
         dirty[kept++] = slot;
       }
@@ -529,6 +548,14 @@ export class FastLane {
     dirty.length = kept;
     channel.lane.stacks.length = 0;
     this.#apply();
+  }
+
+  /** Journals a live slot's current id as its native one, if the lane handed it out under a new id. */
+  #publish(slot: FastSlot): void {
+    if (slot.id === slot.nativeId) return;
+    this.#push(JournalOp.Reissue, slot.nativeId, slot.id, slot.size);
+    if (slot.token >= 0) this.#push(JournalOp.SlotOwner, slot.nativeId, slot.id, slot.token);
+    slot.nativeId = slot.id;
   }
 
   /**
@@ -559,10 +586,8 @@ export class FastLane {
         this.#pushFree(slot);
         slot.channel.lane.parked = 0;
         slot.channel.lane.stacks.length = 0;
-      } else if (slot.id !== slot.nativeId) {
-        this.#push(JournalOp.Reissue, slot.nativeId, slot.id, slot.size);
-        if (slot.token >= 0) this.#push(JournalOp.SlotOwner, slot.nativeId, slot.id, slot.token);
-        slot.nativeId = slot.id;
+      } else {
+        this.#publish(slot);
       }
     }
     dirty.length = 0;

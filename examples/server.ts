@@ -142,6 +142,8 @@ interface BodyWatch {
   progressed: boolean;
   /** Ticks in a row without one. */
   idleTicks: number;
+  /** Its place in the clock's list; -1 while not watched. */
+  at: number;
   /** Called once the body made no progress for the timeout. */
   expire(): void;
 }
@@ -154,9 +156,17 @@ const TICKS_PER_TIMEOUT = 4;
  * that received no byte over 4 ticks in a row, so between `timeoutMs` and 1.25x that after its
  * last byte. A timer per request (created, refreshed by every chunk, cleared) costs each request
  * more than the digest's pooled buffer does.
+ *
+ * The watched bodies are a dense list (each knows its place; a leaving one's place takes the
+ * last), not a `Set`: a Set that a body enters and leaves on every request rebuilds its hash
+ * table every few hundred changes, and V8 allocates a long-lived Set's new table in the old
+ * generation. Under load that was megabytes a second of old-generation garbage, which set off a
+ * full collection every few hundred milliseconds (bench/METHOD.md, "The example's body clock").
  */
 class BodyClock {
-  readonly #watched = new Set<BodyWatch>();
+  /** Watched bodies in [0, #count); the places past it hold nothing, and the list never shrinks. */
+  readonly #watched: Array<BodyWatch | undefined> = [];
+  #count = 0;
   readonly #timer: NodeJS.Timeout;
 
   constructor(readonly timeoutMs: number) {
@@ -165,11 +175,21 @@ class BodyClock {
   }
 
   watch(body: BodyWatch): void {
-    this.#watched.add(body);
+    if (body.at >= 0) return;
+    body.at = this.#count;
+    this.#watched[this.#count++] = body;
   }
 
   unwatch(body: BodyWatch): void {
-    this.#watched.delete(body);
+    const at = body.at;
+    if (at < 0) return;
+    body.at = -1;
+    const last = this.#watched[--this.#count] as BodyWatch;
+    this.#watched[this.#count] = undefined;
+    if (last !== body) {
+      this.#watched[at] = last;
+      last.at = at;
+    }
   }
 
   stop(): void {
@@ -177,15 +197,20 @@ class BodyClock {
   }
 
   #tick(): void {
-    for (const body of this.#watched) {
+    let expired: BodyWatch[] | undefined;
+    // From the end: a body that leaves takes the last one's place, which was already visited.
+    for (let i = this.#count - 1; i >= 0; i--) {
+      const body = this.#watched[i] as BodyWatch;
       if (body.progressed) {
         body.progressed = false;
         body.idleTicks = 0;
       } else if (++body.idleTicks >= TICKS_PER_TIMEOUT) {
-        this.#watched.delete(body);
-        body.expire();
+        this.unwatch(body);
+        (expired ??= []).push(body);
       }
     }
+    // After the walk: an answer may close sockets, and so unwatch other bodies.
+    if (expired !== undefined) for (const body of expired) body.expire();
   }
 }
 
@@ -203,7 +228,7 @@ function readBody(req: http.IncomingMessage, clock: BodyClock, onChunk: (chunk: 
     clock.unwatch(watch);
     onDone(err);
   };
-  const watch: BodyWatch = { progressed: true, idleTicks: 0, expire: () => finish(new BodyTimeoutError(clock.timeoutMs)) };
+  const watch: BodyWatch = { progressed: true, idleTicks: 0, at: -1, expire: () => finish(new BodyTimeoutError(clock.timeoutMs)) };
   clock.watch(watch);
   req.on('data', (chunk: Buffer) => {
     if (finished) return;

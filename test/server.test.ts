@@ -314,6 +314,31 @@ describe('examples/server.ts: chunk packing, the global budget, the body timeout
     });
   }
 
+  it('times out every stalled body while bodies around it finish and leave the clock', async () => {
+    running = await startServer({ port: 0, quotaBytes: 2 * MiB, bodyTimeoutMs: 1000 });
+    const first = randomBytes(1000);
+    const rest = randomBytes(1000);
+    const bodies = Array.from({ length: 6 }, () => idleClient(running.url, { 'content-length': 2000 }, first));
+    for (const c of bodies) clients.push(c.req);
+    const held = await waitFor(() => running.manager.getResourceMetrics().totals.handles === 6, 5000);
+    expect(held, 'six bodies wait, each holding one pooled buffer').to.equal(true);
+    // Three finish, one at a time: the first (the last one's place becomes its), then that
+    // last one, now in the first place, then the third. The clock's list closes up each time.
+    const finishing = [0, 5, 2];
+    for (const i of finishing) {
+      bodies[i].req.end(rest);
+      await bodies[i].reply;
+    }
+    const replies = await Promise.race([
+      Promise.all(bodies.map((c) => c.reply)),
+      new Promise<Reply[]>((_, reject) => setTimeout(() => reject(new Error('a body was never answered (lost by the body clock?)')), 5000)),
+    ]);
+    expect(replies.map((r) => r.status)).to.deep.equal([200, 408, 200, 408, 408, 200]);
+    for (const i of finishing) expect((JSON.parse(replies[i].body) as Digest).sha256, 'the whole body').to.equal(sha256([first, rest]));
+    const freed = await waitFor(() => running.manager.getResourceMetrics().totals.handles === 0, 5000);
+    expect(freed, 'every buffer freed').to.equal(true);
+  });
+
   it('a free that throws when a body times out (its manager closed meanwhile) neither stops the server nor escapes the timer', async () => {
     // A manager the server does not own, closed by its owner while a body waits: the 408 path's
     // deallocate throws ERR_MANAGER_CLOSED inside the body clock's tick. Escaping, it would be an

@@ -456,6 +456,8 @@ interface Machine {
   node: string;
   v8: string;
   nodeFlags: string[];
+  /** `GLIBC_TUNABLES` of this process, inherited by both servers (null: unset). */
+  glibcTunables: string | null;
   date: string;
   loadAverageStart: number[];
   loadAverageEnd: number[];
@@ -477,6 +479,7 @@ function machine(): Machine {
     node: process.version,
     v8: process.versions.v8,
     nodeFlags: process.execArgv,
+    glibcTunables: process.env.GLIBC_TUNABLES ?? null,
     date: new Date().toISOString(),
     loadAverageStart: os.loadavg(),
     loadAverageEnd: [],
@@ -663,6 +666,12 @@ function markdown(report: ServiceReport): string {
     ...(c.rates.length > 0
       ? [
           `**A paced run:** instead of autocannon, ${c.sizesBytes.map((size) => `${fmt(rateFor(c, size))} requests/s in all for ${fmtSize(size)} bodies`).join(', ')}, sent on a fixed schedule over keep-alive connections (\`--rate\`, bench/paced-load.ts). Both servers answer the same requests at the same pace, so CPU per request compares their work alone; requests/s shows whether a server kept up, and p99 is each request's time from its send.`,
+          '',
+        ]
+      : []),
+    ...(m.glibcTunables !== null
+      ? [
+          `**A control run:** both servers run with \`GLIBC_TUNABLES=${m.glibcTunables}\`, which changes how the C library's allocator keeps and returns memory (bench/METHOD.md, "Heap pages given back and faulted in again").`,
           '',
         ]
       : []),

@@ -169,7 +169,7 @@ export class ResourceManager extends EventEmitter implements IResourceManager, D
 
   /** The scope of an open channel. */
   channel(channelId: string): ChannelScope {
-    this.#engine.checkOpen('channel');
+    this.#engine.checkOpenHot('channel'); // a lookup: nothing in the lane to sync
     return scopeOf(this.#engine, this.#engine.openChannelState(channelId));
   }
 

@@ -687,7 +687,7 @@ describe(`revocable fast lane on unsafeImmediateReuse channels (transfer() ${HAS
     expect(mgr.getResourceMetrics().totals).to.deep.include({ handles: 0, bytesInUse: 0 });
   });
 
-  it("opening and closing one channel leaves the other channels' parked slots in the lane, and the close is exact", () => {
+  it("opening, looking up and closing one channel leave the other channels' parked slots in the lane, and the close is exact", () => {
     const a = mgr.openChannel('a');
     const b = mgr.openChannel('b');
     const v = mgr.openChannel('v', { access: 'view' });
@@ -700,9 +700,10 @@ describe(`revocable fast lane on unsafeImmediateReuse channels (transfer() ${HAS
     v.deallocate(v.allocate('buffer', 200)); // in v's
     mgr.openChannel('c').allocate('buffer', 100);
     const report = mgr.closeChannel('a');
+    expect(mgr.channel('b'), 'a lookup').to.not.equal(undefined);
     const hb = b.allocate('buffer', 900);
     const hv = v.allocate('buffer', 200);
-    expect(lane().allocations, "live, then b's and v's parked slots after another channel's open and close").to.equal(HAS_TRANSFER ? 3 : 1);
+    expect(lane().allocations, "live, then b's and v's parked slots after another channel's open and close and a lookup").to.equal(HAS_TRANSFER ? 3 : 1);
     // The close freed a's one live handle, under the id its holder has, and nothing parked.
     expect(report.count, 'a parked slot is not a handle').to.equal(1);
     expect(report.handles.map((x) => x.id)).to.deep.equal([live.id]);

@@ -152,8 +152,8 @@ export class Engine implements HandleOwner {
 
   /**
    * Every public operation starts here. It also makes the native side exact for what follows
-   * (the fast lane's sync), except for allocate, deallocate, openChannel and closeChannel: see
-   * {@link Engine.checkOpenHot}.
+   * (the fast lane's sync), except for allocate, deallocate, openChannel, closeChannel and the
+   * `channel` lookup: see {@link Engine.checkOpenHot}.
    */
   checkOpen(operation: string): void {
     this.checkOpenHot(operation);

@@ -160,8 +160,8 @@ const TICKS_PER_TIMEOUT = 4;
  * The watched bodies are a dense list (each knows its place; a leaving one's place takes the
  * last), not a `Set`: a Set that a body enters and leaves on every request rebuilds its hash
  * table every few hundred changes, and V8 allocates a long-lived Set's new table in the old
- * generation. Under load that was megabytes a second of old-generation garbage, which set off a
- * full collection every few hundred milliseconds (bench/METHOD.md, "The example's body clock").
+ * generation. Under load that is megabytes a second of old-generation garbage, which sets off
+ * a full collection every few hundred milliseconds (bench/METHOD.md, "The example's body clock").
  */
 class BodyClock {
   /** Watched bodies in [0, #count); the places past it hold nothing, and the list never shrinks. */

@@ -162,8 +162,9 @@ export class Engine implements HandleOwner {
 
   /**
    * checkOpen for allocate and deallocate, which sync the fast lane themselves when they go
-   * native, and for openChannel and closeChannel: a new channel has nothing in the lane, and a
-   * closing one syncs its own part ({@link Engine.closeChannel}).
+   * native, and for openChannel, closeChannel and the `channel` lookup: a new channel has
+   * nothing in the lane, a closing one syncs its own part ({@link Engine.closeChannel}), and a
+   * lookup observes nothing.
    */
   checkOpenHot(operation: string): void {
     if (this.#closed) throw new ManagerClosedError(operation);

@@ -13,6 +13,8 @@
  * @packageDocumentation
  */
 import Benchmark from 'benchmark';
+import { ResourceManager } from '../lib';
+import type { ResourceManagerOptions } from '../lib';
 import { median, relativeIqr } from './stats';
 
 /** Sample counts and time limits of one run mode (`--quick` or full). */
@@ -224,3 +226,19 @@ export function describeError(error: unknown): string {
  * (printed at the end of the run) and no engine can drop the work.
  */
 export const sink = { value: 0 };
+
+/**
+ * A manager made with one of the diagnostic switches of README "Access modes" set
+ * (`ISOPOOL_REVOCATION=detach` or `ISOPOOL_FASTLANE=off`), which a manager reads once, when it is
+ * made; the environment is restored after.
+ */
+export function managerWith(variable: 'ISOPOOL_REVOCATION' | 'ISOPOOL_FASTLANE', value: string, options?: ResourceManagerOptions): ResourceManager {
+  const saved = process.env[variable];
+  process.env[variable] = value;
+  try {
+    return new ResourceManager(options);
+  } finally {
+    if (saved === undefined) delete process.env[variable];
+    else process.env[variable] = saved;
+  }
+}

@@ -4,7 +4,9 @@
  * the `bench/results.json` raw data.
  * @packageDocumentation
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import type { BenchConfig, CandidateResult } from './harness';
 import { medianRatio } from './harness';
 import type { AccessMode, LeakDetectionMode } from '../lib';
@@ -519,4 +521,13 @@ export function parseResultsJson(text: string): BenchReport {
 /** JSON with non-finite numbers as strings ("NaN", "Infinity"), which JSON itself cannot carry. */
 export function resultsJson(report: BenchReport): string {
   return `${JSON.stringify(report, (_key, value: unknown) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), 2)}\n`;
+}
+
+/**
+ * Writes `text` to bench/`name` of the source tree (this file runs from build/ts/bench), or to
+ * ./bench/`name` when there is no such tree.
+ */
+export function writeBenchFile(name: string, text: string): void {
+  const out = path.resolve(__dirname, '..', '..', '..', 'bench', name);
+  fs.writeFileSync(fs.existsSync(path.dirname(out)) ? out : path.resolve('bench', name), text);
 }

@@ -22,7 +22,7 @@
  */
 import { ResourceManager } from '../lib';
 import type { ChannelScope, ResourceHandle } from '../lib';
-import { describeError, endJob, medianRatio, runInterleaved, sink } from './harness';
+import { describeError, endJob, managerWith, medianRatio, runInterleaved, sink } from './harness';
 import type { BenchConfig, Candidate, CandidateResult, Logger } from './harness';
 import { JsBufferPool, JsHandlePool } from './js-pool';
 import type { JsPoolChannel } from './js-pool';
@@ -50,20 +50,6 @@ export const CANDIDATES = {
 /** Whether revocable buffers can be revoked by transfer() here (then both methods are measured). */
 const HAS_TRANSFER = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
 
-/**
- * A manager created with one of the diagnostic switches of README "Access modes" set:
- * ISOPOOL_REVOCATION=detach or ISOPOOL_FASTLANE=off.
- */
-function managerWith(variable: 'ISOPOOL_REVOCATION' | 'ISOPOOL_FASTLANE', value: string): ResourceManager {
-  const saved = process.env[variable];
-  process.env[variable] = value;
-  try {
-    return new ResourceManager({ leakDetection: 'off' });
-  } finally {
-    if (saved === undefined) delete process.env[variable];
-    else process.env[variable] = saved;
-  }
-}
 
 export const BASELINES = {
   allocUnsafe: 'Buffer.allocUnsafe',
@@ -332,8 +318,8 @@ function jsHandles(bytes: number): { readonly pool: JsHandlePool; readonly chann
 
 export async function runRoundTrips(config: BenchConfig, log: Logger): Promise<RoundTripResult> {
   const manager = new ResourceManager({ leakDetection: 'off' });
-  const detachMgr = HAS_TRANSFER ? managerWith('ISOPOOL_REVOCATION', 'detach') : null;
-  const noLaneMgr = managerWith('ISOPOOL_FASTLANE', 'off');
+  const detachMgr = HAS_TRANSFER ? managerWith('ISOPOOL_REVOCATION', 'detach', { leakDetection: 'off' }) : null;
+  const noLaneMgr = managerWith('ISOPOOL_FASTLANE', 'off', { leakDetection: 'off' });
   const sizes: RoundTripSizeResult[] = [];
   const checks: string[] = [];
   const findings: string[] = [];

@@ -16,12 +16,10 @@
  *   node build/ts/bench/threads.js [--quick] [--no-write]
  * @packageDocumentation
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { ResourceManager } from '../lib';
 import type { ChannelScope } from '../lib';
-import { machineInfo, table } from './report';
+import { machineInfo, table, writeBenchFile } from './report';
 import { median } from './stats';
 
 type Kind = 'private' | 'private-nolane' | 'shared' | 'calibration';
@@ -284,8 +282,7 @@ async function main(): Promise<void> {
   ].join('\n');
   process.stdout.write(`${table(['ratio', 'goal', 'measured'], goals)}\n\n${table(['manager, channel access', '1 worker', '2 workers', '2 / 1'], rows)}\n`);
   if (!argv.includes('--no-write')) {
-    const out = path.resolve(__dirname, '..', '..', '..', 'bench', 'THREADS.md');
-    fs.writeFileSync(fs.existsSync(path.dirname(out)) ? out : path.resolve('bench', 'THREADS.md'), md);
+    writeBenchFile('THREADS.md', md);
   }
 }
 

@@ -12,13 +12,15 @@
  * Usage: node build/ts/bench/service.js [--quick] [--duration=S] [--warmup=S] [--rounds=N]
  *          [--sizes=1,16,256 (KiB)] [--connections=10,50,200] [--profile=S (0: none)]
  *          [--profile-connections=50] [--profile-size=1 (KiB)] [--plain-busy-us=N]
- *          [--rate=R (requests/s, or R1,R2,... one per size)] [--out=DIR] [--no-write]
+ *          [--rate=R (requests/s, or R1,R2,... one per size)] [--server-flags="--flag ..."]
+ *          [--out=DIR] [--no-write]
  * `--quick` (about a minute) only prints, unless `--out` is given. `--plain-busy-us=N` is a control:
  * the plain server spends N µs of CPU per answered body in a busy loop, to see what a fixed extra
  * cost per request turns into on this machine (write it with `--out` elsewhere than bench/).
  * `--rate` replaces autocannon with a paced load (bench/paced-load.ts) of that many requests a
  * second in all, so both servers answer the same requests at the same pace and CPU per request
  * compares their work alone; without it each connection sends its next request on the answer.
+ * `--server-flags` is a control: both server processes start with those Node/V8 flags.
  * @packageDocumentation
  */
 import autocannon from 'autocannon';
@@ -68,6 +70,8 @@ interface Config {
   readonly plainBusyUs: number;
   /** Paced load: requests per second in all, per body size (`sizesBytes` order); empty: autocannon. */
   readonly rates: readonly number[];
+  /** A control: Node/V8 flags both server processes start with (empty: none, the real comparison). */
+  readonly serverFlags: readonly string[];
 }
 
 const FULL: Config = {
@@ -85,6 +89,7 @@ const FULL: Config = {
   profileIntervalUs: 250,
   plainBusyUs: 0,
   rates: [],
+  serverFlags: [],
 };
 
 const QUICK: Config = { ...FULL, mode: 'quick', durationS: 0.6, warmupS: 0.2, firstWarmupS: 0.3, profileS: 0 };
@@ -102,7 +107,9 @@ function parseArgs(argv: readonly string[]): Args {
   let write: boolean | undefined;
   const list = (text: string): number[] => text.split(',').filter((s) => s !== '').map(Number);
   for (const arg of argv) {
-    const [flag, value = ''] = arg.split('=', 2) as [string, string | undefined];
+    const at = arg.indexOf('=');
+    const flag = at < 0 ? arg : arg.slice(0, at);
+    const value = at < 0 ? '' : arg.slice(at + 1);
     if (arg === '--quick') config = QUICK;
     else if (flag === '--duration') overrides.durationS = Number(value);
     else if (flag === '--warmup') overrides.warmupS = Number(value);
@@ -114,6 +121,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (flag === '--profile-size') overrides.profileSizeBytes = Number(value) * KiB;
     else if (flag === '--plain-busy-us') overrides.plainBusyUs = Number(value);
     else if (flag === '--rate') overrides.rates = list(value);
+    else if (flag === '--server-flags') overrides.serverFlags = value.split(' ').filter((s) => s !== '');
     else if (flag === '--out') outDir = path.resolve(value);
     else if (arg === '--no-write') write = false;
     else throw new Error(`unknown argument ${JSON.stringify(arg)}; see the usage in bench/service.ts`);
@@ -129,6 +137,7 @@ function parseArgs(argv: readonly string[]): Args {
     config.connections.length === 0 ||
     (config.rates.length > 1 && config.rates.length !== config.sizesBytes.length) ||
     config.rates.some((n) => !(Number.isInteger(n) && n > 0)) ||
+    config.serverFlags.some((f) => !f.startsWith('--')) ||
     [...config.sizesBytes, ...config.connections, config.profileConnections, config.profileSizeBytes].some((n) => !(Number.isInteger(n) && n > 0));
   if (bad) throw new Error(`bad settings: ${JSON.stringify(config)}`);
   return { config, outDir, write: write ?? (outDir !== null || config.mode === 'full') };
@@ -173,7 +182,7 @@ class ServerProcess {
   static start(kind: ServerKind, config: Config, execArgv: string[] = []): Promise<ServerProcess> {
     const args = [kind, String(config.quotaBytes), String(kind === 'plain' ? config.plainBusyUs : 0)];
     const child = fork(path.join(__dirname, 'service-child.js'), args, {
-      execArgv,
+      execArgv: [...config.serverFlags, ...execArgv],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     return new Promise((resolve, reject) => {
@@ -672,6 +681,12 @@ function markdown(report: ServiceReport): string {
     ...(m.glibcTunables !== null
       ? [
           `**A control run:** both servers run with \`GLIBC_TUNABLES=${m.glibcTunables}\`, which changes how the C library's allocator keeps and returns memory (bench/METHOD.md, "Heap pages given back and faulted in again").`,
+          '',
+        ]
+      : []),
+    ...(c.serverFlags.length > 0
+      ? [
+          `**A control run:** both server processes start with \`${c.serverFlags.join(' ')}\` (\`--server-flags\`), which changes how V8 collects garbage (bench/METHOD.md, "Full collections set off by body buffers").`,
           '',
         ]
       : []),

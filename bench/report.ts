@@ -307,8 +307,8 @@ export function markdownReport(report: BenchReport, optimisations?: string): str
     '  cycle, which a benchmark.js mean is not), and then medianed over rounds. Below 1 means the candidate is faster.',
     '  "± rounds" is the interquartile range of the rounds\' sample medians divided by their median.',
     "- benchmark.js runs with `async: true`: each cycle is its own macrotask, so the job ends between cycles as in a server.",
-    '  (Earlier versions of isopool made a `WeakRef` per allocation, which kept every revoked ArrayBuffer alive until the',
-    '  job ended; "Heap kept by a synchronous loop" below checks that this no longer happens.)',
+    '  A `WeakRef` made per allocation would keep every revoked ArrayBuffer alive until the job ended; "Heap kept by a',
+    '  synchronous loop" below checks that allocations in one synchronous loop leave no such heap behind.',
     '- Round r starts with candidate r mod k, so no candidate is always measured first or last.',
     report.gcBetweenRuns
       ? "- A full GC (`--expose-gc`) runs before each benchmark.js run, outside the timing, so one candidate's garbage is not\n  collected on the next one's clock; GC caused by a candidate during its own run stays in its time."

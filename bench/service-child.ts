@@ -1,6 +1,8 @@
 /**
  * One server of `npm run bench:service`, in its own process so that its CPU time is its own:
- * `node service-child.js isopool|plain QUOTA_BYTES [PLAIN_BUSY_US]`, forked with an IPC channel.
+ * `node service-child.js isopool|plain QUOTA_BYTES [PLAIN_BUSY_US] [ACCESS]`, forked with an IPC channel.
+ * ACCESS (`revocable`, the default, or `view`) is a control: the access mode of the isopool
+ * server's channels, set as its manager's `channelDefaults.access`.
  *
  * Messages: the child sends `{ type: 'ready', url }` once listening. It answers
  * `{ type: 'usage' }` with `{ type: 'usage', cpuMicros, rssBytes, monoMicros }` (`process.cpuUsage()`
@@ -11,6 +13,7 @@
  * @packageDocumentation
  */
 import { startServer } from '../examples/server';
+import { ResourceManager } from '../lib';
 import { startPlainServer } from './plain-server';
 
 /** A message from the parent. */
@@ -35,11 +38,14 @@ export type ChildReply =
   | { type: 'failed'; error: string };
 
 async function main(): Promise<void> {
-  const [kind, quota, busy = '0'] = process.argv.slice(2);
+  const [kind, quota, busy = '0', access = 'revocable'] = process.argv.slice(2);
   const quotaBytes = Number(quota);
   if (!(quotaBytes > 0)) throw new Error(`usage: service-child.js isopool|plain QUOTA_BYTES`);
   if (kind !== 'isopool' && kind !== 'plain') throw new Error(`unknown server ${JSON.stringify(kind)}: isopool or plain`);
-  const isopool = kind === 'isopool' ? await startServer({ port: 0, host: '127.0.0.1', quotaBytes }) : null;
+  if (access !== 'revocable' && access !== 'view') throw new Error(`unknown access ${JSON.stringify(access)}: revocable or view`);
+  // The example's own manager and budget, with view channels by default (the example sets no access).
+  const viewManager = kind === 'isopool' && access === 'view' ? new ResourceManager({ autoOpenChannels: false, channelDefaults: { access: 'view' } }) : undefined;
+  const isopool = kind === 'isopool' ? await startServer({ port: 0, host: '127.0.0.1', quotaBytes, ...(viewManager === undefined ? {} : { manager: viewManager, globalBytes: 256 * 1024 * 1024 }) }) : null;
   const running = isopool ?? (await startPlainServer({ port: 0, host: '127.0.0.1', quotaBytes, busyMicros: Number(busy) }));
   const stats = (): PoolStats | null => {
     if (isopool === null) return null;
@@ -59,6 +65,12 @@ async function main(): Promise<void> {
   const send = (reply: ChildReply): void => {
     process.send?.(reply);
   };
+  const stop = (): void => {
+    void running.close().then(() => {
+      viewManager?.close();
+      process.exit(0);
+    });
+  };
   process.on('message', (message: ChildRequest) => {
     if (message.type === 'usage') {
       const cpu = process.cpuUsage();
@@ -66,11 +78,11 @@ async function main(): Promise<void> {
     } else if (message.type === 'stats') {
       send({ type: 'stats', stats: stats() });
     } else if (message.type === 'stop') {
-      void running.close().then(() => process.exit(0));
+      stop();
     }
   });
   // The parent went away: stop too.
-  process.on('disconnect', () => void running.close().then(() => process.exit(0)));
+  process.on('disconnect', stop);
   send({ type: 'ready', url: running.url });
 }
 

@@ -13,7 +13,7 @@
  *          [--sizes=1,16,256 (KiB)] [--connections=10,50,200] [--profile=S (0: none)]
  *          [--profile-connections=50] [--profile-size=1 (KiB)] [--plain-busy-us=N]
  *          [--rate=R (requests/s, or R1,R2,... one per size)] [--server-flags="--flag ..."]
- *          [--out=DIR] [--no-write]
+ *          [--isopool-access=revocable|view] [--out=DIR] [--no-write]
  * `--quick` (about a minute) only prints, unless `--out` is given. `--plain-busy-us=N` is a control:
  * the plain server spends N µs of CPU per answered body in a busy loop, to see what a fixed extra
  * cost per request turns into on this machine (write it with `--out` elsewhere than bench/).
@@ -21,6 +21,7 @@
  * second in all, so both servers answer the same requests at the same pace and CPU per request
  * compares their work alone; without it each connection sends its next request on the answer.
  * `--server-flags` is a control: both server processes start with those Node/V8 flags.
+ * `--isopool-access=view` is a control: the isopool server's channels are view channels.
  * @packageDocumentation
  */
 import autocannon from 'autocannon';
@@ -72,6 +73,8 @@ interface Config {
   readonly rates: readonly number[];
   /** A control: Node/V8 flags both server processes start with (empty: none, the real comparison). */
   readonly serverFlags: readonly string[];
+  /** A control: the access mode of the isopool server's channels ('revocable': the example as it is). */
+  readonly isopoolAccess: 'revocable' | 'view';
 }
 
 const FULL: Config = {
@@ -90,6 +93,7 @@ const FULL: Config = {
   plainBusyUs: 0,
   rates: [],
   serverFlags: [],
+  isopoolAccess: 'revocable',
 };
 
 const QUICK: Config = { ...FULL, mode: 'quick', durationS: 0.6, warmupS: 0.2, firstWarmupS: 0.3, profileS: 0 };
@@ -122,6 +126,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (flag === '--plain-busy-us') overrides.plainBusyUs = Number(value);
     else if (flag === '--rate') overrides.rates = list(value);
     else if (flag === '--server-flags') overrides.serverFlags = value.split(' ').filter((s) => s !== '');
+    else if (flag === '--isopool-access') overrides.isopoolAccess = value;
     else if (flag === '--out') outDir = path.resolve(value);
     else if (arg === '--no-write') write = false;
     else throw new Error(`unknown argument ${JSON.stringify(arg)}; see the usage in bench/service.ts`);
@@ -138,6 +143,7 @@ function parseArgs(argv: readonly string[]): Args {
     (config.rates.length > 1 && config.rates.length !== config.sizesBytes.length) ||
     config.rates.some((n) => !(Number.isInteger(n) && n > 0)) ||
     config.serverFlags.some((f) => !f.startsWith('--')) ||
+    (config.isopoolAccess !== 'revocable' && config.isopoolAccess !== 'view') ||
     [...config.sizesBytes, ...config.connections, config.profileConnections, config.profileSizeBytes].some((n) => !(Number.isInteger(n) && n > 0));
   if (bad) throw new Error(`bad settings: ${JSON.stringify(config)}`);
   return { config, outDir, write: write ?? (outDir !== null || config.mode === 'full') };
@@ -180,7 +186,7 @@ class ServerProcess {
   }
 
   static start(kind: ServerKind, config: Config, execArgv: string[] = []): Promise<ServerProcess> {
-    const args = [kind, String(config.quotaBytes), String(kind === 'plain' ? config.plainBusyUs : 0)];
+    const args = [kind, String(config.quotaBytes), String(kind === 'plain' ? config.plainBusyUs : 0), kind === 'isopool' ? config.isopoolAccess : 'revocable'];
     const child = fork(path.join(__dirname, 'service-child.js'), args, {
       execArgv: [...config.serverFlags, ...execArgv],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -687,6 +693,12 @@ function markdown(report: ServiceReport): string {
     ...(c.serverFlags.length > 0
       ? [
           `**A control run:** both server processes start with \`${c.serverFlags.join(' ')}\` (\`--server-flags\`), which changes how V8 collects garbage (bench/METHOD.md, "Full collections set off by body buffers").`,
+          '',
+        ]
+      : []),
+    ...(c.isopoolAccess === 'view'
+      ? [
+          "**A control run:** the isopool server's channels are view channels (`--isopool-access=view`): no buffer is revoked at its free, and a view kept after it could read a later body of another connection (README, \"Access modes and their risks\"). Set beside a run of the example as it is, it shows what revoking each body costs.",
           '',
         ]
       : []),

@@ -12,7 +12,7 @@
  * closing the server and exiting (which writes a `--cpu-prof` profile).
  * @packageDocumentation
  */
-import { startServer } from '../examples/server';
+import { DEFAULT_GLOBAL_BYTES, startServer } from '../examples/server';
 import { ResourceManager } from '../lib';
 import { startPlainServer } from './plain-server';
 
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   if (access !== 'revocable' && access !== 'view') throw new Error(`unknown access ${JSON.stringify(access)}: revocable or view`);
   // The example's own manager and budget, with view channels by default (the example sets no access).
   const viewManager = kind === 'isopool' && access === 'view' ? new ResourceManager({ autoOpenChannels: false, channelDefaults: { access: 'view' } }) : undefined;
-  const isopool = kind === 'isopool' ? await startServer({ port: 0, host: '127.0.0.1', quotaBytes, ...(viewManager === undefined ? {} : { manager: viewManager, globalBytes: 256 * 1024 * 1024 }) }) : null;
+  const isopool = kind === 'isopool' ? await startServer({ port: 0, host: '127.0.0.1', quotaBytes, ...(viewManager === undefined ? {} : { manager: viewManager, globalBytes: DEFAULT_GLOBAL_BYTES }) }) : null;
   const running = isopool ?? (await startPlainServer({ port: 0, host: '127.0.0.1', quotaBytes, busyMicros: Number(busy) }));
   const stats = (): PoolStats | null => {
     if (isopool === null) return null;

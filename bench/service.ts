@@ -186,7 +186,7 @@ class ServerProcess {
   }
 
   static start(kind: ServerKind, config: Config, execArgv: string[] = []): Promise<ServerProcess> {
-    const args = [kind, String(config.quotaBytes), String(kind === 'plain' ? config.plainBusyUs : 0), kind === 'isopool' ? config.isopoolAccess : 'revocable'];
+    const args = [kind, String(config.quotaBytes), String(kind === 'plain' ? config.plainBusyUs : 0), config.isopoolAccess];
     const child = fork(path.join(__dirname, 'service-child.js'), args, {
       execArgv: [...config.serverFlags, ...execArgv],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

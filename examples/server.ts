@@ -93,6 +93,9 @@ interface BodyPolicy {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
+/** The server's budget over all connections when it makes its own manager (`globalBytes`). */
+export const DEFAULT_GLOBAL_BYTES = 256 * MiB;
+
 /** A body that made no progress for `bodyTimeoutMs`. */
 class BodyTimeoutError extends Error {
   constructor(readonly ms: number) {
@@ -342,7 +345,7 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const { port = 0, host = '127.0.0.1', quotaBytes = 4 * MiB, maxChannels = 100, bodyTimeoutMs = 10_000, chunkSlotBytes = 64 * KiB } = options;
   const ownsManager = options.manager === undefined;
   const manager = options.manager ?? new ResourceManager({ autoOpenChannels: false });
-  const globalBytes = options.globalBytes ?? (ownsManager ? 256 * MiB : undefined);
+  const globalBytes = options.globalBytes ?? (ownsManager ? DEFAULT_GLOBAL_BYTES : undefined);
   if (globalBytes !== undefined) manager.setResourceLimits('buffer', { maxBytes: globalBytes });
   const policy: BodyPolicy = { quotaBytes, chunkSlotBytes };
   const clock = new BodyClock(bodyTimeoutMs);
@@ -435,7 +438,7 @@ function argValue(name: string): string | undefined {
 if (require.main === module) {
   const port = Number(argValue('--port') ?? process.env.PORT ?? 8080);
   const quotaBytes = Number(argValue('--quota-bytes') ?? 4 * MiB);
-  const globalBytes = Number(argValue('--global-bytes') ?? 256 * MiB);
+  const globalBytes = Number(argValue('--global-bytes') ?? DEFAULT_GLOBAL_BYTES);
   const bodyTimeoutMs = Number(argValue('--body-timeout-ms') ?? 10_000);
   startServer({ port, quotaBytes, globalBytes, bodyTimeoutMs }).then(
     (running) => {
